@@ -1,0 +1,129 @@
+/**
+ * lockspace benchmark (issue 3): lockspace and its baselines measured in one process run.
+ * usage: npm run bench -- [--quick] [--json]
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { baselineCases } from './baselines';
+import { ContentionResult, runContention } from './contention';
+import { compileFloor, floorCases } from './floor';
+import { HandoffResult, runHandoff } from './handoff';
+import { loadLockspace, LockspaceModule } from './lockspace';
+import { lockspaceCases } from './lockspace-cases';
+import { Case, CaseResult, runCases } from './measure';
+import { BenchOptions, parseOptions } from './options';
+import { renderReport } from './report';
+import { runScale } from './scale';
+import type { ScaleResult } from './scale-child';
+import { checkTargets, TargetCheck } from './targets';
+
+export interface Machine {
+  cpus: number;
+  cpuModel: string;
+  memoryGiB: number;
+  kernel: string;
+  node: string;
+  fsType: string;
+}
+
+export interface BenchResults {
+  machine: Machine;
+  options: BenchOptions;
+  cases: CaseResult[];
+  scale?: ScaleResult & { launcher: string };
+  contention?: ContentionResult;
+  handoff?: HandoffResult;
+  targets: TargetCheck[];
+  notes: string[];
+}
+
+const FS_MAGIC: Record<number, string> = {
+  0xef53: 'ext4',
+  0x01021994: 'tmpfs',
+  0x794c7630: 'overlayfs',
+  0x58465342: 'xfs',
+  0x9123683e: 'btrfs',
+  0x6969: 'nfs',
+  0x65735546: 'fuse',
+};
+
+function describeMachine(dir: string): Machine {
+  const type = fs.statfsSync(dir).type;
+  return {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown',
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    kernel: os.release(),
+    node: process.version,
+    fsType: FS_MAGIC[type] ?? `0x${type.toString(16)}`,
+  };
+}
+
+const progress = (message: string) => process.stderr.write(`[bench] ${message}\n`);
+
+/** A fresh sub-directory of the run's temp dir, one per part so no two parts share a file. */
+function subdir(root: string, name: string): string {
+  const dir = path.join(root, name);
+  fs.mkdirSync(dir, { mode: 0o700 });
+  return dir;
+}
+
+/** Runs one lockspace part; a failure becomes a note so the rest of the report still prints. */
+async function part<T>(title: string, notes: string[], run: () => Promise<T>): Promise<T | undefined> {
+  progress(title);
+  try {
+    return await run();
+  } catch (e) {
+    notes.push(`${title} failed: ${(e as Error).stack ?? e}`);
+    return undefined;
+  }
+}
+
+function perOpCases(root: string, lockspace: LockspaceModule | undefined, notes: string[]): Case[] {
+  const floorDir = subdir(root, 'floor');
+  const baselines = baselineCases(subdir(root, 'baselines'));
+  notes.push(...baselines.notes);
+  const ours = lockspace ? lockspaceCases(lockspace, subdir(root, 'lockspace')) : [];
+  return [...floorCases(compileFloor(root), floorDir), ...baselines.cases, ...ours];
+}
+
+async function measure(options: BenchOptions, root: string): Promise<BenchResults> {
+  const notes: string[] = [];
+  const loaded = loadLockspace();
+  const lockspace = typeof loaded === 'string' ? undefined : loaded;
+  if (typeof loaded === 'string') notes.push(`${loaded}: baselines only`);
+
+  const cases = await runCases(perOpCases(root, lockspace, notes), options.reps, options.sampleMs, progress);
+  const results: BenchResults = { machine: describeMachine(root), options, cases, targets: [], notes };
+  if (lockspace) {
+    const { reps, sampleMs } = options;
+    results.scale = await part('scale', notes, () =>
+      runScale({ dir: subdir(root, 'scale'), levels: options.scaleLevels, reps, sampleMs }),
+    );
+    results.contention = await part('contention', notes, () =>
+      runContention(lockspace, subdir(root, 'contention'), reps, options.contentionMs),
+    );
+    results.handoff = await part('hand-off', notes, () => runHandoff(lockspace, subdir(root, 'handoff'), options));
+  }
+  results.targets = checkTargets(results);
+  return results;
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lockspace-bench-'));
+  const started = Date.now();
+  try {
+    const results = await measure(options, root);
+    progress(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    process.stdout.write(options.json ? `${JSON.stringify(results, null, 2)}\n` : renderReport(results));
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench: ${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});

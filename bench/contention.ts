@@ -1,0 +1,113 @@
+/**
+ * Figure 5, contention: N worker threads hammer a set of resources with a random exclusive/shared mix;
+ * total throughput is compared with the same loop in one worker, in interleaved samples.
+ */
+import { once } from 'events';
+import * as path from 'path';
+import { Worker } from 'worker_threads';
+import { nowNs } from './clock';
+import { LockspaceModule } from './lockspace';
+import { Summary, summarize } from './stats';
+
+export interface ContentionWorkerData {
+  dir: string;
+  resources: number;
+  exclusiveShare: number;
+  criticalSpins: number;
+  counters: SharedArrayBuffer;
+}
+
+export interface RunCommand {
+  /** process.hrtime.bigint() at which every worker starts, as a string. */
+  startAt: string;
+  durationMs: number;
+}
+
+export interface RunReport {
+  ops: number;
+  violations: number;
+  endAt: string;
+}
+
+export interface ContentionResult {
+  threads: number;
+  resources: number;
+  exclusiveShare: number;
+  /** ops/s of all threads together. */
+  manyThreads: Summary;
+  oneThread: Summary;
+  ratio: number;
+  violations: number;
+}
+
+const THREADS = 8;
+const RESOURCES = 64;
+const START_DELAY_MS = 20;
+
+async function startWorkers(count: number, data: ContentionWorkerData): Promise<Worker[]> {
+  const script = path.join(__dirname, 'contention-worker.js');
+  return Promise.all(
+    Array.from({ length: count }, async () => {
+      const worker = new Worker(script, { workerData: data });
+      const [message] = await once(worker, 'message');
+      if (message !== 'ready') throw new Error(`contention worker: ${String(message)}`);
+      return worker;
+    }),
+  );
+}
+
+/** One sample: all workers start together; returns total ops/s over the wall time and violations. */
+async function sample(workers: Worker[], durationMs: number): Promise<{ opsPerSec: number; violations: number }> {
+  const startAt = nowNs() + BigInt(START_DELAY_MS * 1e6);
+  const reports = await Promise.all(
+    workers.map(async (worker) => {
+      worker.postMessage({ startAt: String(startAt), durationMs } satisfies RunCommand);
+      const [report] = await once(worker, 'message');
+      return report as RunReport;
+    }),
+  );
+  const end = reports.reduce((max, r) => (BigInt(r.endAt) > max ? BigInt(r.endAt) : max), startAt);
+  const ops = reports.reduce((sum, r) => sum + r.ops, 0);
+  return { opsPerSec: ops / (Number(end - startAt) / 1e9), violations: reports.reduce((s, r) => s + r.violations, 0) };
+}
+
+export async function runContention(
+  lockspace: LockspaceModule,
+  dir: string,
+  reps: number,
+  durationMs: number,
+): Promise<ContentionResult> {
+  const ls = lockspace.LockSpace.open(dir);
+  for (let i = 0; i < RESOURCES; i++) ls.createSync(`c${i}`);
+  const data: ContentionWorkerData = {
+    dir,
+    resources: RESOURCES,
+    exclusiveShare: 0.5,
+    criticalSpins: 64,
+    counters: new SharedArrayBuffer(4 * RESOURCES),
+  };
+  const many = await startWorkers(THREADS, data);
+  const one = await startWorkers(1, data);
+  const manySamples: number[] = [];
+  const oneSamples: number[] = [];
+  let violations = 0;
+  for (let rep = 0; rep < reps; rep++) {
+    for (const [workers, samples] of [[many, manySamples], [one, oneSamples]] as const) {
+      const s = await sample(workers, durationMs);
+      samples.push(s.opsPerSec);
+      violations += s.violations;
+    }
+  }
+  await Promise.all([...many, ...one].map((w) => w.terminate()));
+  const manyThreads = summarize(manySamples);
+  const oneThread = summarize(oneSamples);
+  return {
+    threads: THREADS,
+    resources: RESOURCES,
+    exclusiveShare: data.exclusiveShare,
+    manyThreads,
+    oneThread,
+    ratio: manyThreads.median / oneThread.median,
+    violations,
+  };
+}

@@ -1,0 +1,39 @@
+/** Command line of `npm run bench -- [--quick] [--json]` and the effort each mode spends. */
+
+export interface BenchOptions {
+  quick: boolean;
+  json: boolean;
+  /** Repetitions of every measure; the median is reported. */
+  reps: number;
+  /** Target wall time of one sample of a per-op case. */
+  sampleMs: number;
+  /** Wall time of one contention sample. */
+  contentionMs: number;
+  handoffRounds: number;
+  crossProcessRounds: number;
+  /** How long the other process holds the lock while we measure the waiter's CPU time. */
+  idleWaitMs: number;
+  idleWaitRounds: number;
+  scaleLevels: number[];
+}
+
+const USAGE = 'usage: npm run bench -- [--quick] [--json]';
+
+export function parseOptions(argv: readonly string[]): BenchOptions {
+  for (const arg of argv) {
+    if (arg !== '--quick' && arg !== '--json') throw new Error(`unknown argument ${arg}\n${USAGE}`);
+  }
+  const quick = argv.includes('--quick');
+  return {
+    quick,
+    json: argv.includes('--json'),
+    reps: quick ? 5 : 9,
+    sampleMs: quick ? 40 : 200,
+    contentionMs: quick ? 250 : 1000,
+    handoffRounds: quick ? 1000 : 5000,
+    crossProcessRounds: quick ? 200 : 1000,
+    idleWaitMs: quick ? 200 : 500,
+    idleWaitRounds: quick ? 2 : 5,
+    scaleLevels: [10, 10_000, 50_000],
+  };
+}

@@ -1,0 +1,102 @@
+/** The human-readable report: aligned text tables. */
+import type { BenchResults } from './bench';
+import type { CaseResult } from './measure';
+import type { TargetCheck } from './targets';
+
+const FLOOR_ID = 'floor:open-lock-close';
+const PROMISES_ID = 'node:promises';
+
+function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ').trimEnd();
+  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+export function fmt(value: number, digits = 0): string {
+  return Number.isFinite(value)
+    ? value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+    : 'n/a';
+}
+
+function caseTable(cases: CaseResult[]): string {
+  const baseline = (id: string) => cases.find((c) => c.id === id)?.nsPerOp.median ?? NaN;
+  const floor = baseline(FLOOR_ID);
+  const promises = baseline(PROMISES_ID);
+  const rows = cases.map((c) => [
+    c.label,
+    fmt(c.nsPerOp.median),
+    fmt(c.nsPerOp.min),
+    fmt(1e9 / c.nsPerOp.median),
+    `${fmt(c.nsPerOp.median / floor, 2)}x`,
+    `${fmt(c.nsPerOp.median / promises, 2)}x`,
+  ]);
+  return table(['case', 'median ns/op', 'min ns/op', 'ops/s', 'x C floor', 'x fs.promises'], rows);
+}
+
+function scaleSection(r: BenchResults): string[] {
+  const s = r.scale;
+  if (!s) return [];
+  const rows = s.levels.map((l) => [fmt(l.held), fmt(l.cycleNs.median), fmt(l.cycleNs.min), fmt(l.bulkAcquireNs)]);
+  const mem = s.memory;
+  return [
+    `Scale (RLIMIT_NOFILE soft ${fmt(s.nofile.soft)} / hard ${fmt(s.nofile.hard)}, via ${s.launcher})` +
+      (s.skipped.length ? `; not reachable: ${s.skipped.map((n) => fmt(n)).join(', ')} held` : ''),
+    table(['held', 'cycle median ns', 'cycle min ns', 'bulk acquire ns/op'], rows),
+    `bulk release: ${fmt(s.bulkReleaseNs)} ns/op`,
+    mem
+      ? `memory per held lock over ${fmt(mem.locks)} locks: ${fmt(mem.bytes)} B (${mem.method}; RSS ${fmt(mem.rssBytes)} B, V8 heap ${fmt(mem.v8HeapBytes)} B)`
+      : 'memory per held lock: n/a',
+  ];
+}
+
+function contentionSection(r: BenchResults): string[] {
+  const c = r.contention;
+  if (!c) return [];
+  return [
+    `Contention: ${c.threads} threads on ${c.resources} resources, ${fmt(c.exclusiveShare * 100)}% exclusive, await acquire(wait: true)`,
+    `  ${c.threads} threads: ${fmt(c.manyThreads.median)} ops/s (min ${fmt(c.manyThreads.min)}); ` +
+      `1 thread: ${fmt(c.oneThread.median)} ops/s (min ${fmt(c.oneThread.min)}); ratio ${fmt(c.ratio, 2)}x; violations ${c.violations}`,
+  ];
+}
+
+function handoffSection(r: BenchResults): string[] {
+  const h = r.handoff;
+  if (!h) return [];
+  const row = (label: string, l: typeof h.threads) => [label, fmt(l.rounds), fmt(l.p50Us, 1), fmt(l.p99Us, 1), fmt(l.maxUs, 1)];
+  return [
+    'Hand-off latency, release -> acquisition by a waiter (wait: true)',
+    table(['between', 'rounds', 'p50 µs', 'p99 µs', 'max µs'], [row('worker threads', h.threads), row('processes', h.processes)]),
+    `waiting process CPU: ${fmt(h.idleWait.cpuMs, 2)} ms over ${fmt(h.idleWait.wallMs)} ms of waiting ` +
+      `(${fmt(h.idleWait.cpuShare * 100, 2)}%, ${h.idleWait.waits} waits)`,
+  ];
+}
+
+function targetValue(t: TargetCheck): string {
+  if (t.unit === 'x') return `${fmt(t.value, 2)}x`;
+  if (t.unit === 'µs') return `${fmt(t.value, 1)} µs`;
+  if (t.unit === 'B') return `${fmt(t.value)} B`;
+  return Number.isInteger(t.value) ? String(t.value) : fmt(t.value, 4);
+}
+
+function targetTable(targets: TargetCheck[]): string {
+  const rows = targets.map((t) => [String(t.figure), t.target, targetValue(t), t.pass ? 'PASS' : 'MISS', t.note ?? '']);
+  return table(['#', 'target', 'measured', 'result', 'note'], rows);
+}
+
+export function renderReport(r: BenchResults): string {
+  const m = r.machine;
+  const sections = [
+    [
+      `lockspace bench${r.options.quick ? ' (--quick)' : ''}: ${r.options.reps} repetitions, median reported`,
+      `machine: ${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, temp dir on ${m.fsType}`,
+    ],
+    [caseTable(r.cases)],
+    scaleSection(r),
+    contentionSection(r),
+    handoffSection(r),
+    r.targets.length ? ['Targets (issue 3)', targetTable(r.targets)] : [],
+    r.notes.length ? ['Notes', ...r.notes.map((n) => `- ${n}`)] : [],
+  ];
+  return sections.filter((s) => s.length > 0).map((s) => s.join('\n')).join('\n\n') + '\n';
+}

@@ -1,0 +1,95 @@
+/** Issue 3's targets, each checked against figures measured in this run. */
+import type { ContentionResult } from './contention';
+import type { HandoffResult } from './handoff';
+import type { CaseResult } from './measure';
+import type { ScaleLevel, ScaleResult } from './scale-child';
+
+export interface TargetCheck {
+  figure: number;
+  target: string;
+  /** The measured figure the limit applies to (a ratio, µs, bytes...). */
+  value: number;
+  unit: string;
+  limit: number;
+  pass: boolean;
+  note?: string;
+}
+
+export interface Measured {
+  cases: CaseResult[];
+  scale?: ScaleResult;
+  contention?: ContentionResult;
+  handoff?: HandoffResult;
+}
+
+/** "Waiting burns no core": the waiter's CPU time stays under this share of the wait's wall time. */
+export const MAX_IDLE_CPU_SHARE = 0.05;
+
+function check(figure: number, target: string, value: number, unit: string, op: '<=' | '<' | '>=' | '==', limit: number, note?: string): TargetCheck {
+  const pass = { '<=': value <= limit, '<': value < limit, '>=': value >= limit, '==': value === limit }[op];
+  return { figure, target: `${target} ${op} ${limit}${unit === 'x' ? 'x' : ''}`, value, unit, limit, pass, note };
+}
+
+function medianOf(cases: CaseResult[], id: string): number | undefined {
+  return cases.find((c) => c.id === id)?.nsPerOp.median;
+}
+
+/** Ratio of two cases' medians, when both ran. */
+function ratio(cases: CaseResult[], numerator: string, denominator: string): number | undefined {
+  const a = medianOf(cases, numerator);
+  const b = medianOf(cases, denominator);
+  return a === undefined || b === undefined ? undefined : a / b;
+}
+
+function perOpChecks(cases: CaseResult[]): TargetCheck[] {
+  const specs: [number, string, string, string, '<=' | '>=', number][] = [
+    [1, 'acquireSync+releaseSync / C floor cycle', 'lockspace:sync', 'floor:open-lock-close', '<=', 1.5],
+    [2, 'await acquire+release / C floor cycle', 'lockspace:async', 'floor:open-lock-close', '<=', 3],
+    [2, 'await acquire+release / fs.promises open+close', 'lockspace:async', 'node:promises', '<=', 1],
+    [3, 'autoCreate cycle / same syscalls in C', 'lockspace:autocreate', 'floor:autocreate', '<=', 1.5],
+    [7, 'proper-lockfile / await acquire+release', 'peer:proper-lockfile', 'lockspace:async', '>=', 20],
+    [7, 'os-lock / await acquire+release', 'peer:os-lock', 'lockspace:async', '>=', 3],
+  ];
+  return specs.flatMap(([figure, target, a, b, op, limit]) => {
+    const r = ratio(cases, a, b);
+    return r === undefined ? [] : [check(figure, target, r, 'x', op, limit)];
+  });
+}
+
+function scaleChecks(scale: ScaleResult): TargetCheck[] {
+  const base = scale.levels.find((l) => l.held === 10);
+  const top: ScaleLevel | undefined = scale.levels[scale.levels.length - 1];
+  const checks: TargetCheck[] = [];
+  if (base && top && top !== base) {
+    const note = scale.skipped.length > 0 ? `${scale.skipped.join(', ')} held not reachable (RLIMIT_NOFILE ${scale.nofile.soft}); measured at ${top.held}` : undefined;
+    checks.push(check(4, `cycle at ${top.held} held / cycle at 10 held`, top.cycleNs.median / base.cycleNs.median, 'x', '<=', 1.5, note));
+  }
+  if (scale.memory) {
+    checks.push(check(4, `native bytes per held lock (${scale.memory.method})`, scale.memory.bytes, 'B', '<', 256));
+  }
+  return checks;
+}
+
+function contentionChecks(c: ContentionResult): TargetCheck[] {
+  return [
+    check(5, `${c.threads} threads / 1 thread throughput`, c.ratio, 'x', '>=', 0.8),
+    check(5, 'exclusivity violations', c.violations, '', '==', 0),
+  ];
+}
+
+function handoffChecks(h: HandoffResult): TargetCheck[] {
+  return [
+    check(6, 'thread hand-off p50 (µs)', h.threads.p50Us, 'µs', '<', 100),
+    check(6, 'process hand-off p50 (µs)', h.processes.p50Us, 'µs', '<', 2000),
+    check(6, 'waiter CPU / wall while waiting', h.idleWait.cpuShare, '', '<', MAX_IDLE_CPU_SHARE),
+  ];
+}
+
+export function checkTargets(m: Measured): TargetCheck[] {
+  return [
+    ...perOpChecks(m.cases),
+    ...(m.scale ? scaleChecks(m.scale) : []),
+    ...(m.contention ? contentionChecks(m.contention) : []),
+    ...(m.handoff ? handoffChecks(m.handoff) : []),
+  ].sort((a, b) => a.figure - b.figure);
+}

@@ -1,0 +1,44 @@
+{
+  "variables": {
+    "asan%": "<!(node -p \"process.env.LOCKSPACE_ASAN==='1'?1:0\")",
+    "werror%": "<!(node -p \"process.env.CI==='true'||process.env.LOCKSPACE_WERROR==='1'?1:0\")"
+  },
+  "target_defaults": {
+    "cflags!": ["-fno-exceptions"],
+    "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++1y"],
+    "cflags": ["-Wall", "-Wextra", "-Wpedantic", "-fvisibility=hidden"],
+    "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wpedantic", "-fvisibility=hidden"],
+    "defines": ["_GNU_SOURCE"],
+    "conditions": [
+      ["werror==1", { "cflags_cc": ["-Werror"] }],
+      ["asan==1", {
+        "cflags_cc": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"],
+        "ldflags": ["-fsanitize=address,undefined"]
+      }]
+    ]
+  },
+  "targets": [
+    {
+      "target_name": "lockspace",
+      "sources": [
+        "native/core/registry.cc",
+        "native/core/kernel_wait.cc",
+        "native/binding.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
+      "defines": ["NAPI_VERSION=8", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
+      "libraries": ["-ldl", "-lpthread"]
+    },
+    {
+      "target_name": "core_test",
+      "type": "executable",
+      "sources": [
+        "native/core/registry.cc",
+        "native/core/kernel_wait.cc",
+        "native/test/core_test.cc"
+      ],
+      "libraries": ["-lpthread"]
+    }
+  ]
+}

@@ -1,0 +1,13 @@
+/** @type {import('jest').Config} */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  moduleFileExtensions: ['ts', 'js', 'json', 'node'],
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { tsconfig: 'test/tsconfig.json' }],
+  },
+  testTimeout: 60000,
+  // Native state is process-wide: keep each test file in its own worker process.
+  maxWorkers: 2,
+};

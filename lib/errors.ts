@@ -1,0 +1,127 @@
+import * as util from 'node:util';
+
+/** Error record produced by the native binding: [errno, syscall, path, detail, busyHere, holderPid]. */
+export type SysRecord = [number, string, string, string, boolean, number];
+export type NotHeldRecord = ['ERR_LOCK_NOT_HELD', string];
+export type ErrorRecord = SysRecord | NotHeldRecord;
+
+const errorMap: Map<number, [string, string]> = util.getSystemErrorMap();
+
+/**
+ * Every failure lockspace reports, in the shape of Node's fs errors: `code` (e.g. `'EBUSY'`),
+ * `errno` (negative, as in Node), `syscall` and `path` where they apply.
+ */
+export class LockspaceError extends Error {
+  /** `'EBUSY'`, `'ENOENT'`, ... or `'ERR_LOCK_NOT_HELD'`. */
+  readonly code: string;
+  /** Negative errno, as Node reports it; undefined for `ERR_LOCK_NOT_HELD`. */
+  readonly errno?: number;
+  readonly syscall?: string;
+  readonly path?: string;
+  /** EBUSY: true when the holder is this process (the lock table), false for another process. */
+  readonly heldByThisProcess?: boolean;
+  /** EBUSY: pid of the other process holding a POSIX lock (from F_GETLK), when the kernel tells it. */
+  readonly holderPid?: number;
+
+  constructor(
+    message: string,
+    props: {
+      code: string;
+      errno?: number;
+      syscall?: string;
+      path?: string;
+      heldByThisProcess?: boolean;
+      holderPid?: number;
+    },
+  ) {
+    super(message);
+    this.name = 'LockspaceError';
+    this.code = props.code;
+    if (props.errno !== undefined) this.errno = props.errno;
+    if (props.syscall !== undefined) this.syscall = props.syscall;
+    if (props.path !== undefined) this.path = props.path;
+    if (props.heldByThisProcess !== undefined) this.heldByThisProcess = props.heldByThisProcess;
+    if (props.holderPid !== undefined) this.holderPid = props.holderPid;
+  }
+}
+
+/** A Node-style system error: `CODE: description, syscall 'path' (detail)`. */
+export function systemError(errnum: number, syscall: string, path?: string, detail?: string): LockspaceError {
+  const [code, description] = errorMap.get(-errnum) ?? [`E${errnum}`, 'unknown error'];
+  let message = `${code}: ${description}, ${syscall}`;
+  if (path !== undefined && path !== '') message += ` '${path}'`;
+  if (detail) message += ` (${detail})`;
+  return new LockspaceError(message, { code, errno: -errnum, syscall, path: path || undefined });
+}
+
+export function fromRecord(record: ErrorRecord, owner?: unknown): LockspaceError {
+  if (record[0] === 'ERR_LOCK_NOT_HELD') {
+    const path = record[1];
+    const who = owner === undefined ? '' : ` by owner ${JSON.stringify(owner)}`;
+    return new LockspaceError(`ERR_LOCK_NOT_HELD: lock not held${who}, release '${path}'`, {
+      code: 'ERR_LOCK_NOT_HELD',
+      path,
+    });
+  }
+  const [errnum, syscall, path, detail, busyHere, holderPid] = record;
+  const err = systemError(errnum, syscall, path, describeHolder(errnum, detail, busyHere, holderPid));
+  if (errnum === EBUSY) {
+    (err as { heldByThisProcess: boolean }).heldByThisProcess = busyHere;
+    if (holderPid > 0) (err as { holderPid: number }).holderPid = holderPid;
+  }
+  return err;
+}
+
+function describeHolder(errnum: number, detail: string, busyHere: boolean, holderPid: number): string {
+  if (errnum !== EBUSY || busyHere || holderPid <= 0) return detail;
+  return `${detail}, pid ${holderPid}`;
+}
+
+const EBUSY = 16;
+
+export function timeoutError(path: string, ms: number): LockspaceError {
+  return new LockspaceError(`ETIMEDOUT: timed out waiting for the lock, acquire '${path}' (after ${ms} ms)`, {
+    code: 'ETIMEDOUT',
+    errno: -110,
+    syscall: 'acquire',
+    path,
+  });
+}
+
+/** The standard AbortError Node's own APIs reject with (name 'AbortError', code 'ABORT_ERR'). */
+export class AbortError extends Error {
+  readonly code = 'ABORT_ERR';
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AbortError';
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'Received null';
+  if (value === undefined) return 'Received undefined';
+  if (typeof value === 'function') return `Received function ${value.name || '<anonymous>'}`;
+  if (typeof value === 'object') {
+    const ctor = (value as object).constructor?.name;
+    return ctor ? `Received an instance of ${ctor}` : `Received ${util.inspect(value, { depth: -1 })}`;
+  }
+  let shown = util.inspect(value, { colors: false });
+  if (shown.length > 28) shown = `${shown.slice(0, 25)}...`;
+  return `Received type ${typeof value} (${shown})`;
+}
+
+/** Node's ERR_INVALID_ARG_TYPE. */
+export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
+  const err = new TypeError(`The "${name}" argument must be ${expected}. ${describe(actual)}`);
+  (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_TYPE';
+  return err;
+}
+
+/** Node's ERR_INVALID_ARG_VALUE. */
+export function invalidArgValue(name: string, value: unknown, reason: string): TypeError {
+  let shown = util.inspect(value, { colors: false });
+  if (shown.length > 128) shown = `${shown.slice(0, 128)}...`;
+  const err = new TypeError(`The argument '${name}' ${reason}. Received ${shown}`);
+  (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_VALUE';
+  return err;
+}

@@ -1,0 +1,346 @@
+import * as nodePath from 'node:path';
+import { debuglog } from 'node:util';
+import { threadId } from 'node:worker_threads';
+
+import { AbortError, fromRecord, invalidArgType, invalidArgValue, LockspaceError, timeoutError } from './errors';
+import { AUTO_CREATE, binding, Delivery, DirHandle, isErrorRecord, OFD, SHARED } from './native';
+import { checkName, checkOptions, checkOwner, Owner, ownerFromKey, ownerKey } from './validate';
+
+const debug = debuglog('lockspace');
+
+export type { Owner } from './validate';
+
+/** `'posix'`: classic fcntl record locks (F_SETLK), owned by the process, holder pid visible to
+ *  `F_GETLK`/`lslocks`. `'ofd'`: Linux open-file-description locks (F_OFD_SETLK), owned by the open
+ *  file, so no other descriptor's close can drop them; holder pid shows as -1. Both conflict with
+ *  other processes' POSIX locks (virtlockd, `fcntl.lockf`). */
+export type LockType = 'posix' | 'ofd';
+
+export interface LockSpaceOptions {
+  /** Default `'posix'`. */
+  lockType?: LockType;
+}
+
+export interface AcquireSyncOptions {
+  /** Shared (read) lock instead of exclusive (write). Shared holders in this process join one lock. */
+  shared?: boolean;
+  /** Create the file (mode 0600) if missing, and delete it when the last owner releases it. */
+  autoCreate?: boolean;
+  /** Who holds it (any number or non-empty string); default: the calling thread's `threadId`. */
+  owner?: Owner;
+}
+
+export interface AcquireOptions extends AcquireSyncOptions {
+  /** Wait until the lock is free instead of failing with EBUSY. */
+  wait?: boolean;
+  /** With `wait`: give up after this many milliseconds (rejects with ETIMEDOUT). */
+  timeout?: number;
+  /** With `wait`: abort the wait (rejects with an AbortError). */
+  signal?: AbortSignal;
+}
+
+export interface ResourceInfo {
+  name: string;
+  path: string;
+  shared: boolean;
+  autoCreate: boolean;
+  owners: Owner[];
+}
+
+const SYNC_OPTIONS = { shared: 'boolean', autoCreate: 'boolean', owner: 'owner' } as const;
+const ASYNC_OPTIONS = { ...SYNC_OPTIONS, wait: 'boolean', timeout: 'number', signal: 'signal' } as const;
+const OPEN_OPTIONS = { lockType: 'string' } as const;
+
+const disposeSymbol: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('nodejs.dispose');
+const asyncDisposeSymbol: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose');
+
+/** A held lock. Release it once (further releases do nothing); `await using` releases it too. */
+export class Lease {
+  /** The resource name it was acquired by. */
+  readonly name: string;
+  /** The file it locks. */
+  readonly path: string;
+  readonly shared: boolean;
+  readonly owner: Owner;
+  #id: number;
+  #remote: boolean;
+  #released = false;
+
+  /** @internal */
+  constructor(id: number, name: string, path: string, shared: boolean, owner: Owner, remote: boolean) {
+    this.#id = id;
+    this.name = name;
+    this.path = path;
+    this.shared = shared;
+    this.owner = owner;
+    this.#remote = remote;
+  }
+
+  /** True once released by any means: this lease, `release(name, owner)`, `releaseOwner`, worker exit. */
+  get released(): boolean {
+    if (!this.#released && !binding.isHeld(this.#id)) this.#released = true;
+    return this.#released;
+  }
+
+  releaseSync(): void {
+    if (this.#released) return;
+    this.#released = true;
+    const released = binding.release(this.#id);
+    if (debug.enabled && released) debug('release %s owner=%j', this.path, this.owner);
+  }
+
+  async release(): Promise<void> {
+    if (!this.#remote) return this.releaseSync();
+    if (this.#released) return;
+    this.#released = true;
+    await binding.releaseAsync(this.#id);
+  }
+
+  [disposeSymbol](): void {
+    this.releaseSync();
+  }
+
+  [asyncDisposeSymbol](): Promise<void> {
+    return this.release();
+  }
+}
+
+interface Pending {
+  resolve(lease: number): void;
+  reject(error: Error): void;
+}
+
+const pending = new Map<number, Pending>();
+
+binding.setDispatcher((batch: Delivery[]) => {
+  for (const [request, lease, error] of batch) {
+    const p = pending.get(request);
+    if (!p) {
+      if (lease > 0) binding.release(lease);  // nobody to give it to: never leak a lock
+      continue;
+    }
+    pending.delete(request);
+    if (error) p.reject(fromRecord(error));
+    else p.resolve(lease);
+  }
+});
+
+function throwIfError<T>(result: T): Exclude<T, unknown[]> {
+  if (isErrorRecord(result)) throw fromRecord(result);
+  return result as Exclude<T, unknown[]>;
+}
+
+function abortError(signal: AbortSignal): AbortError {
+  return new AbortError(undefined, { cause: signal.reason });
+}
+
+/**
+ * A lockspace: a directory of lock files (or, with a `null` directory, absolute paths) locked with
+ * fcntl through one process-wide table shared by the main thread and every worker thread.
+ */
+export class LockSpace {
+  /** Canonical (realpath) directory, or null when resource names are absolute paths. */
+  readonly directory: string | null;
+  readonly lockType: LockType;
+  #handle: DirHandle;
+  #remote: boolean;
+  #kind: number;
+
+  private constructor(handle: DirHandle, directory: string | null, remote: boolean, lockType: LockType) {
+    this.#handle = handle;
+    this.directory = directory;
+    this.#remote = remote;
+    this.lockType = lockType;
+    this.#kind = lockType === 'ofd' ? OFD : 0;
+  }
+
+  /**
+   * Opens the lockspace in `directory` (created with mode 0700, parents too, if missing), or the
+   * path-mode lockspace when `directory` is null.
+   */
+  static open(directory: string | null, options?: LockSpaceOptions): LockSpace {
+    if (directory !== null && typeof directory !== 'string') {
+      throw invalidArgType('directory', 'of type string or null', directory);
+    }
+    if (directory === '') throw invalidArgValue('directory', directory, 'must not be empty');
+    if (typeof directory === 'string' && directory.includes('\0')) {
+      throw invalidArgValue('directory', directory, 'must not contain NUL bytes');
+    }
+    const opts = checkOpenOptions(options);
+    const lockType = opts.lockType ?? 'posix';
+    const opened = throwIfError(binding.openDir(directory === null ? null : nodePath.resolve(directory)));
+    return new LockSpace(opened.handle, opened.path, opened.remote, lockType);
+  }
+
+  /** Closes the descriptors kept open (unlocked) after releases for fast re-acquisition. */
+  static closeIdleFds(): number {
+    return binding.closeIdleFds();
+  }
+
+  #path(name: string): string {
+    return this.directory === null ? name : nodePath.join(this.directory, name);
+  }
+
+  #remoteFor(name: string): boolean {
+    return this.directory === null ? binding.isRemote(this.#handle, name) : this.#remote;
+  }
+
+  #name(name: unknown): string {
+    return checkName(name, this.directory === null);
+  }
+
+  #lease(result: number | unknown[], name: string, shared: boolean, owner: Owner): Lease {
+    if (isErrorRecord(result)) {
+      const err = fromRecord(result);
+      if (debug.enabled) debug('acquire %s failed: %s', this.#path(name), err.message);
+      throw err;
+    }
+    if (debug.enabled) debug('acquire %s %s owner=%j', this.#path(name), shared ? 'shared' : 'exclusive', owner);
+    return new Lease(result as number, name, this.#path(name), shared, owner, this.#remote);
+  }
+
+  /** Creates the resource file (mode 0600). EEXIST if it exists; EBUSY if this process holds it. */
+  createSync(name: string): void {
+    throwIfError(binding.create(this.#handle, this.#name(name)));
+  }
+
+  async create(name: string): Promise<void> {
+    const n = this.#name(name);
+    throwIfError(this.#remoteFor(n) ? await binding.createAsync(this.#handle, n) : binding.create(this.#handle, n));
+  }
+
+  /** Deletes the resource file, after locking it exclusively: EBUSY if held here or by another
+   *  process. A missing file is not an error. */
+  deleteSync(name: string): void {
+    throwIfError(binding.remove(this.#handle, this.#name(name), this.#kind));
+  }
+
+  async delete(name: string): Promise<void> {
+    const n = this.#name(name);
+    throwIfError(
+      this.#remoteFor(n) ? await binding.removeAsync(this.#handle, n, this.#kind) : binding.remove(this.#handle, n, this.#kind),
+    );
+  }
+
+  /** Acquires without waiting: EBUSY at once if this process or another one holds it. */
+  acquireSync(name: string, options?: AcquireSyncOptions): Lease {
+    const n = this.#name(name);
+    const opts = checkOptions<AcquireSyncOptions>(options, SYNC_OPTIONS, 'acquireSync (it never waits; use acquire)');
+    const shared = opts.shared === true;
+    const owner = opts.owner ?? threadId;
+    const flags = (shared ? SHARED : 0) | (opts.autoCreate ? AUTO_CREATE : 0) | this.#kind;
+    return this.#lease(binding.acquire(this.#handle, n, flags, ownerKey(owner)), n, shared, owner);
+  }
+
+  /** Acquires the lock; with `wait`, waits for it (FIFO within this process), bounded by `timeout`
+   *  and `signal`. Waiting never blocks the event loop nor a libuv threadpool thread. */
+  async acquire(name: string, options?: AcquireOptions): Promise<Lease> {
+    const n = this.#name(name);
+    const opts = checkOptions<AcquireOptions>(options, ASYNC_OPTIONS, 'acquire');
+    if (!opts.wait && (opts.timeout !== undefined || opts.signal !== undefined)) {
+      throw invalidArgValue('options', options, 'sets timeout or signal without wait: true');
+    }
+    const shared = opts.shared === true;
+    const owner = opts.owner ?? threadId;
+    const key = ownerKey(owner);
+    const flags = (shared ? SHARED : 0) | (opts.autoCreate ? AUTO_CREATE : 0) | this.#kind;
+    if (!opts.wait) {
+      const result = this.#remoteFor(n)
+        ? await binding.acquireAsync(this.#handle, n, flags, key)
+        : binding.acquire(this.#handle, n, flags, key);
+      return this.#lease(result, n, shared, owner);
+    }
+    const { signal, timeout } = opts;
+    if (signal?.aborted) throw abortError(signal);
+    const result = binding.acquireWait(this.#handle, n, flags, key);
+    if (isErrorRecord(result) || result > 0) return this.#lease(result, n, shared, owner);
+    const request = -result;
+    if (debug.enabled) debug('wait %s %s owner=%j', this.#path(n), shared ? 'shared' : 'exclusive', owner);
+    const lease = await new Promise<number>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = (): void => giveUp(abortError(signal!));
+      const cleanup = (): void => {
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      // Only a request still queued can be given up; otherwise its outcome is already on its way.
+      const giveUp = (error: Error): void => {
+        if (!binding.cancel(request)) return;
+        pending.delete(request);
+        cleanup();
+        reject(error);
+      };
+      pending.set(request, {
+        resolve: (id) => {
+          cleanup();
+          resolve(id);
+        },
+        reject: (error) => {
+          cleanup();
+          reject(error);
+        },
+      });
+      if (timeout !== undefined && timeout !== Infinity) {
+        timer = setTimeout(() => giveUp(timeoutError(this.#path(n), timeout)), Math.min(timeout, 2 ** 31 - 1));
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    return this.#lease(lease, n, shared, owner);
+  }
+
+  /** Releases what `owner` (default: this thread's threadId) holds on `name`, like libvirt's
+   *  virLockSpaceReleaseResource. ERR_LOCK_NOT_HELD if that owner does not hold it. */
+  releaseSync(name: string, owner?: Owner): void {
+    const n = this.#name(name);
+    const o = owner === undefined ? threadId : checkOwner(owner, 'owner');
+    const result = binding.releaseByName(this.#handle, n, ownerKey(o));
+    if (isErrorRecord(result)) throw fromRecord(result, o);
+    if (debug.enabled) debug('release %s owner=%j', this.#path(n), o);
+  }
+
+  async release(name: string, owner?: Owner): Promise<void> {
+    this.releaseSync(name, owner);
+  }
+
+  /** Releases everything `owner` holds through this lockspace's directory; returns how many. */
+  releaseOwnerSync(owner: Owner): number {
+    const count = binding.releaseOwner(this.#handle, ownerKey(checkOwner(owner, 'owner')));
+    if (debug.enabled) debug('releaseOwner %j in %s: %d', owner, this.directory, count);
+    return count;
+  }
+
+  async releaseOwner(owner: Owner): Promise<number> {
+    return this.releaseOwnerSync(owner);
+  }
+
+  /** The resources this process holds through this lockspace's directory. */
+  resources(): ResourceInfo[] {
+    return binding.resources(this.#handle).map(([name, path, shared, autoCreate, owners]) => ({
+      name,
+      path,
+      shared,
+      autoCreate,
+      owners: owners.map(ownerFromKey),
+    }));
+  }
+}
+
+function checkOpenOptions(options: unknown): LockSpaceOptions {
+  if (options === undefined) return {};
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw invalidArgType('options', 'of type object', options);
+  }
+  for (const key of Object.keys(options)) {
+    if (!(key in OPEN_OPTIONS)) {
+      throw invalidArgValue('options', options, `has an unknown property "${key}" for LockSpace.open (known: lockType)`);
+    }
+  }
+  const { lockType } = options as LockSpaceOptions;
+  if (lockType !== undefined && lockType !== 'posix' && lockType !== 'ofd') {
+    if (typeof lockType !== 'string') throw invalidArgType('options.lockType', 'of type string', lockType);
+    throw invalidArgValue('options.lockType', lockType, "must be 'posix' or 'ofd'");
+  }
+  return options as LockSpaceOptions;
+}
+
+export { LockspaceError };

@@ -1,0 +1,494 @@
+// The N-API binding: unpacks arguments, calls the plain C++ core (native/core), converts results and
+// errors, and delivers the outcome of waiting requests to the JS thread that made them. No lock table
+// or fd logic lives here.
+#include <dlfcn.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <napi.h>
+#include <vector>
+
+#include "core/registry.h"
+
+namespace {
+
+using lockspace::AcquireResult;
+using lockspace::ArgError;
+using lockspace::DirPtr;
+using lockspace::LockKind;
+using lockspace::NotHeldError;
+using lockspace::Registry;
+using lockspace::Request;
+using lockspace::SysError;
+
+constexpr uint32_t kShared = 1, kAutoCreate = 2, kOfd = 4;
+
+struct DirHandle {
+  DirPtr dir;
+};
+
+// Error record handed to JS, which builds the Error object (lib/errors.ts):
+// [errno, syscall, path, detail, busyHere, holderPid] or ['ERR_LOCK_NOT_HELD', path].
+Napi::Value errorRecord(Napi::Env env, const SysError& e) {
+  Napi::Array a = Napi::Array::New(env, 6);
+  a.Set(0u, Napi::Number::New(env, e.err));
+  a.Set(1u, Napi::String::New(env, e.syscall));
+  a.Set(2u, Napi::String::New(env, e.path));
+  a.Set(3u, Napi::String::New(env, e.detail));
+  a.Set(4u, Napi::Boolean::New(env, e.busyHere));
+  a.Set(5u, Napi::Number::New(env, e.holderPid));
+  return a;
+}
+
+Napi::Value notHeldRecord(Napi::Env env, const NotHeldError& e) {
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(0u, Napi::String::New(env, "ERR_LOCK_NOT_HELD"));
+  a.Set(1u, Napi::String::New(env, e.path));
+  return a;
+}
+
+// Runs a core call, turning expected failures into error records and contract violations into TypeErrors.
+template <typename F>
+Napi::Value guarded(Napi::Env env, F&& f) {
+  try {
+    return f();
+  } catch (const SysError& e) {
+    return errorRecord(env, e);
+  } catch (const NotHeldError& e) {
+    return notHeldRecord(env, e);
+  } catch (const ArgError& e) {
+    throw Napi::TypeError::New(env, e.message);
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(env, "lockspace: out of memory");
+  }
+}
+
+void deliver(Napi::Env env, Napi::Function, void*, std::nullptr_t*);
+using Tsfn = Napi::TypedThreadSafeFunction<void, std::nullptr_t, deliver>;
+
+// Receives outcomes of queued requests from any thread, hands them to this env's JS thread.
+class Mailbox : public lockspace::Sink {
+ public:
+  struct Item {
+    uint64_t request;
+    uint64_t lease;
+    bool failed;
+    SysError error;
+  };
+
+  explicit Mailbox(Tsfn tsfn) : tsfn_(std::move(tsfn)) {}
+
+  void granted(uint64_t request, uint64_t lease) override { push(Item{request, lease, false, SysError(0, "", "")}); }
+  void failed(uint64_t request, const SysError& error) override { push(Item{request, 0, true, error}); }
+
+  std::vector<Item> drain() {
+    std::lock_guard<std::mutex> lk(mu_);
+    scheduled_ = false;
+    return std::move(items_);
+  }
+
+  // Env teardown: no calls into the TSFN after this.
+  void close() {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!open_) return;
+    open_ = false;
+    items_.clear();
+    tsfn_.Release();
+  }
+
+  Tsfn& tsfn() { return tsfn_; }
+
+ private:
+  void push(Item item) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!open_) return;  // the env is gone; its leases are released by its cleanup hook
+    items_.push_back(std::move(item));
+    if (!scheduled_) {
+      scheduled_ = true;
+      tsfn_.NonBlockingCall();
+    }
+  }
+
+  std::mutex mu_;
+  bool open_ = true;
+  bool scheduled_ = false;
+  std::vector<Item> items_;
+  Tsfn tsfn_;
+};
+
+std::atomic<uint32_t> nextEnvId{1};
+std::atomic<uint64_t> nextRequestId{1};
+
+// Per-env state (instance data): never shared between threads.
+struct Addon {
+  uint32_t envId = 0;
+  std::shared_ptr<Mailbox> mailbox;
+  Napi::FunctionReference dispatcher;
+  size_t pending = 0;  // queued requests: keep the event loop alive while there are any
+};
+
+Addon& addon(Napi::Env env) { return *env.GetInstanceData<Addon>(); }
+
+DirPtr dirArg(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsExternal()) throw Napi::TypeError::New(info.Env(), "invalid lockspace handle");
+  return info[i].As<Napi::External<DirHandle>>().Data()->dir;
+}
+
+std::string stringArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (!info[i].IsString()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a string");
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
+uint32_t flagsArg(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "flags must be a number");
+  return info[i].As<Napi::Number>().Uint32Value();
+}
+
+uint64_t idArg(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "id must be a number");
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  return d >= 1 && d < 9007199254740992.0 ? static_cast<uint64_t>(d) : 0;
+}
+
+Request requestArg(const Napi::CallbackInfo& info, size_t flagsAt, size_t ownerAt) {
+  uint32_t flags = flagsArg(info, flagsAt);
+  Request req;
+  req.shared = flags & kShared;
+  req.autoCreate = flags & kAutoCreate;
+  req.kind = flags & kOfd ? LockKind::Ofd : LockKind::Posix;
+  req.owner = stringArg(info, ownerAt, "owner");
+  req.env = addon(info.Env()).envId;
+  return req;
+}
+
+// Runs a core call on libuv's threadpool (network file systems only, where even a non-blocking
+// fcntl or open may wait on the server). Resolves with what the synchronous binding would return.
+class CoreWorker : public Napi::AsyncWorker {
+ public:
+  enum class Kind { Number, Undefined };
+  CoreWorker(Napi::Env env, Kind kind, std::function<double()> work)
+      : Napi::AsyncWorker(env, "lockspace.io"), deferred_(Napi::Promise::Deferred::New(env)), kind_(kind),
+        work_(std::move(work)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      value_ = work_();
+    } catch (const SysError& e) {
+      sys_.reset(new SysError(e));
+    } catch (const NotHeldError& e) {
+      notHeld_.reset(new NotHeldError(e));
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (sys_) return deferred_.Resolve(errorRecord(env, *sys_));
+    if (notHeld_) return deferred_.Resolve(notHeldRecord(env, *notHeld_));
+    deferred_.Resolve(kind_ == Kind::Number ? Napi::Number::New(env, value_) : env.Undefined());
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;  // held by value (node-addon-api#1040)
+  Kind kind_;
+  std::function<double()> work_;
+  double value_ = 0;
+  std::unique_ptr<SysError> sys_;
+  std::unique_ptr<NotHeldError> notHeld_;
+};
+
+Napi::Value queueWork(Napi::Env env, CoreWorker::Kind kind, std::function<double()> work) {
+  auto* worker = new CoreWorker(env, kind, std::move(work));
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
+// openDir(path | null) -> handle
+Napi::Value OpenDir(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    DirPtr dir = info[0].IsNull() ? Registry::instance().pathModeDir()
+                                  : Registry::instance().openDir(stringArg(info, 0, "directory"));
+    auto* handle = new DirHandle{dir};
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("handle", Napi::External<DirHandle>::New(env, handle, [](Napi::Env, DirHandle* h) { delete h; }));
+    out.Set("path", dir->pathMode() ? env.Null() : Napi::String::New(env, dir->path()));
+    out.Set("remote", Napi::Boolean::New(env, dir->remote()));
+    return out;
+  });
+}
+
+// acquire(handle, name, flags, owner) -> lease id | error record
+Napi::Value Acquire(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DirPtr dir = dirArg(info, 0);
+  std::string name = stringArg(info, 1, "name");
+  Request req = requestArg(info, 2, 3);
+  return guarded(env, [&]() -> Napi::Value {
+    AcquireResult r = Registry::instance().acquire(dir, name, req);
+    return Napi::Number::New(env, static_cast<double>(r.lease));
+  });
+}
+
+Napi::Value AcquireAsync(const Napi::CallbackInfo& info) {
+  DirPtr dir = dirArg(info, 0);
+  std::string name = stringArg(info, 1, "name");
+  Request req = requestArg(info, 2, 3);
+  return queueWork(info.Env(), CoreWorker::Kind::Number, [dir, name, req]() {
+    return static_cast<double>(Registry::instance().acquire(dir, name, req).lease);
+  });
+}
+
+Napi::Value ReleaseAsync(const Napi::CallbackInfo& info) {
+  uint64_t lease = idArg(info, 0);
+  return queueWork(info.Env(), CoreWorker::Kind::Number,
+                   [lease]() { return Registry::instance().release(lease) ? 1.0 : 0.0; });
+}
+
+Napi::Value CreateAsync(const Napi::CallbackInfo& info) {
+  DirPtr dir = dirArg(info, 0);
+  std::string name = stringArg(info, 1, "name");
+  return queueWork(info.Env(), CoreWorker::Kind::Undefined, [dir, name]() {
+    Registry::instance().create(dir, name);
+    return 0.0;
+  });
+}
+
+Napi::Value RemoveAsync(const Napi::CallbackInfo& info) {
+  DirPtr dir = dirArg(info, 0);
+  std::string name = stringArg(info, 1, "name");
+  LockKind kind = flagsArg(info, 2) & kOfd ? LockKind::Ofd : LockKind::Posix;
+  return queueWork(info.Env(), CoreWorker::Kind::Undefined, [dir, name, kind]() {
+    Registry::instance().remove(dir, name, kind);
+    return 0.0;
+  });
+}
+
+// acquireWait(handle, name, flags, owner) -> lease id | -request id (queued) | error record
+Napi::Value AcquireWait(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DirPtr dir = dirArg(info, 0);
+  std::string name = stringArg(info, 1, "name");
+  Request req = requestArg(info, 2, 3);
+  Addon& a = addon(env);
+  uint64_t request = nextRequestId++;
+  return guarded(env, [&]() -> Napi::Value {
+    AcquireResult r = Registry::instance().acquire(dir, name, req, request, a.mailbox);
+    if (!r.queued) return Napi::Number::New(env, static_cast<double>(r.lease));
+    if (a.pending++ == 0) a.mailbox->tsfn().Ref(env);
+    return Napi::Number::New(env, -static_cast<double>(request));
+  });
+}
+
+void settled(Napi::Env env) {
+  Addon& a = addon(env);
+  if (a.pending > 0 && --a.pending == 0) a.mailbox->tsfn().Unref(env);
+}
+
+// cancel(request id) -> true if it was still queued (the caller settles it), false if an outcome is on its way
+Napi::Value Cancel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool cancelled = Registry::instance().cancel(idArg(info, 0));
+  if (cancelled) settled(env);
+  return Napi::Boolean::New(env, cancelled);
+}
+
+Napi::Value Release(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t lease = idArg(info, 0);
+  return guarded(env, [&]() -> Napi::Value { return Napi::Boolean::New(env, Registry::instance().release(lease)); });
+}
+
+Napi::Value IsHeld(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), Registry::instance().isHeld(idArg(info, 0)));
+}
+
+Napi::Value ReleaseByName(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DirPtr dir = dirArg(info, 0);
+  std::string name = stringArg(info, 1, "name");
+  std::string owner = stringArg(info, 2, "owner");
+  return guarded(env, [&]() -> Napi::Value {
+    Registry::instance().releaseByName(dir, name, owner);
+    return env.Undefined();
+  });
+}
+
+Napi::Value ReleaseOwner(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DirPtr dir = dirArg(info, 0);
+  std::string owner = stringArg(info, 1, "owner");
+  return guarded(env, [&]() -> Napi::Value {
+    return Napi::Number::New(env, static_cast<double>(Registry::instance().releaseOwner(dir, owner)));
+  });
+}
+
+Napi::Value Create(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DirPtr dir = dirArg(info, 0);
+  std::string name = stringArg(info, 1, "name");
+  return guarded(env, [&]() -> Napi::Value {
+    Registry::instance().create(dir, name);
+    return env.Undefined();
+  });
+}
+
+Napi::Value Remove(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DirPtr dir = dirArg(info, 0);
+  std::string name = stringArg(info, 1, "name");
+  LockKind kind = flagsArg(info, 2) & kOfd ? LockKind::Ofd : LockKind::Posix;
+  return guarded(env, [&]() -> Napi::Value {
+    Registry::instance().remove(dir, name, kind);
+    return env.Undefined();
+  });
+}
+
+// resources(handle) -> [name, path, shared, autoCreate, ownerKeys[]][]
+Napi::Value Resources(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DirPtr dir = dirArg(info, 0);
+  auto list = Registry::instance().resources(dir);
+  Napi::Array out = Napi::Array::New(env, list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    const auto& r = list[i];
+    Napi::Array owners = Napi::Array::New(env, r.owners.size());
+    for (size_t j = 0; j < r.owners.size(); ++j) owners.Set(j, Napi::String::New(env, r.owners[j]));
+    Napi::Array row = Napi::Array::New(env, 5);
+    row.Set(0u, Napi::String::New(env, r.name));
+    row.Set(1u, Napi::String::New(env, r.path));
+    row.Set(2u, Napi::Boolean::New(env, r.shared));
+    row.Set(3u, Napi::Boolean::New(env, r.autoCreate));
+    row.Set(4u, owners);
+    out.Set(i, row);
+  }
+  return out;
+}
+
+// isRemote(handle, name): should async calls on this resource go to the threadpool?
+Napi::Value IsRemote(const Napi::CallbackInfo& info) {
+  DirPtr dir = dirArg(info, 0);
+  if (!dir->pathMode()) return Napi::Boolean::New(info.Env(), dir->remote());
+  return Napi::Boolean::New(info.Env(), Registry::instance().isRemotePath(stringArg(info, 1, "name")));
+}
+
+Napi::Value Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = Registry::instance().stats();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("resources", Napi::Number::New(env, static_cast<double>(s.resources)));
+  o.Set("leases", Napi::Number::New(env, static_cast<double>(s.leases)));
+  o.Set("waiters", Napi::Number::New(env, static_cast<double>(s.waiters)));
+  o.Set("kernelWaits", Napi::Number::New(env, static_cast<double>(s.kernelWaits)));
+  o.Set("idleFds", Napi::Number::New(env, static_cast<double>(s.idleFds)));
+  o.Set("spareFds", Napi::Number::New(env, static_cast<double>(s.spareFds)));
+  o.Set("pendingInThisThread", Napi::Number::New(env, static_cast<double>(addon(env).pending)));
+  return o;
+}
+
+Napi::Value CloseIdleFds(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(Registry::instance().closeIdleFds()));
+}
+
+Napi::Value SetIdleLimit(const Napi::CallbackInfo& info) {
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "limit must be a number");
+  Registry::instance().setIdleLimit(info[0].As<Napi::Number>().Uint32Value());
+  return info.Env().Undefined();
+}
+
+// setDispatcher(fn): fn(batch) receives [request, lease, errorRecord | undefined][] on this thread.
+Napi::Value SetDispatcher(const Napi::CallbackInfo& info) {
+  if (!info[0].IsFunction()) throw Napi::TypeError::New(info.Env(), "dispatcher must be a function");
+  addon(info.Env()).dispatcher = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+// Runs on the env's JS thread when the mailbox has items.
+void deliver(Napi::Env env, Napi::Function, void*, std::nullptr_t*) {
+  if (env == nullptr) return;  // teardown
+  Addon& a = addon(env);
+  auto items = a.mailbox->drain();
+  if (items.empty() || a.dispatcher.IsEmpty()) return;
+  Napi::Array batch = Napi::Array::New(env, items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const auto& it = items[i];
+    Napi::Array row = Napi::Array::New(env, 3);
+    row.Set(0u, Napi::Number::New(env, static_cast<double>(it.request)));
+    row.Set(1u, Napi::Number::New(env, static_cast<double>(it.lease)));
+    row.Set(2u, it.failed ? errorRecord(env, it.error) : env.Undefined());
+    batch.Set(i, row);
+    settled(env);
+  }
+  a.dispatcher.Call({batch});
+}
+
+// Keep the shared object mapped for the life of the process: the lock table and its threads live in
+// it, and Node would otherwise dlclose an addon loaded only by workers when the last one exits.
+void pinSelf() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Dl_info dli{};
+    if (dladdr(reinterpret_cast<void*>(&pinSelf), &dli) != 0 && dli.dli_fname != nullptr)
+      dlopen(dli.dli_fname, RTLD_NOW | RTLD_NODELETE);
+  });
+}
+
+struct HookData {
+  uint32_t envId;
+  std::shared_ptr<Mailbox> mailbox;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  pinSelf();
+  auto* a = new Addon();
+  a->envId = nextEnvId++;
+  env.SetInstanceData<Addon>(a);
+  Tsfn tsfn = Tsfn::New(env, "lockspace.deliver", 0, 1);
+  tsfn.Unref(env);
+  a->mailbox = std::make_shared<Mailbox>(tsfn);
+  // When this env goes away (worker exit or terminate, process exit): stop deliveries to it, cancel its
+  // queued requests and release every lease it acquired.
+  napi_add_env_cleanup_hook(
+      env,
+      [](void* arg) {
+        std::unique_ptr<HookData> data(static_cast<HookData*>(arg));
+        data->mailbox->close();
+        try {
+          Registry::instance().releaseEnv(data->envId);
+        } catch (...) {
+        }
+      },
+      new HookData{a->envId, a->mailbox});
+
+  exports.Set("openDir", Napi::Function::New(env, OpenDir));
+  exports.Set("acquire", Napi::Function::New(env, Acquire));
+  exports.Set("acquireAsync", Napi::Function::New(env, AcquireAsync));
+  exports.Set("releaseAsync", Napi::Function::New(env, ReleaseAsync));
+  exports.Set("createAsync", Napi::Function::New(env, CreateAsync));
+  exports.Set("removeAsync", Napi::Function::New(env, RemoveAsync));
+  exports.Set("acquireWait", Napi::Function::New(env, AcquireWait));
+  exports.Set("cancel", Napi::Function::New(env, Cancel));
+  exports.Set("release", Napi::Function::New(env, Release));
+  exports.Set("isHeld", Napi::Function::New(env, IsHeld));
+  exports.Set("releaseByName", Napi::Function::New(env, ReleaseByName));
+  exports.Set("releaseOwner", Napi::Function::New(env, ReleaseOwner));
+  exports.Set("create", Napi::Function::New(env, Create));
+  exports.Set("remove", Napi::Function::New(env, Remove));
+  exports.Set("resources", Napi::Function::New(env, Resources));
+  exports.Set("isRemote", Napi::Function::New(env, IsRemote));
+  exports.Set("stats", Napi::Function::New(env, Stats));
+  exports.Set("closeIdleFds", Napi::Function::New(env, CloseIdleFds));
+  exports.Set("setIdleLimit", Napi::Function::New(env, SetIdleLimit));
+  exports.Set("setDispatcher", Napi::Function::New(env, SetDispatcher));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(lockspace, Init)

@@ -1,0 +1,924 @@
+#include "registry.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <unordered_set>
+
+#include "kernel_wait.h"
+
+namespace lockspace {
+
+// ---------------------------------------------------------------------------------------------------
+// Table records
+// ---------------------------------------------------------------------------------------------------
+
+enum class State : uint8_t {
+  Opening,     // reserved by a thread that is opening/locking it (outside the mutex)
+  Held,        // locked, with at least one owner
+  KernelWait,  // not held: a kernel-wait thread blocks in F_SETLKW on behalf of the queued requests
+  Closing,     // last owner gone: being unlocked/unlinked/closed (outside the mutex)
+};
+
+// Where an owner reached the entry, when that differs from the entry's own dir/name (hard link,
+// symlinked directory, path-mode name of a directory resource).
+struct Alias {
+  DirPtr dir;
+  std::string name;
+};
+
+struct Owner {
+  std::string key;
+  uint64_t lease;
+  uint32_t env;
+  std::unique_ptr<Alias> alias;
+};
+
+struct Waiter {
+  uint64_t request;
+  Request req;
+  DirPtr dir;
+  std::string name;
+  SinkPtr sink;
+};
+
+struct Entry {
+  InodeKey key;
+  UniqueFd fd;
+  std::vector<UniqueFd> spare;  // other fds of this inode: closing them while locked would drop the lock
+  State state = State::Opening;
+  bool shared = false;      // kernel lock mode while Held
+  bool autoCreate = false;  // delete the file at the last release
+  bool remote = false;
+  LockKind kind = LockKind::Posix;
+  DirPtr dir;
+  std::string name;
+  std::vector<Owner> owners;
+  std::unique_ptr<std::deque<Waiter>> waiters;  // allocated on first use
+  pthread_t thread{};                          // the kernel-wait thread while KernelWait
+  bool hasWaiters() const noexcept { return waiters && !waiters->empty(); }
+};
+
+struct Idle {
+  DirPtr dir;
+  std::string name;
+  UniqueFd fd;
+  InodeKey key;
+  std::list<Idle>::iterator self;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Syscall helpers
+// ---------------------------------------------------------------------------------------------------
+namespace {
+
+int setLock(int fd, LockKind kind, short type, bool wait) {
+  struct flock fl {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 1;
+  int cmd = kind == LockKind::Ofd ? (wait ? F_OFD_SETLKW : F_OFD_SETLK) : (wait ? F_SETLKW : F_SETLK);
+  return ::fcntl(fd, cmd, &fl);
+}
+
+// The pid of another process holding a conflicting POSIX lock, or 0 (none, or an OFD lock: -1 there).
+int holderPid(int fd, LockKind kind, bool shared) {
+  struct flock fl {};
+  fl.l_type = shared ? F_RDLCK : F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 1;
+  if (::fcntl(fd, kind == LockKind::Ofd ? F_OFD_GETLK : F_GETLK, &fl) != 0) return 0;
+  return fl.l_type == F_UNLCK || fl.l_pid <= 0 ? 0 : fl.l_pid;
+}
+
+bool isBusyErrno(int err) { return err == EAGAIN || err == EACCES; }
+
+void checkRegular(mode_t mode, const std::string& path) {
+  if (S_ISREG(mode)) return;
+  if (S_ISLNK(mode)) throw SysError(ELOOP, "open", path, "resource path is a symbolic link");
+  if (S_ISDIR(mode)) throw SysError(EISDIR, "open", path, "resource path is a directory");
+  const char* what = S_ISFIFO(mode) ? "a FIFO" : S_ISSOCK(mode) ? "a socket" : "a device";
+  throw SysError(EINVAL, "open", path, std::string("resource path is ") + what + ", not a regular file");
+}
+
+bool isRemoteFs(long type) {
+  switch (static_cast<unsigned long>(type)) {
+    case 0x6969UL:      // NFS
+    case 0x517BUL:      // SMB
+    case 0xFF534D42UL:  // CIFS
+    case 0xFE534D42UL:  // SMB2
+    case 0x65735546UL:  // FUSE
+    case 0x00C36400UL:  // Ceph
+    case 0x01021997UL:  // 9p
+    case 0x5346414FUL:  // AFS
+    case 0x73757245UL:  // Coda
+    case 0x01161970UL:  // GFS2
+    case 0x7461636FUL:  // OCFS2
+    case 0x0BD00BD0UL:  // Lustre
+      return true;
+    default:
+      return false;
+  }
+}
+
+constexpr int kOpenFlags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+constexpr int kMaxAttempts = 64;
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------
+// Dir
+// ---------------------------------------------------------------------------------------------------
+
+Dir::~Dir() = default;
+
+int Dir::fd() const noexcept { return pathMode_ ? AT_FDCWD : fd_.get(); }
+
+std::string Dir::fullPath(std::string_view name) const {
+  if (pathMode_) return std::string(name);
+  std::string p;
+  p.reserve(path_.size() + 1 + name.size());
+  p.append(path_);
+  if (p.empty() || p.back() != '/') p.push_back('/');
+  p.append(name);
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Registry
+// ---------------------------------------------------------------------------------------------------
+
+Registry& Registry::instance() {
+  // Never destroyed: no static destructor may race a thread that is still using the table at exit.
+  static Registry* registry = new Registry();
+  return *registry;
+}
+
+Registry::Registry() {
+  pathDir_.reset(new Dir());
+  pathDir_->pathMode_ = true;
+}
+
+DirPtr Registry::pathModeDir() { return pathDir_; }
+
+DirPtr Registry::openDir(const std::string& dir) {
+  if (dir.empty() || dir[0] != '/' || dir.find('\0') != std::string::npos)
+    throw ArgError("directory must be an absolute path without NUL bytes");
+  // Create it like libvirt does: mode 0700, with parents.
+  for (size_t pos = 1;; ++pos) {
+    pos = dir.find('/', pos);
+    std::string prefix = dir.substr(0, pos);
+    if (!prefix.empty() && ::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST)
+      throw SysError(errno, "mkdir", prefix);
+    if (pos == std::string::npos) break;
+  }
+  char* real = ::realpath(dir.c_str(), nullptr);
+  if (!real) throw SysError(errno, "realpath", dir);
+  std::string canonical(real);
+  ::free(real);
+
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = dirs_.find(canonical);
+  if (it != dirs_.end()) {
+    if (DirPtr existing = it->second.lock()) return existing;
+    dirs_.erase(it);
+  }
+  UniqueFd fd(::open(canonical.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) throw SysError(errno, "open", canonical);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw SysError(errno, "fstat", canonical);
+  struct statfs sfs {};
+  bool remote = ::fstatfs(fd.get(), &sfs) == 0 && isRemoteFs(sfs.f_type);
+  DirPtr d(new Dir());
+  d->path_ = canonical;
+  d->fd_ = std::move(fd);
+  d->key_ = {st.st_dev, st.st_ino};
+  d->remote_ = remote;
+  // Drop expired records now and then so the map does not grow with dead directories.
+  if (dirs_.size() > 64) {
+    for (auto i = dirs_.begin(); i != dirs_.end();) i = i->second.expired() ? dirs_.erase(i) : std::next(i);
+  }
+  dirs_.emplace(canonical, d);
+  return d;
+}
+
+bool Registry::isRemotePath(const std::string& path) {
+  size_t slash = path.rfind('/');
+  std::string parent = slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = remotePaths_.find(parent);
+    if (it != remotePaths_.end()) return it->second;
+  }
+  struct statfs sfs {};
+  bool remote = ::statfs(parent.c_str(), &sfs) == 0 && isRemoteFs(sfs.f_type);
+  std::lock_guard<std::mutex> lk(mu_);
+  if (remotePaths_.size() > 4096) remotePaths_.clear();
+  remotePaths_[parent] = remote;
+  return remote;
+}
+
+void Registry::validateName(const Dir& dir, const std::string& name) const {
+  if (name.find('\0') != std::string::npos) throw ArgError("resource name must not contain NUL bytes");
+  if (dir.pathMode()) {
+    if (name.empty() || name[0] != '/' || name.back() == '/' || name.size() >= 4096)
+      throw ArgError("resource name must be an absolute path to a file");
+    return;
+  }
+  if (name.empty() || name.size() > 255 || name == "." || name == ".." || name.find('/') != std::string::npos)
+    throw ArgError("resource name must be a single path component");
+}
+
+SysError Registry::busyHere(const Entry* e, const std::string& path) const {
+  SysError err(EBUSY, "fcntl", path,
+               e->shared ? "held shared in this process" : "held exclusively in this process");
+  err.busyHere = true;
+  return err;
+}
+
+void Registry::waitTransition(Lock& lk) { transition_.wait(lk); }
+
+Entry* Registry::insertEntry(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd,
+                             const Request& req) {
+  auto e = std::make_unique<Entry>();
+  e->key = key;
+  e->fd = std::move(fd);
+  e->kind = req.kind;
+  e->shared = req.shared;
+  e->autoCreate = req.autoCreate;
+  e->remote = dir->remote() || remoteDev(key.dev, e->fd.get());
+  e->dir = dir;
+  e->name = name;
+  Entry* raw = e.get();
+  byInode_.emplace(key, raw);
+  dir->byName_.emplace(std::string_view(raw->name), raw);
+  e.release();
+  return raw;
+}
+
+void Registry::eraseEntry(Entry* e) {
+  auto it = e->dir->byName_.find(std::string_view(e->name));
+  if (it != e->dir->byName_.end() && it->second == e) e->dir->byName_.erase(it);
+  auto bi = byInode_.find(e->key);
+  if (bi != byInode_.end() && bi->second == e) byInode_.erase(bi);
+  delete e;  // closes fd and spares: callers make sure no lock is held through them any more
+}
+
+uint64_t Registry::addOwner(Entry* e, const DirPtr& via, const std::string& name, const Request& req) {
+  uint64_t lease = nextLease_++;
+  Owner o{req.owner, lease, req.env, nullptr};
+  if (via != e->dir || name != e->name) o.alias.reset(new Alias{via, name});
+  e->owners.push_back(std::move(o));
+  leases_.emplace(lease, e);
+  return lease;
+}
+
+// --- idle descriptors ------------------------------------------------------------------------------
+
+void Registry::safeClose(UniqueFd fd, InodeKey key) {
+  // Closing an fd of an inode this process holds a POSIX lock on would drop that lock.
+  auto it = byInode_.find(key);
+  if (it != byInode_.end()) {
+    it->second->spare.push_back(std::move(fd));
+    return;
+  }
+  fd.reset();
+}
+
+void Registry::dropIdle(Idle* idle) {
+  idle->dir->idle_.erase(std::string_view(idle->name));
+  UniqueFd fd = std::move(idle->fd);
+  InodeKey key = idle->key;
+  idleLru_.erase(idle->self);
+  safeClose(std::move(fd), key);
+}
+
+bool Registry::evictOneIdle() {
+  if (idleLru_.empty()) return false;
+  dropIdle(&idleLru_.back());
+  return true;
+}
+
+void Registry::keepIdle(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd, bool remote) {
+  // Never on network file systems: an open fd there turns another client's unlink into a silly-rename.
+  if (idleLimit_ == 0 || remote) {
+    safeClose(std::move(fd), key);
+    return;
+  }
+  auto it = dir->idle_.find(std::string_view(name));
+  if (it != dir->idle_.end()) dropIdle(it->second);
+  idleLru_.push_front(Idle{dir, name, std::move(fd), key, {}});
+  Idle& idle = idleLru_.front();
+  idle.self = idleLru_.begin();
+  dir->idle_.emplace(std::string_view(idle.name), &idle);
+  while (idleLru_.size() > idleLimit_) evictOneIdle();
+}
+
+bool Registry::remoteDev(dev_t dev, int fd) {
+  auto it = remoteDevs_.find(dev);
+  if (it != remoteDevs_.end()) return it->second;
+  struct statfs sfs {};
+  bool remote = ::fstatfs(fd, &sfs) != 0 || isRemoteFs(sfs.f_type);
+  remoteDevs_.emplace(dev, remote);
+  return remote;
+}
+
+UniqueFd Registry::takeIdle(Dir& dir, const std::string& name, InodeKey* key) {
+  auto it = dir.idle_.find(std::string_view(name));
+  if (it == dir.idle_.end()) return UniqueFd();
+  Idle* idle = it->second;
+  dir.idle_.erase(it);
+  UniqueFd fd = std::move(idle->fd);
+  *key = idle->key;
+  idleLru_.erase(idle->self);
+  return fd;
+}
+
+size_t Registry::closeIdleFds() {
+  std::lock_guard<std::mutex> lk(mu_);
+  size_t n = 0;
+  while (evictOneIdle()) ++n;
+  return n;
+}
+
+void Registry::setIdleLimit(size_t limit) {
+  std::lock_guard<std::mutex> lk(mu_);
+  idleLimit_ = limit;
+  while (idleLru_.size() > idleLimit_) evictOneIdle();
+}
+
+// --- acquire ---------------------------------------------------------------------------------------
+
+AcquireResult Registry::acquire(const DirPtr& dir, const std::string& name, const Request& req,
+                                uint64_t request, SinkPtr sink) {
+  if (!dir) throw ArgError("invalid lockspace handle");
+  validateName(*dir, name);
+  Lock lk(mu_);
+  return acquireLocked(lk, dir, name, req, request, sink, false);
+}
+
+AcquireResult Registry::joinOrQueue(Lock&, Entry* e, const DirPtr& dir, const std::string& name,
+                                    const Request& req, uint64_t request, const SinkPtr& sink) {
+  if (e->state == State::Held && req.shared && e->shared && !e->hasWaiters()) {
+    e->autoCreate = e->autoCreate || req.autoCreate;
+    return {addOwner(e, dir, name, req), false};
+  }
+  if (sink) {
+    if (!e->waiters) e->waiters.reset(new std::deque<Waiter>());
+    e->waiters->push_back(Waiter{request, req, dir, name, sink});
+    requests_[request] = e;
+    return {0, true};
+  }
+  std::string path = dir->fullPath(name);
+  if (e->state == State::KernelWait) {
+    SysError err(EBUSY, "fcntl", path, "held by another process");
+    err.holderPid = holderPid(e->fd.get(), e->kind, req.shared);
+    throw err;
+  }
+  throw busyHere(e, path);
+}
+
+AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::string& name,
+                                      const Request& req, uint64_t request, const SinkPtr& sink,
+                                      bool forDelete) {
+  const int dfd = dir->fd();
+  const char* cname = name.c_str();
+  // Whatever happens, the caller gets the mutex back locked (some callers go on after an error).
+  struct Relock {
+    Lock& lk;
+    ~Relock() {
+      if (!lk.owns_lock()) lk.lock();
+    }
+  } relock{lk};
+  for (int attempt = 0;; ++attempt) {
+    if (attempt >= kMaxAttempts)
+      throw SysError(EAGAIN, "open", dir->fullPath(name), "the file kept being replaced while locking it");
+
+    // 1. Held (or being opened) under this very name.
+    if (auto it = dir->byName_.find(std::string_view(name)); it != dir->byName_.end()) {
+      Entry* e = it->second;
+      if (e->state == State::Opening || e->state == State::Closing) {
+        waitTransition(lk);
+        continue;
+      }
+      if (forDelete) return joinOrQueue(lk, e, dir, name, req, 0, nullptr);
+      return joinOrQueue(lk, e, dir, name, req, request, sink);
+    }
+
+    // 2. A descriptor kept open from an earlier release of this name, or 3. open it.
+    InodeKey key{};
+    UniqueFd fd = takeIdle(*dir, name, &key);
+    bool fromIdle = static_cast<bool>(fd);
+    if (!fromIdle) {
+      lk.unlock();
+      struct stat st {};
+      int fdNew = -1;
+      int err = 0;
+      bool exists = ::fstatat(dfd, cname, &st, AT_SYMLINK_NOFOLLOW) == 0;
+      if (!exists) err = errno;
+      if (exists) {
+        checkRegular(st.st_mode, dir->fullPath(name));
+        key = {st.st_dev, st.st_ino};
+        lk.lock();
+        if (auto it = byInode_.find(key); it != byInode_.end()) {
+          Entry* e = it->second;
+          if (e->state == State::Opening || e->state == State::Closing) {
+            waitTransition(lk);
+            continue;
+          }
+          return joinOrQueue(lk, e, dir, name, req, forDelete ? 0 : request, forDelete ? nullptr : sink);
+        }
+        lk.unlock();
+        fdNew = ::openat(dfd, cname, kOpenFlags);
+        if (fdNew < 0) err = errno;
+      } else if (err == ENOENT && req.autoCreate && !forDelete) {
+        fdNew = ::openat(dfd, cname, kOpenFlags | O_CREAT, 0600);
+        if (fdNew < 0) err = errno;
+      }
+      if (fdNew < 0) {
+        lk.lock();
+        if (err == ENOENT && exists) continue;  // vanished between stat and open: look again
+        if ((err == EMFILE || err == ENFILE) && evictOneIdle()) continue;
+        throw SysError(err, "open", dir->fullPath(name));
+      }
+      fd.reset(fdNew);
+      struct stat fst {};
+      if (::fstat(fd.get(), &fst) != 0) {
+        int e2 = errno;
+        fd.reset();
+        throw SysError(e2, "fstat", dir->fullPath(name));
+      }
+      if (!S_ISREG(fst.st_mode)) {
+        fd.reset();  // a non-regular file is never in the table: closing drops nothing
+        checkRegular(fst.st_mode, dir->fullPath(name));
+      }
+      key = {fst.st_dev, fst.st_ino};
+      lk.lock();
+    }
+
+    // Reached through another name (hard link, other directory path): never close this fd while held.
+    if (auto it = byInode_.find(key); it != byInode_.end()) {
+      Entry* e = it->second;
+      e->spare.push_back(std::move(fd));
+      if (e->state == State::Opening || e->state == State::Closing) {
+        waitTransition(lk);
+        continue;
+      }
+      return joinOrQueue(lk, e, dir, name, req, forDelete ? 0 : request, forDelete ? nullptr : sink);
+    }
+
+    // 4. Reserve the inode, then lock it outside the mutex.
+    Entry* e = insertEntry(dir, name, key, std::move(fd), req);
+    lk.unlock();
+    if (setLock(e->fd.get(), req.kind, req.shared ? F_RDLCK : F_WRLCK, false) != 0) {
+      int err = errno;
+      if (isBusyErrno(err)) {
+        int pid = holderPid(e->fd.get(), req.kind, req.shared);
+        lk.lock();
+        if (sink && !forDelete) {
+          // Wait for the other process in a dedicated thread, not in the caller and not in libuv's pool.
+          e->state = State::KernelWait;
+          e->waiters.reset(new std::deque<Waiter>());
+          e->waiters->push_back(Waiter{request, req, dir, name, sink});
+          requests_[request] = e;
+          startKernelWait(e);
+          transition_.notify_all();
+          return {0, true};
+        }
+        UniqueFd keep = std::move(e->fd);
+        std::string path = dir->fullPath(name);
+        bool remote = e->remote;
+        eraseEntry(e);  // closes spares: the process holds no lock on this inode
+        keepIdle(dir, name, key, std::move(keep), remote);
+        transition_.notify_all();
+        SysError busy(EBUSY, "fcntl", path, "held by another process");
+        busy.holderPid = pid;
+        throw busy;
+      }
+      lk.lock();
+      std::string path = dir->fullPath(name);
+      eraseEntry(e);
+      transition_.notify_all();
+      throw SysError(err, "fcntl", path);
+    }
+
+    // 5. The path must still name the inode we locked (it may have been unlinked or replaced by a
+    //    holder that released it meanwhile, e.g. an autoCreate release in another process).
+    struct stat st2 {};
+    if (::fstatat(dfd, cname, &st2, AT_SYMLINK_NOFOLLOW) != 0 || st2.st_dev != key.dev || st2.st_ino != key.ino) {
+      e->fd.reset();  // still reserved: no one else in this process holds this inode
+      lk.lock();
+      eraseEntry(e);
+      transition_.notify_all();
+      continue;
+    }
+
+    lk.lock();
+    if (forDelete) e->autoCreate = true;
+    e->state = State::Held;
+    uint64_t lease = addOwner(e, dir, name, req);
+    transition_.notify_all();
+    return {lease, false};
+  }
+}
+
+// --- release ---------------------------------------------------------------------------------------
+
+bool Registry::release(uint64_t lease) {
+  Lock lk(mu_);
+  if (leases_.find(lease) == leases_.end()) return false;
+  releaseLocked(lk, lease, false);
+  return true;
+}
+
+bool Registry::isHeld(uint64_t lease) {
+  std::lock_guard<std::mutex> lk(mu_);
+  return leases_.find(lease) != leases_.end();
+}
+
+int Registry::releaseLocked(Lock& lk, uint64_t lease, bool unlinkFile) {
+  auto it = leases_.find(lease);
+  if (it == leases_.end()) return 0;
+  Entry* e = it->second;
+  leases_.erase(it);
+  auto& owners = e->owners;
+  owners.erase(std::find_if(owners.begin(), owners.end(), [&](const Owner& o) { return o.lease == lease; }));
+  if (!owners.empty()) return 0;
+  if (e->hasWaiters()) {
+    handOff(lk, e);
+    return unlinkFile ? EBUSY : 0;
+  }
+  return finishLastRelease(lk, e, unlinkFile || e->autoCreate, unlinkFile);
+}
+
+int Registry::finishLastRelease(Lock& lk, Entry* e, bool unlinkFile, bool mustUnlink) {
+  e->state = State::Closing;
+  lk.unlock();
+  // Only this thread touches a Closing entry's fds; everyone else waits for the transition.
+  const int dfd = e->dir->fd();
+  int unlinkErr = 0;
+  bool deleted = false;
+  if (unlinkFile) {
+    // Never delete a file another process still holds: be exclusive first (upgrade a shared lock).
+    if (e->shared && setLock(e->fd.get(), e->kind, F_WRLCK, false) != 0) {
+      unlinkErr = isBusyErrno(errno) ? EBUSY : errno;
+    } else {
+      struct stat st {};
+      if (::fstatat(dfd, e->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == e->key.dev &&
+          st.st_ino == e->key.ino) {
+        if (::unlinkat(dfd, e->name.c_str(), 0) == 0)
+          deleted = true;
+        else
+          unlinkErr = errno;
+      }
+    }
+  }
+  UniqueFd keep;
+  if (!deleted && !e->remote && idleLimit_ != 0 && setLock(e->fd.get(), e->kind, F_UNLCK, false) == 0) {
+    keep = std::move(e->fd);
+  } else {
+    e->fd.reset();
+  }
+  e->spare.clear();  // no lock is held on this inode any more
+  lk.lock();
+  if (keep) keepIdle(e->dir, e->name, e->key, std::move(keep), e->remote);
+  eraseEntry(e);
+  transition_.notify_all();
+  return mustUnlink ? unlinkErr : 0;
+}
+
+void Registry::handOff(Lock&, Entry* e) {
+  // The last owner left and requests are queued: pass the lock on without closing the fd.
+  const Waiter& head = e->waiters->front();
+  if (head.req.shared != e->shared) {
+    if (setLock(e->fd.get(), e->kind, head.req.shared ? F_RDLCK : F_WRLCK, false) != 0) {
+      // Another process holds it shared: drop ours (no upgrade deadlock) and wait in the kernel.
+      setLock(e->fd.get(), e->kind, F_UNLCK, false);
+      e->state = State::KernelWait;
+      startKernelWait(e);
+      return;
+    }
+    e->shared = head.req.shared;
+  }
+  grantWaiters(e);
+}
+
+void Registry::grantWaiters(Entry* e) {
+  // FIFO: grant the head if it fits (after a hand-off the mode already matches it), then every
+  // following shared request while the lock is shared.
+  while (e->hasWaiters()) {
+    Waiter& w = e->waiters->front();
+    if (deadEnvs_.count(w.req.env)) {  // its thread is gone (worker exit): drop, never grant
+      requests_.erase(w.request);
+      e->waiters->pop_front();
+      continue;
+    }
+    bool fits = e->owners.empty() ? w.req.shared == e->shared : w.req.shared && e->shared;
+    if (!fits) break;
+    uint64_t lease = addOwner(e, w.dir, w.name, w.req);
+    e->autoCreate = e->autoCreate || w.req.autoCreate;
+    requests_.erase(w.request);
+    SinkPtr sink = std::move(w.sink);
+    uint64_t request = w.request;
+    e->waiters->pop_front();
+    sink->granted(request, lease);
+  }
+}
+
+bool Registry::cancel(uint64_t request) {
+  Lock lk(mu_);
+  auto it = requests_.find(request);
+  if (it == requests_.end()) {
+    if (inFlight_.count(request)) {
+      cancelledInFlight_.insert(request);
+      return true;
+    }
+    return false;
+  }
+  Entry* e = it->second;
+  requests_.erase(it);
+  auto& ws = *e->waiters;
+  bool wasHead = !ws.empty() && ws.front().request == request;
+  ws.erase(std::find_if(ws.begin(), ws.end(), [&](const Waiter& w) { return w.request == request; }));
+  if (e->state == State::KernelWait) {
+    if (wasHead) interrupt(e);  // re-evaluate: nobody left, or another lock mode wanted
+  } else if (e->state == State::Held && e->shared) {
+    grantWaiters(e);  // shared requests queued behind a cancelled exclusive one may join now
+  }
+  return true;
+}
+
+void Registry::releaseByName(const DirPtr& dir, const std::string& name, const std::string& owner) {
+  validateName(*dir, name);
+  Lock lk(mu_);
+  Entry* e = nullptr;
+  auto it = dir->byName_.find(std::string_view(name));
+  if (it != dir->byName_.end()) {
+    e = it->second;
+  } else {
+    struct stat st {};
+    lk.unlock();
+    bool ok = ::fstatat(dir->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+    lk.lock();
+    if (ok) {
+      auto bi = byInode_.find(InodeKey{st.st_dev, st.st_ino});
+      if (bi != byInode_.end()) e = bi->second;
+    }
+  }
+  if (e && e->state == State::Held) {
+    for (const Owner& o : e->owners) {
+      if (o.key == owner) {
+        releaseLocked(lk, o.lease, false);
+        return;
+      }
+    }
+  }
+  throw NotHeldError(dir->fullPath(name));
+}
+
+size_t Registry::releaseOwner(const DirPtr& dir, const std::string& owner) {
+  Lock lk(mu_);
+  std::vector<uint64_t> mine;
+  for (const auto& [key, e] : byInode_) {
+    if (e->state != State::Held) continue;
+    for (const Owner& o : e->owners) {
+      const Dir* via = o.alias ? o.alias->dir.get() : e->dir.get();
+      if (o.key == owner && via == dir.get()) mine.push_back(o.lease);
+    }
+  }
+  for (uint64_t lease : mine) releaseLocked(lk, lease, false);
+  return mine.size();
+}
+
+size_t Registry::releaseEnv(uint32_t env) {
+  Lock lk(mu_);
+  deadEnvs_.insert(env);  // from now on nothing is granted to it
+  std::vector<uint64_t> requests, leases;
+  for (const auto& [key, e] : byInode_) {
+    if (e->waiters)
+      for (const Waiter& w : *e->waiters)
+        if (w.req.env == env) requests.push_back(w.request);
+    for (const Owner& o : e->owners)
+      if (o.env == env) leases.push_back(o.lease);
+  }
+  lk.unlock();
+  for (uint64_t r : requests) cancel(r);
+  lk.lock();
+  for (uint64_t lease : leases) releaseLocked(lk, lease, false);
+  return leases.size();
+}
+
+// --- create / delete -------------------------------------------------------------------------------
+
+void Registry::create(const DirPtr& dir, const std::string& name) {
+  if (!dir) throw ArgError("invalid lockspace handle");
+  validateName(*dir, name);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = dir->byName_.find(std::string_view(name));
+    if (it != dir->byName_.end()) throw busyHere(it->second, dir->fullPath(name));
+  }
+  // A regular file, mode 0600, never following a symlink and never truncating: no fd is opened.
+  if (::mknodat(dir->fd(), name.c_str(), S_IFREG | 0600, 0) != 0) throw SysError(errno, "open", dir->fullPath(name));
+}
+
+void Registry::remove(const DirPtr& dir, const std::string& name, LockKind kind) {
+  if (!dir) throw ArgError("invalid lockspace handle");
+  validateName(*dir, name);
+  Request req;
+  req.kind = kind;
+  Lock lk(mu_);
+  AcquireResult res;
+  try {
+    res = acquireLocked(lk, dir, name, req, 0, nullptr, true);
+  } catch (const SysError& err) {
+    if (err.err == ENOENT) return;  // absent: nothing to delete
+    throw;
+  }
+  int err = releaseLocked(lk, res.lease, true);
+  if (err == EBUSY) {
+    SysError busy(EBUSY, "unlink", dir->fullPath(name), "requested in this process meanwhile");
+    busy.busyHere = true;
+    throw busy;
+  }
+  if (err != 0 && err != ENOENT) throw SysError(err, "unlink", dir->fullPath(name));
+}
+
+// --- introspection ---------------------------------------------------------------------------------
+
+std::vector<ResourceInfo> Registry::resources(const DirPtr& dir) {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<ResourceInfo> out;
+  for (const auto& [key, e] : byInode_) {
+    if (e->state != State::Held) continue;
+    const std::string* name = nullptr;
+    for (const Owner& o : e->owners) {
+      const Dir* via = o.alias ? o.alias->dir.get() : e->dir.get();
+      if (via == dir.get()) {
+        name = o.alias ? &o.alias->name : &e->name;
+        break;
+      }
+    }
+    if (!name) continue;
+    ResourceInfo info{*name, dir->fullPath(*name), e->shared, e->autoCreate, {}};
+    for (const Owner& o : e->owners) info.owners.push_back(o.key);
+    out.push_back(std::move(info));
+  }
+  std::sort(out.begin(), out.end(), [](const ResourceInfo& a, const ResourceInfo& b) { return a.name < b.name; });
+  return out;
+}
+
+Stats Registry::stats() {
+  std::lock_guard<std::mutex> lk(mu_);
+  Stats s;
+  s.resources = byInode_.size();
+  s.leases = leases_.size();
+  s.waiters = requests_.size();
+  s.kernelWaits = kernelWaits_;
+  s.idleFds = idleLru_.size();
+  for (const auto& [key, e] : byInode_) s.spareFds += e->spare.size();
+  return s;
+}
+
+// --- kernel waits ----------------------------------------------------------------------------------
+
+namespace {
+void kernelWaitThread(void* arg) { Registry::runKernelWait(static_cast<Entry*>(arg)); }
+void interrupterThread(void*) { Registry::runInterrupter(); }
+}  // namespace
+
+void Registry::startKernelWait(Entry* e) {
+  // Called with the mutex held, e in state KernelWait with at least one waiter.
+  if (!interrupterStarted_) {
+    pthread_t t;
+    if (kwait::spawn(interrupterThread, nullptr, &t) == 0) interrupterStarted_ = true;
+  }
+  int rc = interrupterStarted_ ? kwait::spawn(kernelWaitThread, e, &e->thread) : EAGAIN;
+  if (rc == 0) {
+    ++kernelWaits_;
+    return;
+  }
+  // No thread: fail the queued requests and drop the entry (the process holds no lock on it).
+  failWaiters(e, SysError(rc, "pthread_create", e->dir->fullPath(e->name), "cannot start a thread to wait"));
+  eraseEntry(e);
+  transition_.notify_all();
+}
+
+void Registry::failWaiters(Entry* e, const SysError& err) {
+  if (!e->waiters) return;
+  std::deque<Waiter> ws = std::move(*e->waiters);
+  e->waiters->clear();
+  for (Waiter& w : ws) {
+    requests_.erase(w.request);
+    w.sink->failed(w.request, err);
+  }
+}
+
+void Registry::interrupt(Entry* e) {
+  interrupts_.insert(e);
+  interruptCv_.notify_one();
+}
+
+void Registry::runInterrupter() noexcept {
+  Registry& r = instance();
+  const int sig = kwait::interruptSignal();
+  Lock lk(r.mu_);
+  for (;;) {
+    while (r.interrupts_.empty()) r.interruptCv_.wait(lk);
+    // A thread leaves the set (under the mutex) as soon as its fcntl returns, so it is alive here.
+    for (Entry* e : r.interrupts_) pthread_kill(e->thread, sig);
+    // Signal again until acknowledged: a signal that lands just before the thread enters fcntl is lost.
+    r.interruptCv_.wait_for(lk, std::chrono::milliseconds(2));
+  }
+}
+
+void Registry::runKernelWait(Entry* e) noexcept {
+  Registry& r = instance();
+  Lock lk(r.mu_, std::defer_lock);
+  try {
+    lk.lock();
+    r.kernelWaitLoop(lk, e);
+  } catch (...) {
+    // Only allocation failures can land here; there is no sane way on: do not take the process down
+    // with an exception escaping a thread, leave the entry to the process's exit.
+  }
+  if (!lk.owns_lock()) lk.lock();
+  --r.kernelWaits_;
+}
+
+void Registry::closeAbandoned(Lock& lk, Entry* e) {
+  // Called with the mutex held by the kernel-wait thread of e. Closing drops the lock if we had it.
+  interrupts_.erase(e);
+  e->state = State::Closing;
+  lk.unlock();
+  e->fd.reset();
+  e->spare.clear();
+  lk.lock();
+  eraseEntry(e);
+  transition_.notify_all();
+}
+
+void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
+  for (;;) {
+    if (!e->hasWaiters()) return closeAbandoned(lk, e);
+    const bool wantShared = e->waiters->front().req.shared;
+    lk.unlock();
+    int rc = setLock(e->fd.get(), e->kind, wantShared ? F_RDLCK : F_WRLCK, true);
+    int err = errno;
+    lk.lock();
+    interrupts_.erase(e);  // acknowledged: the interrupter stops signalling this thread
+    if (rc != 0) {
+      if (err != EINTR) failWaiters(e, SysError(err, "fcntl", e->dir->fullPath(e->name)));
+      continue;
+    }
+    if (!e->hasWaiters() || e->waiters->front().req.shared != wantShared) continue;
+
+    lk.unlock();
+    struct stat st {};
+    bool same = ::fstatat(e->dir->fd(), e->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                st.st_dev == e->key.dev && st.st_ino == e->key.ino;
+    lk.lock();
+    if (!same) {
+      // The file we waited on was unlinked or replaced: close it and start the queued requests over.
+      std::deque<Waiter> ws = std::move(*e->waiters);
+      e->waiters->clear();
+      for (const Waiter& w : ws) {
+        requests_.erase(w.request);
+        inFlight_.insert(w.request);
+      }
+      closeAbandoned(lk, e);
+      for (Waiter& w : ws) redispatch(lk, std::move(w));
+      return;
+    }
+    if (!e->hasWaiters()) continue;  // cancelled while we checked
+    interrupts_.erase(e);
+    e->state = State::Held;
+    e->shared = e->waiters->front().req.shared;
+    grantWaiters(e);
+    transition_.notify_all();
+    return;
+  }
+}
+
+void Registry::redispatch(Lock& lk, Waiter w) {
+  inFlight_.erase(w.request);
+  if (cancelledInFlight_.erase(w.request) || deadEnvs_.count(w.req.env)) return;
+  try {
+    AcquireResult res = acquireLocked(lk, w.dir, w.name, w.req, w.request, w.sink, false);
+    if (res.lease) w.sink->granted(w.request, res.lease);
+  } catch (const SysError& err) {
+    w.sink->failed(w.request, err);
+  }
+}
+
+}  // namespace lockspace

@@ -1,0 +1,235 @@
+// The process-wide lock table (libvirt's virLockSpace model), in plain C++ with no N-API types.
+//
+// One Registry exists per process (Registry::instance(), allocated once and never destroyed). Every
+// resource this process has open and locked is one Entry, keyed by inode (dev, ino), so two names that
+// reach the same file are the same resource. A second acquire of a held inode never opens a file that it
+// would later have to close (closing any fd of a file drops every POSIX lock the process holds on it):
+// it joins (shared on shared), queues (wait) or fails with EBUSY.
+//
+// Concurrency: one mutex guards all tables. Syscalls on the acquire/release fast paths run outside the
+// mutex; the entry they work on is reserved in the table meanwhile (state Opening/Closing), and other
+// threads that meet a reserved entry wait on a condition variable for the few microseconds it lasts.
+#pragma once
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "unique_fd.h"
+
+namespace lockspace {
+
+// An expected failure, reported to the caller as a Node-style system error.
+struct SysError : std::exception {
+  int err;              // positive errno value
+  const char* syscall;  // the syscall (or operation) that failed
+  std::string path;
+  std::string detail;      // extra words for the message ("held in this process", ...)
+  bool busyHere = false;   // EBUSY: the holder is this process (lock table)
+  int holderPid = 0;       // EBUSY: pid of another process holding a POSIX lock (from F_GETLK), else 0
+  SysError(int e, const char* sc, std::string p, std::string d = {})
+      : err(e), syscall(sc), path(std::move(p)), detail(std::move(d)) {}
+  const char* what() const noexcept override { return "lockspace system error"; }
+};
+
+// Releasing something that is not held by that owner (ERR_LOCK_NOT_HELD).
+struct NotHeldError : std::exception {
+  std::string path;
+  explicit NotHeldError(std::string p) : path(std::move(p)) {}
+  const char* what() const noexcept override { return "lock not held"; }
+};
+
+// A caller broke the API contract (bad name, bad handle): the binding turns it into a TypeError.
+struct ArgError : std::exception {
+  std::string message;
+  explicit ArgError(std::string m) : message(std::move(m)) {}
+  const char* what() const noexcept override { return message.c_str(); }
+};
+
+struct InodeKey {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool operator==(const InodeKey& o) const noexcept { return dev == o.dev && ino == o.ino; }
+};
+struct InodeHash {
+  size_t operator()(const InodeKey& k) const noexcept {
+    return std::hash<uint64_t>()(static_cast<uint64_t>(k.ino) * 0x9E3779B97F4A7C15ULL ^ k.dev);
+  }
+};
+
+struct Entry;
+struct Idle;
+struct Waiter;
+
+// A lockspace directory, or the path-mode space (absolute names) when pathMode is true.
+// Shared by every LockSpace handle on the same canonical directory and by the entries opened in it.
+class Dir {
+ public:
+  ~Dir();
+  Dir(const Dir&) = delete;
+  Dir& operator=(const Dir&) = delete;
+
+  bool pathMode() const noexcept { return pathMode_; }
+  const std::string& path() const noexcept { return path_; }  // canonical; empty in path mode
+  bool remote() const noexcept { return remote_; }             // NFS, CIFS, FUSE, ...
+  int fd() const noexcept;                                     // AT_FDCWD in path mode
+  std::string fullPath(std::string_view name) const;
+
+ private:
+  friend class Registry;
+  Dir() = default;
+  bool pathMode_ = false;
+  bool remote_ = false;
+  std::string path_;
+  UniqueFd fd_;
+  InodeKey key_;
+  // Guarded by the registry mutex.
+  std::unordered_map<std::string_view, Entry*> byName_;  // views into Entry::name
+  std::unordered_map<std::string_view, Idle*> idle_;     // views into Idle::name
+};
+
+using DirPtr = std::shared_ptr<Dir>;
+
+enum class LockKind : uint8_t { Posix, Ofd };
+
+// Receives the outcome of a queued (waiting) acquire. Called with the registry mutex held: it must only
+// hand the result over (queue it and wake the waiter's thread), never call back into the registry.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual void granted(uint64_t request, uint64_t lease) = 0;
+  virtual void failed(uint64_t request, const SysError& error) = 0;
+};
+using SinkPtr = std::shared_ptr<Sink>;
+
+struct Request {
+  bool shared = false;
+  bool autoCreate = false;
+  LockKind kind = LockKind::Posix;
+  std::string owner;  // opaque owner key
+  uint32_t env = 0;   // the JS environment (thread) that acquires: its leases die with it
+};
+
+struct AcquireResult {
+  uint64_t lease = 0;  // non-zero: granted now
+  bool queued = false; // the request waits; its Sink hears the outcome
+};
+
+struct ResourceInfo {
+  std::string name;
+  std::string path;
+  bool shared;
+  bool autoCreate;
+  std::vector<std::string> owners;
+};
+
+struct Stats {
+  size_t resources = 0;   // entries in the table (any state)
+  size_t leases = 0;
+  size_t waiters = 0;
+  size_t kernelWaits = 0; // threads blocked in F_SETLKW
+  size_t idleFds = 0;
+  size_t spareFds = 0;
+};
+
+class Registry {
+ public:
+  static Registry& instance();
+
+  // Directory lockspace: creates dir (0700, with parents) if missing; returns the shared Dir for its
+  // canonical path. pathModeDir() is the space of absolute names.
+  DirPtr openDir(const std::string& dir);
+  DirPtr pathModeDir();
+  bool isRemotePath(const std::string& path);  // path mode: statfs of the parent, cached
+
+  AcquireResult acquire(const DirPtr& dir, const std::string& name, const Request& req,
+                        uint64_t request = 0, SinkPtr sink = nullptr);
+  // Removes a queued request. False when it is no longer queued (granted or failed already).
+  bool cancel(uint64_t request);
+  // Releases one lease. False when it was not held (already released): idempotent.
+  bool release(uint64_t lease);
+  bool isHeld(uint64_t lease);
+  // libvirt-style release by name and owner key; throws NotHeldError.
+  void releaseByName(const DirPtr& dir, const std::string& name, const std::string& owner);
+  size_t releaseOwner(const DirPtr& dir, const std::string& owner);
+  // Called when a JS environment goes away: cancels its queued requests and releases its leases.
+  size_t releaseEnv(uint32_t env);
+
+  void create(const DirPtr& dir, const std::string& name);
+  void remove(const DirPtr& dir, const std::string& name, LockKind kind);  // "delete"
+
+  std::vector<ResourceInfo> resources(const DirPtr& dir);
+  Stats stats();
+  size_t closeIdleFds();
+  void setIdleLimit(size_t limit);
+
+  // Thread bodies (see kernel_wait.h).
+  static void runKernelWait(Entry* e) noexcept;
+  static void runInterrupter() noexcept;
+
+ private:
+  Registry();
+
+  using Lock = std::unique_lock<std::mutex>;
+  struct Outcome;
+
+  void validateName(const Dir& dir, const std::string& name) const;
+  AcquireResult acquireLocked(Lock& lk, const DirPtr& dir, const std::string& name, const Request& req,
+                              uint64_t request, const SinkPtr& sink, bool forDelete);
+  AcquireResult joinOrQueue(Lock& lk, Entry* e, const DirPtr& dir, const std::string& name,
+                            const Request& req, uint64_t request, const SinkPtr& sink);
+  void waitTransition(Lock& lk);
+  Entry* insertEntry(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd, const Request& req);
+  void eraseEntry(Entry* e);
+  uint64_t addOwner(Entry* e, const DirPtr& via, const std::string& name, const Request& req);
+  int releaseLocked(Lock& lk, uint64_t lease, bool unlinkFile);
+  int finishLastRelease(Lock& lk, Entry* e, bool unlinkFile, bool mustUnlink);
+  void handOff(Lock& lk, Entry* e);
+  void grantWaiters(Entry* e);
+  void failWaiters(Entry* e, const SysError& err);
+  void startKernelWait(Entry* e);
+  void interrupt(Entry* e);
+  void kernelWaitLoop(Lock& lk, Entry* e);
+  void closeAbandoned(Lock& lk, Entry* e);
+  void redispatch(Lock& lk, Waiter w);
+  void keepIdle(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd, bool remote);
+  UniqueFd takeIdle(Dir& dir, const std::string& name, InodeKey* key);
+  void dropIdle(Idle* idle);
+  void safeClose(UniqueFd fd, InodeKey key);
+  bool evictOneIdle();
+  bool remoteDev(dev_t dev, int fd);
+  SysError busyHere(const Entry* e, const std::string& path) const;
+
+  std::mutex mu_;
+  std::condition_variable transition_;  // an Opening/Closing entry settled
+  std::unordered_map<InodeKey, Entry*, InodeHash> byInode_;
+  std::unordered_map<uint64_t, Entry*> leases_;
+  std::unordered_map<uint64_t, Entry*> requests_;  // queued request id -> entry
+  std::unordered_set<uint64_t> inFlight_;           // requests being re-dispatched (file replaced)
+  std::unordered_set<uint64_t> cancelledInFlight_;
+  std::unordered_set<Entry*> interrupts_;            // kernel-wait threads to signal until they wake
+  std::condition_variable interruptCv_;
+  bool interrupterStarted_ = false;
+  std::unordered_map<dev_t, bool> remoteDevs_;
+  std::unordered_set<uint32_t> deadEnvs_;  // JS environments torn down (ids are never reused)
+  std::unordered_map<std::string, std::weak_ptr<Dir>> dirs_;
+  DirPtr pathDir_;
+  std::unordered_map<std::string, bool> remotePaths_;
+  std::list<Idle> idleLru_;  // front = most recently used
+  size_t idleLimit_ = 1024;
+  uint64_t nextLease_ = 1;
+  size_t kernelWaits_ = 0;
+};
+
+}  // namespace lockspace

@@ -1,0 +1,281 @@
+/* wait: true — FIFO hand-off inside the process, timeout, AbortSignal, waiting on another process
+ * without starving the libuv threadpool. */
+import * as fs from 'fs';
+import * as path from 'path';
+import { LockSpace, Lease } from '../lib';
+import {
+  useTmpDir,
+  outsideProbe,
+  spawnPythonHolder,
+  stats,
+  waitFor,
+  track,
+  catchErr,
+  errnoOf,
+  countFds,
+  Holder,
+} from './helpers';
+
+const tmp = useTmpDir();
+
+afterEach(async () => {
+  await waitFor(() => {
+    const s = stats();
+    return s.resources === 0 && s.leases === 0 && s.waiters === 0 && s.kernelWaits === 0;
+  }, 'empty lock table after the test');
+});
+
+function expectAbortError(e: any): void {
+  expect(e).toBeInstanceOf(Error);
+  expect(e.name).toBe('AbortError');
+  expect(e.code).toBe('ABORT_ERR');
+}
+
+describe('in-process holder', () => {
+  test('waiters are granted in FIFO order, one per release', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    ls.createSync('r');
+    const holder = ls.acquireSync('r', { owner: 'h' });
+    const order: string[] = [];
+    const waits = ['w1', 'w2', 'w3', 'w4'].map((owner, i) => {
+      const p = ls.acquire('r', { owner, wait: true }).then((l) => {
+        order.push(owner);
+        return l;
+      });
+      return { owner, i, t: track(p) };
+    });
+    await waitFor(() => stats().waiters === 4, 'four waiters queued');
+
+    holder.releaseSync();
+    let current: Lease = await waits[0].t.promise;
+    for (let i = 1; i < waits.length; i++) {
+      expect(current.owner).toBe(waits[i - 1].owner);
+      expect(ls.resources()[0].owners).toEqual([waits[i - 1].owner]);
+      expect(stats().waiters).toBe(waits.length - i);
+      expect(waits.slice(i).every((w) => !w.t.settled)).toBe(true);
+      expect(await outsideProbe(path.join(tmp.dir, 'r'))).toBe('busy');
+      await current.release();
+      current = await waits[i].t.promise;
+    }
+    expect(order).toEqual(['w1', 'w2', 'w3', 'w4']);
+    await current.release();
+    expect(await outsideProbe(path.join(tmp.dir, 'r'))).toBe('locked');
+  });
+
+  test('a free resource is granted at once with wait:true', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    const l = await ls.acquire('free', { wait: true, autoCreate: true, timeout: 1 });
+    expect(await outsideProbe(path.join(tmp.dir, 'free'))).toBe('busy');
+    await l.release();
+  });
+
+  test('shared waiter behind an exclusive holder', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    ls.createSync('r');
+    const ex = ls.acquireSync('r', { owner: 'x' });
+    const s = track(ls.acquire('r', { owner: 's', shared: true, wait: true }));
+    await waitFor(() => stats().waiters === 1, 'queued');
+    await ex.release();
+    const lease = await s.promise;
+    expect(lease.shared).toBe(true);
+    expect(await outsideProbe(path.join(tmp.dir, 'r'), 'shared')).toBe('locked');
+    expect(await outsideProbe(path.join(tmp.dir, 'r'), 'exclusive')).toBe('busy');
+    await lease.release();
+  });
+
+  test('timeout rejects with ETIMEDOUT and leaves no trace', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    ls.createSync('r');
+    const holder = ls.acquireSync('r');
+    const fds0 = countFds();
+    const e = await catchErr(() => ls.acquire('r', { wait: true, timeout: 50, owner: 'late' }));
+    expect(e.code).toBe('ETIMEDOUT');
+    expect(e.errno).toBe(errnoOf('ETIMEDOUT'));
+    expect(e.path).toBe(path.join(tmp.dir, 'r'));
+    expect(stats()).toMatchObject({ resources: 1, leases: 1, waiters: 0 });
+    expect(countFds()).toBe(fds0);
+    expect(ls.resources()[0].owners).toEqual([0]);
+    holder.releaseSync();
+    expect(stats()).toMatchObject({ resources: 0, leases: 0, waiters: 0 });
+    expect(await outsideProbe(path.join(tmp.dir, 'r'))).toBe('locked');
+  });
+
+  test('a timed-out waiter does not block the waiters behind it', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    ls.createSync('r');
+    const holder = ls.acquireSync('r');
+    const first = track(ls.acquire('r', { wait: true, timeout: 30, owner: 'first' }));
+    const second = track(ls.acquire('r', { wait: true, owner: 'second' }));
+    await expect(first.promise).rejects.toMatchObject({ code: 'ETIMEDOUT' });
+    expect(stats().waiters).toBe(1);
+    holder.releaseSync();
+    const l = await second.promise;
+    expect(l.owner).toBe('second');
+    await l.release();
+  });
+
+  test('AbortSignal: abort rejects with AbortError and removes the waiter', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    ls.createSync('r');
+    const holder = ls.acquireSync('r');
+    const ac = new AbortController();
+    const p = track(ls.acquire('r', { wait: true, signal: ac.signal, owner: 'w' }));
+    const after = track(ls.acquire('r', { wait: true, owner: 'after' }));
+    await waitFor(() => stats().waiters === 2, 'queued');
+    ac.abort();
+    expectAbortError(await catchErr(() => p.promise));
+    expect(stats().waiters).toBe(1);
+    holder.releaseSync();
+    const l = await after.promise;
+    expect(l.owner).toBe('after');
+    await l.release();
+  });
+
+  test('an already-aborted signal rejects with AbortError without queueing', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    ls.createSync('r');
+    const holder = ls.acquireSync('r');
+    const e = await catchErr(() => ls.acquire('r', { wait: true, signal: AbortSignal.abort() }));
+    expectAbortError(e);
+    expect(stats().waiters).toBe(0);
+    expect(stats().leases).toBe(1);
+    holder.releaseSync();
+  });
+
+  test('abort after the grant has no effect on the lease', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    ls.createSync('r');
+    const ac = new AbortController();
+    const l = await ls.acquire('r', { wait: true, signal: ac.signal });
+    ac.abort();
+    expect(l.released).toBe(false);
+    expect(await outsideProbe(path.join(tmp.dir, 'r'))).toBe('busy');
+    await l.release();
+  });
+
+  test('releaseOwner of a holder hands off to the next waiter', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    ls.createSync('r');
+    ls.acquireSync('r', { owner: 'vm' });
+    const w = track(ls.acquire('r', { owner: 'next', wait: true }));
+    await waitFor(() => stats().waiters === 1, 'queued');
+    expect(ls.releaseOwnerSync('vm')).toBe(1);
+    const l = await w.promise;
+    expect(l.owner).toBe('next');
+    await l.release();
+  });
+});
+
+describe('other-process holder', () => {
+  test('the wait is granted once the other process releases', async () => {
+    const file = path.join(tmp.dir, 'r');
+    fs.writeFileSync(file, '');
+    const ls = LockSpace.open(tmp.dir);
+    const holder = await spawnPythonHolder(file);
+    const p = track(ls.acquire('r', { wait: true }));
+    await waitFor(() => stats().kernelWaits === 1, 'kernel wait started');
+    expect(p.settled).toBe(false);
+    await holder.release();
+    const lease = await p.promise;
+    expect(await outsideProbe(file)).toBe('busy');
+    expect(stats().kernelWaits).toBe(0);
+    await lease.release();
+    expect(await outsideProbe(file)).toBe('locked');
+  });
+
+  test('in-process waiters behind a kernel wait all get their turn', async () => {
+    const file = path.join(tmp.dir, 'r');
+    fs.writeFileSync(file, '');
+    const ls = LockSpace.open(tmp.dir);
+    const holder = await spawnPythonHolder(file);
+    const a = track(ls.acquire('r', { wait: true, owner: 'a' }));
+    const b = track(ls.acquire('r', { wait: true, owner: 'b' }));
+    await waitFor(() => stats().kernelWaits === 1, 'kernel wait started');
+    await holder.release();
+    const first = await Promise.race([a.promise, b.promise]);
+    await waitFor(() => a.settled || b.settled, 'one granted');
+    expect(a.settled && b.settled).toBe(false);
+    await first.release();
+    const second = await (first.owner === 'a' ? b.promise : a.promise);
+    expect(second.owner).not.toBe(first.owner);
+    await second.release();
+    expect(await outsideProbe(file)).toBe('locked');
+  });
+
+  test('timeout while another process holds: ETIMEDOUT, and the lock is not taken later', async () => {
+    const file = path.join(tmp.dir, 'r');
+    fs.writeFileSync(file, '');
+    const ls = LockSpace.open(tmp.dir);
+    const holder = await spawnPythonHolder(file);
+    try {
+      const e = await catchErr(() => ls.acquire('r', { wait: true, timeout: 100 }));
+      expect(e.code).toBe('ETIMEDOUT');
+      await waitFor(() => stats().kernelWaits === 0, 'kernel wait ended');
+      expect(stats()).toMatchObject({ resources: 0, leases: 0, waiters: 0 });
+    } finally {
+      await holder.release();
+    }
+    expect(await outsideProbe(file)).toBe('locked');
+  });
+
+  test('32 pending waits do not starve the threadpool; all are granted afterwards', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    const files = Array.from({ length: 32 }, (_, i) => path.join(tmp.dir, `f${i}`));
+    for (const f of files) fs.writeFileSync(f, `content ${path.basename(f)}`);
+    const holder = await spawnPythonHolder(files);
+    let released = false;
+    try {
+      const waits = files.map((f) => track(ls.acquire(path.basename(f), { wait: true })));
+      await waitFor(() => stats().kernelWaits === 32, '32 kernel waits');
+
+      // Threadpool work (more requests than the pool has threads) completes while all 32 wait.
+      const reads = await Promise.all(
+        Array.from({ length: 16 }, (_, i) => fs.promises.readFile(files[i % files.length], 'utf8')),
+      );
+      expect(reads[3]).toBe('content f3');
+      const st = await Promise.all(files.map((f) => fs.promises.stat(f)));
+      expect(st.every((s) => s.isFile())).toBe(true);
+      expect(waits.every((w) => !w.settled)).toBe(true);
+
+      await holder.release();
+      released = true;
+      const leases = await Promise.all(waits.map((w) => w.promise));
+      expect(leases.map((l) => l.name)).toEqual(files.map((f) => path.basename(f)));
+      expect(stats().kernelWaits).toBe(0);
+      expect(await outsideProbe(files[0])).toBe('busy');
+      expect(await outsideProbe(files[31])).toBe('busy');
+      await Promise.all(leases.map((l) => l.release()));
+    } finally {
+      if (!released) await holder.release();
+    }
+    expect(await outsideProbe(files[17])).toBe('locked');
+  });
+
+  test('aborting 32 kernel waits rejects them all and takes no lock afterwards', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    const files = Array.from({ length: 32 }, (_, i) => path.join(tmp.dir, `f${i}`));
+    for (const f of files) fs.writeFileSync(f, '');
+    let holder: Holder | undefined = await spawnPythonHolder(files);
+    try {
+      const ac = new AbortController();
+      const waits = files.map((f) => track(ls.acquire(path.basename(f), { wait: true, signal: ac.signal })));
+      await waitFor(() => stats().kernelWaits === 32, '32 kernel waits');
+      ac.abort();
+      const results = await Promise.allSettled(waits.map((w) => w.promise));
+      for (const r of results) {
+        expect(r.status).toBe('rejected');
+        expectAbortError((r as PromiseRejectedResult).reason);
+      }
+      await waitFor(() => stats().kernelWaits === 0, 'kernel waits ended');
+      expect(stats()).toMatchObject({ resources: 0, leases: 0, waiters: 0 });
+      await holder.release();
+      holder = undefined;
+      // No aborted wait picked up a lock once the holder left.
+      for (const f of [files[0], files[15], files[31]]) expect(await outsideProbe(f)).toBe('locked');
+      const l = ls.acquireSync('f7');
+      l.releaseSync();
+    } finally {
+      if (holder) await holder.release();
+    }
+  });
+});
