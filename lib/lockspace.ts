@@ -1,4 +1,4 @@
-import * as nodePath from 'node:path';
+import { resolve as resolvePath } from 'node:path';
 import { debuglog } from 'node:util';
 import { threadId } from 'node:worker_threads';
 
@@ -7,6 +7,9 @@ import { AUTO_CREATE, binding, Delivery, DirHandle, isErrorRecord, OFD, SHARED }
 import { checkName, checkOptions, checkOwner, Owner, ownerFromKey, ownerKey } from './validate';
 
 const debug = debuglog('lockspace');
+const native = binding;
+const THREAD_ID = threadId;
+const THREAD_OWNER_KEY = ownerKey(threadId);
 
 export type { Owner } from './validate';
 
@@ -58,34 +61,38 @@ const asyncDisposeSymbol: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Sy
 export class Lease {
   /** The resource name it was acquired by. */
   readonly name: string;
-  /** The file it locks. */
-  readonly path: string;
   readonly shared: boolean;
   readonly owner: Owner;
   #id: number;
+  #prefix: string;
   #remote: boolean;
   #released = false;
 
   /** @internal */
-  constructor(id: number, name: string, path: string, shared: boolean, owner: Owner, remote: boolean) {
+  constructor(id: number, name: string, prefix: string, shared: boolean, owner: Owner, remote: boolean) {
     this.#id = id;
     this.name = name;
-    this.path = path;
+    this.#prefix = prefix;
     this.shared = shared;
     this.owner = owner;
     this.#remote = remote;
   }
 
+  /** The file it locks. */
+  get path(): string {
+    return this.#prefix + this.name;
+  }
+
   /** True once released by any means: this lease, `release(name, owner)`, `releaseOwner`, worker exit. */
   get released(): boolean {
-    if (!this.#released && !binding.isHeld(this.#id)) this.#released = true;
+    if (!this.#released && !native.isHeld(this.#id)) this.#released = true;
     return this.#released;
   }
 
   releaseSync(): void {
     if (this.#released) return;
     this.#released = true;
-    const released = binding.release(this.#id);
+    const released = native.release(this.#id);
     if (debug.enabled && released) debug('release %s owner=%j', this.path, this.owner);
   }
 
@@ -93,7 +100,7 @@ export class Lease {
     if (!this.#remote) return this.releaseSync();
     if (this.#released) return;
     this.#released = true;
-    await binding.releaseAsync(this.#id);
+    await native.releaseAsync(this.#id);
   }
 
   [disposeSymbol](): void {
@@ -112,11 +119,11 @@ interface Pending {
 
 const pending = new Map<number, Pending>();
 
-binding.setDispatcher((batch: Delivery[]) => {
+native.setDispatcher((batch: Delivery[]) => {
   for (const [request, lease, error] of batch) {
     const p = pending.get(request);
     if (!p) {
-      if (lease > 0) binding.release(lease);  // nobody to give it to: never leak a lock
+      if (lease > 0) native.release(lease);  // nobody to give it to: never leak a lock
       continue;
     }
     pending.delete(request);
@@ -145,10 +152,12 @@ export class LockSpace {
   #handle: DirHandle;
   #remote: boolean;
   #kind: number;
+  #prefix: string;
 
   private constructor(handle: DirHandle, directory: string | null, remote: boolean, lockType: LockType) {
     this.#handle = handle;
     this.directory = directory;
+    this.#prefix = directory === null ? '' : directory.endsWith('/') ? directory : `${directory}/`;
     this.#remote = remote;
     this.lockType = lockType;
     this.#kind = lockType === 'ofd' ? OFD : 0;
@@ -168,21 +177,21 @@ export class LockSpace {
     }
     const opts = checkOpenOptions(options);
     const lockType = opts.lockType ?? 'posix';
-    const opened = throwIfError(binding.openDir(directory === null ? null : nodePath.resolve(directory)));
+    const opened = throwIfError(native.openDir(directory === null ? null : resolvePath(directory)));
     return new LockSpace(opened.handle, opened.path, opened.remote, lockType);
   }
 
   /** Closes the descriptors kept open (unlocked) after releases for fast re-acquisition. */
   static closeIdleFds(): number {
-    return binding.closeIdleFds();
+    return native.closeIdleFds();
   }
 
   #path(name: string): string {
-    return this.directory === null ? name : nodePath.join(this.directory, name);
+    return this.#prefix + name;
   }
 
   #remoteFor(name: string): boolean {
-    return this.directory === null ? binding.isRemote(this.#handle, name) : this.#remote;
+    return this.directory === null ? native.isRemote(this.#handle, name) : this.#remote;
   }
 
   #name(name: unknown): string {
@@ -196,40 +205,43 @@ export class LockSpace {
       throw err;
     }
     if (debug.enabled) debug('acquire %s %s owner=%j', this.#path(name), shared ? 'shared' : 'exclusive', owner);
-    return new Lease(result as number, name, this.#path(name), shared, owner, this.#remote);
+    return new Lease(result as number, name, this.#prefix, shared, owner, this.#remote);
   }
 
   /** Creates the resource file (mode 0600). EEXIST if it exists; EBUSY if this process holds it. */
   createSync(name: string): void {
-    throwIfError(binding.create(this.#handle, this.#name(name)));
+    throwIfError(native.create(this.#handle, this.#name(name)));
   }
 
   async create(name: string): Promise<void> {
     const n = this.#name(name);
-    throwIfError(this.#remoteFor(n) ? await binding.createAsync(this.#handle, n) : binding.create(this.#handle, n));
+    throwIfError(this.#remoteFor(n) ? await native.createAsync(this.#handle, n) : native.create(this.#handle, n));
   }
 
   /** Deletes the resource file, after locking it exclusively: EBUSY if held here or by another
    *  process. A missing file is not an error. */
   deleteSync(name: string): void {
-    throwIfError(binding.remove(this.#handle, this.#name(name), this.#kind));
+    throwIfError(native.remove(this.#handle, this.#name(name), this.#kind));
   }
 
   async delete(name: string): Promise<void> {
     const n = this.#name(name);
     throwIfError(
-      this.#remoteFor(n) ? await binding.removeAsync(this.#handle, n, this.#kind) : binding.remove(this.#handle, n, this.#kind),
+      this.#remoteFor(n) ? await native.removeAsync(this.#handle, n, this.#kind) : native.remove(this.#handle, n, this.#kind),
     );
   }
 
   /** Acquires without waiting: EBUSY at once if this process or another one holds it. */
   acquireSync(name: string, options?: AcquireSyncOptions): Lease {
     const n = this.#name(name);
+    if (options === undefined) {
+      return this.#lease(native.acquire(this.#handle, n, this.#kind, THREAD_OWNER_KEY), n, false, THREAD_ID);
+    }
     const opts = checkOptions<AcquireSyncOptions>(options, SYNC_OPTIONS, 'acquireSync (it never waits; use acquire)');
     const shared = opts.shared === true;
-    const owner = opts.owner ?? threadId;
+    const owner = opts.owner ?? THREAD_ID;
     const flags = (shared ? SHARED : 0) | (opts.autoCreate ? AUTO_CREATE : 0) | this.#kind;
-    return this.#lease(binding.acquire(this.#handle, n, flags, ownerKey(owner)), n, shared, owner);
+    return this.#lease(native.acquire(this.#handle, n, flags, ownerKey(owner)), n, shared, owner);
   }
 
   /** Acquires the lock; with `wait`, waits for it (FIFO within this process), bounded by `timeout`
@@ -241,18 +253,18 @@ export class LockSpace {
       throw invalidArgValue('options', options, 'sets timeout or signal without wait: true');
     }
     const shared = opts.shared === true;
-    const owner = opts.owner ?? threadId;
-    const key = ownerKey(owner);
+    const owner = opts.owner ?? THREAD_ID;
+    const key = opts.owner === undefined ? THREAD_OWNER_KEY : ownerKey(owner);
     const flags = (shared ? SHARED : 0) | (opts.autoCreate ? AUTO_CREATE : 0) | this.#kind;
     if (!opts.wait) {
       const result = this.#remoteFor(n)
-        ? await binding.acquireAsync(this.#handle, n, flags, key)
-        : binding.acquire(this.#handle, n, flags, key);
+        ? await native.acquireAsync(this.#handle, n, flags, key)
+        : native.acquire(this.#handle, n, flags, key);
       return this.#lease(result, n, shared, owner);
     }
     const { signal, timeout } = opts;
     if (signal?.aborted) throw abortError(signal);
-    const result = binding.acquireWait(this.#handle, n, flags, key);
+    const result = native.acquireWait(this.#handle, n, flags, key);
     if (isErrorRecord(result) || result > 0) return this.#lease(result, n, shared, owner);
     const request = -result;
     if (debug.enabled) debug('wait %s %s owner=%j', this.#path(n), shared ? 'shared' : 'exclusive', owner);
@@ -265,7 +277,7 @@ export class LockSpace {
       };
       // Only a request still queued can be given up; otherwise its outcome is already on its way.
       const giveUp = (error: Error): void => {
-        if (!binding.cancel(request)) return;
+        if (!native.cancel(request)) return;
         pending.delete(request);
         cleanup();
         reject(error);
@@ -292,8 +304,8 @@ export class LockSpace {
    *  virLockSpaceReleaseResource. ERR_LOCK_NOT_HELD if that owner does not hold it. */
   releaseSync(name: string, owner?: Owner): void {
     const n = this.#name(name);
-    const o = owner === undefined ? threadId : checkOwner(owner, 'owner');
-    const result = binding.releaseByName(this.#handle, n, ownerKey(o));
+    const o = owner === undefined ? THREAD_ID : checkOwner(owner, 'owner');
+    const result = native.releaseByName(this.#handle, n, ownerKey(o));
     if (isErrorRecord(result)) throw fromRecord(result, o);
     if (debug.enabled) debug('release %s owner=%j', this.#path(n), o);
   }
@@ -304,7 +316,7 @@ export class LockSpace {
 
   /** Releases everything `owner` holds through this lockspace's directory; returns how many. */
   releaseOwnerSync(owner: Owner): number {
-    const count = binding.releaseOwner(this.#handle, ownerKey(checkOwner(owner, 'owner')));
+    const count = native.releaseOwner(this.#handle, ownerKey(checkOwner(owner, 'owner')));
     if (debug.enabled) debug('releaseOwner %j in %s: %d', owner, this.directory, count);
     return count;
   }
@@ -315,7 +327,7 @@ export class LockSpace {
 
   /** The resources this process holds through this lockspace's directory. */
   resources(): ResourceInfo[] {
-    return binding.resources(this.#handle).map(([name, path, shared, autoCreate, owners]) => ({
+    return native.resources(this.#handle).map(([name, path, shared, autoCreate, owners]) => ({
       name,
       path,
       shared,

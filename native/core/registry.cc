@@ -26,6 +26,7 @@ enum class State : uint8_t {
   Held,        // locked, with at least one owner
   KernelWait,  // not held: a kernel-wait thread blocks in F_SETLKW on behalf of the queued requests
   Closing,     // last owner gone: being unlocked/unlinked/closed (outside the mutex)
+  Idle,        // not locked, fd kept open for a fast re-acquire (bounded LRU, local file systems)
 };
 
 // Where an owner reached the entry, when that differs from the entry's own dir/name (hard link,
@@ -64,15 +65,10 @@ struct Entry {
   std::vector<Owner> owners;
   std::unique_ptr<std::deque<Waiter>> waiters;  // allocated on first use
   pthread_t thread{};                          // the kernel-wait thread while KernelWait
+  Entry* lruPrev = nullptr;                    // idle list links while Idle
+  Entry* lruNext = nullptr;
   bool hasWaiters() const noexcept { return waiters && !waiters->empty(); }
-};
-
-struct Idle {
-  DirPtr dir;
-  std::string name;
-  UniqueFd fd;
-  InodeKey key;
-  std::list<Idle>::iterator self;
+  bool transient() const noexcept { return state == State::Opening || state == State::Closing; }
 };
 
 // ---------------------------------------------------------------------------------------------------
@@ -246,7 +242,11 @@ SysError Registry::busyHere(const Entry* e, const std::string& path) const {
   return err;
 }
 
-void Registry::waitTransition(Lock& lk) { transition_.wait(lk); }
+void Registry::waitTransition(Lock& lk) {
+  ++transitionWaiters_;
+  transition_.wait(lk);
+  --transitionWaiters_;
+}
 
 Entry* Registry::insertEntry(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd,
                              const Request& req) {
@@ -284,64 +284,49 @@ uint64_t Registry::addOwner(Entry* e, const DirPtr& via, const std::string& name
 }
 
 // --- idle descriptors ------------------------------------------------------------------------------
+// After the last release of a plain (not autoCreate) resource on a local file system the entry stays
+// in the table, unlocked, with its fd open: re-acquiring it costs one fcntl and one stat instead of
+// open+fcntl+close. The idle entries form an LRU list bounded by idleLimit_.
 
 void Registry::safeClose(UniqueFd fd, InodeKey key) {
   // Closing an fd of an inode this process holds a POSIX lock on would drop that lock.
   auto it = byInode_.find(key);
-  if (it != byInode_.end()) {
+  if (it != byInode_.end() && it->second->state != State::Idle) {
     it->second->spare.push_back(std::move(fd));
     return;
   }
   fd.reset();
 }
 
-void Registry::dropIdle(Idle* idle) {
-  idle->dir->idle_.erase(std::string_view(idle->name));
-  UniqueFd fd = std::move(idle->fd);
-  InodeKey key = idle->key;
-  idleLru_.erase(idle->self);
-  safeClose(std::move(fd), key);
+void Registry::lruUnlink(Entry* e) {
+  (e->lruPrev ? e->lruPrev->lruNext : lruHead_) = e->lruNext;
+  (e->lruNext ? e->lruNext->lruPrev : lruTail_) = e->lruPrev;
+  e->lruPrev = e->lruNext = nullptr;
+  --idleCount_;
+}
+
+void Registry::makeIdle(Entry* e) {
+  e->state = State::Idle;
+  e->autoCreate = false;
+  e->spare.clear();  // unlocked: closing them drops nothing
+  e->lruPrev = nullptr;
+  e->lruNext = lruHead_;
+  (lruHead_ ? lruHead_->lruPrev : lruTail_) = e;
+  lruHead_ = e;
+  ++idleCount_;
+  while (idleCount_ > idleLimit_ && evictOneIdle()) {
+  }
+}
+
+void Registry::dropIdle(Entry* e) {
+  lruUnlink(e);
+  eraseEntry(e);  // closes its fd: it is not locked
 }
 
 bool Registry::evictOneIdle() {
-  if (idleLru_.empty()) return false;
-  dropIdle(&idleLru_.back());
+  if (!lruTail_) return false;
+  dropIdle(lruTail_);
   return true;
-}
-
-void Registry::keepIdle(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd, bool remote) {
-  // Never on network file systems: an open fd there turns another client's unlink into a silly-rename.
-  if (idleLimit_ == 0 || remote) {
-    safeClose(std::move(fd), key);
-    return;
-  }
-  auto it = dir->idle_.find(std::string_view(name));
-  if (it != dir->idle_.end()) dropIdle(it->second);
-  idleLru_.push_front(Idle{dir, name, std::move(fd), key, {}});
-  Idle& idle = idleLru_.front();
-  idle.self = idleLru_.begin();
-  dir->idle_.emplace(std::string_view(idle.name), &idle);
-  while (idleLru_.size() > idleLimit_) evictOneIdle();
-}
-
-bool Registry::remoteDev(dev_t dev, int fd) {
-  auto it = remoteDevs_.find(dev);
-  if (it != remoteDevs_.end()) return it->second;
-  struct statfs sfs {};
-  bool remote = ::fstatfs(fd, &sfs) != 0 || isRemoteFs(sfs.f_type);
-  remoteDevs_.emplace(dev, remote);
-  return remote;
-}
-
-UniqueFd Registry::takeIdle(Dir& dir, const std::string& name, InodeKey* key) {
-  auto it = dir.idle_.find(std::string_view(name));
-  if (it == dir.idle_.end()) return UniqueFd();
-  Idle* idle = it->second;
-  dir.idle_.erase(it);
-  UniqueFd fd = std::move(idle->fd);
-  *key = idle->key;
-  idleLru_.erase(idle->self);
-  return fd;
 }
 
 size_t Registry::closeIdleFds() {
@@ -354,7 +339,23 @@ size_t Registry::closeIdleFds() {
 void Registry::setIdleLimit(size_t limit) {
   std::lock_guard<std::mutex> lk(mu_);
   idleLimit_ = limit;
-  while (idleLru_.size() > idleLimit_) evictOneIdle();
+  while (idleCount_ > idleLimit_ && evictOneIdle()) {
+  }
+}
+
+bool Registry::remoteDev(dev_t dev, int fd) {
+  auto it = remoteDevs_.find(dev);
+  if (it != remoteDevs_.end()) return it->second;
+  struct statfs sfs {};
+  bool remote = ::fstatfs(fd, &sfs) != 0 || isRemoteFs(sfs.f_type);
+  remoteDevs_.emplace(dev, remote);
+  return remote;
+}
+
+bool Registry::cacheable(const Entry* e) const { return idleLimit_ != 0 && !e->remote; }
+
+void Registry::notifyTransition() {
+  if (transitionWaiters_ > 0) notifyTransition();
 }
 
 // --- acquire ---------------------------------------------------------------------------------------
@@ -400,126 +401,131 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       if (!lk.owns_lock()) lk.lock();
     }
   } relock{lk};
+  // delete never joins nor waits: it is an exclusive, non-waiting acquire followed by an unlink.
+  const uint64_t req_id = forDelete ? 0 : request;
+  const SinkPtr& req_sink = forDelete ? nullSink_ : sink;
+
   for (int attempt = 0;; ++attempt) {
     if (attempt >= kMaxAttempts)
       throw SysError(EAGAIN, "open", dir->fullPath(name), "the file kept being replaced while locking it");
 
-    // 1. Held (or being opened) under this very name.
+    Entry* e = nullptr;
+    // 1. Known under this very name: held, waited for, or idle with its fd still open.
     if (auto it = dir->byName_.find(std::string_view(name)); it != dir->byName_.end()) {
-      Entry* e = it->second;
-      if (e->state == State::Opening || e->state == State::Closing) {
+      e = it->second;
+      if (e->transient()) {
         waitTransition(lk);
         continue;
       }
-      if (forDelete) return joinOrQueue(lk, e, dir, name, req, 0, nullptr);
-      return joinOrQueue(lk, e, dir, name, req, request, sink);
-    }
-
-    // 2. A descriptor kept open from an earlier release of this name, or 3. open it.
-    InodeKey key{};
-    UniqueFd fd = takeIdle(*dir, name, &key);
-    bool fromIdle = static_cast<bool>(fd);
-    if (!fromIdle) {
+      if (e->state != State::Idle) return joinOrQueue(lk, e, dir, name, req, req_id, req_sink);
+      lruUnlink(e);
+      e->state = State::Opening;
+      e->shared = req.shared;
+      e->autoCreate = req.autoCreate;
+      e->kind = req.kind;
+    } else {
+      // 2. Not known by name: stat it, and look the inode up before opening anything.
       lk.unlock();
       struct stat st {};
-      int fdNew = -1;
+      UniqueFd fd;
       int err = 0;
-      bool exists = ::fstatat(dfd, cname, &st, AT_SYMLINK_NOFOLLOW) == 0;
-      if (!exists) err = errno;
+      const bool exists = ::fstatat(dfd, cname, &st, AT_SYMLINK_NOFOLLOW) == 0;
       if (exists) {
         checkRegular(st.st_mode, dir->fullPath(name));
-        key = {st.st_dev, st.st_ino};
         lk.lock();
-        if (auto it = byInode_.find(key); it != byInode_.end()) {
-          Entry* e = it->second;
-          if (e->state == State::Opening || e->state == State::Closing) {
+        if (auto it = byInode_.find(InodeKey{st.st_dev, st.st_ino}); it != byInode_.end()) {
+          Entry* other = it->second;
+          if (other->transient()) {
             waitTransition(lk);
             continue;
           }
-          return joinOrQueue(lk, e, dir, name, req, forDelete ? 0 : request, forDelete ? nullptr : sink);
+          if (other->state != State::Held && other->state != State::KernelWait) {
+            dropIdle(other);  // idle under another name: close it and open this name afresh
+            continue;
+          }
+          return joinOrQueue(lk, other, dir, name, req, req_id, req_sink);
         }
         lk.unlock();
-        fdNew = ::openat(dfd, cname, kOpenFlags);
-        if (fdNew < 0) err = errno;
-      } else if (err == ENOENT && req.autoCreate && !forDelete) {
-        fdNew = ::openat(dfd, cname, kOpenFlags | O_CREAT, 0600);
-        if (fdNew < 0) err = errno;
+        fd.reset(::openat(dfd, cname, kOpenFlags));
+      } else {
+        err = errno;
+        if (err == ENOENT && req.autoCreate && !forDelete) fd.reset(::openat(dfd, cname, kOpenFlags | O_CREAT, 0600));
       }
-      if (fdNew < 0) {
+      if (!fd) {
+        if (exists || (err == ENOENT && req.autoCreate && !forDelete)) err = errno;
         lk.lock();
         if (err == ENOENT && exists) continue;  // vanished between stat and open: look again
         if ((err == EMFILE || err == ENFILE) && evictOneIdle()) continue;
         throw SysError(err, "open", dir->fullPath(name));
       }
-      fd.reset(fdNew);
       struct stat fst {};
       if (::fstat(fd.get(), &fst) != 0) {
-        int e2 = errno;
-        fd.reset();
-        throw SysError(e2, "fstat", dir->fullPath(name));
+        err = errno;
+        lk.lock();
+        throw SysError(err, "fstat", dir->fullPath(name));  // cannot happen on an fd we just opened
       }
       if (!S_ISREG(fst.st_mode)) {
         fd.reset();  // a non-regular file is never in the table: closing drops nothing
         checkRegular(fst.st_mode, dir->fullPath(name));
       }
-      key = {fst.st_dev, fst.st_ino};
+      const InodeKey key{fst.st_dev, fst.st_ino};
       lk.lock();
-    }
-
-    // Reached through another name (hard link, other directory path): never close this fd while held.
-    if (auto it = byInode_.find(key); it != byInode_.end()) {
-      Entry* e = it->second;
-      e->spare.push_back(std::move(fd));
-      if (e->state == State::Opening || e->state == State::Closing) {
-        waitTransition(lk);
-        continue;
+      if (auto it = byInode_.find(key); it != byInode_.end()) {
+        // Reached through another name (hard link, other path to the directory) meanwhile.
+        Entry* other = it->second;
+        if (other->state == State::Idle) {
+          dropIdle(other);
+        } else {
+          other->spare.push_back(std::move(fd));  // never close it while that entry is locked
+          if (other->transient()) {
+            waitTransition(lk);
+            continue;
+          }
+          return joinOrQueue(lk, other, dir, name, req, req_id, req_sink);
+        }
       }
-      return joinOrQueue(lk, e, dir, name, req, forDelete ? 0 : request, forDelete ? nullptr : sink);
+      // 3. Reserve the inode in the table.
+      e = insertEntry(dir, name, key, std::move(fd), req);
     }
 
-    // 4. Reserve the inode, then lock it outside the mutex.
-    Entry* e = insertEntry(dir, name, key, std::move(fd), req);
+    // 4. Lock it outside the mutex; the reservation keeps every other thread of this process away.
     lk.unlock();
     if (setLock(e->fd.get(), req.kind, req.shared ? F_RDLCK : F_WRLCK, false) != 0) {
-      int err = errno;
-      if (isBusyErrno(err)) {
-        int pid = holderPid(e->fd.get(), req.kind, req.shared);
-        lk.lock();
-        if (sink && !forDelete) {
-          // Wait for the other process in a dedicated thread, not in the caller and not in libuv's pool.
-          e->state = State::KernelWait;
-          e->waiters.reset(new std::deque<Waiter>());
-          e->waiters->push_back(Waiter{request, req, dir, name, sink});
-          requests_[request] = e;
-          startKernelWait(e);
-          transition_.notify_all();
-          return {0, true};
-        }
-        UniqueFd keep = std::move(e->fd);
-        std::string path = dir->fullPath(name);
-        bool remote = e->remote;
-        eraseEntry(e);  // closes spares: the process holds no lock on this inode
-        keepIdle(dir, name, key, std::move(keep), remote);
-        transition_.notify_all();
-        SysError busy(EBUSY, "fcntl", path, "held by another process");
-        busy.holderPid = pid;
-        throw busy;
-      }
+      const int err = errno;
+      const int pid = isBusyErrno(err) ? holderPid(e->fd.get(), req.kind, req.shared) : 0;
       lk.lock();
-      std::string path = dir->fullPath(name);
-      eraseEntry(e);
-      transition_.notify_all();
-      throw SysError(err, "fcntl", path);
+      const std::string path = dir->fullPath(name);
+      if (isBusyErrno(err) && req_sink) {
+        // Wait for the other process in a dedicated thread, not in the caller nor in libuv's pool.
+        e->state = State::KernelWait;
+        if (!e->waiters) e->waiters.reset(new std::deque<Waiter>());
+        e->waiters->push_back(Waiter{req_id, req, dir, name, req_sink});
+        requests_[req_id] = e;
+        startKernelWait(e);
+        notifyTransition();
+        return {0, true};
+      }
+      if (isBusyErrno(err) && cacheable(e)) {
+        makeIdle(e);
+      } else {
+        eraseEntry(e);  // the process holds no lock on this inode: closing drops nothing
+      }
+      notifyTransition();
+      if (!isBusyErrno(err)) throw SysError(err, "fcntl", path);
+      SysError busy(EBUSY, "fcntl", path, "held by another process");
+      busy.holderPid = pid;
+      throw busy;
     }
 
-    // 5. The path must still name the inode we locked (it may have been unlinked or replaced by a
-    //    holder that released it meanwhile, e.g. an autoCreate release in another process).
+    // 5. The path must still name the inode we locked: it may have been unlinked or replaced since we
+    //    opened it (or since it went idle), e.g. by an autoCreate release in another process.
     struct stat st2 {};
-    if (::fstatat(dfd, cname, &st2, AT_SYMLINK_NOFOLLOW) != 0 || st2.st_dev != key.dev || st2.st_ino != key.ino) {
+    if (::fstatat(dfd, cname, &st2, AT_SYMLINK_NOFOLLOW) != 0 || st2.st_dev != e->key.dev ||
+        st2.st_ino != e->key.ino) {
       e->fd.reset();  // still reserved: no one else in this process holds this inode
       lk.lock();
       eraseEntry(e);
-      transition_.notify_all();
+      notifyTransition();
       continue;
     }
 
@@ -527,7 +533,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
     if (forDelete) e->autoCreate = true;
     e->state = State::Held;
     uint64_t lease = addOwner(e, dir, name, req);
-    transition_.notify_all();
+    notifyTransition();
     return {lease, false};
   }
 }
@@ -580,20 +586,22 @@ int Registry::finishLastRelease(Lock& lk, Entry* e, bool unlinkFile, bool mustUn
           deleted = true;
         else
           unlinkErr = errno;
+      } else {
+        unlinkErr = ENOENT;
       }
     }
   }
-  UniqueFd keep;
-  if (!deleted && !e->remote && idleLimit_ != 0 && setLock(e->fd.get(), e->kind, F_UNLCK, false) == 0) {
-    keep = std::move(e->fd);
-  } else {
-    e->fd.reset();
+  const bool keep = !deleted && cacheable(e) && setLock(e->fd.get(), e->kind, F_UNLCK, false) == 0;
+  if (!keep) {
+    e->fd.reset();  // drops the lock
+    e->spare.clear();
   }
-  e->spare.clear();  // no lock is held on this inode any more
   lk.lock();
-  if (keep) keepIdle(e->dir, e->name, e->key, std::move(keep), e->remote);
-  eraseEntry(e);
-  transition_.notify_all();
+  if (keep)
+    makeIdle(e);
+  else
+    eraseEntry(e);
+  notifyTransition();
   return mustUnlink ? unlinkErr : 0;
 }
 
@@ -785,7 +793,7 @@ Stats Registry::stats() {
   s.leases = leases_.size();
   s.waiters = requests_.size();
   s.kernelWaits = kernelWaits_;
-  s.idleFds = idleLru_.size();
+  s.idleFds = idleCount_;
   for (const auto& [key, e] : byInode_) s.spareFds += e->spare.size();
   return s;
 }
@@ -811,7 +819,7 @@ void Registry::startKernelWait(Entry* e) {
   // No thread: fail the queued requests and drop the entry (the process holds no lock on it).
   failWaiters(e, SysError(rc, "pthread_create", e->dir->fullPath(e->name), "cannot start a thread to wait"));
   eraseEntry(e);
-  transition_.notify_all();
+  notifyTransition();
 }
 
 void Registry::failWaiters(Entry* e, const SysError& err) {
@@ -865,7 +873,7 @@ void Registry::closeAbandoned(Lock& lk, Entry* e) {
   e->spare.clear();
   lk.lock();
   eraseEntry(e);
-  transition_.notify_all();
+  notifyTransition();
 }
 
 void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
@@ -905,7 +913,7 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
     e->state = State::Held;
     e->shared = e->waiters->front().req.shared;
     grantWaiters(e);
-    transition_.notify_all();
+    notifyTransition();
     return;
   }
 }

@@ -69,7 +69,6 @@ struct InodeHash {
 };
 
 struct Entry;
-struct Idle;
 struct Waiter;
 
 // A lockspace directory, or the path-mode space (absolute names) when pathMode is true.
@@ -96,7 +95,6 @@ class Dir {
   InodeKey key_;
   // Guarded by the registry mutex.
   std::unordered_map<std::string_view, Entry*> byName_;  // views into Entry::name
-  std::unordered_map<std::string_view, Idle*> idle_;     // views into Idle::name
 };
 
 using DirPtr = std::shared_ptr<Dir>;
@@ -203,9 +201,11 @@ class Registry {
   void kernelWaitLoop(Lock& lk, Entry* e);
   void closeAbandoned(Lock& lk, Entry* e);
   void redispatch(Lock& lk, Waiter w);
-  void keepIdle(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd, bool remote);
-  UniqueFd takeIdle(Dir& dir, const std::string& name, InodeKey* key);
-  void dropIdle(Idle* idle);
+  void lruUnlink(Entry* e);
+  void makeIdle(Entry* e);
+  void dropIdle(Entry* e);
+  void notifyTransition();
+  bool cacheable(const Entry* e) const;
   void safeClose(UniqueFd fd, InodeKey key);
   bool evictOneIdle();
   bool remoteDev(dev_t dev, int fd);
@@ -226,8 +226,12 @@ class Registry {
   std::unordered_map<std::string, std::weak_ptr<Dir>> dirs_;
   DirPtr pathDir_;
   std::unordered_map<std::string, bool> remotePaths_;
-  std::list<Idle> idleLru_;  // front = most recently used
+  Entry* lruHead_ = nullptr;  // idle entries, most recently released first
+  Entry* lruTail_ = nullptr;
+  size_t idleCount_ = 0;
   size_t idleLimit_ = 1024;
+  int transitionWaiters_ = 0;
+  const SinkPtr nullSink_;
   uint64_t nextLease_ = 1;
   size_t kernelWaits_ = 0;
 };
