@@ -9,6 +9,8 @@ import { requireLockspace } from './lockspace';
 import type { ContentionWorkerData, RunCommand, RunReport } from './contention';
 
 const WRITER = -1;
+/** A lease lost to an error must not stall the run: waits give up after this. */
+const ACQUIRE_TIMEOUT_MS = 5000;
 const { dir, resources, exclusiveShare, criticalSpins, counters: sab } = workerData as ContentionWorkerData;
 const counters = new Int32Array(sab);
 const ls = requireLockspace().LockSpace.open(dir);
@@ -40,7 +42,7 @@ function sharedSection(r: number): number {
 async function cycle(): Promise<number> {
   const r = Math.floor(Math.random() * resources);
   const shared = Math.random() >= exclusiveShare;
-  const lease = await ls.acquire(names[r], { shared, wait: true });
+  const lease = await ls.acquire(names[r], { shared, wait: true, timeout: ACQUIRE_TIMEOUT_MS });
   const violations = shared ? sharedSection(r) : exclusiveSection(r);
   await lease.release();
   return violations;
@@ -50,13 +52,18 @@ async function run({ startAt, durationMs }: RunCommand): Promise<RunReport> {
   const start = BigInt(startAt);
   sleepSync(Math.max(0, Number(start - nowNs()) / 1e6));
   const deadline = start + BigInt(Math.round(durationMs * 1e6));
-  let ops = 0;
-  let violations = 0;
+  const report: RunReport = { ops: 0, violations: 0, errors: 0, endAt: '' };
   while (nowNs() < deadline) {
-    violations += await cycle();
-    ops++;
+    try {
+      report.violations += await cycle();
+      report.ops++;
+    } catch (e) {
+      report.errors++;
+      report.firstError ??= String(e);
+    }
   }
-  return { ops, violations, endAt: String(nowNs()) };
+  report.endAt = String(nowNs());
+  return report;
 }
 
 parentPort!.on('message', (command: RunCommand) => {

@@ -26,6 +26,9 @@ export interface RunCommand {
 export interface RunReport {
   ops: number;
   violations: number;
+  /** Acquires or releases that threw (they should not: every acquire waits). */
+  errors: number;
+  firstError?: string;
   endAt: string;
 }
 
@@ -38,6 +41,8 @@ export interface ContentionResult {
   oneThread: Summary;
   ratio: number;
   violations: number;
+  errors: number;
+  firstError?: string;
 }
 
 const THREADS = 8;
@@ -56,8 +61,15 @@ async function startWorkers(count: number, data: ContentionWorkerData): Promise<
   );
 }
 
-/** One sample: all workers start together; returns total ops/s over the wall time and violations. */
-async function sample(workers: Worker[], durationMs: number): Promise<{ opsPerSec: number; violations: number }> {
+interface Sample {
+  opsPerSec: number;
+  violations: number;
+  errors: number;
+  firstError?: string;
+}
+
+/** One sample: all workers start together; total ops/s over the wall time, violations and errors. */
+async function sample(workers: Worker[], durationMs: number): Promise<Sample> {
   const startAt = nowNs() + BigInt(START_DELAY_MS * 1e6);
   const reports = await Promise.all(
     workers.map(async (worker) => {
@@ -67,8 +79,34 @@ async function sample(workers: Worker[], durationMs: number): Promise<{ opsPerSe
     }),
   );
   const end = reports.reduce((max, r) => (BigInt(r.endAt) > max ? BigInt(r.endAt) : max), startAt);
-  const ops = reports.reduce((sum, r) => sum + r.ops, 0);
-  return { opsPerSec: ops / (Number(end - startAt) / 1e9), violations: reports.reduce((s, r) => s + r.violations, 0) };
+  const total = (key: 'ops' | 'violations' | 'errors') => reports.reduce((sum, r) => sum + r[key], 0);
+  return {
+    opsPerSec: total('ops') / (Number(end - startAt) / 1e9),
+    violations: total('violations'),
+    errors: total('errors'),
+    firstError: reports.find((r) => r.firstError)?.firstError,
+  };
+}
+
+/** Interleaved samples of the many-thread and the one-thread pools. */
+async function sampleBoth(many: Worker[], one: Worker[], reps: number, durationMs: number) {
+  const manySamples: number[] = [];
+  const oneSamples: number[] = [];
+  const all: Sample[] = [];
+  for (let rep = 0; rep < reps; rep++) {
+    for (const [workers, samples] of [[many, manySamples], [one, oneSamples]] as const) {
+      const s = await sample(workers, durationMs);
+      samples.push(s.opsPerSec);
+      all.push(s);
+    }
+  }
+  return {
+    manyThreads: summarize(manySamples),
+    oneThread: summarize(oneSamples),
+    violations: all.reduce((sum, s) => sum + s.violations, 0),
+    errors: all.reduce((sum, s) => sum + s.errors, 0),
+    firstError: all.find((s) => s.firstError)?.firstError,
+  };
 }
 
 export async function runContention(
@@ -88,26 +126,16 @@ export async function runContention(
   };
   const many = await startWorkers(THREADS, data);
   const one = await startWorkers(1, data);
-  const manySamples: number[] = [];
-  const oneSamples: number[] = [];
-  let violations = 0;
-  for (let rep = 0; rep < reps; rep++) {
-    for (const [workers, samples] of [[many, manySamples], [one, oneSamples]] as const) {
-      const s = await sample(workers, durationMs);
-      samples.push(s.opsPerSec);
-      violations += s.violations;
-    }
+  try {
+    const s = await sampleBoth(many, one, reps, durationMs);
+    return {
+      threads: THREADS,
+      resources: RESOURCES,
+      exclusiveShare: data.exclusiveShare,
+      ...s,
+      ratio: s.manyThreads.median / s.oneThread.median,
+    };
+  } finally {
+    await Promise.all([...many, ...one].map((w) => w.terminate()));
   }
-  await Promise.all([...many, ...one].map((w) => w.terminate()));
-  const manyThreads = summarize(manySamples);
-  const oneThread = summarize(oneSamples);
-  return {
-    threads: THREADS,
-    resources: RESOURCES,
-    exclusiveShare: data.exclusiveShare,
-    manyThreads,
-    oneThread,
-    ratio: manyThreads.median / oneThread.median,
-    violations,
-  };
 }

@@ -82,8 +82,11 @@ async function betweenThreads(dir: string, rounds: number): Promise<Latency> {
   const workers = (['holder', 'waiter'] as const).map(
     (role) => new Worker(script, { workerData: { ...base, role } satisfies HandoffWorkerData }),
   );
-  await Promise.all(workers.map((w) => once(w, 'message')));
-  await Promise.all(workers.map((w) => w.terminate()));
+  try {
+    await Promise.all(workers.map((w) => once(w, 'message')));
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
   return latency(new Float64Array(base.latencies));
 }
 

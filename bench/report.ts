@@ -56,7 +56,8 @@ function contentionSection(r: BenchResults): string[] {
   return [
     `Contention: ${c.threads} threads on ${c.resources} resources, ${fmt(c.exclusiveShare * 100)}% exclusive, await acquire(wait: true)`,
     `  ${c.threads} threads: ${fmt(c.manyThreads.median)} ops/s (min ${fmt(c.manyThreads.min)}); ` +
-      `1 thread: ${fmt(c.oneThread.median)} ops/s (min ${fmt(c.oneThread.min)}); ratio ${fmt(c.ratio, 2)}x; violations ${c.violations}`,
+      `1 thread: ${fmt(c.oneThread.median)} ops/s (min ${fmt(c.oneThread.min)}); ratio ${fmt(c.ratio, 2)}x`,
+    `  exclusivity violations ${c.violations}; errors ${c.errors}${c.firstError ? ` (first: ${c.firstError})` : ''}`,
   ];
 }
 

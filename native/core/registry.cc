@@ -288,16 +288,6 @@ uint64_t Registry::addOwner(Entry* e, const DirPtr& via, const std::string& name
 // in the table, unlocked, with its fd open: re-acquiring it costs one fcntl and one stat instead of
 // open+fcntl+close. The idle entries form an LRU list bounded by idleLimit_.
 
-void Registry::safeClose(UniqueFd fd, InodeKey key) {
-  // Closing an fd of an inode this process holds a POSIX lock on would drop that lock.
-  auto it = byInode_.find(key);
-  if (it != byInode_.end() && it->second->state != State::Idle) {
-    it->second->spare.push_back(std::move(fd));
-    return;
-  }
-  fd.reset();
-}
-
 void Registry::lruUnlink(Entry* e) {
   (e->lruPrev ? e->lruPrev->lruNext : lruHead_) = e->lruNext;
   (e->lruNext ? e->lruNext->lruPrev : lruTail_) = e->lruPrev;
@@ -355,7 +345,7 @@ bool Registry::remoteDev(dev_t dev, int fd) {
 bool Registry::cacheable(const Entry* e) const { return idleLimit_ != 0 && !e->remote; }
 
 void Registry::notifyTransition() {
-  if (transitionWaiters_ > 0) notifyTransition();
+  if (transitionWaiters_ > 0) transition_.notify_all();
 }
 
 // --- acquire ---------------------------------------------------------------------------------------
@@ -470,19 +460,26 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       }
       const InodeKey key{fst.st_dev, fst.st_ino};
       lk.lock();
-      if (auto it = byInode_.find(key); it != byInode_.end()) {
-        // Reached through another name (hard link, other path to the directory) meanwhile.
+      // Reached through another name (hard link, other path to the directory) meanwhile? Then this
+      // fd must not be closed while that entry may hold a lock on the inode.
+      bool retry = false;
+      for (auto it = byInode_.find(key); it != byInode_.end(); it = byInode_.find(key)) {
         Entry* other = it->second;
-        if (other->state == State::Idle) {
-          dropIdle(other);
-        } else {
-          other->spare.push_back(std::move(fd));  // never close it while that entry is locked
-          if (other->transient()) {
-            waitTransition(lk);
-            continue;
-          }
-          return joinOrQueue(lk, other, dir, name, req, req_id, req_sink);
+        if (other->transient()) {
+          waitTransition(lk);  // keep the fd until the other thread is done with the inode
+          continue;
         }
+        if (other->state == State::Idle) {
+          dropIdle(other);  // not locked: its fd can go, ours takes its place
+          break;
+        }
+        other->spare.push_back(std::move(fd));  // closed when that entry is
+        return joinOrQueue(lk, other, dir, name, req, req_id, req_sink);
+      }
+      if (dir->byName_.count(std::string_view(name))) retry = true;  // taken under this name meanwhile
+      if (retry) {
+        fd.reset();  // nobody in this process holds this inode now: closing drops nothing
+        continue;
       }
       // 3. Reserve the inode in the table.
       e = insertEntry(dir, name, key, std::move(fd), req);
@@ -592,10 +589,7 @@ int Registry::finishLastRelease(Lock& lk, Entry* e, bool unlinkFile, bool mustUn
     }
   }
   const bool keep = !deleted && cacheable(e) && setLock(e->fd.get(), e->kind, F_UNLCK, false) == 0;
-  if (!keep) {
-    e->fd.reset();  // drops the lock
-    e->spare.clear();
-  }
+  if (!keep) e->fd.reset();  // drops the lock; the spares go with the entry, under the mutex
   lk.lock();
   if (keep)
     makeIdle(e);
@@ -870,7 +864,6 @@ void Registry::closeAbandoned(Lock& lk, Entry* e) {
   e->state = State::Closing;
   lk.unlock();
   e->fd.reset();
-  e->spare.clear();
   lk.lock();
   eraseEntry(e);
   notifyTransition();

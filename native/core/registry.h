@@ -206,7 +206,6 @@ class Registry {
   void dropIdle(Entry* e);
   void notifyTransition();
   bool cacheable(const Entry* e) const;
-  void safeClose(UniqueFd fd, InodeKey key);
   bool evictOneIdle();
   bool remoteDev(dev_t dev, int fd);
   SysError busyHere(const Entry* e, const std::string& path) const;

@@ -1,2 +1,352 @@
-// placeholder replaced below
-int main() { return 0; }
+// Tests of the plain C++ core (native/core), without Node: built by binding.gyp as `core_test`,
+// run by test/core.test.ts and under valgrind. One function a scenario, like libvirt's
+// tests/virlockspacetest.c. Exits non-zero on the first failure.
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../core/registry.h"
+
+using namespace lockspace;
+
+namespace {
+
+int failures = 0;
+std::string root;
+
+#define CHECK(cond)                                                           \
+  do {                                                                        \
+    if (!(cond)) {                                                            \
+      fprintf(stderr, "  FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond);     \
+      ++failures;                                                             \
+    }                                                                         \
+  } while (0)
+
+template <typename F>
+int errnoOf(F&& f) {
+  try {
+    f();
+  } catch (const SysError& e) {
+    return e.err;
+  }
+  return 0;
+}
+
+bool exists(const std::string& p) {
+  struct stat st {};
+  return ::lstat(p.c_str(), &st) == 0;
+}
+
+// Another process's view: can it take the lock on byte 0? (fork; the child uses a fresh fd)
+bool outsiderCanLock(const std::string& path, bool shared) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(path.c_str(), O_RDWR);
+    struct flock fl {};
+    fl.l_type = shared ? F_RDLCK : F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_len = 1;
+    _exit(fd >= 0 && ::fcntl(fd, F_SETLK, &fl) == 0 ? 0 : 1);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+Request req(bool shared = false, bool autoCreate = false, const char* owner = "o1") {
+  Request r;
+  r.shared = shared;
+  r.autoCreate = autoCreate;
+  r.owner = owner;
+  r.env = 1;
+  return r;
+}
+
+Registry& reg() { return Registry::instance(); }
+
+std::string freshDir(const char* name) { return root + "/" + name; }
+
+void testCreateDelete() {
+  DirPtr d = reg().openDir(freshDir("create"));
+  struct stat st {};
+  CHECK(::stat(d->path().c_str(), &st) == 0 && (st.st_mode & 0777) == 0700);
+  reg().create(d, "res");
+  CHECK(::stat((d->path() + "/res").c_str(), &st) == 0 && (st.st_mode & 0777) == 0600);
+  CHECK(errnoOf([&] { reg().create(d, "res"); }) == EEXIST);
+  reg().remove(d, "res", LockKind::Posix);
+  CHECK(!exists(d->path() + "/res"));
+  reg().remove(d, "res", LockKind::Posix);  // absent: no error
+}
+
+void testExclusive() {
+  DirPtr d = reg().openDir(freshDir("excl"));
+  reg().create(d, "res");
+  uint64_t a = reg().acquire(d, "res", req()).lease;
+  CHECK(a != 0);
+  CHECK(!outsiderCanLock(d->path() + "/res", false));
+  CHECK(errnoOf([&] { reg().acquire(d, "res", req(false, false, "o2")); }) == EBUSY);
+  CHECK(errnoOf([&] { reg().acquire(d, "res", req(true)); }) == EBUSY);
+  CHECK(errnoOf([&] { reg().remove(d, "res", LockKind::Posix); }) == EBUSY);
+  CHECK(!outsiderCanLock(d->path() + "/res", false));  // the failed attempts dropped nothing
+  CHECK(reg().release(a));
+  CHECK(!reg().release(a));  // idempotent
+  CHECK(outsiderCanLock(d->path() + "/res", false));
+  CHECK(exists(d->path() + "/res"));
+}
+
+void testSharedAutoCreate() {
+  DirPtr d = reg().openDir(freshDir("shr"));
+  std::string p = d->path() + "/res";
+  uint64_t a = reg().acquire(d, "res", req(true, true, "a")).lease;
+  uint64_t b = reg().acquire(d, "res", req(true, false, "b")).lease;
+  CHECK(a && b && a != b);
+  CHECK(exists(p));
+  CHECK(outsiderCanLock(p, true) && !outsiderCanLock(p, false));
+  CHECK(errnoOf([&] { reg().acquire(d, "res", req(false)); }) == EBUSY);
+  auto res = reg().resources(d);
+  CHECK(res.size() == 1 && res[0].owners.size() == 2 && res[0].shared && res[0].autoCreate);
+  reg().release(a);
+  CHECK(exists(p) && !outsiderCanLock(p, false));  // still held by b
+  reg().release(b);
+  CHECK(!exists(p));  // autoCreate: deleted at the last release
+}
+
+void testInodeIdentity() {
+  DirPtr d = reg().openDir(freshDir("ident"));
+  reg().create(d, "res");
+  std::string p = d->path() + "/res";
+  CHECK(::link(p.c_str(), (d->path() + "/alias").c_str()) == 0);
+  CHECK(::symlink(d->path().c_str(), (root + "/ident-link").c_str()) == 0);
+  DirPtr viaLink = reg().openDir(root + "/ident-link");
+  CHECK(viaLink.get() == d.get());  // canonical directory: the same lockspace
+  uint64_t a = reg().acquire(d, "res", req()).lease;
+  CHECK(errnoOf([&] { reg().acquire(d, "alias", req()); }) == EBUSY);
+  CHECK(errnoOf([&] { reg().acquire(reg().pathModeDir(), p, req()); }) == EBUSY);
+  CHECK(errnoOf([&] { reg().acquire(reg().pathModeDir(), d->path() + "/./alias", req()); }) == EBUSY);
+  CHECK(!outsiderCanLock(p, false));  // none of those opens closed our lock away
+  reg().release(a);
+  CHECK(outsiderCanLock(p, false));
+}
+
+void testBadInput() {
+  DirPtr d = reg().openDir(freshDir("bad"));
+  for (const char* bad : {"", ".", "..", "a/b", "/abs"}) {
+    bool threw = false;
+    try {
+      reg().acquire(d, bad, req());
+    } catch (const ArgError&) {
+      threw = true;
+    }
+    CHECK(threw);
+  }
+  CHECK(::symlink("/etc/passwd", (d->path() + "/link").c_str()) == 0);
+  CHECK(errnoOf([&] { reg().acquire(d, "link", req(false, true)); }) == ELOOP);
+  CHECK(::mkfifo((d->path() + "/fifo").c_str(), 0600) == 0);
+  CHECK(errnoOf([&] { reg().acquire(d, "fifo", req()); }) == EINVAL);
+  CHECK(::mkdir((d->path() + "/dir").c_str(), 0700) == 0);
+  CHECK(errnoOf([&] { reg().acquire(d, "dir", req()); }) == EISDIR);
+  CHECK(errnoOf([&] { reg().acquire(d, "missing", req()); }) == ENOENT);
+  CHECK(!exists(d->path() + "/missing"));
+  Stats s = reg().stats();
+  CHECK(s.leases == 0);
+}
+
+struct TestSink : Sink {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<uint64_t, uint64_t>> grants;
+  std::vector<std::pair<uint64_t, int>> failures;
+  void granted(uint64_t r, uint64_t l) override {
+    std::lock_guard<std::mutex> lk(mu);
+    grants.emplace_back(r, l);
+    cv.notify_all();
+  }
+  void failed(uint64_t r, const SysError& e) override {
+    std::lock_guard<std::mutex> lk(mu);
+    failures.emplace_back(r, e.err);
+    cv.notify_all();
+  }
+  bool waitFor(size_t n) {
+    std::unique_lock<std::mutex> lk(mu);
+    return cv.wait_for(lk, std::chrono::seconds(10), [&] { return grants.size() + failures.size() >= n; });
+  }
+};
+
+void testHandOffFifo() {
+  DirPtr d = reg().openDir(freshDir("fifo"));
+  reg().create(d, "res");
+  auto sink = std::make_shared<TestSink>();
+  uint64_t a = reg().acquire(d, "res", req()).lease;
+  CHECK(reg().acquire(d, "res", req(), 101, sink).queued);
+  CHECK(reg().acquire(d, "res", req(true), 102, sink).queued);
+  CHECK(reg().acquire(d, "res", req(true), 103, sink).queued);
+  CHECK(reg().cancel(103));
+  CHECK(!reg().cancel(103));
+  reg().release(a);
+  CHECK(sink->waitFor(1) && sink->grants[0].first == 101);
+  reg().release(sink->grants[0].second);
+  CHECK(sink->waitFor(2) && sink->grants[1].first == 102);
+  reg().release(sink->grants[1].second);
+  CHECK(reg().stats().leases == 0 && reg().stats().waiters == 0);
+}
+
+void testKernelWait() {
+  DirPtr d = reg().openDir(freshDir("kwait"));
+  reg().create(d, "res");
+  std::string p = d->path() + "/res";
+  int toChild[2], fromChild[2];
+  CHECK(pipe(toChild) == 0 && pipe(fromChild) == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(p.c_str(), O_RDWR);
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_len = 1;
+    ::fcntl(fd, F_SETLK, &fl);
+    char c = 'x';
+    if (write(fromChild[1], &c, 1) != 1) _exit(2);
+    if (read(toChild[0], &c, 1) != 1) _exit(2);
+    _exit(0);
+  }
+  char c;
+  CHECK(read(fromChild[0], &c, 1) == 1);
+  SysError busy(0, "", "");
+  try {
+    reg().acquire(d, "res", req());
+  } catch (const SysError& e) {
+    busy = e;
+  }
+  CHECK(busy.err == EBUSY && !busy.busyHere && busy.holderPid == pid);
+  auto sink = std::make_shared<TestSink>();
+  CHECK(reg().acquire(d, "res", req(), 201, sink).queued);
+  CHECK(reg().acquire(d, "res", req(), 202, sink).queued);
+  CHECK(reg().stats().kernelWaits == 1);
+  CHECK(reg().cancel(202));
+  CHECK(write(toChild[1], "x", 1) == 1);
+  int status;
+  waitpid(pid, &status, 0);
+  CHECK(sink->waitFor(1) && sink->grants.size() == 1 && sink->grants[0].first == 201);
+  CHECK(!outsiderCanLock(p, false));
+  reg().release(sink->grants[0].second);
+  // A wait that is cancelled while blocked in F_SETLKW: the thread is interrupted and goes away.
+  uint64_t mine = reg().acquire(d, "res", req()).lease;
+  pid = fork();
+  if (pid == 0) _exit(0);
+  waitpid(pid, &status, 0);
+  reg().release(mine);
+  close(toChild[0]);
+  close(toChild[1]);
+  close(fromChild[0]);
+  close(fromChild[1]);
+}
+
+void testThreads() {
+  DirPtr d = reg().openDir(freshDir("threads"));
+  constexpr int kRes = 4, kThreads = 6, kIters = 3000;
+  std::atomic<int> state[kRes];
+  for (auto& s : state) s = 0;
+  std::atomic<int> violations{0}, busy{0}, done{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t) {
+    ts.emplace_back([&, t] {
+      unsigned seed = t * 7919u + 1;
+      for (int i = 0; i < kIters; ++i) {
+        seed = seed * 1103515245u + 12345u;
+        int r = (seed >> 8) % kRes;
+        bool shared = (seed >> 4) & 1;
+        bool autoCreate = (seed >> 5) & 1;
+        std::string name = "r" + std::to_string(r);
+        try {
+          uint64_t lease = reg().acquire(d, name, req(shared, autoCreate)).lease;
+          if (shared) {
+            if (state[r].fetch_add(1) < 0) ++violations;
+            state[r].fetch_sub(1);
+          } else {
+            int zero = 0;
+            if (!state[r].compare_exchange_strong(zero, -1)) ++violations;
+            state[r].store(0);
+          }
+          reg().release(lease);
+          ++done;
+        } catch (const SysError& e) {
+          if (e.err != EBUSY && e.err != ENOENT) ++violations;
+          ++busy;
+        }
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  printf("  threads: %d done, %d busy/absent, %d violations\n", done.load(), busy.load(), violations.load());
+  CHECK(violations == 0);
+  CHECK(done > 0);
+  Stats s = reg().stats();
+  CHECK(s.leases == 0 && s.waiters == 0);
+}
+
+void testReleaseOwnerAndEnv() {
+  DirPtr d = reg().openDir(freshDir("owner"));
+  Request a = req(true, true, "vm1");
+  Request b = req(true, true, "vm2");
+  b.env = 7;
+  reg().acquire(d, "x", a);
+  reg().acquire(d, "y", a);
+  reg().acquire(d, "x", b);
+  CHECK(reg().releaseOwner(d, "vm1") == 2);
+  CHECK(exists(d->path() + "/x") && !exists(d->path() + "/y"));
+  bool notHeld = false;
+  try {
+    reg().releaseByName(d, "x", "vm1");
+  } catch (const NotHeldError&) {
+    notHeld = true;
+  }
+  CHECK(notHeld);
+  CHECK(reg().releaseEnv(7) == 1);
+  CHECK(!exists(d->path() + "/x"));
+}
+
+}  // namespace
+
+int main() {
+  setvbuf(stdout, nullptr, _IONBF, 0);
+  char tmpl[] = "/tmp/lockspace-core-XXXXXX";
+  if (!mkdtemp(tmpl)) return 2;
+  root = tmpl;
+  struct {
+    const char* name;
+    void (*fn)();
+  } tests[] = {
+      {"create/delete", testCreateDelete}, {"exclusive", testExclusive},
+      {"shared autoCreate", testSharedAutoCreate}, {"inode identity", testInodeIdentity},
+      {"bad input", testBadInput}, {"hand-off FIFO", testHandOffFifo},
+      {"kernel wait", testKernelWait}, {"threads", testThreads},
+      {"releaseOwner/env", testReleaseOwnerAndEnv},
+  };
+  for (auto& t : tests) {
+    int before = failures;
+    try {
+      t.fn();
+    } catch (const std::exception& e) {
+      fprintf(stderr, "  FAILED: exception %s\n", e.what());
+      ++failures;
+    }
+    printf("%s %s\n", failures == before ? "ok  " : "FAIL", t.name);
+  }
+  reg().closeIdleFds();
+  std::string cmd = "rm -rf '" + root + "'";
+  if (system(cmd.c_str()) != 0) fprintf(stderr, "cleanup failed\n");
+  printf("%d failures\n", failures);
+  return failures == 0 ? 0 : 1;
+}
