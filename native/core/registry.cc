@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <chrono>
 #include <unordered_set>
 
@@ -37,10 +38,9 @@ struct Alias {
 };
 
 struct Owner {
-  std::string key;
   uint64_t lease;
+  uint32_t owner;  // interned owner key
   uint32_t env;
-  std::unique_ptr<Alias> alias;
 };
 
 struct Waiter {
@@ -51,25 +51,56 @@ struct Waiter {
   SinkPtr sink;
 };
 
+// What few entries need: allocated on first use.
+struct Extra {
+  std::vector<UniqueFd> spare;  // other fds of this inode: closing them while locked would drop the lock
+  std::deque<Waiter> waiters;   // queued requests, FIFO
+  pthread_t thread{};           // the kernel-wait thread while KernelWait
+};
+
+// One resource. Allocated with its name right behind it (see make): with a 64-character name an entry
+// is one 160-byte allocation.
 struct Entry {
   InodeKey key;
   UniqueFd fd;
-  std::vector<UniqueFd> spare;  // other fds of this inode: closing them while locked would drop the lock
   State state = State::Opening;
   bool shared = false;      // kernel lock mode while Held
   bool autoCreate = false;  // delete the file at the last release
   bool remote = false;
   LockKind kind = LockKind::Posix;
-  DirPtr dir;
-  std::string name;
-  std::vector<Owner> owners;
-  std::unique_ptr<std::deque<Waiter>> waiters;  // allocated on first use
-  pthread_t thread{};                          // the kernel-wait thread while KernelWait
-  Entry* lruPrev = nullptr;                    // idle list links while Idle
+  uint16_t nameLen = 0;
+  Dir* dir = nullptr;       // kept alive by Dir::self_ while it has entries
+  Entry* lruPrev = nullptr; // idle list links while Idle
   Entry* lruNext = nullptr;
-  bool hasWaiters() const noexcept { return waiters && !waiters->empty(); }
+  std::unique_ptr<Extra> extra;
+  SmallVec<Owner, 1> owners;
+
+  static Entry* make(std::string_view name) {
+    void* mem = ::operator new(sizeof(Entry) + name.size() + 1);
+    Entry* e = new (mem) Entry();
+    char* chars = reinterpret_cast<char*>(e + 1);
+    std::memcpy(chars, name.data(), name.size());
+    chars[name.size()] = '\0';
+    e->nameLen = static_cast<uint16_t>(name.size());
+    return e;
+  }
+  static void destroy(Entry* e) noexcept {
+    e->~Entry();  // closes fd and spares
+    ::operator delete(e);
+  }
+  const char* cname() const noexcept { return reinterpret_cast<const char*>(this + 1); }
+  std::string_view name() const noexcept { return {cname(), nameLen}; }
+  Extra& ext() {
+    if (!extra) extra.reset(new Extra());
+    return *extra;
+  }
+  bool hasWaiters() const noexcept { return extra && !extra->waiters.empty(); }
+  std::deque<Waiter>& waiters() { return ext().waiters; }
   bool transient() const noexcept { return state == State::Opening || state == State::Closing; }
 };
+
+InodeKey InodeTraits::key(const Entry* e) noexcept { return e->key; }
+std::string_view NameTraits::key(const Entry* e) noexcept { return e->name(); }
 
 // ---------------------------------------------------------------------------------------------------
 // Syscall helpers
@@ -250,37 +281,149 @@ void Registry::waitTransition(Lock& lk) {
 
 Entry* Registry::insertEntry(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd,
                              const Request& req) {
-  auto e = std::make_unique<Entry>();
+  Entry* e = Entry::make(name);
   e->key = key;
   e->fd = std::move(fd);
   e->kind = req.kind;
   e->shared = req.shared;
   e->autoCreate = req.autoCreate;
-  e->remote = dir->remote() || remoteDev(key.dev, e->fd.get());
-  e->dir = dir;
-  e->name = name;
-  Entry* raw = e.get();
-  byInode_.emplace(key, raw);
-  dir->byName_.emplace(std::string_view(raw->name), raw);
-  e.release();
-  return raw;
+  try {
+    e->remote = dir->remote() || remoteDev(key.dev, e->fd.get());
+    byInode_.insert(e);
+    dir->byName_.insert(e);
+  } catch (...) {
+    byInode_.erase(e);
+    fd = std::move(e->fd);  // the caller's fd again: it decides whether closing it is safe
+    Entry::destroy(e);
+    throw;
+  }
+  e->dir = dir.get();
+  if (dir->entries_++ == 0) dir->self_ = dir;
+  return e;
 }
 
 void Registry::eraseEntry(Entry* e) {
-  auto it = e->dir->byName_.find(std::string_view(e->name));
-  if (it != e->dir->byName_.end() && it->second == e) e->dir->byName_.erase(it);
-  auto bi = byInode_.find(e->key);
-  if (bi != byInode_.end() && bi->second == e) byInode_.erase(bi);
-  delete e;  // closes fd and spares: callers make sure no lock is held through them any more
+  Dir* dir = e->dir;
+  dir->byName_.erase(e);
+  byInode_.erase(e);
+  for (const Owner& o : e->owners) {  // normally none left
+    dropLease(o.lease);
+    unrefOwner(o.owner);
+  }
+  Entry::destroy(e);  // closes fd and spares: callers make sure no lock is held through them any more
+  if (--dir->entries_ == 0) dir->self_.reset();  // may destroy the Dir: nothing of it is used after
 }
 
 uint64_t Registry::addOwner(Entry* e, const DirPtr& via, const std::string& name, const Request& req) {
-  uint64_t lease = nextLease_++;
-  Owner o{req.owner, lease, req.env, nullptr};
-  if (via != e->dir || name != e->name) o.alias.reset(new Alias{via, name});
-  e->owners.push_back(std::move(o));
-  leases_.emplace(lease, e);
+  uint32_t owner = internOwner(req.owner);
+  uint64_t lease = 0;
+  try {
+    lease = newLease(e);
+    if (via.get() != e->dir || name != e->name()) aliases_.emplace(lease, new Alias{via, name});
+    e->owners.push_back(Owner{lease, owner, req.env});
+  } catch (...) {
+    if (lease) {
+      aliases_.erase(lease);
+      dropLease(lease);
+    }
+    unrefOwner(owner);
+    throw;
+  }
   return lease;
+}
+
+void Registry::removeOwner(Entry* e, uint64_t lease) {
+  for (Owner* o = e->owners.begin(); o != e->owners.end(); ++o) {
+    if (o->lease != lease) continue;
+    uint32_t owner = o->owner;
+    e->owners.erase(o);
+    dropLease(lease);
+    unrefOwner(owner);
+    if (!aliases_.empty()) aliases_.erase(lease);
+    return;
+  }
+}
+
+const Dir* Registry::ownerDir(const Entry* e, uint64_t lease) const {
+  if (aliases_.empty()) return e->dir;
+  auto it = aliases_.find(lease);
+  return it == aliases_.end() ? e->dir : it->second->dir.get();
+}
+
+std::string_view Registry::ownerName(const Entry* e, uint64_t lease) const {
+  if (aliases_.empty()) return e->name();
+  auto it = aliases_.find(lease);
+  return it == aliases_.end() ? e->name() : std::string_view(it->second->name);
+}
+
+// --- leases and owners -----------------------------------------------------------------------------
+
+Entry* Registry::leaseEntry(uint64_t lease) const noexcept {
+  uint64_t index = lease & 0xFFFFFF;
+  uint64_t gen = lease >> 24;
+  if (index >= leaseSlots_.size()) return nullptr;
+  const LeaseSlot& slot = leaseSlots_[index];
+  return slot.gen == gen ? slot.entry : nullptr;
+}
+
+uint64_t Registry::newLease(Entry* e) {
+  uint32_t index;
+  if (freeLease_ != UINT32_MAX) {
+    index = freeLease_;
+    freeLease_ = leaseSlots_[index].nextFree;
+  } else {
+    if (leaseSlots_.size() >= 0xFFFFFF) throw SysError(ENOLCK, "acquire", "", "too many leases");
+    index = static_cast<uint32_t>(leaseSlots_.size());
+    leaseSlots_.push_back(LeaseSlot{nullptr, 0, UINT32_MAX});
+  }
+  LeaseSlot& slot = leaseSlots_[index];
+  // Generations run 1..2^29-1, so an id is never 0 and always below 2^53.
+  slot.gen = slot.gen >= (1u << 29) - 1 ? 1 : slot.gen + 1;
+  slot.entry = e;
+  ++leaseCount_;
+  return (static_cast<uint64_t>(slot.gen) << 24) | index;
+}
+
+void Registry::dropLease(uint64_t lease) noexcept {
+  uint64_t index = lease & 0xFFFFFF;
+  if (index >= leaseSlots_.size() || leaseSlots_[index].gen != (lease >> 24) || !leaseSlots_[index].entry) return;
+  LeaseSlot& slot = leaseSlots_[index];
+  slot.entry = nullptr;
+  slot.nextFree = freeLease_;
+  freeLease_ = static_cast<uint32_t>(index);
+  --leaseCount_;
+}
+
+uint32_t Registry::internOwner(const std::string& key) {
+  auto it = ownerIds_.find(key);
+  if (it != ownerIds_.end()) {
+    ++owners_[it->second].second;
+    return it->second;
+  }
+  uint32_t id;
+  if (!freeOwnerIds_.empty()) {
+    id = freeOwnerIds_.back();
+    owners_[id] = {key, 1};
+    freeOwnerIds_.pop_back();
+  } else {
+    id = static_cast<uint32_t>(owners_.size());
+    owners_.emplace_back(key, 1);
+  }
+  try {
+    ownerIds_.emplace(key, id);
+  } catch (...) {
+    owners_[id] = {std::string(), 0};
+    freeOwnerIds_.push_back(id);
+    throw;
+  }
+  return id;
+}
+
+void Registry::unrefOwner(uint32_t id) {
+  if (--owners_[id].second != 0) return;
+  ownerIds_.erase(owners_[id].first);
+  owners_[id].first = std::string();
+  freeOwnerIds_.push_back(id);
 }
 
 // --- idle descriptors ------------------------------------------------------------------------------
@@ -298,7 +441,7 @@ void Registry::lruUnlink(Entry* e) {
 void Registry::makeIdle(Entry* e) {
   e->state = State::Idle;
   e->autoCreate = false;
-  e->spare.clear();  // unlocked: closing them drops nothing
+  if (e->extra) e->extra->spare.clear();  // unlocked: closing them drops nothing
   e->lruPrev = nullptr;
   e->lruNext = lruHead_;
   (lruHead_ ? lruHead_->lruPrev : lruTail_) = e;
@@ -365,8 +508,7 @@ AcquireResult Registry::joinOrQueue(Lock&, Entry* e, const DirPtr& dir, const st
     return {addOwner(e, dir, name, req), false};
   }
   if (sink) {
-    if (!e->waiters) e->waiters.reset(new std::deque<Waiter>());
-    e->waiters->push_back(Waiter{request, req, dir, name, sink});
+    e->waiters().push_back(Waiter{request, req, dir, name, sink});
     requests_[request] = e;
     return {0, true};
   }
@@ -401,8 +543,8 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
 
     Entry* e = nullptr;
     // 1. Known under this very name: held, waited for, or idle with its fd still open.
-    if (auto it = dir->byName_.find(std::string_view(name)); it != dir->byName_.end()) {
-      e = it->second;
+    if (Entry* known = dir->byName_.find(name)) {
+      e = known;
       if (e->transient()) {
         waitTransition(lk);
         continue;
@@ -423,8 +565,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       if (exists) {
         checkRegular(st.st_mode, dir->fullPath(name));
         lk.lock();
-        if (auto it = byInode_.find(InodeKey{st.st_dev, st.st_ino}); it != byInode_.end()) {
-          Entry* other = it->second;
+        if (Entry* other = byInode_.find(InodeKey{st.st_dev, st.st_ino})) {
           if (other->transient()) {
             waitTransition(lk);
             continue;
@@ -463,8 +604,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       // Reached through another name (hard link, other path to the directory) meanwhile? Then this
       // fd must not be closed while that entry may hold a lock on the inode.
       bool retry = false;
-      for (auto it = byInode_.find(key); it != byInode_.end(); it = byInode_.find(key)) {
-        Entry* other = it->second;
+      for (Entry* other = byInode_.find(key); other; other = byInode_.find(key)) {
         if (other->transient()) {
           waitTransition(lk);  // keep the fd until the other thread is done with the inode
           continue;
@@ -473,10 +613,10 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
           dropIdle(other);  // not locked: its fd can go, ours takes its place
           break;
         }
-        other->spare.push_back(std::move(fd));  // closed when that entry is
+        other->ext().spare.push_back(std::move(fd));  // closed when that entry is
         return joinOrQueue(lk, other, dir, name, req, req_id, req_sink);
       }
-      if (dir->byName_.count(std::string_view(name))) retry = true;  // taken under this name meanwhile
+      if (dir->byName_.find(name)) retry = true;  // taken under this name meanwhile
       if (retry) {
         fd.reset();  // nobody in this process holds this inode now: closing drops nothing
         continue;
@@ -495,8 +635,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       if (isBusyErrno(err) && req_sink) {
         // Wait for the other process in a dedicated thread, not in the caller nor in libuv's pool.
         e->state = State::KernelWait;
-        if (!e->waiters) e->waiters.reset(new std::deque<Waiter>());
-        e->waiters->push_back(Waiter{req_id, req, dir, name, req_sink});
+        e->waiters().push_back(Waiter{req_id, req, dir, name, req_sink});
         requests_[req_id] = e;
         startKernelWait(e);
         notifyTransition();
@@ -539,24 +678,21 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
 
 bool Registry::release(uint64_t lease) {
   Lock lk(mu_);
-  if (leases_.find(lease) == leases_.end()) return false;
+  if (!leaseEntry(lease)) return false;
   releaseLocked(lk, lease, false);
   return true;
 }
 
 bool Registry::isHeld(uint64_t lease) {
   std::lock_guard<std::mutex> lk(mu_);
-  return leases_.find(lease) != leases_.end();
+  return leaseEntry(lease) != nullptr;
 }
 
 int Registry::releaseLocked(Lock& lk, uint64_t lease, bool unlinkFile) {
-  auto it = leases_.find(lease);
-  if (it == leases_.end()) return 0;
-  Entry* e = it->second;
-  leases_.erase(it);
-  auto& owners = e->owners;
-  owners.erase(std::find_if(owners.begin(), owners.end(), [&](const Owner& o) { return o.lease == lease; }));
-  if (!owners.empty()) return 0;
+  Entry* e = leaseEntry(lease);
+  if (!e) return 0;
+  removeOwner(e, lease);
+  if (!e->owners.empty()) return 0;
   if (e->hasWaiters()) {
     handOff(lk, e);
     return unlinkFile ? EBUSY : 0;
@@ -577,9 +713,9 @@ int Registry::finishLastRelease(Lock& lk, Entry* e, bool unlinkFile, bool mustUn
       unlinkErr = isBusyErrno(errno) ? EBUSY : errno;
     } else {
       struct stat st {};
-      if (::fstatat(dfd, e->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == e->key.dev &&
+      if (::fstatat(dfd, e->cname(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == e->key.dev &&
           st.st_ino == e->key.ino) {
-        if (::unlinkat(dfd, e->name.c_str(), 0) == 0)
+        if (::unlinkat(dfd, e->cname(), 0) == 0)
           deleted = true;
         else
           unlinkErr = errno;
@@ -601,7 +737,7 @@ int Registry::finishLastRelease(Lock& lk, Entry* e, bool unlinkFile, bool mustUn
 
 void Registry::handOff(Lock&, Entry* e) {
   // The last owner left and requests are queued: pass the lock on without closing the fd.
-  const Waiter& head = e->waiters->front();
+  const Waiter& head = e->waiters().front();
   if (head.req.shared != e->shared) {
     if (setLock(e->fd.get(), e->kind, head.req.shared ? F_RDLCK : F_WRLCK, false) != 0) {
       // Another process holds it shared: drop ours (no upgrade deadlock) and wait in the kernel.
@@ -619,10 +755,10 @@ void Registry::grantWaiters(Entry* e) {
   // FIFO: grant the head if it fits (after a hand-off the mode already matches it), then every
   // following shared request while the lock is shared.
   while (e->hasWaiters()) {
-    Waiter& w = e->waiters->front();
+    Waiter& w = e->waiters().front();
     if (deadEnvs_.count(w.req.env)) {  // its thread is gone (worker exit): drop, never grant
       requests_.erase(w.request);
-      e->waiters->pop_front();
+      e->waiters().pop_front();
       continue;
     }
     bool fits = e->owners.empty() ? w.req.shared == e->shared : w.req.shared && e->shared;
@@ -632,7 +768,7 @@ void Registry::grantWaiters(Entry* e) {
     requests_.erase(w.request);
     SinkPtr sink = std::move(w.sink);
     uint64_t request = w.request;
-    e->waiters->pop_front();
+    e->waiters().pop_front();
     sink->granted(request, lease);
   }
 }
@@ -649,7 +785,7 @@ bool Registry::cancel(uint64_t request) {
   }
   Entry* e = it->second;
   requests_.erase(it);
-  auto& ws = *e->waiters;
+  auto& ws = e->waiters();
   bool wasHead = !ws.empty() && ws.front().request == request;
   ws.erase(std::find_if(ws.begin(), ws.end(), [&](const Waiter& w) { return w.request == request; }));
   if (e->state == State::KernelWait) {
@@ -664,22 +800,19 @@ void Registry::releaseByName(const DirPtr& dir, const std::string& name, const s
   validateName(*dir, name);
   Lock lk(mu_);
   Entry* e = nullptr;
-  auto it = dir->byName_.find(std::string_view(name));
-  if (it != dir->byName_.end()) {
-    e = it->second;
-  } else {
+  e = dir->byName_.find(name);
+  if (!e) {
     struct stat st {};
     lk.unlock();
     bool ok = ::fstatat(dir->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
     lk.lock();
     if (ok) {
-      auto bi = byInode_.find(InodeKey{st.st_dev, st.st_ino});
-      if (bi != byInode_.end()) e = bi->second;
+      e = byInode_.find(InodeKey{st.st_dev, st.st_ino});
     }
   }
   if (e && e->state == State::Held) {
     for (const Owner& o : e->owners) {
-      if (o.key == owner) {
+      if (ownerKey(o.owner) == owner) {
         releaseLocked(lk, o.lease, false);
         return;
       }
@@ -691,13 +824,11 @@ void Registry::releaseByName(const DirPtr& dir, const std::string& name, const s
 size_t Registry::releaseOwner(const DirPtr& dir, const std::string& owner) {
   Lock lk(mu_);
   std::vector<uint64_t> mine;
-  for (const auto& [key, e] : byInode_) {
-    if (e->state != State::Held) continue;
-    for (const Owner& o : e->owners) {
-      const Dir* via = o.alias ? o.alias->dir.get() : e->dir.get();
-      if (o.key == owner && via == dir.get()) mine.push_back(o.lease);
-    }
-  }
+  byInode_.forEach([&](Entry* e) {
+    if (e->state != State::Held) return;
+    for (const Owner& o : e->owners)
+      if (ownerKey(o.owner) == owner && ownerDir(e, o.lease) == dir.get()) mine.push_back(o.lease);
+  });
   for (uint64_t lease : mine) releaseLocked(lk, lease, false);
   return mine.size();
 }
@@ -706,13 +837,13 @@ size_t Registry::releaseEnv(uint32_t env) {
   Lock lk(mu_);
   deadEnvs_.insert(env);  // from now on nothing is granted to it
   std::vector<uint64_t> requests, leases;
-  for (const auto& [key, e] : byInode_) {
-    if (e->waiters)
-      for (const Waiter& w : *e->waiters)
+  byInode_.forEach([&](Entry* e) {
+    if (e->hasWaiters())
+      for (const Waiter& w : e->waiters())
         if (w.req.env == env) requests.push_back(w.request);
     for (const Owner& o : e->owners)
       if (o.env == env) leases.push_back(o.lease);
-  }
+  });
   lk.unlock();
   for (uint64_t r : requests) cancel(r);
   lk.lock();
@@ -727,8 +858,8 @@ void Registry::create(const DirPtr& dir, const std::string& name) {
   validateName(*dir, name);
   {
     std::lock_guard<std::mutex> lk(mu_);
-    auto it = dir->byName_.find(std::string_view(name));
-    if (it != dir->byName_.end()) throw busyHere(it->second, dir->fullPath(name));
+    Entry* e = dir->byName_.find(name);
+    if (e && e->state != State::Idle) throw busyHere(e, dir->fullPath(name));
   }
   // A regular file, mode 0600, never following a symlink and never truncating: no fd is opened.
   if (::mknodat(dir->fd(), name.c_str(), S_IFREG | 0600, 0) != 0) throw SysError(errno, "open", dir->fullPath(name));
@@ -761,21 +892,17 @@ void Registry::remove(const DirPtr& dir, const std::string& name, LockKind kind)
 std::vector<ResourceInfo> Registry::resources(const DirPtr& dir) {
   std::lock_guard<std::mutex> lk(mu_);
   std::vector<ResourceInfo> out;
-  for (const auto& [key, e] : byInode_) {
-    if (e->state != State::Held) continue;
-    const std::string* name = nullptr;
+  byInode_.forEach([&](Entry* e) {
+    if (e->state != State::Held) return;
     for (const Owner& o : e->owners) {
-      const Dir* via = o.alias ? o.alias->dir.get() : e->dir.get();
-      if (via == dir.get()) {
-        name = o.alias ? &o.alias->name : &e->name;
-        break;
-      }
+      if (ownerDir(e, o.lease) != dir.get()) continue;
+      std::string name(ownerName(e, o.lease));
+      ResourceInfo info{name, dir->fullPath(name), e->shared, e->autoCreate, {}};
+      for (const Owner& each : e->owners) info.owners.push_back(ownerKey(each.owner));
+      out.push_back(std::move(info));
+      return;
     }
-    if (!name) continue;
-    ResourceInfo info{*name, dir->fullPath(*name), e->shared, e->autoCreate, {}};
-    for (const Owner& o : e->owners) info.owners.push_back(o.key);
-    out.push_back(std::move(info));
-  }
+  });
   std::sort(out.begin(), out.end(), [](const ResourceInfo& a, const ResourceInfo& b) { return a.name < b.name; });
   return out;
 }
@@ -784,11 +911,11 @@ Stats Registry::stats() {
   std::lock_guard<std::mutex> lk(mu_);
   Stats s;
   s.resources = byInode_.size();
-  s.leases = leases_.size();
+  s.leases = leaseCount_;
   s.waiters = requests_.size();
   s.kernelWaits = kernelWaits_;
   s.idleFds = idleCount_;
-  for (const auto& [key, e] : byInode_) s.spareFds += e->spare.size();
+  byInode_.forEach([&](Entry* e) { s.spareFds += e->extra ? e->extra->spare.size() : 0; });
   return s;
 }
 
@@ -805,21 +932,21 @@ void Registry::startKernelWait(Entry* e) {
     pthread_t t;
     if (kwait::spawn(interrupterThread, nullptr, &t) == 0) interrupterStarted_ = true;
   }
-  int rc = interrupterStarted_ ? kwait::spawn(kernelWaitThread, e, &e->thread) : EAGAIN;
+  int rc = interrupterStarted_ ? kwait::spawn(kernelWaitThread, e, &e->ext().thread) : EAGAIN;
   if (rc == 0) {
     ++kernelWaits_;
     return;
   }
   // No thread: fail the queued requests and drop the entry (the process holds no lock on it).
-  failWaiters(e, SysError(rc, "pthread_create", e->dir->fullPath(e->name), "cannot start a thread to wait"));
+  failWaiters(e, SysError(rc, "pthread_create", e->dir->fullPath(e->name()), "cannot start a thread to wait"));
   eraseEntry(e);
   notifyTransition();
 }
 
 void Registry::failWaiters(Entry* e, const SysError& err) {
-  if (!e->waiters) return;
-  std::deque<Waiter> ws = std::move(*e->waiters);
-  e->waiters->clear();
+  if (!e->hasWaiters()) return;
+  std::deque<Waiter> ws = std::move(e->waiters());
+  e->waiters().clear();
   for (Waiter& w : ws) {
     requests_.erase(w.request);
     w.sink->failed(w.request, err);
@@ -838,7 +965,7 @@ void Registry::runInterrupter() noexcept {
   for (;;) {
     while (r.interrupts_.empty()) r.interruptCv_.wait(lk);
     // A thread leaves the set (under the mutex) as soon as its fcntl returns, so it is alive here.
-    for (Entry* e : r.interrupts_) pthread_kill(e->thread, sig);
+    for (Entry* e : r.interrupts_) pthread_kill(e->extra->thread, sig);
     // Signal again until acknowledged: a signal that lands just before the thread enters fcntl is lost.
     r.interruptCv_.wait_for(lk, std::chrono::milliseconds(2));
   }
@@ -872,27 +999,27 @@ void Registry::closeAbandoned(Lock& lk, Entry* e) {
 void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
   for (;;) {
     if (!e->hasWaiters()) return closeAbandoned(lk, e);
-    const bool wantShared = e->waiters->front().req.shared;
+    const bool wantShared = e->waiters().front().req.shared;
     lk.unlock();
     int rc = setLock(e->fd.get(), e->kind, wantShared ? F_RDLCK : F_WRLCK, true);
     int err = errno;
     lk.lock();
     interrupts_.erase(e);  // acknowledged: the interrupter stops signalling this thread
     if (rc != 0) {
-      if (err != EINTR) failWaiters(e, SysError(err, "fcntl", e->dir->fullPath(e->name)));
+      if (err != EINTR) failWaiters(e, SysError(err, "fcntl", e->dir->fullPath(e->name())));
       continue;
     }
-    if (!e->hasWaiters() || e->waiters->front().req.shared != wantShared) continue;
+    if (!e->hasWaiters() || e->waiters().front().req.shared != wantShared) continue;
 
     lk.unlock();
     struct stat st {};
-    bool same = ::fstatat(e->dir->fd(), e->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+    bool same = ::fstatat(e->dir->fd(), e->cname(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
                 st.st_dev == e->key.dev && st.st_ino == e->key.ino;
     lk.lock();
     if (!same) {
       // The file we waited on was unlinked or replaced: close it and start the queued requests over.
-      std::deque<Waiter> ws = std::move(*e->waiters);
-      e->waiters->clear();
+      std::deque<Waiter> ws = std::move(e->waiters());
+      e->waiters().clear();
       for (const Waiter& w : ws) {
         requests_.erase(w.request);
         inFlight_.insert(w.request);
@@ -904,7 +1031,7 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
     if (!e->hasWaiters()) continue;  // cancelled while we checked
     interrupts_.erase(e);
     e->state = State::Held;
-    e->shared = e->waiters->front().req.shared;
+    e->shared = e->waiters().front().req.shared;
     grantWaiters(e);
     notifyTransition();
     return;

@@ -26,6 +26,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "flat.h"
 #include "unique_fd.h"
 
 namespace lockspace {
@@ -70,6 +71,20 @@ struct InodeHash {
 
 struct Entry;
 struct Waiter;
+struct Alias;
+
+struct InodeTraits {
+  using Key = InodeKey;
+  static size_t hash(const Key& k) noexcept { return InodeHash()(k); }
+  static Key key(const Entry* e) noexcept;
+  static bool eq(const Key& a, const Key& b) noexcept { return a == b; }
+};
+struct NameTraits {
+  using Key = std::string_view;
+  static size_t hash(const Key& k) noexcept { return std::hash<std::string_view>()(k); }
+  static Key key(const Entry* e) noexcept;
+  static bool eq(const Key& a, const Key& b) noexcept { return a == b; }
+};
 
 // A lockspace directory, or the path-mode space (absolute names) when pathMode is true.
 // Shared by every LockSpace handle on the same canonical directory and by the entries opened in it.
@@ -94,7 +109,9 @@ class Dir {
   UniqueFd fd_;
   InodeKey key_;
   // Guarded by the registry mutex.
-  std::unordered_map<std::string_view, Entry*> byName_;  // views into Entry::name
+  FlatSet<Entry, NameTraits> byName_;
+  size_t entries_ = 0;                // entries opened through this directory
+  std::shared_ptr<Dir> self_;         // keeps the Dir alive while entries_ > 0
 };
 
 using DirPtr = std::shared_ptr<Dir>;
@@ -189,6 +206,10 @@ class Registry {
                             const Request& req, uint64_t request, const SinkPtr& sink);
   void waitTransition(Lock& lk);
   Entry* insertEntry(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd, const Request& req);
+  void removeOwner(Entry* e, uint64_t lease);
+  const std::string& ownerKey(uint32_t id) const { return owners_[id].first; }
+  const Dir* ownerDir(const Entry* e, uint64_t lease) const;
+  std::string_view ownerName(const Entry* e, uint64_t lease) const;
   void eraseEntry(Entry* e);
   uint64_t addOwner(Entry* e, const DirPtr& via, const std::string& name, const Request& req);
   int releaseLocked(Lock& lk, uint64_t lease, bool unlinkFile);
@@ -212,8 +233,27 @@ class Registry {
 
   std::mutex mu_;
   std::condition_variable transition_;  // an Opening/Closing entry settled
-  std::unordered_map<InodeKey, Entry*, InodeHash> byInode_;
-  std::unordered_map<uint64_t, Entry*> leases_;
+  FlatSet<Entry, InodeTraits> byInode_;
+  // Leases: a slab indexed by the low 24 bits of the lease id; the high bits are a generation, so a
+  // stale id never reaches a reused slot. Ids stay below 2^53 (exact in a JS number).
+  struct LeaseSlot {
+    Entry* entry;
+    uint32_t gen;
+    uint32_t nextFree;
+  };
+  std::vector<LeaseSlot> leaseSlots_;
+  uint32_t freeLease_ = UINT32_MAX;
+  size_t leaseCount_ = 0;
+  Entry* leaseEntry(uint64_t lease) const noexcept;
+  uint64_t newLease(Entry* e);
+  void dropLease(uint64_t lease) noexcept;
+  // Owner keys are interned: an owner holding thousands of locks costs one string.
+  std::unordered_map<std::string, uint32_t> ownerIds_;
+  std::vector<std::pair<std::string, uint32_t>> owners_;  // id -> (key, reference count)
+  std::vector<uint32_t> freeOwnerIds_;
+  uint32_t internOwner(const std::string& key);
+  void unrefOwner(uint32_t id);
+  std::unordered_map<uint64_t, std::unique_ptr<Alias>> aliases_;  // by lease, rare
   std::unordered_map<uint64_t, Entry*> requests_;  // queued request id -> entry
   std::unordered_set<uint64_t> inFlight_;           // requests being re-dispatched (file replaced)
   std::unordered_set<uint64_t> cancelledInFlight_;
@@ -231,7 +271,6 @@ class Registry {
   size_t idleLimit_ = 1024;
   int transitionWaiters_ = 0;
   const SinkPtr nullSink_;
-  uint64_t nextLease_ = 1;
   size_t kernelWaits_ = 0;
 };
 
