@@ -13,6 +13,8 @@ export interface NativeStats {
   idleFds: number;
   spareFds: number;
   pendingInThisThread: number;
+  /** Bytes allocated with malloc in the whole process (glibc mallinfo2). */
+  heapBytes: number;
 }
 
 /** [request id, lease id (0 on failure), error record or undefined] */
