@@ -297,6 +297,14 @@ describe('release', () => {
     expect(await outsideProbe(path.join(tmp.dir, 'c'))).toBe('busy');
 
     expect(await ls.releaseOwner('o')).toBe(0);
+
+    // the same owner joining a shared resource twice: releaseOwner drops both entries
+    const t1 = ls.acquireSync('c', { owner: 't', shared: true });
+    const t2 = ls.acquireSync('c', { owner: 't', shared: true });
+    expect(ls.resources().find((r) => r.name === 'c')!.owners.sort()).toEqual(['p', 't', 't']);
+    expect(ls.releaseOwnerSync('t')).toBe(2);
+    expect(t1.released && t2.released).toBe(true);
+    expect(ls.resources().find((r) => r.name === 'c')!.owners).toEqual(['p']);
     expect(ls.releaseOwnerSync('nobody')).toBe(0);
     expect(ls.releaseOwnerSync('p')).toBe(2);
     expect(ld.released).toBe(true);

@@ -2,6 +2,7 @@
  * lockspace, with lslocks as an outside witness. */
 import * as fs from 'fs';
 import * as path from 'path';
+import { spawn, spawnSync } from 'child_process';
 import { LockSpace } from '../lib';
 import {
   useTmpDir,
@@ -13,6 +14,7 @@ import {
   catchErr,
   catchErrSync,
   errnoOf,
+  python,
 } from './helpers';
 
 const tmp = useTmpDir();
@@ -207,5 +209,50 @@ describe('another node process using lockspace', () => {
     }
     const l = ls.acquireSync('o');
     l.releaseSync();
+  });
+});
+
+describe('descriptors are close-on-exec', () => {
+  const LIST_FDS_PY = `
+import os
+for fd in os.listdir('/proc/self/fd'):
+    try:
+        print(os.readlink('/proc/self/fd/' + fd))
+    except OSError:
+        pass
+`;
+
+  test('a spawned process inherits no lock file or lockspace directory descriptor', async () => {
+    const posix = LockSpace.open(tmp.dir);
+    const ofd = LockSpace.open(path.join(tmp.dir, 'ofd'), { lockType: 'ofd' });
+    const l1 = posix.acquireSync('p', { autoCreate: true });
+    const l2 = await ofd.acquire('o', { autoCreate: true, shared: true });
+    posix.createSync('idle');
+    posix.acquireSync('idle').releaseSync(); // possibly cached as an idle descriptor
+    const r = spawnSync(python(), ['-c', LIST_FDS_PY], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    const targets = r.stdout.split('\n').filter(Boolean);
+    expect(targets.length).toBeGreaterThan(0);
+    expect(targets.filter((t) => t.startsWith(tmp.dir))).toEqual([]);
+    l1.releaseSync();
+    await l2.release();
+  });
+
+  test('an OFD lock is not kept alive by a child spawned while it was held', async () => {
+    const ls = LockSpace.open(tmp.dir, { lockType: 'ofd' });
+    const file = path.join(tmp.dir, 'o');
+    ls.createSync('o');
+    const lease = ls.acquireSync('o');
+    // a long-lived child, spawned while the lock is held
+    const child = spawn(python(), ['-c', 'import sys; sys.stdin.readline()'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const exited = new Promise((r) => child.once('exit', r));
+    try {
+      lease.releaseSync();
+      LockSpace.closeIdleFds();
+      expect(await outsideProbe(file)).toBe('locked');
+    } finally {
+      child.stdin.end('\n');
+      await exited;
+    }
   });
 });

@@ -130,6 +130,24 @@ describe.each([
     expect(fs.existsSync(FOO)).toBe(false);
   });
 
+  test('Lockspace res lock shr (same owner twice, exactly as libvirt)', async () => {
+    const ls = LockSpace.open(LOCKSPACE_DIR);
+    await api.create(ls, 'foo');
+
+    await api.acquire(ls, 'foo', { owner: OWNER, shared: true });
+    await expectBusy(() => api.acquire(ls, 'foo', { owner: OWNER }), FOO);
+    await api.acquire(ls, 'foo', { owner: OWNER, shared: true });
+    expect(ls.resources()[0].owners).toEqual([OWNER, OWNER]);
+
+    await expectBusy(() => api.del(ls, 'foo'), FOO);
+    await api.release(ls, 'foo', OWNER);
+    await expectBusy(() => api.del(ls, 'foo'), FOO);
+    expect(await outsideProbe(FOO, 'exclusive')).toBe('busy');
+    await api.release(ls, 'foo', OWNER);
+    await api.del(ls, 'foo');
+    expect(fs.existsSync(FOO)).toBe(false);
+  });
+
   test('Lockspace res lock excl auto', async () => {
     const ls = LockSpace.open(LOCKSPACE_DIR);
     await api.create(ls, 'foo');

@@ -2,6 +2,7 @@
  * without starving the libuv threadpool. */
 import * as fs from 'fs';
 import * as path from 'path';
+import { setMaxListeners } from 'events';
 import { LockSpace, Lease } from '../lib';
 import {
   useTmpDir,
@@ -32,14 +33,16 @@ describe('in-process holder', () => {
     ls.createSync('r');
     const holder = ls.acquireSync('r', { owner: 'h' });
     const order: string[] = [];
-    const waits = ['w1', 'w2', 'w3', 'w4'].map((owner, i) => {
+    const waits: { owner: string; t: ReturnType<typeof track<Lease>> }[] = [];
+    for (const owner of ['w1', 'w2', 'w3', 'w4']) {
       const p = ls.acquire('r', { owner, wait: true }).then((l) => {
         order.push(owner);
         return l;
       });
-      return { owner, i, t: track(p) };
-    });
-    await waitFor(() => stats().waiters === 4, 'four waiters queued');
+      waits.push({ owner, t: track(p) });
+      // queue order is arrival order: let each one arrive before the next
+      await waitFor(() => stats().waiters === waits.length, `${owner} queued`);
+    }
 
     holder.releaseSync();
     let current: Lease = await waits[0].t.promise;
@@ -305,6 +308,7 @@ describe('other-process holder', () => {
     let holder: Holder | undefined = await spawnPythonHolder(files);
     try {
       const ac = new AbortController();
+      setMaxListeners(64, ac.signal); // one signal for 32 waits (Node warns past 10 listeners)
       const waits = files.map((f) => track(ls.acquire(path.basename(f), { wait: true, signal: ac.signal })));
       await waitFor(() => stats().kernelWaits === 32, '32 kernel waits');
       ac.abort();

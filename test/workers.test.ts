@@ -19,10 +19,13 @@ import {
 } from './helpers';
 
 let workers: WorkerClient[] = [];
+let rawWorkers: Worker[] = [];
 const tmp = useTmpDir({
   beforeCleanup: async () => {
     for (const w of workers) if (w.exitCode === undefined) await w.terminate();
+    for (const w of rawWorkers) await w.terminate();
     workers = [];
+    rawWorkers = [];
   },
 });
 
@@ -285,6 +288,7 @@ describe('stress', () => {
             const w = new Worker(path.join(FIXTURES, 'stress-worker.js'), {
               workerData: { dir: tmp.dir, names, iterations: 150, sab, seed: 1234 + i },
             });
+            rawWorkers.push(w);
             let msg: any;
             w.on('message', (m) => (msg = m));
             w.on('error', reject);
@@ -300,6 +304,31 @@ describe('stress', () => {
     expect(Array.from(new Int32Array(sab))).toEqual([0, 0, 0, 0]);
     // every autoCreate file was deleted by its last release
     expect(fs.readdirSync(tmp.dir)).toEqual([]);
+  });
+});
+
+describe('process exit', () => {
+  test('process.exit while threads hold leases and wait (in-process and in the kernel) does not crash', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    const b = ls.acquireSync('b', { autoCreate: true });
+    try {
+      const r = spawnSync(process.execPath, [path.join(FIXTURES, 'exit-while-busy.js'), tmp.dir], {
+        encoding: 'utf8',
+        timeout: 50000,
+      });
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe('busy\n');
+      expect(r.signal).toBeNull();
+      expect(r.status).toBe(0);
+      // The child's locks died with it (its autoCreate files may or may not have been cleaned up).
+      for (const n of ['a', 'c']) {
+        const f = path.join(tmp.dir, n);
+        if (fs.existsSync(f)) expect(await outsideProbe(f)).toBe('locked');
+      }
+      expect(await outsideProbe(path.join(tmp.dir, 'b'))).toBe('busy');
+    } finally {
+      b.releaseSync();
+    }
   });
 });
 

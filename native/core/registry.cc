@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <unordered_set>
 
 #include "kernel_wait.h"
@@ -69,8 +69,8 @@ struct Entry {
   bool remote = false;
   LockKind kind = LockKind::Posix;
   uint16_t nameLen = 0;
-  Dir* dir = nullptr;       // kept alive by Dir::self_ while it has entries
-  Entry* lruPrev = nullptr; // idle list links while Idle
+  Dir* dir = nullptr;        // kept alive by Dir::self_ while it has entries
+  Entry* lruPrev = nullptr;  // idle list links while Idle
   Entry* lruNext = nullptr;
   std::unique_ptr<Extra> extra;
   SmallVec<Owner, 1> owners;
@@ -267,8 +267,7 @@ void Registry::validateName(const Dir& dir, const std::string& name) const {
 }
 
 SysError Registry::busyHere(const Entry* e, const std::string& path) const {
-  SysError err(EBUSY, "fcntl", path,
-               e->shared ? "held shared in this process" : "held exclusively in this process");
+  SysError err(EBUSY, "fcntl", path, e->shared ? "held shared in this process" : "held exclusively in this process");
   err.busyHere = true;
   return err;
 }
@@ -493,16 +492,16 @@ void Registry::notifyTransition() {
 
 // --- acquire ---------------------------------------------------------------------------------------
 
-AcquireResult Registry::acquire(const DirPtr& dir, const std::string& name, const Request& req,
-                                uint64_t request, SinkPtr sink) {
+AcquireResult Registry::acquire(const DirPtr& dir, const std::string& name, const Request& req, uint64_t request,
+                                SinkPtr sink) {
   if (!dir) throw ArgError("invalid lockspace handle");
   validateName(*dir, name);
   Lock lk(mu_);
   return acquireLocked(lk, dir, name, req, request, sink, false);
 }
 
-AcquireResult Registry::joinOrQueue(Lock&, Entry* e, const DirPtr& dir, const std::string& name,
-                                    const Request& req, uint64_t request, const SinkPtr& sink) {
+AcquireResult Registry::joinOrQueue(Lock&, Entry* e, const DirPtr& dir, const std::string& name, const Request& req,
+                                    uint64_t request, const SinkPtr& sink) {
   if (e->state == State::Held && req.shared && e->shared && !e->hasWaiters()) {
     e->autoCreate = e->autoCreate || req.autoCreate;
     return {addOwner(e, dir, name, req), false};
@@ -521,9 +520,8 @@ AcquireResult Registry::joinOrQueue(Lock&, Entry* e, const DirPtr& dir, const st
   throw busyHere(e, path);
 }
 
-AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::string& name,
-                                      const Request& req, uint64_t request, const SinkPtr& sink,
-                                      bool forDelete) {
+AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::string& name, const Request& req,
+                                      uint64_t request, const SinkPtr& sink, bool forDelete) {
   const int dfd = dir->fd();
   const char* cname = name.c_str();
   // Whatever happens, the caller gets the mutex back locked (some callers go on after an error).
@@ -656,8 +654,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
     // 5. The path must still name the inode we locked: it may have been unlinked or replaced since we
     //    opened it (or since it went idle), e.g. by an autoCreate release in another process.
     struct stat st2 {};
-    if (::fstatat(dfd, cname, &st2, AT_SYMLINK_NOFOLLOW) != 0 || st2.st_dev != e->key.dev ||
-        st2.st_ino != e->key.ino) {
+    if (::fstatat(dfd, cname, &st2, AT_SYMLINK_NOFOLLOW) != 0 || st2.st_dev != e->key.dev || st2.st_ino != e->key.ino) {
       e->fd.reset();  // still reserved: no one else in this process holds this inode
       lk.lock();
       eraseEntry(e);
@@ -910,7 +907,7 @@ std::vector<ResourceInfo> Registry::resources(const DirPtr& dir) {
 Stats Registry::stats() {
   std::lock_guard<std::mutex> lk(mu_);
   Stats s;
-  s.resources = byInode_.size();
+  s.resources = byInode_.size() - idleCount_;  // held, waited for, or in transition
   s.leases = leaseCount_;
   s.waiters = requests_.size();
   s.kernelWaits = kernelWaits_;
@@ -1013,8 +1010,8 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
 
     lk.unlock();
     struct stat st {};
-    bool same = ::fstatat(e->dir->fd(), e->cname(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                st.st_dev == e->key.dev && st.st_ino == e->key.ino;
+    bool same = ::fstatat(e->dir->fd(), e->cname(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == e->key.dev &&
+                st.st_ino == e->key.ino;
     lk.lock();
     if (!same) {
       // The file we waited on was unlinked or replaced: close it and start the queued requests over.

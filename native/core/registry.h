@@ -36,9 +36,9 @@ struct SysError : std::exception {
   int err;              // positive errno value
   const char* syscall;  // the syscall (or operation) that failed
   std::string path;
-  std::string detail;      // extra words for the message ("held in this process", ...)
-  bool busyHere = false;   // EBUSY: the holder is this process (lock table)
-  int holderPid = 0;       // EBUSY: pid of another process holding a POSIX lock (from F_GETLK), else 0
+  std::string detail;     // extra words for the message ("held in this process", ...)
+  bool busyHere = false;  // EBUSY: the holder is this process (lock table)
+  int holderPid = 0;      // EBUSY: pid of another process holding a POSIX lock (from F_GETLK), else 0
   SysError(int e, const char* sc, std::string p, std::string d = {})
       : err(e), syscall(sc), path(std::move(p)), detail(std::move(d)) {}
   const char* what() const noexcept override { return "lockspace system error"; }
@@ -96,8 +96,8 @@ class Dir {
 
   bool pathMode() const noexcept { return pathMode_; }
   const std::string& path() const noexcept { return path_; }  // canonical; empty in path mode
-  bool remote() const noexcept { return remote_; }             // NFS, CIFS, FUSE, ...
-  int fd() const noexcept;                                     // AT_FDCWD in path mode
+  bool remote() const noexcept { return remote_; }            // NFS, CIFS, FUSE, ...
+  int fd() const noexcept;                                    // AT_FDCWD in path mode
   std::string fullPath(std::string_view name) const;
 
  private:
@@ -110,8 +110,8 @@ class Dir {
   InodeKey key_;
   // Guarded by the registry mutex.
   FlatSet<Entry, NameTraits> byName_;
-  size_t entries_ = 0;                // entries opened through this directory
-  std::shared_ptr<Dir> self_;         // keeps the Dir alive while entries_ > 0
+  size_t entries_ = 0;         // entries opened through this directory
+  std::shared_ptr<Dir> self_;  // keeps the Dir alive while entries_ > 0
 };
 
 using DirPtr = std::shared_ptr<Dir>;
@@ -137,8 +137,8 @@ struct Request {
 };
 
 struct AcquireResult {
-  uint64_t lease = 0;  // non-zero: granted now
-  bool queued = false; // the request waits; its Sink hears the outcome
+  uint64_t lease = 0;   // non-zero: granted now
+  bool queued = false;  // the request waits; its Sink hears the outcome
 };
 
 struct ResourceInfo {
@@ -150,10 +150,10 @@ struct ResourceInfo {
 };
 
 struct Stats {
-  size_t resources = 0;   // entries in the table (any state)
+  size_t resources = 0;  // entries in the table (any state)
   size_t leases = 0;
   size_t waiters = 0;
-  size_t kernelWaits = 0; // threads blocked in F_SETLKW
+  size_t kernelWaits = 0;  // threads blocked in F_SETLKW
   size_t idleFds = 0;
   size_t spareFds = 0;
 };
@@ -168,8 +168,8 @@ class Registry {
   DirPtr pathModeDir();
   bool isRemotePath(const std::string& path);  // path mode: statfs of the parent, cached
 
-  AcquireResult acquire(const DirPtr& dir, const std::string& name, const Request& req,
-                        uint64_t request = 0, SinkPtr sink = nullptr);
+  AcquireResult acquire(const DirPtr& dir, const std::string& name, const Request& req, uint64_t request = 0,
+                        SinkPtr sink = nullptr);
   // Removes a queued request. False when it is no longer queued (granted or failed already).
   bool cancel(uint64_t request);
   // Releases one lease. False when it was not held (already released): idempotent.
@@ -202,8 +202,8 @@ class Registry {
   void validateName(const Dir& dir, const std::string& name) const;
   AcquireResult acquireLocked(Lock& lk, const DirPtr& dir, const std::string& name, const Request& req,
                               uint64_t request, const SinkPtr& sink, bool forDelete);
-  AcquireResult joinOrQueue(Lock& lk, Entry* e, const DirPtr& dir, const std::string& name,
-                            const Request& req, uint64_t request, const SinkPtr& sink);
+  AcquireResult joinOrQueue(Lock& lk, Entry* e, const DirPtr& dir, const std::string& name, const Request& req,
+                            uint64_t request, const SinkPtr& sink);
   void waitTransition(Lock& lk);
   Entry* insertEntry(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd, const Request& req);
   void removeOwner(Entry* e, uint64_t lease);
@@ -254,10 +254,10 @@ class Registry {
   uint32_t internOwner(const std::string& key);
   void unrefOwner(uint32_t id);
   std::unordered_map<uint64_t, std::unique_ptr<Alias>> aliases_;  // by lease, rare
-  std::unordered_map<uint64_t, Entry*> requests_;  // queued request id -> entry
-  std::unordered_set<uint64_t> inFlight_;           // requests being re-dispatched (file replaced)
+  std::unordered_map<uint64_t, Entry*> requests_;                 // queued request id -> entry
+  std::unordered_set<uint64_t> inFlight_;                         // requests being re-dispatched (file replaced)
   std::unordered_set<uint64_t> cancelledInFlight_;
-  std::unordered_set<Entry*> interrupts_;            // kernel-wait threads to signal until they wake
+  std::unordered_set<Entry*> interrupts_;  // kernel-wait threads to signal until they wake
   std::condition_variable interruptCv_;
   bool interrupterStarted_ = false;
   std::unordered_map<dev_t, bool> remoteDevs_;
