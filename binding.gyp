@@ -1,6 +1,7 @@
 {
   "variables": {
     "asan%": "<!(node -p \"process.env.LOCKSPACE_ASAN==='1'?1:0\")",
+    "with_tests%": "<!(node -p \"require('fs').existsSync('native/test/core_test.cc')?1:0\")",
     "werror%": "<!(node -p \"process.env.CI==='true'||process.env.LOCKSPACE_WERROR==='1'?1:0\")"
   },
   "target_defaults": {
@@ -29,16 +30,21 @@
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=8", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "libraries": ["-ldl", "-lpthread"]
-    },
-    {
-      "target_name": "core_test",
-      "type": "executable",
-      "sources": [
-        "native/core/registry.cc",
-        "native/core/kernel_wait.cc",
-        "native/test/core_test.cc"
-      ],
-      "libraries": ["-lpthread"]
     }
+  ],
+  "conditions": [
+    # The C++ core test (native/test) is built in a checkout only, not from the published package.
+    ["with_tests==1", {
+      "targets": [{
+        "target_name": "core_test",
+        "type": "executable",
+        "sources": [
+          "native/core/registry.cc",
+          "native/core/kernel_wait.cc",
+          "native/test/core_test.cc"
+        ],
+        "libraries": ["-lpthread"]
+      }]
+    }]
   ]
 }

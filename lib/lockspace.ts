@@ -100,7 +100,8 @@ export class Lease {
     if (!this.#remote) return this.releaseSync();
     if (this.#released) return;
     this.#released = true;
-    await native.releaseAsync(this.#id);
+    const released = await native.releaseAsync(this.#id);
+    if (debug.enabled && released) debug('release %s owner=%j', this.path, this.owner);
   }
 
   [disposeSymbol](): void {
@@ -201,7 +202,7 @@ export class LockSpace {
   #lease(result: number | unknown[], name: string, shared: boolean, owner: Owner): Lease {
     if (isErrorRecord(result)) {
       const err = fromRecord(result);
-      if (debug.enabled) debug('acquire %s failed: %s', this.#path(name), err.message);
+      if (debug.enabled) debug('%s %s: %s', err.code === 'EBUSY' ? 'conflict' : 'acquire failed', this.#path(name), err.message);
       throw err;
     }
     if (debug.enabled) debug('acquire %s %s owner=%j', this.#path(name), shared ? 'shared' : 'exclusive', owner);

@@ -48,17 +48,49 @@ export const SHARED = 1;
 export const AUTO_CREATE = 2;
 export const OFD = 4;
 
+/**
+ * Loads the addon through `bindings`, trying the prebuilt N-API binary shipped in the package
+ * (`prebuilds/<platform>-<arch>/lockspace.node`, built by scripts/build-prebuild.js) before a local
+ * node-gyp build (`build/Release`, `build/Debug`). A prebuilt binary that exists but cannot be loaded
+ * here (another libc, say) is passed over for a local build. With neither, the error says how to build.
+ */
 function load(): Binding {
+  type BindingsOptions = { bindings: string; module_root: string; prebuild: string; try: string[][] };
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const bindings = require('bindings') as ((opts: BindingsOptions) => Binding) & { getRoot(file: string): string };
+  const moduleRoot = bindings.getRoot(__filename); // the package directory: dist/lib/ and lib/ both lie below it
+  const platform = `${process.platform}-${process.arch}`;
+  const local = [
+    ['module_root', 'build', 'Release', 'bindings'],
+    ['module_root', 'build', 'Debug', 'bindings'],
+  ];
+  const attempt = (tries: string[][]): Binding =>
+    bindings({ bindings: 'lockspace', module_root: moduleRoot, prebuild: platform, try: tries });
+  let cause: unknown;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require('bindings')('lockspace') as Binding;
-  } catch (cause) {
-    throw new Error(
-      'lockspace: the native addon could not be loaded. Build it with `npm rebuild lockspace` ' +
-        '(or `npx node-gyp rebuild` in the package directory; needs python3, make and a C++17 compiler).',
-      { cause },
-    );
+    return attempt([['module_root', 'prebuilds', 'prebuild', 'bindings'], ...local]);
+  } catch (err) {
+    cause = err;
   }
+  // `bindings` stops at the first file that exists but fails to load; give a local build its turn.
+  if (!Array.isArray((cause as { tries?: unknown }).tries)) {
+    try {
+      return attempt(local);
+    } catch {
+      // report the first failure
+    }
+  }
+  const inPackage = moduleRoot.split(/[\\/]/).includes('node_modules');
+  const how = inPackage
+    ? `let npm run its install script, which builds it: \`npm install-scripts approve lockspace && npm rebuild lockspace\`, ` +
+      `or run that script yourself: \`cd ${moduleRoot} && npm run install\``
+    : `run \`npm run build:native\` in ${moduleRoot}`;
+  const detail = cause instanceof Error ? cause.message.replace(/\s*\n\s*/g, ' ') : String(cause);
+  throw new Error(
+    `lockspace: no native addon that loads on ${platform} (Node.js ${process.version}): ${detail}. ` +
+      `To build it from source (needs python3, make and a C++17 compiler), ${how}.`,
+    { cause },
+  );
 }
 
 export const binding: Binding = load();

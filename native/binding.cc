@@ -170,7 +170,9 @@ class CoreWorker : public Napi::AsyncWorker {
  public:
   enum class Kind { Number, Undefined };
   CoreWorker(Napi::Env env, Kind kind, std::function<double()> work)
-      : Napi::AsyncWorker(env, "lockspace.io"), deferred_(Napi::Promise::Deferred::New(env)), kind_(kind),
+      : Napi::AsyncWorker(env, "lockspace.io"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        kind_(kind),
         work_(std::move(work)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 

@@ -150,7 +150,7 @@ struct ResourceInfo {
 };
 
 struct Stats {
-  size_t resources = 0;  // entries in the table (any state)
+  size_t resources = 0;  // entries held, waited for or in transition (not the idle ones)
   size_t leases = 0;
   size_t waiters = 0;
   size_t kernelWaits = 0;  // threads blocked in F_SETLKW

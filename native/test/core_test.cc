@@ -26,12 +26,12 @@ namespace {
 int failures = 0;
 std::string root;
 
-#define CHECK(cond)                                                           \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      fprintf(stderr, "  FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond);     \
-      ++failures;                                                             \
-    }                                                                         \
+#define CHECK(cond)                                                       \
+  do {                                                                    \
+    if (!(cond)) {                                                        \
+      fprintf(stderr, "  FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+      ++failures;                                                         \
+    }                                                                     \
   } while (0)
 
 template <typename F>
@@ -328,11 +328,9 @@ int main() {
     const char* name;
     void (*fn)();
   } tests[] = {
-      {"create/delete", testCreateDelete}, {"exclusive", testExclusive},
-      {"shared autoCreate", testSharedAutoCreate}, {"inode identity", testInodeIdentity},
-      {"bad input", testBadInput}, {"hand-off FIFO", testHandOffFifo},
-      {"kernel wait", testKernelWait}, {"threads", testThreads},
-      {"releaseOwner/env", testReleaseOwnerAndEnv},
+      {"create/delete", testCreateDelete},   {"exclusive", testExclusive}, {"shared autoCreate", testSharedAutoCreate},
+      {"inode identity", testInodeIdentity}, {"bad input", testBadInput},  {"hand-off FIFO", testHandOffFifo},
+      {"kernel wait", testKernelWait},       {"threads", testThreads},     {"releaseOwner/env", testReleaseOwnerAndEnv},
   };
   for (auto& t : tests) {
     int before = failures;

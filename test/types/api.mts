@@ -1,0 +1,121 @@
+// Type tests of the public API through the ESM entry point: what must compile, and (with
+// `@ts-expect-error`, which fails the check when the line compiles) what must not.
+import lockspace, {
+  AbortError,
+  Lease,
+  LockSpace,
+  LockspaceError,
+  resourceNameForPath,
+  type AcquireOptions,
+  type AcquireSyncOptions,
+  type LockSpaceOptions,
+  type LockType,
+  type Owner,
+  type ResourceInfo,
+  type ResourceNameOptions,
+} from 'lockspace';
+
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+function expectType<T extends true>(): T | void {}
+
+// The default export is the same module as the named exports (as Node gives for CommonJS).
+expectType<Equal<typeof lockspace.LockSpace, typeof LockSpace>>();
+
+async function usage(signal: AbortSignal): Promise<void> {
+  const ls = LockSpace.open('/var/lib/myapp/locks');
+  const pathMode = LockSpace.open(null, { lockType: 'ofd' });
+  expectType<Equal<typeof ls.directory, string | null>>();
+  expectType<Equal<typeof ls.lockType, LockType>>();
+  expectType<Equal<LockType, 'posix' | 'ofd'>>();
+  expectType<Equal<Owner, number | string>>();
+
+  const lease = await ls.acquire('web', { shared: true, autoCreate: true, owner: 'job-1', wait: true, timeout: 5000, signal });
+  expectType<Equal<typeof lease, Lease>>();
+  expectType<Equal<typeof lease.name, string>>();
+  expectType<Equal<typeof lease.path, string>>();
+  expectType<Equal<typeof lease.shared, boolean>>();
+  expectType<Equal<typeof lease.owner, Owner>>();
+  expectType<Equal<typeof lease.released, boolean>>();
+  expectType<Equal<ReturnType<typeof lease.release>, Promise<void>>>();
+  lease.releaseSync();
+
+  const sync = ls.acquireSync('web', { owner: 7 });
+  expectType<Equal<typeof sync, Lease>>();
+  sync.releaseSync();
+  {
+    using _held = pathMode.acquireSync('/srv/disk.img');
+  }
+  {
+    await using _held = await ls.acquire('web');
+  }
+
+  expectType<Equal<ReturnType<typeof ls.releaseOwner>, Promise<number>>>();
+  expectType<Equal<ReturnType<typeof ls.releaseOwnerSync>, number>>();
+  expectType<Equal<ReturnType<typeof ls.resources>, ResourceInfo[]>>();
+  expectType<Equal<ResourceInfo['owners'], Owner[]>>();
+  expectType<Equal<ReturnType<typeof LockSpace.closeIdleFds>, number>>();
+  await ls.create('a');
+  ls.createSync('b');
+  await ls.delete('a');
+  ls.deleteSync('b');
+  await ls.release('web', 'job-1');
+  ls.releaseSync('web');
+
+  expectType<Equal<ReturnType<typeof resourceNameForPath>, string>>();
+  resourceNameForPath('/images/web.qcow2', { canonicalize: false });
+
+  const opts: AcquireOptions = { wait: true };
+  const syncOpts: AcquireSyncOptions = { shared: true };
+  const openOpts: LockSpaceOptions = { lockType: 'posix' };
+  const nameOpts: ResourceNameOptions = {};
+  void [opts, syncOpts, openOpts, nameOpts];
+
+  try {
+    await ls.acquire('web');
+  } catch (err) {
+    if (err instanceof LockspaceError) {
+      expectType<Equal<typeof err.code, string>>();
+      expectType<Equal<typeof err.errno, number | undefined>>();
+      expectType<Equal<typeof err.syscall, string | undefined>>();
+      expectType<Equal<typeof err.path, string | undefined>>();
+      expectType<Equal<typeof err.heldByThisProcess, boolean | undefined>>();
+      expectType<Equal<typeof err.holderPid, number | undefined>>();
+    } else if (err instanceof AbortError) {
+      expectType<Equal<typeof err.code, 'ABORT_ERR'>>();
+    }
+  }
+}
+
+async function misuse(ls: LockSpace, lease: Lease): Promise<void> {
+  // @ts-expect-error -- the constructor is private: use LockSpace.open
+  new LockSpace();
+  // @ts-expect-error -- a directory is required (null for path mode)
+  LockSpace.open();
+  // @ts-expect-error -- unknown lock type
+  LockSpace.open('/d', { lockType: 'flock' });
+  // @ts-expect-error -- misspelt option
+  await ls.acquire('web', { autocreate: true });
+  // @ts-expect-error -- acquireSync never waits
+  ls.acquireSync('web', { wait: true });
+  // @ts-expect-error -- timeout is in milliseconds, a number
+  await ls.acquire('web', { wait: true, timeout: '5s' });
+  // @ts-expect-error -- owners are numbers or strings
+  await ls.acquire('web', { owner: { id: 1 } });
+  // @ts-expect-error -- names are strings
+  ls.acquireSync(42);
+  // @ts-expect-error -- acquire returns a Promise, not a Lease
+  (ls.acquire('web') as Lease).releaseSync();
+  // @ts-expect-error -- leases are read-only
+  lease.name = 'other';
+  // @ts-expect-error -- released is a getter only
+  lease.released = true;
+  // @ts-expect-error -- the directory is fixed
+  ls.directory = '/elsewhere';
+  // @ts-expect-error -- resourceNameForPath takes a path string
+  resourceNameForPath(Buffer.from('/x'));
+  // @ts-expect-error -- unknown option
+  resourceNameForPath('/x', { canonicalise: false });
+}
+
+void usage;
+void misuse;
