@@ -272,10 +272,15 @@ SysError Registry::busyHere(const Entry* e, const std::string& path) const {
   return err;
 }
 
-void Registry::waitTransition(Lock& lk) {
-  ++transitionWaiters_;
-  transition_.wait(lk);
-  --transitionWaiters_;
+// Threads that meet an entry in transition wait on the stripe of its inode, so a busy table does not
+// wake every waiter at every transition.
+Registry::Stripe& Registry::stripe(const InodeKey& key) { return stripes_[InodeHash()(key) % kStripes]; }
+
+void Registry::waitTransition(Lock& lk, const InodeKey& key) {
+  Stripe& st = stripe(key);
+  ++st.waiters;
+  st.cv.wait(lk);
+  --st.waiters;
 }
 
 Entry* Registry::insertEntry(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd,
@@ -486,8 +491,9 @@ bool Registry::remoteDev(dev_t dev, int fd) {
 
 bool Registry::cacheable(const Entry* e) const { return idleLimit_ != 0 && !e->remote; }
 
-void Registry::notifyTransition() {
-  if (transitionWaiters_ > 0) transition_.notify_all();
+void Registry::notifyTransition(const InodeKey& key) {
+  Stripe& st = stripe(key);
+  if (st.waiters > 0) st.cv.notify_all();
 }
 
 // --- acquire ---------------------------------------------------------------------------------------
@@ -535,8 +541,10 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
   const uint64_t req_id = forDelete ? 0 : request;
   const SinkPtr& req_sink = forDelete ? nullSink_ : sink;
 
-  for (int attempt = 0;; ++attempt) {
-    if (attempt >= kMaxAttempts)
+  // Retries because the file was unlinked or replaced under us are bounded; waits for another thread's
+  // transition are not counted (they always end).
+  for (int stale = 0;;) {
+    if (stale >= kMaxAttempts)
       throw SysError(EAGAIN, "open", dir->fullPath(name), "the file kept being replaced while locking it");
 
     Entry* e = nullptr;
@@ -544,7 +552,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
     if (Entry* known = dir->byName_.find(name)) {
       e = known;
       if (e->transient()) {
-        waitTransition(lk);
+        waitTransition(lk, e->key);
         continue;
       }
       if (e->state != State::Idle) return joinOrQueue(lk, e, dir, name, req, req_id, req_sink);
@@ -565,7 +573,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
         lk.lock();
         if (Entry* other = byInode_.find(InodeKey{st.st_dev, st.st_ino})) {
           if (other->transient()) {
-            waitTransition(lk);
+            waitTransition(lk, other->key);
             continue;
           }
           if (other->state != State::Held && other->state != State::KernelWait) {
@@ -583,7 +591,10 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       if (!fd) {
         if (exists || (err == ENOENT && req.autoCreate && !forDelete)) err = errno;
         lk.lock();
-        if (err == ENOENT && exists) continue;  // vanished between stat and open: look again
+        if (err == ENOENT && exists) {  // vanished between stat and open: look again
+          ++stale;
+          continue;
+        }
         if ((err == EMFILE || err == ENFILE) && evictOneIdle()) continue;
         throw SysError(err, "open", dir->fullPath(name));
       }
@@ -604,7 +615,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       bool retry = false;
       for (Entry* other = byInode_.find(key); other; other = byInode_.find(key)) {
         if (other->transient()) {
-          waitTransition(lk);  // keep the fd until the other thread is done with the inode
+          waitTransition(lk, key);  // keep the fd until the other thread is done with the inode
           continue;
         }
         if (other->state == State::Idle) {
@@ -624,6 +635,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
     }
 
     // 4. Lock it outside the mutex; the reservation keeps every other thread of this process away.
+    const InodeKey key = e->key;
     lk.unlock();
     if (setLock(e->fd.get(), req.kind, req.shared ? F_RDLCK : F_WRLCK, false) != 0) {
       const int err = errno;
@@ -636,7 +648,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
         e->waiters().push_back(Waiter{req_id, req, dir, name, req_sink});
         requests_[req_id] = e;
         startKernelWait(e);
-        notifyTransition();
+        notifyTransition(key);
         return {0, true};
       }
       if (isBusyErrno(err) && cacheable(e)) {
@@ -644,7 +656,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       } else {
         eraseEntry(e);  // the process holds no lock on this inode: closing drops nothing
       }
-      notifyTransition();
+      notifyTransition(key);
       if (!isBusyErrno(err)) throw SysError(err, "fcntl", path);
       SysError busy(EBUSY, "fcntl", path, "held by another process");
       busy.holderPid = pid;
@@ -658,7 +670,8 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       e->fd.reset();  // still reserved: no one else in this process holds this inode
       lk.lock();
       eraseEntry(e);
-      notifyTransition();
+      notifyTransition(key);
+      ++stale;
       continue;
     }
 
@@ -666,7 +679,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
     if (forDelete) e->autoCreate = true;
     e->state = State::Held;
     uint64_t lease = addOwner(e, dir, name, req);
-    notifyTransition();
+    notifyTransition(key);
     return {lease, false};
   }
 }
@@ -724,11 +737,12 @@ int Registry::finishLastRelease(Lock& lk, Entry* e, bool unlinkFile, bool mustUn
   const bool keep = !deleted && cacheable(e) && setLock(e->fd.get(), e->kind, F_UNLCK, false) == 0;
   if (!keep) e->fd.reset();  // drops the lock; the spares go with the entry, under the mutex
   lk.lock();
+  const InodeKey key = e->key;
   if (keep)
     makeIdle(e);
   else
     eraseEntry(e);
-  notifyTransition();
+  notifyTransition(key);
   return mustUnlink ? unlinkErr : 0;
 }
 
@@ -936,8 +950,9 @@ void Registry::startKernelWait(Entry* e) {
   }
   // No thread: fail the queued requests and drop the entry (the process holds no lock on it).
   failWaiters(e, SysError(rc, "pthread_create", e->dir->fullPath(e->name()), "cannot start a thread to wait"));
+  const InodeKey key = e->key;
   eraseEntry(e);
-  notifyTransition();
+  notifyTransition(key);
 }
 
 void Registry::failWaiters(Entry* e, const SysError& err) {
@@ -989,8 +1004,9 @@ void Registry::closeAbandoned(Lock& lk, Entry* e) {
   lk.unlock();
   e->fd.reset();
   lk.lock();
+  const InodeKey key = e->key;
   eraseEntry(e);
-  notifyTransition();
+  notifyTransition(key);
 }
 
 void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
@@ -1030,7 +1046,7 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
     e->state = State::Held;
     e->shared = e->waiters().front().req.shared;
     grantWaiters(e);
-    notifyTransition();
+    notifyTransition(e->key);
     return;
   }
 }

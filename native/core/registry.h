@@ -204,7 +204,13 @@ class Registry {
                               uint64_t request, const SinkPtr& sink, bool forDelete);
   AcquireResult joinOrQueue(Lock& lk, Entry* e, const DirPtr& dir, const std::string& name, const Request& req,
                             uint64_t request, const SinkPtr& sink);
-  void waitTransition(Lock& lk);
+  struct Stripe {
+    std::condition_variable cv;
+    int waiters = 0;
+  };
+  static constexpr size_t kStripes = 32;
+  Stripe& stripe(const InodeKey& key);
+  void waitTransition(Lock& lk, const InodeKey& key);
   Entry* insertEntry(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd, const Request& req);
   void removeOwner(Entry* e, uint64_t lease);
   const std::string& ownerKey(uint32_t id) const { return owners_[id].first; }
@@ -225,14 +231,14 @@ class Registry {
   void lruUnlink(Entry* e);
   void makeIdle(Entry* e);
   void dropIdle(Entry* e);
-  void notifyTransition();
+  void notifyTransition(const InodeKey& key);
   bool cacheable(const Entry* e) const;
   bool evictOneIdle();
   bool remoteDev(dev_t dev, int fd);
   SysError busyHere(const Entry* e, const std::string& path) const;
 
   std::mutex mu_;
-  std::condition_variable transition_;  // an Opening/Closing entry settled
+  Stripe stripes_[kStripes];  // an Opening/Closing entry settled (by inode hash)
   FlatSet<Entry, InodeTraits> byInode_;
   // Leases: a slab indexed by the low 24 bits of the lease id; the high bits are a generation, so a
   // stale id never reaches a reused slot. Ids stay below 2^53 (exact in a JS number).
@@ -269,7 +275,6 @@ class Registry {
   Entry* lruTail_ = nullptr;
   size_t idleCount_ = 0;
   size_t idleLimit_ = 1024;
-  int transitionWaiters_ = 0;
   const SinkPtr nullSink_;
   size_t kernelWaits_ = 0;
 };
