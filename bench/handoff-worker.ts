@@ -6,8 +6,7 @@ import { parentPort, workerData } from 'worker_threads';
 import { nowNs, sleepSync } from './clock';
 import { signal, waitFor } from './atomics';
 import { requireLockspace } from './lockspace';
-import type { HandoffWorkerData } from './handoff';
-import { HELD, QUEUED, DONE } from './handoff';
+import { DONE, HELD, QUEUED, type HandoffWorkerData } from './handoff';
 
 const QUEUE_WAIT_LIMIT_NS = 20_000_000n;
 

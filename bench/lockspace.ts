@@ -38,8 +38,10 @@ export interface DebugStats {
   waiters: number;
   kernelWaits: number;
   idleFds: number;
-  /** Not in the contract yet: native heap bytes held by the table, when lockspace reports it. */
+  /** Not in the contract: bytes held by the native table, if lockspace ever counts them itself. */
   nativeBytes?: number;
+  /** Not in the contract: malloc's bytes in use (mallinfo2().uordblks), process-wide. */
+  heapBytes?: number;
 }
 
 export interface LockspaceModule {

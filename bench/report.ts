@@ -45,7 +45,7 @@ function scaleSection(r: BenchResults): string[] {
     table(['held', 'cycle median ns', 'cycle min ns', 'bulk acquire ns/op'], rows),
     `bulk release: ${fmt(s.bulkReleaseNs)} ns/op`,
     mem
-      ? `memory per held lock over ${fmt(mem.locks)} locks: ${fmt(mem.bytes)} B (${mem.method}; RSS ${fmt(mem.rssBytes)} B, V8 heap ${fmt(mem.v8HeapBytes)} B)`
+      ? `memory per held lock over ${fmt(mem.locks)} locks: ${fmt(mem.bytes)} B (${mem.method}; for context, anon RSS ${fmt(mem.anonRssBytes)} B and live V8 heap ${fmt(mem.v8HeapBytes)} B per lock)`
       : 'memory per held lock: n/a',
   ];
 }

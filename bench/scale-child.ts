@@ -3,6 +3,7 @@
  * one more resource at each level, the bulk acquire/release cost, and the memory per held lock.
  * Started with --expose-gc under a raised RLIMIT_NOFILE; prints one JSON line.
  */
+import * as fs from 'fs';
 import { childParams, NofileLimit, readNofile } from './child';
 import { elapsedNs, nowNs, timeSync } from './clock';
 import { requireLockspace, Lease, LockSpace, DebugStats } from './lockspace';
@@ -26,9 +27,16 @@ export interface ScaleLevel {
 }
 
 export interface MemoryPerLock {
-  method: 'nativeBytes' | 'rss minus V8 heap';
+  /**
+   * nativeBytes / heapBytes: lockspace's own counters (heapBytes is mallinfo2's bytes in use: every
+   * malloc'd block below the mmap threshold). malloc heap growth: growth of the resident brk heap ([heap]
+   * in smaps), the main thread's small native allocations. None includes the V8 heap.
+   */
+  method: 'nativeBytes' | 'heapBytes' | 'malloc heap growth';
   bytes: number;
-  rssBytes: number;
+  /** Growth of the process's anonymous resident memory (RssAnon) per lock: native + JS + slack. */
+  anonRssBytes: number;
+  /** Growth of live V8 heap objects per lock (the JS side of a lease). */
   v8HeapBytes: number;
   locks: number;
 }
@@ -54,25 +62,37 @@ function feasibleLevels(requested: number[], limit: number): { levels: number[];
 }
 
 interface MemorySnapshot {
-  rss: number;
+  mallocHeap: number;
+  anonRss: number;
   v8Heap: number;
   stats: DebugStats;
 }
 
+function kilobytes(text: string, pattern: RegExp): number {
+  const match = text.match(pattern);
+  return match ? Number(match[1]) * 1024 : NaN;
+}
+
 function snapshot(stats: () => DebugStats): MemorySnapshot {
   (globalThis as { gc?: () => void }).gc?.();
-  const mem = process.memoryUsage();
-  return { rss: mem.rss, v8Heap: mem.heapTotal, stats: stats() };
+  const smaps = fs.readFileSync('/proc/self/smaps', 'utf8');
+  const heapAt = smaps.indexOf('[heap]');
+  return {
+    mallocHeap: heapAt < 0 ? NaN : kilobytes(smaps.slice(heapAt), /\nRss:\s+(\d+) kB/),
+    anonRss: kilobytes(fs.readFileSync('/proc/self/status', 'utf8'), /^RssAnon:\s+(\d+) kB/m),
+    v8Heap: process.memoryUsage().heapUsed,
+    stats: stats(),
+  };
 }
 
 function memoryPerLock(before: MemorySnapshot, after: MemorySnapshot, locks: number): MemoryPerLock {
-  const rssBytes = (after.rss - before.rss) / locks;
-  const v8HeapBytes = (after.v8Heap - before.v8Heap) / locks;
-  const native = after.stats.nativeBytes;
-  if (typeof native === 'number' && typeof before.stats.nativeBytes === 'number') {
-    return { method: 'nativeBytes', bytes: (native - before.stats.nativeBytes) / locks, rssBytes, v8HeapBytes, locks };
+  const per = (key: 'mallocHeap' | 'anonRss' | 'v8Heap') => (after[key] - before[key]) / locks;
+  const common = { anonRssBytes: per('anonRss'), v8HeapBytes: per('v8Heap'), locks };
+  for (const counter of ['nativeBytes', 'heapBytes'] as const) {
+    const [b, a] = [before.stats[counter], after.stats[counter]];
+    if (typeof a === 'number' && typeof b === 'number') return { method: counter, bytes: (a - b) / locks, ...common };
   }
-  return { method: 'rss minus V8 heap', bytes: rssBytes - v8HeapBytes, rssBytes, v8HeapBytes, locks };
+  return { method: 'malloc heap growth', bytes: per('mallocHeap'), ...common };
 }
 
 async function measureCycle(ls: LockSpace, params: ScaleParams, held: number): Promise<Summary> {
