@@ -57,6 +57,8 @@ const OPEN_OPTIONS = { lockType: 'string' } as const;
 const disposeSymbol: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('nodejs.dispose');
 const asyncDisposeSymbol: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose');
 
+const LEASE_TOKEN: unique symbol = Symbol('lockspace.lease');
+
 /** A held lock. Release it once (further releases do nothing); `await using` releases it too. */
 export class Lease {
   /** The resource name it was acquired by. */
@@ -68,8 +70,9 @@ export class Lease {
   #remote: boolean;
   #released = false;
 
-  /** @internal */
-  constructor(id: number, name: string, prefix: string, shared: boolean, owner: Owner, remote: boolean) {
+  /** Leases come from `acquire`/`acquireSync` only: the token is not exported. */
+  constructor(token: typeof LEASE_TOKEN, id: number, name: string, prefix: string, shared: boolean, owner: Owner, remote: boolean) {
+    if (token !== LEASE_TOKEN) throw new TypeError('Illegal constructor: leases come from LockSpace#acquire');
     this.#id = id;
     this.name = name;
     this.#prefix = prefix;
@@ -206,7 +209,7 @@ export class LockSpace {
       throw err;
     }
     if (debug.enabled) debug('acquire %s %s owner=%j', this.#path(name), shared ? 'shared' : 'exclusive', owner);
-    return new Lease(result as number, name, this.#prefix, shared, owner, this.#remote);
+    return new Lease(LEASE_TOKEN, result as number, name, this.#prefix, shared, owner, this.#remote);
   }
 
   /** Creates the resource file (mode 0600). EEXIST if it exists; EBUSY if this process holds it. */

@@ -115,6 +115,8 @@ async function misuse(ls: LockSpace, lease: Lease): Promise<void> {
   resourceNameForPath(Buffer.from('/x'));
   // @ts-expect-error -- unknown option
   resourceNameForPath('/x', { canonicalise: false });
+  // @ts-expect-error -- leases come from acquire/acquireSync only
+  new Lease(Symbol('lockspace.lease'), 1, 'web', '/locks/', false, 0, false);
 }
 
 void usage;
