@@ -1,3 +1,4 @@
+import * as os from 'node:os';
 import * as util from 'node:util';
 
 /** Error record produced by the native binding: [errno, syscall, path, detail, busyHere, holderPid]. */
@@ -6,6 +7,14 @@ export type NotHeldRecord = ['ERR_LOCK_NOT_HELD', string];
 export type ErrorRecord = SysRecord | NotHeldRecord;
 
 const errorMap: Map<number, [string, string]> = util.getSystemErrorMap();
+// libuv's map lacks a few errors that fcntl locks can report.
+for (const [code, description] of [
+  ['EDEADLK', 'resource deadlock would occur'],
+  ['ENOLCK', 'no locks available'],
+] as const) {
+  const errnum = (os.constants.errno as Record<string, number>)[code];
+  if (errnum !== undefined && !errorMap.has(-errnum)) errorMap.set(-errnum, [code, description]);
+}
 
 /**
  * Every failure lockspace reports, in the shape of Node's fs errors: `code` (e.g. `'EBUSY'`),

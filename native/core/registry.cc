@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -1010,16 +1011,30 @@ void Registry::closeAbandoned(Lock& lk, Entry* e) {
 }
 
 void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
+  long deadlockBackoffNs = 500'000;
   for (;;) {
     if (!e->hasWaiters()) return closeAbandoned(lk, e);
     const bool wantShared = e->waiters().front().req.shared;
     lk.unlock();
     int rc = setLock(e->fd.get(), e->kind, wantShared ? F_RDLCK : F_WRLCK, true);
     int err = errno;
+    if (rc != 0 && err == EDEADLK) {
+      // POSIX locks belong to processes, so the kernel sees a cycle when two processes each have one
+      // thread holding what a thread of the other waits for, although every thread will go on and
+      // release. It refuses to block: retry with a bounded back-off instead (the sleep ends early on
+      // the interrupt signal, so timeouts and aborts still work). A real deadlock waits like any wait.
+      struct timespec pause {
+        0, deadlockBackoffNs
+      };
+      ::nanosleep(&pause, nullptr);
+      deadlockBackoffNs = std::min<long>(deadlockBackoffNs * 2, 32'000'000);
+    } else {
+      deadlockBackoffNs = 500'000;
+    }
     lk.lock();
     interrupts_.erase(e);  // acknowledged: the interrupter stops signalling this thread
     if (rc != 0) {
-      if (err != EINTR) failWaiters(e, SysError(err, "fcntl", e->dir->fullPath(e->name())));
+      if (err != EINTR && err != EDEADLK) failWaiters(e, SysError(err, "fcntl", e->dir->fullPath(e->name())));
       continue;
     }
     if (!e->hasWaiters() || e->waiters().front().req.shared != wantShared) continue;
