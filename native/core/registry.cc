@@ -202,14 +202,32 @@ DirPtr Registry::pathModeDir() { return pathDir_; }
 DirPtr Registry::openDir(const std::string& dir) {
   if (dir.empty() || dir[0] != '/' || dir.find('\0') != std::string::npos)
     throw ArgError("directory must be an absolute path without NUL bytes");
-  // Create it like libvirt does: mode 0700, with parents.
-  for (size_t pos = 1;; ++pos) {
-    pos = dir.find('/', pos);
-    std::string prefix = dir.substr(0, pos);
-    if (!prefix.empty() && ::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST)
-      throw SysError(errno, "mkdir", prefix);
-    if (pos == std::string::npos) break;
+  // Create it like libvirt does: mode 0700, with parents. If opening it then fails, remove what this
+  // call created: a failed open leaves nothing behind.
+  std::vector<std::string> created;
+  auto undo = [&created] {
+    for (auto it = created.rbegin(); it != created.rend(); ++it) ::rmdir(it->c_str());
+  };
+  try {
+    for (size_t pos = 1;; ++pos) {
+      pos = dir.find('/', pos);
+      std::string prefix = dir.substr(0, pos);
+      if (!prefix.empty()) {
+        if (::mkdir(prefix.c_str(), 0700) == 0)
+          created.push_back(prefix);
+        else if (errno != EEXIST)
+          throw SysError(errno, "mkdir", prefix);
+      }
+      if (pos == std::string::npos) break;
+    }
+    return openCanonicalDir(dir);
+  } catch (...) {
+    undo();
+    throw;
   }
+}
+
+DirPtr Registry::openCanonicalDir(const std::string& dir) {
   char* real = ::realpath(dir.c_str(), nullptr);
   if (!real) throw SysError(errno, "realpath", dir);
   std::string canonical(real);
@@ -813,7 +831,7 @@ void Registry::releaseByName(const DirPtr& dir, const std::string& name, const s
   Lock lk(mu_);
   Entry* e = nullptr;
   e = dir->byName_.find(name);
-  if (!e) {
+  if (!e || e->state != State::Held) {  // an idle entry may still carry a replaced file's name
     struct stat st {};
     lk.unlock();
     bool ok = ::fstatat(dir->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
@@ -989,13 +1007,13 @@ void Registry::runKernelWait(Entry* e) noexcept {
   Lock lk(r.mu_, std::defer_lock);
   try {
     lk.lock();
-    r.kernelWaitLoop(lk, e);
+    r.kernelWaitLoop(lk, e);  // counts itself out of kernelWaits_ before its outcome is delivered
   } catch (...) {
     // Only allocation failures can land here; there is no sane way on: do not take the process down
     // with an exception escaping a thread, leave the entry to the process's exit.
+    if (!lk.owns_lock()) lk.lock();
+    --r.kernelWaits_;
   }
-  if (!lk.owns_lock()) lk.lock();
-  --r.kernelWaits_;
 }
 
 void Registry::closeAbandoned(Lock& lk, Entry* e) {
@@ -1011,14 +1029,25 @@ void Registry::closeAbandoned(Lock& lk, Entry* e) {
 }
 
 void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
+  using Clock = std::chrono::steady_clock;
+  // POSIX deadlock detection counts processes, not threads: see below. EDEADLK that lasts this long
+  // is taken for a real deadlock.
+  constexpr auto kDeadlockPatience = std::chrono::milliseconds(1000);
+  Clock::time_point deadlockSince{};
   long deadlockBackoffNs = 500'000;
   for (;;) {
-    if (!e->hasWaiters()) return closeAbandoned(lk, e);
+    if (!e->hasWaiters()) {
+      --kernelWaits_;
+      return closeAbandoned(lk, e);
+    }
     const bool wantShared = e->waiters().front().req.shared;
     lk.unlock();
     int rc = setLock(e->fd.get(), e->kind, wantShared ? F_RDLCK : F_WRLCK, true);
     int err = errno;
-    if (rc != 0 && err == EDEADLK) {
+    if (rc != 0 && err == EDEADLK && deadlockSince == Clock::time_point()) deadlockSince = Clock::now();
+    if (rc == 0 || err != EDEADLK) deadlockSince = Clock::time_point();
+    const bool deadlocked = rc != 0 && err == EDEADLK && Clock::now() - deadlockSince > kDeadlockPatience;
+    if (rc != 0 && err == EDEADLK && !deadlocked) {
       // POSIX locks belong to processes, so the kernel sees a cycle when two processes each have one
       // thread holding what a thread of the other waits for, although every thread will go on and
       // release. It refuses to block: retry with a bounded back-off instead (the sleep ends early on
@@ -1034,8 +1063,18 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
     lk.lock();
     interrupts_.erase(e);  // acknowledged: the interrupter stops signalling this thread
     if (rc != 0) {
-      if (err != EINTR && err != EDEADLK) failWaiters(e, SysError(err, "fcntl", e->dir->fullPath(e->name())));
-      continue;
+      if (err == EINTR || (err == EDEADLK && !deadlocked)) continue;
+      // A lasting EDEADLK is a real deadlock; any other error is final too: fail the queued requests
+      // after the entry is gone, so whoever hears of it sees a table without it.
+      SysError failure(err, "fcntl", e->dir->fullPath(e->name()),
+                       err == EDEADLK ? "the kernel reports a deadlock with another process" : "");
+      std::deque<Waiter> ws = std::move(e->waiters());
+      e->waiters().clear();
+      for (const Waiter& w : ws) requests_.erase(w.request);
+      --kernelWaits_;
+      closeAbandoned(lk, e);
+      for (Waiter& w : ws) w.sink->failed(w.request, failure);
+      return;
     }
     if (!e->hasWaiters() || e->waiters().front().req.shared != wantShared) continue;
 
@@ -1052,6 +1091,7 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
         requests_.erase(w.request);
         inFlight_.insert(w.request);
       }
+      --kernelWaits_;
       closeAbandoned(lk, e);
       for (Waiter& w : ws) redispatch(lk, std::move(w));
       return;
@@ -1060,6 +1100,7 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
     interrupts_.erase(e);
     e->state = State::Held;
     e->shared = e->waiters().front().req.shared;
+    --kernelWaits_;
     grantWaiters(e);
     notifyTransition(e->key);
     return;
