@@ -1,6 +1,6 @@
 {
   "variables": {
-    "asan%": "<!(node -p \"process.env.LOCKSPACE_ASAN==='1'?1:0\")",
+    "lockspace_asan%": "<!(node -p \"process.env.LOCKSPACE_ASAN==='1'?1:0\")",
     "with_tests%": "<!(node -p \"require('fs').existsSync('native/test/core_test.cc')?1:0\")",
     "werror%": "<!(node -p \"process.env.CI==='true'||process.env.LOCKSPACE_WERROR==='1'?1:0\")"
   },
@@ -12,7 +12,7 @@
     "defines": ["_GNU_SOURCE"],
     "conditions": [
       ["werror==1", { "cflags_cc": ["-Werror"] }],
-      ["asan==1", {
+      ["lockspace_asan==1", {
         "cflags_cc": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"],
         "ldflags": ["-fsanitize=address,undefined"]
       }]
