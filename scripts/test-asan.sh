@@ -11,6 +11,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/lockspace-asan-XXXXXX")
+chmod 755 "$work" # some fault tests run a fixture as an unprivileged user
 keep=${LOCKSPACE_ASAN_KEEP:-0}
 cleanup() { if [ "$keep" = 1 ]; then echo "test:asan: kept $work"; else rm -rf "$work"; fi; }
 trap cleanup EXIT
