@@ -29,7 +29,8 @@ if ! LOCKSPACE_ASAN=1 npx --no-install node-gyp rebuild >build.log 2>&1; then
   exit 1
 fi
 for bin in build/Release/lockspace.node build/Release/core_test; do
-  if ! ldd "$bin" | grep -q libasan; then
+  libs=$(ldd "$bin") # (not piped into grep -q: with pipefail, ldd's SIGPIPE would read as a failure)
+  if [[ $libs != *libasan* ]]; then
     echo "test:asan: $bin is not instrumented (is LOCKSPACE_ASAN read by binding.gyp?)"
     exit 1
   fi
