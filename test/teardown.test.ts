@@ -8,20 +8,12 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawn } from 'child_process';
 import { LockSpace } from '../lib';
+import type { NativeStats } from '../lib/native';
 import { useTmpDir, outsideProbe, python, spawnPythonHolder, stats, track, waitFor, FIXTURES } from './helpers';
 
 const tmp = useTmpDir();
 
-interface Stats {
-  resources: number;
-  leases: number;
-  waiters: number;
-  kernelWaits: number;
-  idleFds: number;
-  spareFds: number;
-  pendingInThisThread: number;
-  [k: string]: number;
-}
+type Stats = NativeStats;
 
 interface Shot {
   stats: Stats;
