@@ -10,7 +10,7 @@
 // section on the same resource and that the counters kept under the locks are exact; each process
 // proves it leaked no fd (/proc/self/fd before and after) and left its lock table empty.
 //
-// Options: --procs P (3) --workers W (4) --resources K (8) --ops N (1500 per worker) --race-ops N (1500)
+// Options: --procs P (3) --workers W (4) --resources K (8) --ops N (4000 per worker) --race-ops N (3000)
 //          --seed S (random) --quick (ops 250, race-ops 400) --json (also print a JSON summary line)
 //          --keep (keep the temp directory)
 //          --unlocked (negative control: take no locks at all; the checks must then fail)
@@ -24,7 +24,7 @@ const { check } = require('./check');
 const LIB = path.resolve(__dirname, '../../dist/lib/index.js');
 
 function parseArgs(argv) {
-  const opts = { procs: 3, workers: 4, resources: 8, ops: 1500, raceOps: 1500, seed: undefined, json: false, keep: false, unlocked: false };
+  const opts = { procs: 3, workers: 4, resources: 8, ops: 4000, raceOps: 3000, seed: undefined, json: false, keep: false, unlocked: false };
   let quick = false;
   const explicit = new Set();
   for (let i = 0; i < argv.length; i++) {
