@@ -805,6 +805,10 @@ void Registry::grantWaiters(Entry* e) {
 
 bool Registry::cancel(uint64_t request) {
   Lock lk(mu_);
+  return cancelLocked(request);
+}
+
+bool Registry::cancelLocked(uint64_t request) {
   auto it = requests_.find(request);
   if (it == requests_.end()) {
     if (inFlight_.count(request)) {
@@ -874,9 +878,9 @@ size_t Registry::releaseEnv(uint32_t env) {
     for (const Owner& o : e->owners)
       if (o.env == env) leases.push_back(o.lease);
   });
-  lk.unlock();
-  for (uint64_t r : requests) cancel(r);
-  lk.lock();
+  // Cancel in the same critical section that marked the env dead: a release in between must never
+  // hand the lock over to (or pick the lock mode for) a waiter of a thread that is gone.
+  for (uint64_t r : requests) cancelLocked(r);
   for (uint64_t lease : leases) releaseLocked(lk, lease, false);
   return leases.size();
 }

@@ -200,6 +200,7 @@ class Registry {
   struct Outcome;
 
   void validateName(const Dir& dir, const std::string& name) const;
+  bool cancelLocked(uint64_t request);
   DirPtr openCanonicalDir(const std::string& dir);
   AcquireResult acquireLocked(Lock& lk, const DirPtr& dir, const std::string& name, const Request& req,
                               uint64_t request, const SinkPtr& sink, bool forDelete);
