@@ -334,9 +334,12 @@ function locksOn(all: ProcLock[], st: fs.BigIntStats): { holders: Holder[]; wait
   for (const l of all) {
     if (l.ino !== st.ino || l.major !== major || l.minor !== minor || l.start !== 0n) continue;
     const h: Holder = { pid: l.pid, command: l.pid === null ? null : commandName(l.pid), type: l.type, mode: l.mode };
-    // /proc/locks is read in chunks while locks come and go: a POSIX line may be read twice.
+    // /proc/locks is read in chunks while locks come and go, so a line may be read twice. Repeats that
+    // cannot be real are dropped: one POSIX lock per process and byte (the kernel merges them), and
+    // one held exclusive lock per byte. Identical shared OFD lines can be two open file descriptions.
     const key = `${l.blocked}:${l.type}:${l.mode}:${l.pid}`;
-    if (l.type === 'POSIX' && seen.has(key)) continue;
+    const impossibleRepeat = l.type === 'POSIX' || (!l.blocked && l.mode === 'exclusive');
+    if (impossibleRepeat && seen.has(key)) continue;
     seen.add(key);
     (l.blocked ? waiters : holders).push(h);
   }

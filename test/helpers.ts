@@ -289,10 +289,8 @@ export interface LslocksEntry {
   majmin: string;
 }
 
-/** Locks on `p` as seen by lslocks (matched by device+inode, or by path). */
-export function lslocksFor(p: string): LslocksEntry[] {
-  const st = fs.statSync(p);
-  const majmin = `${Math.floor(st.dev / 256) & 0xfff}:${(st.dev & 0xff) | ((st.dev >> 12) & 0xfff00)}`;
+/** One lslocks read of the locks on `p` (matched by device+inode, or by path). */
+function lslocksOnce(p: string, st: fs.Stats, majmin: string): LslocksEntry[] {
   const r = spawnSync('lslocks', ['--json', '--output', 'PID,TYPE,MODE,PATH,START,END,INODE,MAJ:MIN'], {
     encoding: 'utf8',
   });
@@ -310,14 +308,33 @@ export function lslocksFor(p: string): LslocksEntry[] {
       inode: Number(l.inode),
       majmin: String(l['maj:min']),
     }))
-    .filter((l) => (l.inode === st.ino && l.majmin === majmin) || l.path === p)
-    .filter((l, i, all) => {
-      // /proc/locks is read in chunks while other processes (e.g. a parallel Jest worker) take and drop
-      // locks, so a line can be read twice. Two identical POSIX locks of one process cannot exist (the
-      // kernel merges them), so drop exact repeats; OFD locks are kept as read.
-      if (l.type !== 'POSIX') return true;
-      return all.findIndex((o) => JSON.stringify(o) === JSON.stringify(l)) === i;
-    });
+    .filter((l) => (l.inode === st.ino && l.majmin === majmin) || l.path === p);
+}
+
+const sameEntry = (a: LslocksEntry, b: LslocksEntry): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * Locks on `p` as seen by lslocks.
+ *
+ * /proc/locks is a seq_file read in chunks while other processes (e.g. a parallel Jest worker) take and
+ * drop locks, so one line can be read twice. Some repeats cannot be real and are dropped: two identical
+ * POSIX locks of one process (the kernel merges them) and two identical held WRITE locks (they would
+ * conflict). Identical shared OFD locks can be real (two open file descriptions), so a read that still
+ * has a repeat is retried and the read with the fewest entries is kept: a lock held for the whole call
+ * shows in every read, a double read shows in one.
+ */
+export function lslocksFor(p: string): LslocksEntry[] {
+  const st = fs.statSync(p);
+  const majmin = `${Math.floor(st.dev / 256) & 0xfff}:${(st.dev & 0xff) | ((st.dev >> 12) & 0xfff00)}`;
+  let best: LslocksEntry[] | null = null;
+  for (let attempt = 0; attempt < 4; attempt++) {
+    const read = lslocksOnce(p, st, majmin).filter(
+      (l, i, all) => !(l.type === 'POSIX' || l.mode === 'WRITE') || all.findIndex((o) => sameEntry(o, l)) === i,
+    );
+    if (best === null || read.length < best.length) best = read;
+    if (!read.some((l, i) => read.findIndex((o) => sameEntry(o, l)) !== i)) return read;
+  }
+  return best ?? [];
 }
 
 /* ------------------------------------------------------------------ fds / stats */
