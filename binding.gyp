@@ -43,6 +43,7 @@
           "native/core/kernel_wait.cc",
           "native/test/core_test.cc"
         ],
+        "defines": ["LOCKSPACE_TEST_POINTS"],
         "libraries": ["-lpthread"]
       }]
     }]

@@ -16,8 +16,13 @@
 #include <unordered_set>
 
 #include "kernel_wait.h"
+#include "test_point.h"
 
 namespace lockspace {
+
+#ifdef LOCKSPACE_TEST_POINTS
+std::atomic<testing::PointFn> testing::pointFn{nullptr};
+#endif
 
 // ---------------------------------------------------------------------------------------------------
 // Table records
@@ -70,6 +75,7 @@ struct Entry {
   bool remote = false;
   LockKind kind = LockKind::Posix;
   uint16_t nameLen = 0;
+  uint32_t serial = 0;       // unique per insertion (mod 2^32): "still the same entry" after an unlock
   Dir* dir = nullptr;        // kept alive by Dir::self_ while it has entries
   Entry* lruPrev = nullptr;  // idle list links while Idle
   Entry* lruNext = nullptr;
@@ -305,6 +311,7 @@ void Registry::waitTransition(Lock& lk, const InodeKey& key) {
 Entry* Registry::insertEntry(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd,
                              const Request& req) {
   Entry* e = Entry::make(name);
+  e->serial = ++nextSerial_;
   e->key = key;
   e->fd = std::move(fd);
   e->kind = req.kind;
@@ -515,6 +522,21 @@ void Registry::notifyTransition(const InodeKey& key) {
   if (st.waiters > 0) st.cv.notify_all();
 }
 
+// An inode number names a file only while the file exists: one found by stat(path) may have been freed
+// and reused (ext4 reuses them at once) by a file this table holds under another name before the lookup
+// in byInode_. An entry that stays in the table keeps its fd open, which pins its inode; so if the entry
+// with this serial is in the table both before and after a second stat of the path, and that stat still
+// gives its inode, the path named that very file. Called with the mutex held; drops it for the stat.
+bool Registry::confirmByStat(Lock& lk, const Dir& dir, const char* name, const InodeKey& key, uint32_t serial) {
+  lk.unlock();
+  struct stat st {};
+  const bool same =
+      ::fstatat(dir.fd(), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == key.dev && st.st_ino == key.ino;
+  lk.lock();
+  const Entry* again = byInode_.find(key);
+  return same && again && again->serial == serial;
+}
+
 // --- acquire ---------------------------------------------------------------------------------------
 
 AcquireResult Registry::acquire(const DirPtr& dir, const std::string& name, const Request& req, uint64_t request,
@@ -589,6 +611,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       const bool exists = ::fstatat(dfd, cname, &st, AT_SYMLINK_NOFOLLOW) == 0;
       if (exists) {
         checkRegular(st.st_mode, dir->fullPath(name));
+        LS_TEST_POINT("acquire.statted", cname);
         lk.lock();
         if (Entry* other = byInode_.find(InodeKey{st.st_dev, st.st_ino})) {
           if (other->transient()) {
@@ -599,6 +622,13 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
             dropIdle(other);  // idle under another name: close it and open this name afresh
             continue;
           }
+          // Held under another name, or the stat saw a file since deleted whose inode number the
+          // held one reuses: only a confirmed match may join (or be refused as busy).
+          const InodeKey key = other->key;
+          const uint32_t serial = other->serial;
+          if (!confirmByStat(lk, *dir, cname, key, serial)) continue;
+          other = byInode_.find(key);
+          if (other->state != State::Held && other->state != State::KernelWait) continue;
           return joinOrQueue(lk, other, dir, name, req, req_id, req_sink);
         }
         lk.unlock();
@@ -840,9 +870,10 @@ void Registry::releaseByName(const DirPtr& dir, const std::string& name, const s
     lk.unlock();
     bool ok = ::fstatat(dir->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
     lk.lock();
-    if (ok) {
-      e = byInode_.find(InodeKey{st.st_dev, st.st_ino});
-    }
+    e = ok ? byInode_.find(InodeKey{st.st_dev, st.st_ino}) : nullptr;
+    // The inode number may be a reused one (see confirmByStat).
+    if (e && !confirmByStat(lk, *dir, name.c_str(), e->key, e->serial)) e = nullptr;
+    if (e) e = byInode_.find(InodeKey{st.st_dev, st.st_ino});
   }
   if (e && e->state == State::Held) {
     for (const Owner& o : e->owners) {
@@ -1083,6 +1114,7 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
     if (!e->hasWaiters() || e->waiters().front().req.shared != wantShared) continue;
 
     lk.unlock();
+    LS_TEST_POINT("kwait.locked", e->cname());
     struct stat st {};
     bool same = ::fstatat(e->dir->fd(), e->cname(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == e->key.dev &&
                 st.st_ino == e->key.ino;
@@ -1100,10 +1132,11 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
       for (Waiter& w : ws) redispatch(lk, std::move(w));
       return;
     }
-    if (!e->hasWaiters()) continue;  // cancelled while we checked
+    // Requests may have been cancelled while we checked: the lock taken must fit the head now.
+    if (!e->hasWaiters() || e->waiters().front().req.shared != wantShared) continue;
     interrupts_.erase(e);
     e->state = State::Held;
-    e->shared = e->waiters().front().req.shared;
+    e->shared = wantShared;
     --kernelWaits_;
     grantWaiters(e);
     notifyTransition(e->key);
@@ -1112,13 +1145,34 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
 }
 
 void Registry::redispatch(Lock& lk, Waiter w) {
-  inFlight_.erase(w.request);
-  if (cancelledInFlight_.erase(w.request) || deadEnvs_.count(w.req.env)) return;
+  // The request stays in inFlight_ until acquireLocked is back (it drops the mutex on the way): a
+  // cancel meanwhile is marked, returns true (the caller settles it) and is honoured here.
+  auto gone = [&] { return cancelledInFlight_.count(w.request) || deadEnvs_.count(w.req.env); };
+  auto settle = [&] {
+    inFlight_.erase(w.request);
+    cancelledInFlight_.erase(w.request);
+  };
+  if (gone()) return settle();
+  AcquireResult res;
   try {
-    AcquireResult res = acquireLocked(lk, w.dir, w.name, w.req, w.request, w.sink, false);
-    if (res.lease) w.sink->granted(w.request, res.lease);
+    res = acquireLocked(lk, w.dir, w.name, w.req, w.request, w.sink, false);
   } catch (const SysError& err) {
-    w.sink->failed(w.request, err);
+    const bool deliver = !gone();
+    settle();
+    if (deliver) w.sink->failed(w.request, err);
+    return;
+  } catch (...) {
+    settle();
+    throw;
+  }
+  const bool cancelled = gone();
+  settle();
+  if (!cancelled) {
+    if (res.lease) w.sink->granted(w.request, res.lease);
+  } else if (res.lease) {
+    releaseLocked(lk, res.lease, false);
+  } else if (res.queued) {
+    cancelLocked(w.request);
   }
 }
 

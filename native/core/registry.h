@@ -237,6 +237,7 @@ class Registry {
   bool cacheable(const Entry* e) const;
   bool evictOneIdle();
   bool remoteDev(dev_t dev, int fd);
+  bool confirmByStat(Lock& lk, const Dir& dir, const char* name, const InodeKey& key, uint32_t serial);
   SysError busyHere(const Entry* e, const std::string& path) const;
 
   std::mutex mu_;
@@ -279,6 +280,7 @@ class Registry {
   size_t idleLimit_ = 1024;
   const SinkPtr nullSink_;
   size_t kernelWaits_ = 0;
+  uint32_t nextSerial_ = 0;
 };
 
 }  // namespace lockspace

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "../core/registry.h"
+#include "../core/test_point.h"
 
 using namespace lockspace;
 
@@ -317,6 +318,173 @@ void testReleaseOwnerAndEnv() {
   CHECK(!exists(d->path() + "/x"));
 }
 
+// Test points (see test_point.h) take a plain function: the scenario's state lives in statics.
+struct PointAction {
+  const char* point = nullptr;
+  std::string detail;
+  std::function<void()> action;
+  std::atomic<bool> fired{false};
+};
+PointAction pointAction;
+
+void onPoint(const char* point, const char* detail) {
+  PointAction& a = pointAction;
+  if (a.fired || !a.point || strcmp(point, a.point) != 0 || a.detail != detail) return;
+  a.fired = true;  // once: the action may re-enter the registry and pass the same point
+  a.action();
+}
+
+void armPoint(const char* point, const char* detail, std::function<void()> action) {
+  pointAction.point = point;
+  pointAction.detail = detail;
+  pointAction.action = std::move(action);
+  pointAction.fired = false;
+  testing::pointFn = onPoint;
+}
+
+void disarmPoint() {
+  testing::pointFn = nullptr;
+  pointAction.point = nullptr;
+}
+
+ino_t inodeOf(const std::string& p) {
+  struct stat st {};
+  return ::lstat(p.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+// An acquire stats "a"; before it looks the inode up, "a" is deleted and its inode number reused
+// (ext4 does so at once) by "b", held in the table. The acquire of "a" must not take b's entry for it.
+void testReusedInodeNumber() {
+  DirPtr d = reg().openDir(freshDir("reuse"));
+  const std::string pa = d->path() + "/a";
+  bool reused = false;
+  uint64_t b = 0;
+
+  // 1. "a" is gone for good: ENOENT, not "held exclusively in this process".
+  reg().create(d, "a");
+  armPoint("acquire.statted", "a", [&] {
+    ino_t old = inodeOf(pa);
+    ::unlink(pa.c_str());
+    b = reg().acquire(d, "b", req(false, true)).lease;
+    reused = reused || inodeOf(d->path() + "/b") == old;
+  });
+  CHECK(errnoOf([&] { reg().acquire(d, "a", req(true)); }) == ENOENT);
+  CHECK(pointAction.fired);
+  disarmPoint();
+  reg().release(b);
+
+  // 2. "a" is re-created meanwhile: its lock is its own, not a share of b's.
+  reg().create(d, "a");
+  armPoint("acquire.statted", "a", [&] {
+    ino_t old = inodeOf(pa);
+    ::unlink(pa.c_str());
+    b = reg().acquire(d, "b", req(true, true)).lease;
+    reused = reused || inodeOf(d->path() + "/b") == old;
+    reg().create(d, "a");
+  });
+  uint64_t a = reg().acquire(d, "a", req(true)).lease;
+  CHECK(pointAction.fired);
+  disarmPoint();
+  CHECK(!outsiderCanLock(pa, false));  // "a" itself is locked
+  reg().release(b);
+  CHECK(!outsiderCanLock(pa, false));
+  reg().release(a);
+  CHECK(outsiderCanLock(pa, false));
+  CHECK(reg().stats().leases == 0);
+  if (!reused) printf("     (this file system did not reuse the inode number: no collision was provoked)\n");
+}
+
+bool kernelWaiterBlocked() {
+  FILE* f = fopen("/proc/locks", "r");
+  if (!f) return false;
+  char line[512];
+  const std::string pid = " " + std::to_string(getpid()) + " ";
+  bool found = false;
+  while (fgets(line, sizeof line, f))
+    if (strstr(line, "->") && strstr(line, "POSIX") && strstr(line, pid.c_str())) found = true;
+  fclose(f);
+  return found;
+}
+
+bool ofdLock(int fd, short type) {
+  struct flock fl {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_len = 1;
+  return ::fcntl(fd, F_OFD_SETLK, &fl) == 0;
+}
+
+// The kernel-wait thread gets the shared lock its head request wanted; before it grants, that request
+// is cancelled and an exclusive one is the head. It must not be granted on a shared kernel lock.
+// An OFD lock on another fd plays the other process (OFD and POSIX locks conflict within a process).
+void testKernelWaitHeadChanges() {
+  DirPtr d = reg().openDir(freshDir("kwhead"));
+  reg().create(d, "res");
+  const std::string p = d->path() + "/res";
+  int out = ::open(p.c_str(), O_RDWR | O_CLOEXEC);
+  CHECK(out >= 0 && ofdLock(out, F_WRLCK));
+  auto sink = std::make_shared<TestSink>();
+  CHECK(reg().acquire(d, "res", req(true), 301, sink).queued);   // the kernel wait wants shared
+  CHECK(reg().acquire(d, "res", req(false), 302, sink).queued);  // exclusive, behind it
+  armPoint("kwait.locked", "res", [] { CHECK(reg().cancel(301)); });
+  CHECK(ofdLock(out, F_RDLCK));  // the outsider goes shared: the kernel wait gets its shared lock
+  for (int i = 0; i < 10000 && !pointAction.fired; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(pointAction.fired);
+  // Now either the exclusive request was granted (wrong: the outsider holds a shared lock) or the
+  // kernel-wait thread blocks again, for an exclusive lock.
+  bool granted = false, blocked = false;
+  for (int i = 0; i < 10000 && !granted && !blocked; ++i) {
+    {
+      std::lock_guard<std::mutex> lk(sink->mu);
+      granted = !sink->grants.empty();
+    }
+    blocked = kernelWaiterBlocked();
+    if (!granted && !blocked) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  disarmPoint();
+  CHECK(blocked && !granted);
+  CHECK(ofdLock(out, F_UNLCK));
+  CHECK(sink->waitFor(1) && sink->grants.size() == 1 && sink->grants[0].first == 302);
+  CHECK(!outsiderCanLock(p, true));
+  if (!sink->grants.empty()) reg().release(sink->grants[0].second);
+  ::close(out);
+  CHECK(reg().stats().leases == 0 && reg().stats().waiters == 0);
+}
+
+// A kernel wait ends on a file that was replaced meanwhile, so its request starts over; a cancel that
+// comes while the restart is between syscalls must withdraw it (before, it answered "too late" and
+// the request went on waiting past its timeout).
+void testCancelDuringRestart() {
+  DirPtr d = reg().openDir(freshDir("restart"));
+  reg().create(d, "res");
+  const std::string p = d->path() + "/res";
+  int out = ::open(p.c_str(), O_RDWR | O_CLOEXEC);
+  CHECK(out >= 0 && ofdLock(out, F_WRLCK));
+  auto sink = std::make_shared<TestSink>();
+  CHECK(reg().acquire(d, "res", req(), 401, sink).queued);
+  ::unlink(p.c_str());
+  ::close(::open(p.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));  // another process re-creates it
+  bool cancelled = false;
+  armPoint("acquire.statted", "res", [&] { cancelled = reg().cancel(401); });
+  CHECK(ofdLock(out, F_UNLCK));  // the kernel wait gets the old inode, sees the new one, restarts
+  for (int i = 0; i < 10000 && !pointAction.fired; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(pointAction.fired && cancelled);
+  Stats s;
+  for (int i = 0; i < 10000; ++i) {
+    s = reg().stats();
+    if (s.leases == 0 && s.waiters == 0 && s.kernelWaits == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  disarmPoint();
+  CHECK(s.leases == 0 && s.waiters == 0 && s.kernelWaits == 0);
+  {
+    std::lock_guard<std::mutex> lk(sink->mu);
+    CHECK(sink->grants.empty() && sink->failures.empty());
+  }
+  CHECK(outsiderCanLock(p, false));
+  ::close(out);
+}
+
 }  // namespace
 
 int main() {
@@ -328,9 +496,18 @@ int main() {
     const char* name;
     void (*fn)();
   } tests[] = {
-      {"create/delete", testCreateDelete},   {"exclusive", testExclusive}, {"shared autoCreate", testSharedAutoCreate},
-      {"inode identity", testInodeIdentity}, {"bad input", testBadInput},  {"hand-off FIFO", testHandOffFifo},
-      {"kernel wait", testKernelWait},       {"threads", testThreads},     {"releaseOwner/env", testReleaseOwnerAndEnv},
+      {"create/delete", testCreateDelete},
+      {"exclusive", testExclusive},
+      {"shared autoCreate", testSharedAutoCreate},
+      {"inode identity", testInodeIdentity},
+      {"bad input", testBadInput},
+      {"hand-off FIFO", testHandOffFifo},
+      {"kernel wait", testKernelWait},
+      {"threads", testThreads},
+      {"releaseOwner/env", testReleaseOwnerAndEnv},
+      {"reused inode number", testReusedInodeNumber},
+      {"kernel wait: head changes", testKernelWaitHeadChanges},
+      {"cancel during a restart", testCancelDuringRestart},
   };
   for (auto& t : tests) {
     int before = failures;
