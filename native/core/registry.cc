@@ -977,7 +977,7 @@ Stats Registry::stats() {
   Stats s;
   s.resources = byInode_.size() - idleCount_;  // held, waited for, or in transition
   s.leases = leaseCount_;
-  s.waiters = requests_.size();
+  s.waiters = requests_.size() + inFlight_.size();  // queued, or starting over on a replaced file
   s.kernelWaits = kernelWaits_;
   s.idleFds = idleCount_;
   byInode_.forEach([&](Entry* e) { s.spareFds += e->extra ? e->extra->spare.size() : 0; });
@@ -1165,15 +1165,14 @@ void Registry::redispatch(Lock& lk, Waiter w) {
     settle();
     throw;
   }
-  const bool cancelled = gone();
-  settle();
-  if (!cancelled) {
+  if (!gone()) {
+    settle();
     if (res.lease) w.sink->granted(w.request, res.lease);
-  } else if (res.lease) {
-    releaseLocked(lk, res.lease, false);
-  } else if (res.queued) {
-    cancelLocked(w.request);
+    return;
   }
+  settle();
+  if (res.queued) cancelLocked(w.request);
+  if (res.lease) releaseLocked(lk, res.lease, false);
 }
 
 }  // namespace lockspace

@@ -152,7 +152,7 @@ struct ResourceInfo {
 struct Stats {
   size_t resources = 0;  // entries held, waited for or in transition (not the idle ones)
   size_t leases = 0;
-  size_t waiters = 0;
+  size_t waiters = 0;      // requests queued (or starting over because their file was replaced)
   size_t kernelWaits = 0;  // threads blocked in F_SETLKW
   size_t idleFds = 0;
   size_t spareFds = 0;

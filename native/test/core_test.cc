@@ -472,11 +472,11 @@ void testCancelDuringRestart() {
   Stats s;
   for (int i = 0; i < 10000; ++i) {
     s = reg().stats();
-    if (s.leases == 0 && s.waiters == 0 && s.kernelWaits == 0) break;
+    if (s.resources == 0 && s.leases == 0 && s.waiters == 0 && s.kernelWaits == 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   disarmPoint();
-  CHECK(s.leases == 0 && s.waiters == 0 && s.kernelWaits == 0);
+  CHECK(s.resources == 0 && s.leases == 0 && s.waiters == 0 && s.kernelWaits == 0);
   {
     std::lock_guard<std::mutex> lk(sink->mu);
     CHECK(sink->grants.empty() && sink->failures.empty());
