@@ -297,9 +297,11 @@ void settled(Napi::Env env) {
 // cancel(request id) -> true if it was still queued (the caller settles it), false if an outcome is on its way
 Napi::Value Cancel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  bool cancelled = Registry::instance().cancel(idArg(info, 0));
-  if (cancelled) settled(env);
-  return Napi::Boolean::New(env, cancelled);
+  return guarded(env, [&]() -> Napi::Value {
+    bool cancelled = Registry::instance().cancel(idArg(info, 0));
+    if (cancelled) settled(env);
+    return Napi::Boolean::New(env, cancelled);
+  });
 }
 
 Napi::Value Release(const Napi::CallbackInfo& info) {

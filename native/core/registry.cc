@@ -529,9 +529,7 @@ void Registry::notifyTransition(const InodeKey& key) {
 // gives its inode, the path named that very file. Called with the mutex held; drops it for the stat.
 bool Registry::confirmByStat(Lock& lk, const Dir& dir, const char* name, const InodeKey& key, uint32_t serial) {
   lk.unlock();
-  struct stat st {};
-  const bool same =
-      ::fstatat(dir.fd(), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == key.dev && st.st_ino == key.ino;
+  const bool same = namesInode(dir, name, key);
   lk.lock();
   const Entry* again = byInode_.find(key);
   return same && again && again->serial == serial;
@@ -671,6 +669,13 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
           dropIdle(other);  // not locked: its fd can go, ours takes its place
           break;
         }
+        try {
+          std::vector<UniqueFd>& spare = other->ext().spare;
+          if (spare.size() == spare.capacity()) spare.reserve(spare.size() * 2 + 1);
+        } catch (...) {
+          (void)fd.release();  // out of memory: leak the fd rather than close it and drop other's lock
+          throw;
+        }
         other->ext().spare.push_back(std::move(fd));  // closed when that entry is
         return joinOrQueue(lk, other, dir, name, req, req_id, req_sink);
       }
@@ -725,9 +730,17 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
     }
 
     lk.lock();
+    uint64_t lease;
+    try {
+      lease = addOwner(e, dir, name, req);
+    } catch (...) {
+      e->fd.reset();  // still reserved: no one else in this process holds this inode
+      eraseEntry(e);
+      notifyTransition(key);
+      throw;
+    }
     if (forDelete) e->autoCreate = true;
     e->state = State::Held;
-    uint64_t lease = addOwner(e, dir, name, req);
     notifyTransition(key);
     return {lease, false};
   }
@@ -761,6 +774,7 @@ int Registry::releaseLocked(Lock& lk, uint64_t lease, bool unlinkFile) {
 
 int Registry::finishLastRelease(Lock& lk, Entry* e, bool unlinkFile, bool mustUnlink) {
   e->state = State::Closing;
+  const bool cacheableNow = cacheable(e);  // reads idleLimit_: under the mutex
   lk.unlock();
   // Only this thread touches a Closing entry's fds; everyone else waits for the transition.
   const int dfd = e->dir->fd();
@@ -783,7 +797,7 @@ int Registry::finishLastRelease(Lock& lk, Entry* e, bool unlinkFile, bool mustUn
       }
     }
   }
-  const bool keep = !deleted && cacheable(e) && setLock(e->fd.get(), e->kind, F_UNLCK, false) == 0;
+  const bool keep = !deleted && cacheableNow && setLock(e->fd.get(), e->kind, F_UNLCK, false) == 0;
   if (!keep) e->fd.reset();  // drops the lock; the spares go with the entry, under the mutex
   lk.lock();
   const InodeKey key = e->key;
@@ -795,35 +809,55 @@ int Registry::finishLastRelease(Lock& lk, Entry* e, bool unlinkFile, bool mustUn
   return mustUnlink ? unlinkErr : 0;
 }
 
-void Registry::handOff(Lock&, Entry* e) {
+void Registry::handOff(Lock& lk, Entry* e) {
   // The last owner left and requests are queued: pass the lock on without closing the fd.
-  const Waiter& head = e->waiters().front();
-  if (head.req.shared != e->shared) {
-    if (setLock(e->fd.get(), e->kind, head.req.shared ? F_RDLCK : F_WRLCK, false) != 0) {
-      // Another process holds it shared: drop ours (no upgrade deadlock) and wait in the kernel.
-      setLock(e->fd.get(), e->kind, F_UNLCK, false);
-      e->state = State::KernelWait;
-      startKernelWait(e);
+  for (;;) {
+    dropDeadHead(e);
+    if (!e->hasWaiters()) {  // nobody left to take it (or out of memory failed them all)
+      finishLastRelease(lk, e, e->autoCreate, false);
       return;
     }
-    e->shared = head.req.shared;
+    const Waiter& head = e->waiters().front();
+    if (head.req.shared != e->shared) {
+      if (setLock(e->fd.get(), e->kind, head.req.shared ? F_RDLCK : F_WRLCK, false) != 0) {
+        // Another process holds it shared: drop ours (no upgrade deadlock) and wait in the kernel.
+        setLock(e->fd.get(), e->kind, F_UNLCK, false);
+        e->state = State::KernelWait;
+        startKernelWait(e);
+        return;
+      }
+      e->shared = head.req.shared;
+    }
+    grantWaiters(e);
+    if (!e->owners.empty()) return;
   }
-  grantWaiters(e);
+}
+
+void Registry::dropDeadHead(Entry* e) {
+  // Requests of a thread that is gone are cancelled when it goes (releaseEnv); this is the backstop.
+  while (e->hasWaiters() && deadEnvs_.count(e->waiters().front().req.env)) {
+    requests_.erase(e->waiters().front().request);
+    e->waiters().pop_front();
+  }
 }
 
 void Registry::grantWaiters(Entry* e) {
   // FIFO: grant the head if it fits (after a hand-off the mode already matches it), then every
   // following shared request while the lock is shared.
-  while (e->hasWaiters()) {
+  for (dropDeadHead(e); e->hasWaiters(); dropDeadHead(e)) {
     Waiter& w = e->waiters().front();
-    if (deadEnvs_.count(w.req.env)) {  // its thread is gone (worker exit): drop, never grant
-      requests_.erase(w.request);
-      e->waiters().pop_front();
-      continue;
-    }
     bool fits = e->owners.empty() ? w.req.shared == e->shared : w.req.shared && e->shared;
     if (!fits) break;
-    uint64_t lease = addOwner(e, w.dir, w.name, w.req);
+    uint64_t lease;
+    try {
+      lease = addOwner(e, w.dir, w.name, w.req);
+    } catch (const SysError& err) {  // too many leases: fail what is queued, never strand it
+      failWaiters(e, err);
+      return;
+    } catch (const std::bad_alloc&) {
+      failWaiters(e, SysError(ENOMEM, "acquire", std::string()));
+      return;
+    }
     e->autoCreate = e->autoCreate || w.req.autoCreate;
     requests_.erase(w.request);
     SinkPtr sink = std::move(w.sink);
@@ -1015,6 +1049,9 @@ void Registry::failWaiters(Entry* e, const SysError& err) {
   e->waiters().clear();
   for (Waiter& w : ws) {
     requests_.erase(w.request);
+    // A request re-dispatched after its file was replaced may have been cancelled meanwhile (the
+    // caller has settled it), or belong to a thread that is gone: it hears nothing more.
+    if (cancelledInFlight_.count(w.request) || deadEnvs_.count(w.req.env)) continue;
     w.sink->failed(w.request, err);
   }
 }
@@ -1040,14 +1077,15 @@ void Registry::runInterrupter() noexcept {
 void Registry::runKernelWait(Entry* e) noexcept {
   Registry& r = instance();
   Lock lk(r.mu_, std::defer_lock);
+  bool countedOut = false;
   try {
     lk.lock();
-    r.kernelWaitLoop(lk, e);  // counts itself out of kernelWaits_ before its outcome is delivered
+    r.kernelWaitLoop(lk, e, countedOut);  // counts itself out of kernelWaits_ before its outcome is delivered
   } catch (...) {
     // Only allocation failures can land here; there is no sane way on: do not take the process down
     // with an exception escaping a thread, leave the entry to the process's exit.
     if (!lk.owns_lock()) lk.lock();
-    --r.kernelWaits_;
+    if (!countedOut) --r.kernelWaits_;
   }
 }
 
@@ -1063,7 +1101,7 @@ void Registry::closeAbandoned(Lock& lk, Entry* e) {
   notifyTransition(key);
 }
 
-void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
+void Registry::kernelWaitLoop(Lock& lk, Entry* e, bool& countedOut) {
   using Clock = std::chrono::steady_clock;
   // POSIX deadlock detection counts processes, not threads: see below. EDEADLK that lasts this long
   // is taken for a real deadlock.
@@ -1073,6 +1111,7 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
   for (;;) {
     if (!e->hasWaiters()) {
       --kernelWaits_;
+      countedOut = true;
       return closeAbandoned(lk, e);
     }
     const bool wantShared = e->waiters().front().req.shared;
@@ -1107,17 +1146,26 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
       e->waiters().clear();
       for (const Waiter& w : ws) requests_.erase(w.request);
       --kernelWaits_;
+      countedOut = true;
       closeAbandoned(lk, e);
       for (Waiter& w : ws) w.sink->failed(w.request, failure);
       return;
     }
-    if (!e->hasWaiters() || e->waiters().front().req.shared != wantShared) continue;
+    // Requests may have been cancelled meanwhile. A lock that no longer fits the head is let go before
+    // waiting in the other mode: upgrading in place while another process does the same deadlocks.
+    auto headFits = [&] { return e->hasWaiters() && e->waiters().front().req.shared == wantShared; };
+    if (!headFits()) {
+      setLock(e->fd.get(), e->kind, F_UNLCK, false);
+      continue;
+    }
 
+    // The file must still be the one each queued request named: by the entry's own name and by the
+    // names requests came through (hard link, other directory, path mode).
+    const std::vector<std::pair<DirPtr, std::string>> names = otherNames(e);
     lk.unlock();
     LS_TEST_POINT("kwait.locked", e->cname());
-    struct stat st {};
-    bool same = ::fstatat(e->dir->fd(), e->cname(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == e->key.dev &&
-                st.st_ino == e->key.ino;
+    bool same = namesInode(*e->dir, e->cname(), e->key);
+    for (const auto& n : names) same = same && namesInode(*n.first, n.second.c_str(), e->key);
     lk.lock();
     if (!same) {
       // The file we waited on was unlinked or replaced: close it and start the queued requests over.
@@ -1128,20 +1176,50 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e) {
         inFlight_.insert(w.request);
       }
       --kernelWaits_;
+      countedOut = true;
       closeAbandoned(lk, e);
       for (Waiter& w : ws) redispatch(lk, std::move(w));
       return;
     }
-    // Requests may have been cancelled while we checked: the lock taken must fit the head now.
-    if (!e->hasWaiters() || e->waiters().front().req.shared != wantShared) continue;
+    if (!headFits()) {
+      setLock(e->fd.get(), e->kind, F_UNLCK, false);
+      continue;
+    }
+    // A request that came through another name while we checked: check again (the lock is kept, and
+    // taking it again returns at once).
+    bool unchecked = false;
+    for (const auto& n : otherNames(e))
+      unchecked = unchecked || std::find(names.begin(), names.end(), n) == names.end();
+    if (unchecked) continue;
     interrupts_.erase(e);
     e->state = State::Held;
     e->shared = wantShared;
     --kernelWaits_;
+    countedOut = true;
     grantWaiters(e);
+    if (e->owners.empty()) {  // nothing granted: out of memory failed the queue (dead heads are dropped)
+      if (!e->hasWaiters()) return (void)finishLastRelease(lk, e, e->autoCreate, false);
+      setLock(e->fd.get(), e->kind, F_UNLCK, false);
+      e->state = State::KernelWait;
+      ++kernelWaits_;
+      countedOut = false;
+      continue;
+    }
     notifyTransition(e->key);
     return;
   }
+}
+
+std::vector<std::pair<DirPtr, std::string>> Registry::otherNames(Entry* e) {
+  std::vector<std::pair<DirPtr, std::string>> out;
+  for (const Waiter& w : e->waiters())
+    if (w.dir.get() != e->dir || w.name != e->name()) out.emplace_back(w.dir, w.name);
+  return out;
+}
+
+bool Registry::namesInode(const Dir& dir, const char* name, const InodeKey& key) {
+  struct stat st {};
+  return ::fstatat(dir.fd(), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == key.dev && st.st_ino == key.ino;
 }
 
 void Registry::redispatch(Lock& lk, Waiter w) {
@@ -1161,9 +1239,11 @@ void Registry::redispatch(Lock& lk, Waiter w) {
     settle();
     if (deliver) w.sink->failed(w.request, err);
     return;
-  } catch (...) {
+  } catch (...) {  // out of memory: answer it anyway, the other re-dispatched requests still get theirs
+    const bool deliver = !gone();
     settle();
-    throw;
+    if (deliver) w.sink->failed(w.request, SysError(ENOMEM, "acquire", std::string()));
+    return;
   }
   if (!gone()) {
     settle();

@@ -227,7 +227,10 @@ class Registry {
   void failWaiters(Entry* e, const SysError& err);
   void startKernelWait(Entry* e);
   void interrupt(Entry* e);
-  void kernelWaitLoop(Lock& lk, Entry* e);
+  void kernelWaitLoop(Lock& lk, Entry* e, bool& countedOut);
+  void dropDeadHead(Entry* e);
+  std::vector<std::pair<DirPtr, std::string>> otherNames(Entry* e);
+  static bool namesInode(const Dir& dir, const char* name, const InodeKey& key);
   void closeAbandoned(Lock& lk, Entry* e);
   void redispatch(Lock& lk, Waiter w);
   void lruUnlink(Entry* e);

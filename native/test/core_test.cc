@@ -485,6 +485,56 @@ void testCancelDuringRestart() {
   ::close(out);
 }
 
+// As above, but the outsider then wants to go exclusive too. The kernel-wait thread must have let its
+// shared lock go before waiting for an exclusive one: upgrading in place would deadlock with it.
+void testKernelWaitNoUpgradeInPlace() {
+  DirPtr d = reg().openDir(freshDir("kwupgrade"));
+  reg().create(d, "res");
+  const std::string p = d->path() + "/res";
+  int out = ::open(p.c_str(), O_RDWR | O_CLOEXEC);
+  CHECK(out >= 0 && ofdLock(out, F_WRLCK));
+  auto sink = std::make_shared<TestSink>();
+  CHECK(reg().acquire(d, "res", req(true), 501, sink).queued);
+  CHECK(reg().acquire(d, "res", req(false), 502, sink).queued);
+  armPoint("kwait.locked", "res", [] { CHECK(reg().cancel(501)); });
+  CHECK(ofdLock(out, F_RDLCK));
+  for (int i = 0; i < 10000 && !pointAction.fired; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int i = 0; i < 10000 && !kernelWaiterBlocked(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  disarmPoint();
+  CHECK(pointAction.fired && kernelWaiterBlocked());
+  CHECK(reg().stats().leases == 0);
+  CHECK(ofdLock(out, F_WRLCK));  // this process holds nothing on the file: the outsider may go exclusive
+  CHECK(ofdLock(out, F_UNLCK));
+  CHECK(sink->waitFor(1) && sink->grants.size() == 1 && sink->grants[0].first == 502);
+  CHECK(!outsiderCanLock(p, true));
+  if (!sink->grants.empty()) reg().release(sink->grants[0].second);
+  ::close(out);
+  CHECK(reg().stats().leases == 0 && reg().stats().waiters == 0);
+}
+
+// A request queued through a hard link "b" while the entry is known as "a". "b" is replaced while the
+// kernel wait blocks: the request must start over on the new "b", not be granted the old inode.
+void testKernelWaitAliasReplaced() {
+  DirPtr d = reg().openDir(freshDir("kwalias"));
+  reg().create(d, "a");
+  const std::string pa = d->path() + "/a", pb = d->path() + "/b";
+  CHECK(::link(pa.c_str(), pb.c_str()) == 0);
+  int out = ::open(pa.c_str(), O_RDWR | O_CLOEXEC);
+  CHECK(out >= 0 && ofdLock(out, F_WRLCK));
+  auto sink = std::make_shared<TestSink>();
+  CHECK(reg().acquire(d, "a", req(true), 601, sink).queued);
+  CHECK(reg().acquire(d, "b", req(true), 602, sink).queued);
+  ::unlink(pb.c_str());
+  ::close(::open(pb.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  CHECK(ofdLock(out, F_UNLCK));
+  CHECK(sink->waitFor(2) && sink->grants.size() == 2);
+  CHECK(!outsiderCanLock(pa, false) && !outsiderCanLock(pb, false));  // each name is really locked
+  CHECK(inodeOf(pa) != inodeOf(pb));
+  for (auto& g : sink->grants) reg().release(g.second);
+  ::close(out);
+  CHECK(reg().stats().leases == 0 && reg().stats().waiters == 0);
+}
+
 }  // namespace
 
 int main() {
@@ -508,6 +558,8 @@ int main() {
       {"reused inode number", testReusedInodeNumber},
       {"kernel wait: head changes", testKernelWaitHeadChanges},
       {"cancel during a restart", testCancelDuringRestart},
+      {"kernel wait: no upgrade in place", testKernelWaitNoUpgradeInPlace},
+      {"kernel wait: alias replaced", testKernelWaitAliasReplaced},
   };
   for (auto& t : tests) {
     int before = failures;
