@@ -85,7 +85,18 @@ function perOpCases(root: string, lockspace: LockspaceModule | undefined, notes:
   const baselines = baselineCases(subdir(root, 'baselines'));
   notes.push(...baselines.notes);
   const ours = lockspace ? lockspaceCases(lockspace, subdir(root, 'lockspace')) : [];
-  return [...floorCases(compileFloor(root), floorDir), ...baselines.cases, ...ours];
+  // Within a round each lockspace case runs right after the C floor it is compared with.
+  const floor = floorCases(compileFloor(root), floorDir);
+  const byId = (list: Case[], id: string) => list.filter((c) => c.id === id);
+  const paired = [
+    ...byId(floor, 'floor:open-lock-close'),
+    ...byId(ours, 'lockspace:sync'),
+    ...byId(ours, 'lockspace:async'),
+    ...byId(floor, 'floor:autocreate'),
+    ...byId(ours, 'lockspace:autocreate'),
+  ];
+  const rest = [...floor, ...ours].filter((c) => !paired.includes(c));
+  return [...paired, ...rest, ...baselines.cases];
 }
 
 async function measure(options: BenchOptions, root: string): Promise<BenchResults> {

@@ -3,6 +3,7 @@ import type { ContentionResult } from './contention';
 import type { HandoffResult } from './handoff';
 import type { CaseResult } from './measure';
 import type { ScaleLevel, ScaleResult } from './scale-child';
+import { median } from './stats';
 
 export interface TargetCheck {
   figure: number;
@@ -34,11 +35,17 @@ function medianOf(cases: CaseResult[], id: string): number | undefined {
   return cases.find((c) => c.id === id)?.nsPerOp.median;
 }
 
-/** Ratio of two cases' medians, when both ran. */
+/**
+ * Ratio of two cases, when both ran: the median of the per-round ratios. Each round measures every
+ * case once, the compared cases back to back (see perOpCases), so a burst of load from the machine's
+ * other tenants hits both sides of a pair rather than one side of a ratio of medians.
+ */
 function ratio(cases: CaseResult[], numerator: string, denominator: string): number | undefined {
-  const a = medianOf(cases, numerator);
-  const b = medianOf(cases, denominator);
-  return a === undefined || b === undefined ? undefined : a / b;
+  const a = cases.find((c) => c.id === numerator)?.nsPerOp.samples;
+  const b = cases.find((c) => c.id === denominator)?.nsPerOp.samples;
+  if (!a || !b) return undefined;
+  if (a.length !== b.length || a.length === 0) return medianOf(cases, numerator)! / medianOf(cases, denominator)!;
+  return median(a.map((x, i) => x / b[i]));
 }
 
 function perOpChecks(cases: CaseResult[]): TargetCheck[] {

@@ -601,12 +601,20 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       e->autoCreate = req.autoCreate;
       e->kind = req.kind;
     } else {
-      // 2. Not known by name: stat it, and look the inode up before opening anything.
+      // 2. Not known by name: stat it, and look the inode up before opening anything. With autoCreate,
+      //    first try to create it (one syscall where it is absent): O_EXCL opens nothing that exists,
+      //    so no FIFO, device or symlink is ever opened; whatever is in the way takes the stat path.
       lk.unlock();
       struct stat st {};
       UniqueFd fd;
       int err = 0;
-      const bool exists = ::fstatat(dfd, cname, &st, AT_SYMLINK_NOFOLLOW) == 0;
+      bool exists = false;
+      const bool create = req.autoCreate && !forDelete;
+      if (create) {
+        fd.reset(::openat(dfd, cname, kOpenFlags | O_CREAT | O_EXCL, 0600));
+        err = fd ? 0 : errno;
+      }
+      if (!fd && (!create || err == EEXIST)) exists = ::fstatat(dfd, cname, &st, AT_SYMLINK_NOFOLLOW) == 0;
       if (exists) {
         checkRegular(st.st_mode, dir->fullPath(name));
         LS_TEST_POINT("acquire.statted", cname);
@@ -631,12 +639,12 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
         }
         lk.unlock();
         fd.reset(::openat(dfd, cname, kOpenFlags));
-      } else {
+      } else if (!fd && (!create || err == EEXIST)) {  // the stat failed
         err = errno;
-        if (err == ENOENT && req.autoCreate && !forDelete) fd.reset(::openat(dfd, cname, kOpenFlags | O_CREAT, 0600));
+        if (err == ENOENT && create) fd.reset(::openat(dfd, cname, kOpenFlags | O_CREAT, 0600));
       }
       if (!fd) {
-        if (exists || (err == ENOENT && req.autoCreate && !forDelete)) err = errno;
+        if (exists || (err == ENOENT && create)) err = errno;
         lk.lock();
         if (err == ENOENT && exists) {  // vanished between stat and open: look again
           ++stale;
