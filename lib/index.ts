@@ -51,4 +51,10 @@ export const _debug = {
     }
     binding.setIdleLimit(limit);
   },
+  /** Tests: treat every file system as a network one (syscalls of async calls on libuv's threadpool,
+   *  no idle descriptors). Affects LockSpace objects opened afterwards, in every thread. */
+  setForceRemote(on: boolean): void {
+    if (typeof on !== 'boolean') throw invalidArgValue('on', on, 'must be a boolean');
+    binding.setForceRemote(on);
+  },
 };

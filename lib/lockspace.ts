@@ -2,7 +2,7 @@ import { resolve as resolvePath } from 'node:path';
 import { debuglog } from 'node:util';
 import { threadId } from 'node:worker_threads';
 
-import { AbortError, fromRecord, invalidArgType, invalidArgValue, LockspaceError, timeoutError } from './errors';
+import { AbortError, ErrorRecord, fromRecord, invalidArgType, invalidArgValue, LockspaceError, timeoutError } from './errors';
 import { AUTO_CREATE, binding, Delivery, DirHandle, isErrorRecord, OFD, SHARED } from './native';
 import { checkName, checkOptions, checkOwner, Owner, ownerFromKey, ownerKey } from './validate';
 
@@ -268,9 +268,17 @@ export class LockSpace {
     }
     const { signal, timeout } = opts;
     if (signal?.aborted) throw abortError(signal);
-    const result = native.acquireWait(this.#handle, n, flags, key);
-    if (isErrorRecord(result) || result > 0) return this.#lease(result, n, shared, owner);
-    const request = -result;
+    let request: number;
+    // Network file systems: the first attempt runs on the threadpool too; its outcome (granted, failed
+    // or queued) comes back through `started`, a later grant through the dispatcher.
+    let started: Promise<number | ErrorRecord> | undefined;
+    if (this.#remoteFor(n)) {
+      [request, started] = native.acquireWaitAsync(this.#handle, n, flags, key);
+    } else {
+      const result = native.acquireWait(this.#handle, n, flags, key);
+      if (isErrorRecord(result) || result > 0) return this.#lease(result, n, shared, owner);
+      request = -result;
+    }
     if (debug.enabled) debug('wait %s %s owner=%j', this.#path(n), shared ? 'shared' : 'exclusive', owner);
     const lease = await new Promise<number>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
@@ -300,6 +308,22 @@ export class LockSpace {
         timer = setTimeout(() => giveUp(timeoutError(this.#path(n), timeout)), Math.min(timeout, 2 ** 31 - 1));
       }
       signal?.addEventListener('abort', onAbort, { once: true });
+      started?.then(
+        (r) => {
+          // 0: queued, the dispatcher brings the outcome; -1: cancelled, already settled by giveUp.
+          const p = r === 0 || r === -1 ? undefined : pending.get(request);
+          if (!p) return;
+          pending.delete(request);
+          if (isErrorRecord(r)) p.reject(fromRecord(r));
+          else p.resolve(r);
+        },
+        (e: unknown) => {
+          const p = pending.get(request);
+          if (!p) return;
+          pending.delete(request);
+          p.reject(e instanceof Error ? e : new Error(String(e)));
+        },
+      );
     });
     return this.#lease(lease, n, shared, owner);
   }
@@ -315,7 +339,12 @@ export class LockSpace {
   }
 
   async release(name: string, owner?: Owner): Promise<void> {
-    this.releaseSync(name, owner);
+    const n = this.#name(name);
+    if (!this.#remoteFor(n)) return this.releaseSync(name, owner);
+    const o = owner === undefined ? THREAD_ID : checkOwner(owner, 'owner');
+    const result = await native.releaseByNameAsync(this.#handle, n, ownerKey(o));
+    if (isErrorRecord(result)) throw fromRecord(result, o);
+    if (debug.enabled) debug('release %s owner=%j', this.#path(n), o);
   }
 
   /** Releases everything `owner` holds through this lockspace's directory; returns how many. */
@@ -326,7 +355,11 @@ export class LockSpace {
   }
 
   async releaseOwner(owner: Owner): Promise<number> {
-    return this.releaseOwnerSync(owner);
+    // Path mode: the owner's resources may be on any file system, so the threadpool it is.
+    if (!this.#remote && this.directory !== null) return this.releaseOwnerSync(owner);
+    const count = await native.releaseOwnerAsync(this.#handle, ownerKey(checkOwner(owner, 'owner')));
+    if (debug.enabled) debug('releaseOwner %j in %s: %d', owner, this.directory, count);
+    return count;
   }
 
   /** The resources this process holds through this lockspace's directory. */

@@ -26,12 +26,21 @@ export interface Binding {
   acquire(dir: DirHandle, name: string, flags: number, owner: string): number | ErrorRecord;
   acquireAsync(dir: DirHandle, name: string, flags: number, owner: string): Promise<number | ErrorRecord>;
   acquireWait(dir: DirHandle, name: string, flags: number, owner: string): number | ErrorRecord;
+  /** [request id, lease id | 0 (queued: the outcome comes to the dispatcher) | -1 (cancelled) | error] */
+  acquireWaitAsync(
+    dir: DirHandle,
+    name: string,
+    flags: number,
+    owner: string,
+  ): [number, Promise<number | ErrorRecord>];
   cancel(request: number): boolean;
   release(lease: number): boolean;
   releaseAsync(lease: number): Promise<number>;
   isHeld(lease: number): boolean;
   releaseByName(dir: DirHandle, name: string, owner: string): undefined | ErrorRecord;
+  releaseByNameAsync(dir: DirHandle, name: string, owner: string): Promise<undefined | ErrorRecord>;
   releaseOwner(dir: DirHandle, owner: string): number;
+  releaseOwnerAsync(dir: DirHandle, owner: string): Promise<number>;
   create(dir: DirHandle, name: string): undefined | ErrorRecord;
   createAsync(dir: DirHandle, name: string): Promise<undefined | ErrorRecord>;
   remove(dir: DirHandle, name: string, flags: number): undefined | ErrorRecord;
@@ -41,6 +50,7 @@ export interface Binding {
   stats(): NativeStats;
   closeIdleFds(): number;
   setIdleLimit(limit: number): void;
+  setForceRemote(on: boolean): void;
   setDispatcher(fn: (batch: Delivery[]) => void): void;
 }
 

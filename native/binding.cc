@@ -169,11 +169,14 @@ Request requestArg(const Napi::CallbackInfo& info, size_t flagsAt, size_t ownerA
 class CoreWorker : public Napi::AsyncWorker {
  public:
   enum class Kind { Number, Undefined };
-  CoreWorker(Napi::Env env, Kind kind, std::function<double()> work)
+  // done (optional) runs on the JS thread before the promise settles: (env, value, failed).
+  using Done = std::function<void(Napi::Env, double, bool)>;
+  CoreWorker(Napi::Env env, Kind kind, std::function<double()> work, Done done = nullptr)
       : Napi::AsyncWorker(env, "lockspace.io"),
         deferred_(Napi::Promise::Deferred::New(env)),
         kind_(kind),
-        work_(std::move(work)) {}
+        work_(std::move(work)),
+        done_(std::move(done)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
  protected:
@@ -190,23 +193,29 @@ class CoreWorker : public Napi::AsyncWorker {
   }
   void OnOK() override {
     Napi::Env env = Env();
+    if (done_) done_(env, value_, sys_ || notHeld_);
     if (sys_) return deferred_.Resolve(errorRecord(env, *sys_));
     if (notHeld_) return deferred_.Resolve(notHeldRecord(env, *notHeld_));
     deferred_.Resolve(kind_ == Kind::Number ? Napi::Number::New(env, value_) : env.Undefined());
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  void OnError(const Napi::Error& e) override {
+    if (done_) done_(Env(), 0, true);
+    deferred_.Reject(e.Value());
+  }
 
  private:
   Napi::Promise::Deferred deferred_;  // held by value (node-addon-api#1040)
   Kind kind_;
   std::function<double()> work_;
+  Done done_;
   double value_ = 0;
   std::unique_ptr<SysError> sys_;
   std::unique_ptr<NotHeldError> notHeld_;
 };
 
-Napi::Value queueWork(Napi::Env env, CoreWorker::Kind kind, std::function<double()> work) {
-  auto* worker = new CoreWorker(env, kind, std::move(work));
+Napi::Value queueWork(Napi::Env env, CoreWorker::Kind kind, std::function<double()> work,
+                      CoreWorker::Done done = nullptr) {
+  auto* worker = new CoreWorker(env, kind, std::move(work), std::move(done));
   Napi::Promise p = worker->promise();
   worker->Queue();
   return p;
@@ -246,6 +255,23 @@ Napi::Value AcquireAsync(const Napi::CallbackInfo& info) {
   return queueWork(info.Env(), CoreWorker::Kind::Number, [dir, name, req]() {
     return static_cast<double>(Registry::instance().acquire(dir, name, req).lease);
   });
+}
+
+Napi::Value ReleaseByNameAsync(const Napi::CallbackInfo& info) {
+  DirPtr dir = dirArg(info, 0);
+  std::string name = stringArg(info, 1, "name");
+  std::string owner = stringArg(info, 2, "owner");
+  return queueWork(info.Env(), CoreWorker::Kind::Undefined, [dir, name, owner]() {
+    Registry::instance().releaseByName(dir, name, owner);
+    return 0.0;
+  });
+}
+
+Napi::Value ReleaseOwnerAsync(const Napi::CallbackInfo& info) {
+  DirPtr dir = dirArg(info, 0);
+  std::string owner = stringArg(info, 1, "owner");
+  return queueWork(info.Env(), CoreWorker::Kind::Number,
+                   [dir, owner]() { return static_cast<double>(Registry::instance().releaseOwner(dir, owner)); });
 }
 
 Napi::Value ReleaseAsync(const Napi::CallbackInfo& info) {
@@ -294,12 +320,43 @@ void settled(Napi::Env env) {
   if (a.pending > 0 && --a.pending == 0) a.mailbox->tsfn().Unref(env);
 }
 
-// cancel(request id) -> true if it was still queued (the caller settles it), false if an outcome is on its way
+// acquireWaitAsync(handle, name, flags, owner) -> [request id, Promise<lease id | 0 (queued) | -1
+// (cancelled) | error record>]: acquireWait on the threadpool (network file systems). The request id
+// comes back at once so that the caller can route its outcome and cancel it before it has run.
+Napi::Value AcquireWaitAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DirPtr dir = dirArg(info, 0);
+  std::string name = stringArg(info, 1, "name");
+  Request req = requestArg(info, 2, 3);
+  Addon& a = addon(env);
+  const uint64_t request = nextRequestId++;
+  std::shared_ptr<Mailbox> sink = a.mailbox;
+  Registry::instance().announce(request);
+  if (a.pending++ == 0) a.mailbox->tsfn().Ref(env);
+  Napi::Value promise = queueWork(
+      env, CoreWorker::Kind::Number,
+      [dir, name, req, request, sink]() {
+        AcquireResult r = Registry::instance().acquireAnnounced(dir, name, req, request, sink);
+        return r.cancelled ? -1.0 : r.queued ? 0.0 : static_cast<double>(r.lease);
+      },
+      // Queued: the mailbox delivery (or a cancel) settles it. Anything else is settled here.
+      [](Napi::Env e, double value, bool failed) {
+        if (failed || value != 0) settled(e);
+      });
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, static_cast<double>(request)));
+  out.Set(1u, promise);
+  return out;
+}
+
+// cancel(request id) -> true if it was still queued or not run yet (the caller settles it), false if
+// an outcome is on its way
 Napi::Value Cancel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    bool cancelled = Registry::instance().cancel(idArg(info, 0));
-    if (cancelled) settled(env);
+    bool runnerReports = false;
+    bool cancelled = Registry::instance().cancel(idArg(info, 0), &runnerReports);
+    if (cancelled && !runnerReports) settled(env);  // else acquireWaitAsync's runner settles it
     return Napi::Boolean::New(env, cancelled);
   });
 }
@@ -409,6 +466,12 @@ Napi::Value SetIdleLimit(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value SetForceRemote(const Napi::CallbackInfo& info) {
+  if (!info[0].IsBoolean()) throw Napi::TypeError::New(info.Env(), "on must be a boolean");
+  Registry::setForceRemote(info[0].As<Napi::Boolean>().Value());
+  return info.Env().Undefined();
+}
+
 // setDispatcher(fn): fn(batch) receives [request, lease, errorRecord | undefined][] on this thread.
 Napi::Value SetDispatcher(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction()) throw Napi::TypeError::New(info.Env(), "dispatcher must be a function");
@@ -492,6 +555,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("stats", Napi::Function::New(env, Stats));
   exports.Set("closeIdleFds", Napi::Function::New(env, CloseIdleFds));
   exports.Set("setIdleLimit", Napi::Function::New(env, SetIdleLimit));
+  exports.Set("setForceRemote", Napi::Function::New(env, SetForceRemote));
+  exports.Set("acquireWaitAsync", Napi::Function::New(env, AcquireWaitAsync));
+  exports.Set("releaseByNameAsync", Napi::Function::New(env, ReleaseByNameAsync));
+  exports.Set("releaseOwnerAsync", Napi::Function::New(env, ReleaseOwnerAsync));
   exports.Set("setDispatcher", Napi::Function::New(env, SetDispatcher));
   return exports;
 }

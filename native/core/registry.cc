@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <unordered_set>
@@ -176,6 +177,14 @@ constexpr int kMaxAttempts = 64;
 
 Dir::~Dir() = default;
 
+namespace {
+std::atomic<bool> forcedRemote{false};
+}
+
+bool Dir::remote() const noexcept { return remote_ || forcedRemote.load(std::memory_order_relaxed); }
+void Registry::setForceRemote(bool on) noexcept { forcedRemote = on; }
+bool Registry::forceRemote() noexcept { return forcedRemote.load(std::memory_order_relaxed); }
+
 int Dir::fd() const noexcept { return pathMode_ ? AT_FDCWD : fd_.get(); }
 
 std::string Dir::fullPath(std::string_view name) const {
@@ -265,6 +274,7 @@ DirPtr Registry::openCanonicalDir(const std::string& dir) {
 }
 
 bool Registry::isRemotePath(const std::string& path) {
+  if (forceRemote()) return true;
   size_t slash = path.rfind('/');
   std::string parent = slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
   {
@@ -318,7 +328,7 @@ Entry* Registry::insertEntry(const DirPtr& dir, const std::string& name, InodeKe
   e->shared = req.shared;
   e->autoCreate = req.autoCreate;
   try {
-    e->remote = dir->remote() || remoteDev(key.dev, e->fd.get());
+    e->remote = dir->remote() || forceRemote() || remoteDev(key.dev, e->fd.get());
     byInode_.insert(e);
     dir->byName_.insert(e);
   } catch (...) {
@@ -875,16 +885,19 @@ void Registry::grantWaiters(Entry* e) {
   }
 }
 
-bool Registry::cancel(uint64_t request) {
+bool Registry::cancel(uint64_t request, bool* runnerReports) {
   Lock lk(mu_);
-  return cancelLocked(request);
+  return cancelLocked(request, runnerReports);
 }
 
-bool Registry::cancelLocked(uint64_t request) {
+bool Registry::cancelLocked(uint64_t request, bool* runnerReports) {
+  if (runnerReports) *runnerReports = false;
   auto it = requests_.find(request);
   if (it == requests_.end()) {
-    if (inFlight_.count(request)) {
+    const bool announced = announced_.count(request) != 0;
+    if (announced || inFlight_.count(request)) {
       cancelledInFlight_.insert(request);
+      if (runnerReports) *runnerReports = announced;
       return true;
     }
     return false;
@@ -900,6 +913,44 @@ bool Registry::cancelLocked(uint64_t request) {
     grantWaiters(e);  // shared requests queued behind a cancelled exclusive one may join now
   }
   return true;
+}
+
+void Registry::announce(uint64_t request) {
+  std::lock_guard<std::mutex> lk(mu_);
+  announced_.insert(request);
+}
+
+AcquireResult Registry::acquireAnnounced(const DirPtr& dir, const std::string& name, const Request& req,
+                                         uint64_t request, SinkPtr sink) {
+  Lock lk(mu_);
+  auto gone = [&] { return cancelledInFlight_.count(request) || deadEnvs_.count(req.env); };
+  auto settle = [&] {
+    announced_.erase(request);
+    cancelledInFlight_.erase(request);
+  };
+  AcquireResult cancelled;
+  cancelled.cancelled = true;
+  if (gone()) {
+    settle();
+    return cancelled;
+  }
+  AcquireResult res;
+  try {
+    if (!dir) throw ArgError("invalid lockspace handle");
+    validateName(*dir, name);
+    res = acquireLocked(lk, dir, name, req, request, sink, false);
+  } catch (...) {
+    const bool wasCancelled = gone();
+    settle();
+    if (wasCancelled) return cancelled;
+    throw;
+  }
+  const bool wasCancelled = gone();
+  settle();
+  if (!wasCancelled) return res;
+  if (res.queued) cancelLocked(request);
+  if (res.lease) releaseLocked(lk, res.lease, false);
+  return cancelled;
 }
 
 void Registry::releaseByName(const DirPtr& dir, const std::string& name, const std::string& owner) {

@@ -96,7 +96,7 @@ class Dir {
 
   bool pathMode() const noexcept { return pathMode_; }
   const std::string& path() const noexcept { return path_; }  // canonical; empty in path mode
-  bool remote() const noexcept { return remote_; }            // NFS, CIFS, FUSE, ...
+  bool remote() const noexcept;                               // NFS, CIFS, FUSE, ... (or forced)
   int fd() const noexcept;                                    // AT_FDCWD in path mode
   std::string fullPath(std::string_view name) const;
 
@@ -137,8 +137,9 @@ struct Request {
 };
 
 struct AcquireResult {
-  uint64_t lease = 0;   // non-zero: granted now
-  bool queued = false;  // the request waits; its Sink hears the outcome
+  uint64_t lease = 0;      // non-zero: granted now
+  bool queued = false;     // the request waits; its Sink hears the outcome
+  bool cancelled = false;  // acquireAnnounced: cancelled before it was done; nothing held or queued
 };
 
 struct ResourceInfo {
@@ -170,8 +171,17 @@ class Registry {
 
   AcquireResult acquire(const DirPtr& dir, const std::string& name, const Request& req, uint64_t request = 0,
                         SinkPtr sink = nullptr);
-  // Removes a queued request. False when it is no longer queued (granted or failed already).
-  bool cancel(uint64_t request);
+  // Removes a queued request. False when it is no longer queued (granted or failed already). For an
+  // announced request not run yet, *runnerReports is set: acquireAnnounced will say "cancelled".
+  bool cancel(uint64_t request, bool* runnerReports = nullptr);
+  // A waiting acquire that runs later on another thread (libuv's pool, on network file systems): the
+  // caller announces its request id first, so that a cancel before it reaches the table is not lost.
+  void announce(uint64_t request);
+  AcquireResult acquireAnnounced(const DirPtr& dir, const std::string& name, const Request& req, uint64_t request,
+                                 SinkPtr sink);
+  // Tests: treat every directory as on a network file system (threadpool paths, no idle fds).
+  static void setForceRemote(bool on) noexcept;
+  static bool forceRemote() noexcept;
   // Releases one lease. False when it was not held (already released): idempotent.
   bool release(uint64_t lease);
   bool isHeld(uint64_t lease);
@@ -200,7 +210,7 @@ class Registry {
   struct Outcome;
 
   void validateName(const Dir& dir, const std::string& name) const;
-  bool cancelLocked(uint64_t request);
+  bool cancelLocked(uint64_t request, bool* runnerReports = nullptr);
   DirPtr openCanonicalDir(const std::string& dir);
   AcquireResult acquireLocked(Lock& lk, const DirPtr& dir, const std::string& name, const Request& req,
                               uint64_t request, const SinkPtr& sink, bool forDelete);
@@ -269,7 +279,8 @@ class Registry {
   std::unordered_map<uint64_t, Entry*> requests_;                 // queued request id -> entry
   std::unordered_set<uint64_t> inFlight_;                         // requests being re-dispatched (file replaced)
   std::unordered_set<uint64_t> cancelledInFlight_;
-  std::unordered_set<Entry*> interrupts_;  // kernel-wait threads to signal until they wake
+  std::unordered_set<uint64_t> announced_;  // announced requests not run yet (see announce)
+  std::unordered_set<Entry*> interrupts_;   // kernel-wait threads to signal until they wake
   std::condition_variable interruptCv_;
   bool interrupterStarted_ = false;
   std::unordered_map<dev_t, bool> remoteDevs_;

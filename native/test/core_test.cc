@@ -535,6 +535,39 @@ void testKernelWaitAliasReplaced() {
   CHECK(reg().stats().leases == 0 && reg().stats().waiters == 0);
 }
 
+// A waiting acquire announced on one thread and run later on another (libuv's pool, on NFS): a
+// cancel in between is honoured when it runs, and the runner is the one to report it.
+void testAnnouncedRequests() {
+  DirPtr d = reg().openDir(freshDir("announced"));
+  reg().create(d, "res");
+  auto sink = std::make_shared<TestSink>();
+  reg().announce(701);
+  bool runnerReports = false;
+  CHECK(reg().cancel(701, &runnerReports) && runnerReports);
+  AcquireResult r = reg().acquireAnnounced(d, "res", req(), 701, sink);
+  CHECK(r.cancelled && !r.lease && !r.queued);
+  CHECK(!reg().cancel(701));
+  CHECK(outsiderCanLock(d->path() + "/res", false));
+
+  reg().announce(702);
+  r = reg().acquireAnnounced(d, "res", req(), 702, sink);
+  CHECK(!r.cancelled && r.lease != 0);
+  const uint64_t held = r.lease;
+  reg().announce(703);
+  r = reg().acquireAnnounced(d, "res", req(), 703, sink);  // busy in this process: queued
+  CHECK(r.queued);
+  runnerReports = true;
+  CHECK(reg().cancel(703, &runnerReports) && !runnerReports);  // queued: the canceller settles it
+  reg().release(held);
+  {
+    std::lock_guard<std::mutex> lk(sink->mu);
+    CHECK(sink->grants.empty() && sink->failures.empty());
+  }
+  Stats st = reg().stats();
+  if (st.leases || st.waiters) printf("     leases %zu waiters %zu\n", st.leases, st.waiters);
+  CHECK(st.leases == 0 && st.waiters == 0);
+}
+
 }  // namespace
 
 int main() {
@@ -560,6 +593,7 @@ int main() {
       {"cancel during a restart", testCancelDuringRestart},
       {"kernel wait: no upgrade in place", testKernelWaitNoUpgradeInPlace},
       {"kernel wait: alias replaced", testKernelWaitAliasReplaced},
+      {"announced requests", testAnnouncedRequests},
   };
   for (auto& t : tests) {
     int before = failures;
