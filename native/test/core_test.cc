@@ -323,7 +323,8 @@ struct PointAction {
   const char* point = nullptr;
   std::string detail;
   std::function<void()> action;
-  std::atomic<bool> fired{false};
+  std::atomic<bool> fired{false};  // entered (set first: the action may pass the same point again)
+  std::atomic<bool> done{false};   // the action has returned
 };
 PointAction pointAction;
 
@@ -332,6 +333,7 @@ void onPoint(const char* point, const char* detail) {
   if (a.fired || !a.point || strcmp(point, a.point) != 0 || a.detail != detail) return;
   a.fired = true;  // once: the action may re-enter the registry and pass the same point
   a.action();
+  a.done = true;
 }
 
 void armPoint(const char* point, const char* detail, std::function<void()> action) {
@@ -339,6 +341,7 @@ void armPoint(const char* point, const char* detail, std::function<void()> actio
   pointAction.detail = detail;
   pointAction.action = std::move(action);
   pointAction.fired = false;
+  pointAction.done = false;
   testing::pointFn = onPoint;
 }
 
@@ -369,7 +372,7 @@ void testReusedInodeNumber() {
     reused = reused || inodeOf(d->path() + "/b") == old;
   });
   CHECK(errnoOf([&] { reg().acquire(d, "a", req(true)); }) == ENOENT);
-  CHECK(pointAction.fired);
+  CHECK(pointAction.done);
   disarmPoint();
   reg().release(b);
 
@@ -383,7 +386,7 @@ void testReusedInodeNumber() {
     reg().create(d, "a");
   });
   uint64_t a = reg().acquire(d, "a", req(true)).lease;
-  CHECK(pointAction.fired);
+  CHECK(pointAction.done);
   disarmPoint();
   CHECK(!outsiderCanLock(pa, false));  // "a" itself is locked
   reg().release(b);
@@ -428,8 +431,8 @@ void testKernelWaitHeadChanges() {
   CHECK(reg().acquire(d, "res", req(false), 302, sink).queued);  // exclusive, behind it
   armPoint("kwait.locked", "res", [] { CHECK(reg().cancel(301)); });
   CHECK(ofdLock(out, F_RDLCK));  // the outsider goes shared: the kernel wait gets its shared lock
-  for (int i = 0; i < 10000 && !pointAction.fired; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  CHECK(pointAction.fired);
+  for (int i = 0; i < 10000 && !pointAction.done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(pointAction.done);
   // Now either the exclusive request was granted (wrong: the outsider holds a shared lock) or the
   // kernel-wait thread blocks again, for an exclusive lock.
   bool granted = false, blocked = false;
@@ -467,8 +470,8 @@ void testCancelDuringRestart() {
   bool cancelled = false;
   armPoint("acquire.statted", "res", [&] { cancelled = reg().cancel(401); });
   CHECK(ofdLock(out, F_UNLCK));  // the kernel wait gets the old inode, sees the new one, restarts
-  for (int i = 0; i < 10000 && !pointAction.fired; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  CHECK(pointAction.fired && cancelled);
+  for (int i = 0; i < 10000 && !pointAction.done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(pointAction.done && cancelled);
   Stats s;
   for (int i = 0; i < 10000; ++i) {
     s = reg().stats();
@@ -498,10 +501,10 @@ void testKernelWaitNoUpgradeInPlace() {
   CHECK(reg().acquire(d, "res", req(false), 502, sink).queued);
   armPoint("kwait.locked", "res", [] { CHECK(reg().cancel(501)); });
   CHECK(ofdLock(out, F_RDLCK));
-  for (int i = 0; i < 10000 && !pointAction.fired; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int i = 0; i < 10000 && !pointAction.done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   for (int i = 0; i < 10000 && !kernelWaiterBlocked(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   disarmPoint();
-  CHECK(pointAction.fired && kernelWaiterBlocked());
+  CHECK(pointAction.done && kernelWaiterBlocked());
   CHECK(reg().stats().leases == 0);
   CHECK(ofdLock(out, F_WRLCK));  // this process holds nothing on the file: the outsider may go exclusive
   CHECK(ofdLock(out, F_UNLCK));
