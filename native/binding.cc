@@ -164,6 +164,17 @@ Request requestArg(const Napi::CallbackInfo& info, size_t flagsAt, size_t ownerA
   return req;
 }
 
+// The (handle, name, flags, owner) arguments of the acquire calls.
+struct AcquireArgs {
+  DirPtr dir;
+  std::string name;
+  Request req;
+};
+
+AcquireArgs acquireArgs(const Napi::CallbackInfo& info) {
+  return AcquireArgs{dirArg(info, 0), stringArg(info, 1, "name"), requestArg(info, 2, 3)};
+}
+
 // Runs a core call on libuv's threadpool (network file systems only, where even a non-blocking
 // fcntl or open may wait on the server). Resolves with what the synchronous binding would return.
 class CoreWorker : public Napi::AsyncWorker {
@@ -239,21 +250,16 @@ Napi::Value OpenDir(const Napi::CallbackInfo& info) {
 // acquire(handle, name, flags, owner) -> lease id | error record
 Napi::Value Acquire(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  DirPtr dir = dirArg(info, 0);
-  std::string name = stringArg(info, 1, "name");
-  Request req = requestArg(info, 2, 3);
+  AcquireArgs args = acquireArgs(info);
   return guarded(env, [&]() -> Napi::Value {
-    AcquireResult r = Registry::instance().acquire(dir, name, req);
+    AcquireResult r = Registry::instance().acquire(args.dir, args.name, args.req);
     return Napi::Number::New(env, static_cast<double>(r.lease));
   });
 }
 
 Napi::Value AcquireAsync(const Napi::CallbackInfo& info) {
-  DirPtr dir = dirArg(info, 0);
-  std::string name = stringArg(info, 1, "name");
-  Request req = requestArg(info, 2, 3);
-  return queueWork(info.Env(), CoreWorker::Kind::Number, [dir, name, req]() {
-    return static_cast<double>(Registry::instance().acquire(dir, name, req).lease);
+  return queueWork(info.Env(), CoreWorker::Kind::Number, [args = acquireArgs(info)]() {
+    return static_cast<double>(Registry::instance().acquire(args.dir, args.name, args.req).lease);
   });
 }
 
@@ -302,13 +308,11 @@ Napi::Value RemoveAsync(const Napi::CallbackInfo& info) {
 // acquireWait(handle, name, flags, owner) -> lease id | -request id (queued) | error record
 Napi::Value AcquireWait(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  DirPtr dir = dirArg(info, 0);
-  std::string name = stringArg(info, 1, "name");
-  Request req = requestArg(info, 2, 3);
+  AcquireArgs args = acquireArgs(info);
   Addon& a = addon(env);
   uint64_t request = nextRequestId++;
   return guarded(env, [&]() -> Napi::Value {
-    AcquireResult r = Registry::instance().acquire(dir, name, req, request, a.mailbox);
+    AcquireResult r = Registry::instance().acquire(args.dir, args.name, args.req, request, a.mailbox);
     if (!r.queued) return Napi::Number::New(env, static_cast<double>(r.lease));
     if (a.pending++ == 0) a.mailbox->tsfn().Ref(env);
     return Napi::Number::New(env, -static_cast<double>(request));
@@ -325,9 +329,7 @@ void settled(Napi::Env env) {
 // comes back at once so that the caller can route its outcome and cancel it before it has run.
 Napi::Value AcquireWaitAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  DirPtr dir = dirArg(info, 0);
-  std::string name = stringArg(info, 1, "name");
-  Request req = requestArg(info, 2, 3);
+  AcquireArgs args = acquireArgs(info);
   Addon& a = addon(env);
   const uint64_t request = nextRequestId++;
   std::shared_ptr<Mailbox> sink = a.mailbox;
@@ -335,8 +337,8 @@ Napi::Value AcquireWaitAsync(const Napi::CallbackInfo& info) {
   if (a.pending++ == 0) a.mailbox->tsfn().Ref(env);
   Napi::Value promise = queueWork(
       env, CoreWorker::Kind::Number,
-      [dir, name, req, request, sink]() {
-        AcquireResult r = Registry::instance().acquireAnnounced(dir, name, req, request, sink);
+      [args = std::move(args), request, sink]() {
+        AcquireResult r = Registry::instance().acquireAnnounced(args.dir, args.name, args.req, request, sink);
         return r.cancelled ? -1.0 : r.queued ? 0.0 : static_cast<double>(r.lease);
       },
       // Queued: the mailbox delivery (or a cancel) settles it. Anything else is settled here.

@@ -12,6 +12,7 @@ import {
   countFds,
   DIST_INDEX,
   expectTableEmpty,
+  Holder,
   outsideProbe,
   spawnPythonHolder,
   stats,
@@ -82,36 +83,35 @@ test('releaseOwner runs on the threadpool', async () => {
   expect(await ls.releaseOwner('vm')).toBe(0);
 });
 
-test('a wait on another process is granted when it lets go', async () => {
+/** Runs fn while a python process holds resource 'r' of a fresh remote lockspace exclusively. */
+async function whileHeldOutside(fn: (ls: LockSpace, file: string, holder: Holder) => Promise<void>): Promise<void> {
   const ls = LockSpace.open(tmp.dir);
   await ls.create('r');
   const file = path.join(tmp.dir, 'r');
   const holder = await spawnPythonHolder(file);
   try {
+    await fn(ls, file, holder);
+  } finally {
+    await holder.kill();
+  }
+}
+
+test('a wait on another process is granted when it lets go', () =>
+  whileHeldOutside(async (ls, file, holder) => {
     const p = ls.acquire('r', { wait: true });
     await waitFor(() => stats().kernelWaits === 1, 'kernel wait');
     await holder.release();
     const l = await p;
     expect(await outsideProbe(file, 'shared')).toBe('busy');
     await l.release();
-  } finally {
-    await holder.kill();
-  }
-});
+  }));
 
-test('a wait times out on another process; nothing is left behind', async () => {
-  const ls = LockSpace.open(tmp.dir);
-  await ls.create('r');
-  const file = path.join(tmp.dir, 'r');
-  const holder = await spawnPythonHolder(file);
-  try {
+test('a wait times out on another process; nothing is left behind', () =>
+  whileHeldOutside(async (ls) => {
     const e = await catchErr(() => ls.acquire('r', { wait: true, timeout: 50 }));
     expect(e.code).toBe('ETIMEDOUT');
     await expectTableEmpty(tmp.dir);
-  } finally {
-    await holder.kill();
-  }
-});
+  }));
 
 test('in-process hand-off to a remote wait', async () => {
   const ls = LockSpace.open(tmp.dir);

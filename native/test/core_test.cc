@@ -350,6 +350,47 @@ void disarmPoint() {
   pointAction.point = nullptr;
 }
 
+// Polls cond every millisecond for up to 10 s.
+bool eventually(const std::function<bool()>& cond) {
+  for (int i = 0; i < 10000; ++i) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return cond();
+}
+
+// End of a scenario with an outsider's fd: release what was granted, close it, the table is empty.
+void releaseGrantsAndClose(TestSink& sink, int out) {
+  for (auto& g : sink.grants) reg().release(g.second);
+  ::close(out);
+  CHECK(reg().stats().leases == 0 && reg().stats().waiters == 0);
+}
+
+// The outsider has let go: exactly `request` is granted, exclusively; then release and clean up.
+void expectSoleExclusiveGrant(TestSink& sink, uint64_t request, const std::string& p, int out) {
+  CHECK(sink.waitFor(1) && sink.grants.size() == 1 && sink.grants[0].first == request);
+  CHECK(!outsiderCanLock(p, true));
+  releaseGrantsAndClose(sink, out);
+}
+
+// A scenario: a directory with the file "res", and an outsider's fd on it holding an exclusive OFD
+// lock (OFD and POSIX locks conflict within a process, so it plays another process).
+bool ofdLock(int fd, short type);
+
+struct Scene {
+  DirPtr d;
+  std::string p;
+  int out;
+};
+Scene sceneWithOutsider(const char* dirName) {
+  DirPtr d = reg().openDir(freshDir(dirName));
+  reg().create(d, "res");
+  std::string p = d->path() + "/res";
+  int out = ::open(p.c_str(), O_RDWR | O_CLOEXEC);
+  CHECK(out >= 0 && ofdLock(out, F_WRLCK));
+  return Scene{d, p, out};
+}
+
 ino_t inodeOf(const std::string& p) {
   struct stat st {};
   return ::lstat(p.c_str(), &st) == 0 ? st.st_ino : 0;
@@ -363,28 +404,27 @@ void testReusedInodeNumber() {
   bool reused = false;
   uint64_t b = 0;
 
+  // At the point: "a" is deleted and "b" created and locked (shared or not), likely on a's old inode.
+  auto replaceByB = [&](bool shared, bool recreateA) {
+    reg().create(d, "a");
+    armPoint("acquire.statted", "a", [&, shared, recreateA] {
+      ino_t old = inodeOf(pa);
+      ::unlink(pa.c_str());
+      b = reg().acquire(d, "b", req(shared, true)).lease;
+      reused = reused || inodeOf(d->path() + "/b") == old;
+      if (recreateA) reg().create(d, "a");
+    });
+  };
+
   // 1. "a" is gone for good: ENOENT, not "held exclusively in this process".
-  reg().create(d, "a");
-  armPoint("acquire.statted", "a", [&] {
-    ino_t old = inodeOf(pa);
-    ::unlink(pa.c_str());
-    b = reg().acquire(d, "b", req(false, true)).lease;
-    reused = reused || inodeOf(d->path() + "/b") == old;
-  });
+  replaceByB(false, false);
   CHECK(errnoOf([&] { reg().acquire(d, "a", req(true)); }) == ENOENT);
   CHECK(pointAction.done);
   disarmPoint();
   reg().release(b);
 
   // 2. "a" is re-created meanwhile: its lock is its own, not a share of b's.
-  reg().create(d, "a");
-  armPoint("acquire.statted", "a", [&] {
-    ino_t old = inodeOf(pa);
-    ::unlink(pa.c_str());
-    b = reg().acquire(d, "b", req(true, true)).lease;
-    reused = reused || inodeOf(d->path() + "/b") == old;
-    reg().create(d, "a");
-  });
+  replaceByB(true, true);
   uint64_t a = reg().acquire(d, "a", req(true)).lease;
   CHECK(pointAction.done);
   disarmPoint();
@@ -421,48 +461,33 @@ bool ofdLock(int fd, short type) {
 // is cancelled and an exclusive one is the head. It must not be granted on a shared kernel lock.
 // An OFD lock on another fd plays the other process (OFD and POSIX locks conflict within a process).
 void testKernelWaitHeadChanges() {
-  DirPtr d = reg().openDir(freshDir("kwhead"));
-  reg().create(d, "res");
-  const std::string p = d->path() + "/res";
-  int out = ::open(p.c_str(), O_RDWR | O_CLOEXEC);
-  CHECK(out >= 0 && ofdLock(out, F_WRLCK));
+  auto [d, p, out] = sceneWithOutsider("kwhead");
   auto sink = std::make_shared<TestSink>();
   CHECK(reg().acquire(d, "res", req(true), 301, sink).queued);   // the kernel wait wants shared
   CHECK(reg().acquire(d, "res", req(false), 302, sink).queued);  // exclusive, behind it
   armPoint("kwait.locked", "res", [] { CHECK(reg().cancel(301)); });
   CHECK(ofdLock(out, F_RDLCK));  // the outsider goes shared: the kernel wait gets its shared lock
-  for (int i = 0; i < 10000 && !pointAction.done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  CHECK(pointAction.done);
+  CHECK(eventually([] { return pointAction.done.load(); }));
   // Now either the exclusive request was granted (wrong: the outsider holds a shared lock) or the
   // kernel-wait thread blocks again, for an exclusive lock.
   bool granted = false, blocked = false;
-  for (int i = 0; i < 10000 && !granted && !blocked; ++i) {
-    {
-      std::lock_guard<std::mutex> lk(sink->mu);
-      granted = !sink->grants.empty();
-    }
+  eventually([&] {
+    std::lock_guard<std::mutex> lk(sink->mu);
+    granted = !sink->grants.empty();
     blocked = kernelWaiterBlocked();
-    if (!granted && !blocked) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+    return granted || blocked;
+  });
   disarmPoint();
   CHECK(blocked && !granted);
   CHECK(ofdLock(out, F_UNLCK));
-  CHECK(sink->waitFor(1) && sink->grants.size() == 1 && sink->grants[0].first == 302);
-  CHECK(!outsiderCanLock(p, true));
-  if (!sink->grants.empty()) reg().release(sink->grants[0].second);
-  ::close(out);
-  CHECK(reg().stats().leases == 0 && reg().stats().waiters == 0);
+  expectSoleExclusiveGrant(*sink, 302, p, out);
 }
 
 // A kernel wait ends on a file that was replaced meanwhile, so its request starts over; a cancel that
 // comes while the restart is between syscalls must withdraw it (before, it answered "too late" and
 // the request went on waiting past its timeout).
 void testCancelDuringRestart() {
-  DirPtr d = reg().openDir(freshDir("restart"));
-  reg().create(d, "res");
-  const std::string p = d->path() + "/res";
-  int out = ::open(p.c_str(), O_RDWR | O_CLOEXEC);
-  CHECK(out >= 0 && ofdLock(out, F_WRLCK));
+  auto [d, p, out] = sceneWithOutsider("restart");
   auto sink = std::make_shared<TestSink>();
   CHECK(reg().acquire(d, "res", req(), 401, sink).queued);
   ::unlink(p.c_str());
@@ -470,16 +495,12 @@ void testCancelDuringRestart() {
   bool cancelled = false;
   armPoint("acquire.statted", "res", [&] { cancelled = reg().cancel(401); });
   CHECK(ofdLock(out, F_UNLCK));  // the kernel wait gets the old inode, sees the new one, restarts
-  for (int i = 0; i < 10000 && !pointAction.done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  CHECK(pointAction.done && cancelled);
-  Stats s;
-  for (int i = 0; i < 10000; ++i) {
-    s = reg().stats();
-    if (s.resources == 0 && s.leases == 0 && s.waiters == 0 && s.kernelWaits == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  CHECK(eventually([] { return pointAction.done.load(); }) && cancelled);
+  CHECK(eventually([] {
+    Stats s = reg().stats();
+    return s.resources == 0 && s.leases == 0 && s.waiters == 0 && s.kernelWaits == 0;
+  }));
   disarmPoint();
-  CHECK(s.resources == 0 && s.leases == 0 && s.waiters == 0 && s.kernelWaits == 0);
   {
     std::lock_guard<std::mutex> lk(sink->mu);
     CHECK(sink->grants.empty() && sink->failures.empty());
@@ -491,28 +512,20 @@ void testCancelDuringRestart() {
 // As above, but the outsider then wants to go exclusive too. The kernel-wait thread must have let its
 // shared lock go before waiting for an exclusive one: upgrading in place would deadlock with it.
 void testKernelWaitNoUpgradeInPlace() {
-  DirPtr d = reg().openDir(freshDir("kwupgrade"));
-  reg().create(d, "res");
-  const std::string p = d->path() + "/res";
-  int out = ::open(p.c_str(), O_RDWR | O_CLOEXEC);
-  CHECK(out >= 0 && ofdLock(out, F_WRLCK));
+  auto [d, p, out] = sceneWithOutsider("kwupgrade");
   auto sink = std::make_shared<TestSink>();
   CHECK(reg().acquire(d, "res", req(true), 501, sink).queued);
   CHECK(reg().acquire(d, "res", req(false), 502, sink).queued);
   armPoint("kwait.locked", "res", [] { CHECK(reg().cancel(501)); });
   CHECK(ofdLock(out, F_RDLCK));
-  for (int i = 0; i < 10000 && !pointAction.done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  for (int i = 0; i < 10000 && !kernelWaiterBlocked(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  eventually([] { return pointAction.done.load(); });
+  eventually(kernelWaiterBlocked);
   disarmPoint();
   CHECK(pointAction.done && kernelWaiterBlocked());
   CHECK(reg().stats().leases == 0);
   CHECK(ofdLock(out, F_WRLCK));  // this process holds nothing on the file: the outsider may go exclusive
   CHECK(ofdLock(out, F_UNLCK));
-  CHECK(sink->waitFor(1) && sink->grants.size() == 1 && sink->grants[0].first == 502);
-  CHECK(!outsiderCanLock(p, true));
-  if (!sink->grants.empty()) reg().release(sink->grants[0].second);
-  ::close(out);
-  CHECK(reg().stats().leases == 0 && reg().stats().waiters == 0);
+  expectSoleExclusiveGrant(*sink, 502, p, out);
 }
 
 // A request queued through a hard link "b" while the entry is known as "a". "b" is replaced while the
@@ -533,9 +546,7 @@ void testKernelWaitAliasReplaced() {
   CHECK(sink->waitFor(2) && sink->grants.size() == 2);
   CHECK(!outsiderCanLock(pa, false) && !outsiderCanLock(pb, false));  // each name is really locked
   CHECK(inodeOf(pa) != inodeOf(pb));
-  for (auto& g : sink->grants) reg().release(g.second);
-  ::close(out);
-  CHECK(reg().stats().leases == 0 && reg().stats().waiters == 0);
+  releaseGrantsAndClose(*sink, out);
 }
 
 // A waiting acquire announced on one thread and run later on another (libuv's pool, on NFS): a
