@@ -45,17 +45,9 @@ interface MLease {
   shared: boolean;
   actor: Actor;
 }
-interface MWait {
-  id: number;
-  entry: MEntry;
-  key: string;
-  owner: Owner;
-  env: string;
-  via: Dk;
-  name: Name;
-  shared: boolean;
+/** A queued request: what its lease will be, plus whether it asked for autoCreate. */
+interface MWait extends MLease {
   autoCreate: boolean;
-  actor: Actor;
 }
 interface MEntry {
   gen: number; // the file (inode) it holds
@@ -558,7 +550,23 @@ async function settleAndCompare(m: Model, r: Real, step: string): Promise<void> 
 
 type Cmd = fc.AsyncCommand<Model, Real, false>;
 
-class AcquireCmd implements Cmd {
+/** A call one actor makes on one of its lockspaces: always applicable; begin() logs the step. */
+abstract class LockspaceCmd implements Cmd {
+  abstract readonly actor: Actor;
+  abstract readonly space: number;
+  abstract run(m: Model, r: Real): Promise<void>;
+  abstract toString(): string;
+  check(): boolean {
+    return true;
+  }
+  protected begin(r: Real): { t: ReturnType<typeof target>; step: string } {
+    const step = this.toString();
+    r.log.push(step);
+    return { t: target(this.actor, this.space), step };
+  }
+}
+
+class AcquireCmd extends LockspaceCmd {
   constructor(
     readonly actor: Actor,
     readonly space: number,
@@ -567,14 +575,11 @@ class AcquireCmd implements Cmd {
     readonly autoCreate: boolean,
     readonly owner: Owner | undefined,
     readonly how: 'sync' | 'async' | 'wait',
-  ) {}
-  check(): boolean {
-    return true;
+  ) {
+    super();
   }
   async run(m: Model, r: Real): Promise<void> {
-    const t = target(this.actor, this.space);
-    const step = this.toString();
-    r.log.push(step);
+    const { t, step } = this.begin(r);
     const expected = mAcquire(m, this.actor, t.dk, this.name, this.shared, this.autoCreate, this.owner, this.how === 'wait');
     const opts: Record<string, unknown> = {};
     if (this.shared) opts.shared = true;
@@ -671,15 +676,12 @@ class LeaseReleaseCmd implements Cmd {
   }
 }
 
-class ReleaseByNameCmd implements Cmd {
-  constructor(readonly actor: Actor, readonly space: number, readonly name: Name, readonly owner: Owner | undefined) {}
-  check(): boolean {
-    return true;
+class ReleaseByNameCmd extends LockspaceCmd {
+  constructor(readonly actor: Actor, readonly space: number, readonly name: Name, readonly owner: Owner | undefined) {
+    super();
   }
   async run(m: Model, r: Real): Promise<void> {
-    const t = target(this.actor, this.space);
-    const step = this.toString();
-    r.log.push(step);
+    const { t, step } = this.begin(r);
     const key = ownerKey(this.owner ?? m.actors[this.actor].threadId);
     const expected = mReleaseByName(m, t.dk, this.name, key);
     const args: unknown[] = [nameArg(r, t.dk, this.name)];
@@ -694,15 +696,12 @@ class ReleaseByNameCmd implements Cmd {
   }
 }
 
-class ReleaseOwnerCmd implements Cmd {
-  constructor(readonly actor: Actor, readonly space: number, readonly owner: Owner | undefined) {}
-  check(): boolean {
-    return true;
+class ReleaseOwnerCmd extends LockspaceCmd {
+  constructor(readonly actor: Actor, readonly space: number, readonly owner: Owner | undefined) {
+    super();
   }
   async run(m: Model, r: Real): Promise<void> {
-    const t = target(this.actor, this.space);
-    const step = this.toString();
-    r.log.push(step);
+    const { t, step } = this.begin(r);
     const owner = this.owner ?? m.actors[this.actor].threadId;
     const expected = mReleaseOwner(m, t.dk, ownerKey(owner));
     const reply = await invoke(r, this.actor, this.space, 'releaseOwnerSync', [owner]);
@@ -715,15 +714,12 @@ class ReleaseOwnerCmd implements Cmd {
   }
 }
 
-class CreateDeleteCmd implements Cmd {
-  constructor(readonly actor: Actor, readonly space: number, readonly name: Name, readonly op: 'create' | 'delete', readonly sync: boolean) {}
-  check(): boolean {
-    return true;
+class CreateDeleteCmd extends LockspaceCmd {
+  constructor(readonly actor: Actor, readonly space: number, readonly name: Name, readonly op: 'create' | 'delete', readonly sync: boolean) {
+    super();
   }
   async run(m: Model, r: Real): Promise<void> {
-    const t = target(this.actor, this.space);
-    const step = this.toString();
-    r.log.push(step);
+    const { t, step } = this.begin(r);
     const expected = this.op === 'create' ? mCreate(m, t.dk, this.name) : mDelete(m, t.dk, this.name);
     const method = `${this.op}${this.sync ? 'Sync' : ''}`;
     const reply = await invoke(r, this.actor, this.space, method, [nameArg(r, t.dk, this.name)]);
