@@ -70,6 +70,8 @@ interface Model {
   /** outcomes the last step produced for earlier waits */
   granted: { wait: MWait; lease: MLease }[];
   rejected: MWait[];
+  /** waits that started over (their name reaches another file now) and failed */
+  failed: { wait: MWait; error: string }[];
 }
 
 type Outcome = { lease: MLease } | { queued: MWait } | { error: string } | { value: unknown };
@@ -88,17 +90,14 @@ function newModel(): Model {
     deadEnvs: new Set(),
     granted: [],
     rejected: [],
+    failed: [],
   };
 }
 
-function byName(m: Model, dk: Dk, n: Name): MEntry | undefined {
-  return m.entries.find((e) => e.pdk === dk && e.pname === n);
-}
-
-/** The held resource `dk`/`n` reaches: known by that name, else the inode now at the path. */
-function lookup(m: Model, dk: Dk, n: Name): MEntry | undefined {
-  const e = byName(m, dk, n);
-  if (e) return e;
+/** The held resource a name reaches: the entry of the file at that path now (the name is the identity;
+ *  both lockspaces, `d` and `p`, name the same files). A held file renamed over or unlinked is reached
+ *  by no name. */
+function lookup(m: Model, _dk: Dk, n: Name): MEntry | undefined {
   const g = m.files.get(n);
   return g === undefined ? undefined : m.entries.find((x) => x.gen === g);
 }
@@ -113,6 +112,14 @@ function addOwner(m: Model, e: MEntry, actor: Actor, env: string, owner: Owner, 
 function mAcquire(m: Model, actor: Actor, dk: Dk, n: Name, shared: boolean, autoCreate: boolean, owner: Owner | undefined, wait: boolean): Outcome {
   const { env, threadId } = m.actors[actor];
   const o = owner ?? threadId;
+  const w: MWait = { id: 0, entry: undefined as unknown as MEntry, key: ownerKey(o), owner: o, env, via: dk, name: n, shared, autoCreate, actor };
+  return acquireFor(m, w, wait);
+}
+
+/** An acquire (new, or a queued request starting over because its name reaches another file now).
+ *  A request that queues keeps its id when it has one. */
+function acquireFor(m: Model, w: MWait, wait: boolean): Outcome {
+  const { actor, env, owner: o, via: dk, name: n, shared, autoCreate } = w;
   let e = lookup(m, dk, n);
   if (e) {
     if (e.shared && shared && e.waiters.length === 0) {
@@ -120,7 +127,8 @@ function mAcquire(m: Model, actor: Actor, dk: Dk, n: Name, shared: boolean, auto
       return { lease: addOwner(m, e, actor, env, o, dk, n, shared) };
     }
     if (!wait) return { error: 'EBUSY' };
-    const w: MWait = { id: m.nextId++, entry: e, key: ownerKey(o), owner: o, env, via: dk, name: n, shared, autoCreate, actor };
+    if (!w.id) w.id = m.nextId++;
+    w.entry = e;
     e.waiters.push(w);
     m.waits.set(w.id, w);
     return { queued: w };
@@ -137,8 +145,10 @@ function mAcquire(m: Model, actor: Actor, dk: Dk, n: Name, shared: boolean, auto
 }
 
 /** FIFO: the head if it fits (after a hand-off it does), then every following shared request while
- *  the lock is shared. */
-function grantWaiters(m: Model, e: MEntry): void {
+ *  the lock is shared; each only if its name still reaches the locked file. Those whose names reach
+ *  another file now are taken off the queue and returned, to start over once the entry is settled. */
+function grantWaiters(m: Model, e: MEntry): MWait[] {
+  const moved: MWait[] = [];
   while (e.waiters.length) {
     const w = e.waiters[0];
     if (m.deadEnvs.has(w.env)) {
@@ -149,10 +159,25 @@ function grantWaiters(m: Model, e: MEntry): void {
     const fits = e.owners.length === 0 ? w.shared === e.shared : w.shared && e.shared;
     if (!fits) break;
     e.waiters.shift();
+    if (m.files.get(w.name) !== e.gen) {
+      moved.push(w);
+      continue;
+    }
     m.waits.delete(w.id);
     const lease = addOwner(m, e, w.actor, w.env, w.owner, w.via, w.name, w.shared);
     e.autoCreate = e.autoCreate || w.autoCreate;
     m.granted.push({ wait: w, lease });
+  }
+  return moved;
+}
+
+/** Queued requests whose names moved start over as new acquires (they still wait). */
+function restart(m: Model, moved: MWait[]): void {
+  for (const w of moved) {
+    m.waits.delete(w.id);
+    const outcome = acquireFor(m, w, true);
+    if ('lease' in outcome) m.granted.push({ wait: w, lease: outcome.lease });
+    else if ('error' in outcome) m.failed.push({ wait: w, error: outcome.error });
   }
 }
 
@@ -161,27 +186,34 @@ function mRelease(m: Model, l: MLease): void {
   e.owners.splice(e.owners.indexOf(l), 1);
   m.leases.delete(l.id);
   if (e.owners.length) return;
-  if (e.waiters.length) {
+  const moved: MWait[] = [];
+  while (e.waiters.length && !e.owners.length) {
     e.shared = e.waiters[0].shared; // hand-off: the lock goes on, in the head's mode
-    grantWaiters(m, e);
-    return;
+    moved.push(...grantWaiters(m, e));
   }
-  // Last release: an autoCreate file is deleted if the name still reaches the locked file.
-  if (e.autoCreate && m.files.get(e.pname) === e.gen) m.files.delete(e.pname);
-  m.entries.splice(m.entries.indexOf(e), 1);
+  if (!e.owners.length) {
+    // Last release: an autoCreate file is deleted if the name still reaches the locked file.
+    if (e.autoCreate && m.files.get(e.pname) === e.gen) m.files.delete(e.pname);
+    m.entries.splice(m.entries.indexOf(e), 1);
+  }
+  restart(m, moved);
 }
 
 function mCancel(m: Model, w: MWait): void {
   const e = w.entry;
+  const wasHead = e.waiters[0] === w;
   e.waiters.splice(e.waiters.indexOf(w), 1);
   m.waits.delete(w.id);
   m.rejected.push(w);
-  if (e.shared && e.owners.length) grantWaiters(m, e); // shared waiters behind it may join now
+  // Shared waiters behind it may join now.
+  if (wasHead && e.shared && e.owners.length && e.waiters.length && e.waiters[0].shared) restart(m, grantWaiters(m, e));
 }
 
 function mReleaseByName(m: Model, dk: Dk, n: Name, key: string): Outcome {
+  // The owner's lease on the file the name reaches, else one it took by that very name on a file the
+  // name no longer reaches.
   const e = lookup(m, dk, n);
-  const l = e?.owners.find((o) => o.key === key);
+  const l = e?.owners.find((o) => o.key === key) ?? [...m.leases.values()].find((x) => x.key === key && x.via === dk && x.name === n);
   if (!l) return { error: 'ERR_LOCK_NOT_HELD' };
   mRelease(m, l);
   return { value: undefined };
@@ -194,7 +226,7 @@ function mReleaseOwner(m: Model, dk: Dk, key: string): Outcome {
 }
 
 function mCreate(m: Model, dk: Dk, n: Name): Outcome {
-  if (byName(m, dk, n)) return { error: 'EBUSY' };
+  if (lookup(m, dk, n)) return { error: 'EBUSY' };
   if (m.files.has(n)) return { error: 'EEXIST' };
   m.files.set(n, m.nextGen++);
   return { value: undefined };
@@ -215,6 +247,7 @@ function mEnvGone(m: Model, env: string): void {
   m.rejected = m.rejected.filter((w) => w.env !== env); // nobody left to see them
   for (const l of [...m.leases.values()].filter((x) => x.env === env)) mRelease(m, l);
   m.granted = m.granted.filter((g) => g.wait.env !== env);
+  m.failed = m.failed.filter((f) => f.wait.env !== env);
 }
 
 interface ResourceView {
@@ -504,6 +537,14 @@ async function settleAndCompare(m: Model, r: Real, step: string): Promise<void> 
     r.waits.delete(wait.id);
     const reply = await withDeadline(rw.promise, `the abort of wait ${wait.id}`);
     expect({ step, wait: wait.id, reply: describeReply(reply, { error: '' }) }).toEqual({ step, wait: wait.id, reply: { error: 'ABORT_ERR' } });
+  }
+  const failed = m.failed.splice(0);
+  if (failed.length) cover('restarted wait failed');
+  for (const { wait, error } of failed) {
+    const rw = r.waits.get(wait.id)!;
+    r.waits.delete(wait.id);
+    const reply = await withDeadline(rw.promise, `the failure of wait ${wait.id}`);
+    expect({ step, wait: wait.id, reply: describeReply(reply, { error: '' }) }).toEqual({ step, wait: wait.id, reply: { error } });
   }
 
   // The table: leases and queued requests.

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <time.h>
@@ -18,6 +19,7 @@
 
 #include "kernel_wait.h"
 #include "test_point.h"
+#include "wait_queue.h"
 
 namespace lockspace {
 
@@ -32,6 +34,7 @@ std::atomic<testing::PointFn> testing::pointFn{nullptr};
 enum class State : uint8_t {
   Opening,     // reserved by a thread that is opening/locking it (outside the mutex)
   Held,        // locked, with at least one owner
+  Granting,    // locked: a thread checks the names of the requests it is about to grant (outside the mutex)
   KernelWait,  // not held: a kernel-wait thread blocks in F_SETLKW on behalf of the queued requests
   Closing,     // last owner gone: being unlocked/unlinked/closed (outside the mutex)
   Idle,        // not locked, fd kept open for a fast re-acquire (bounded LRU, local file systems)
@@ -65,8 +68,9 @@ struct Extra {
   pthread_t thread{};           // the kernel-wait thread while KernelWait
 };
 
-// One resource. Allocated with its name right behind it (see make): with a 64-character name an entry
-// is one 160-byte allocation.
+// One resource. Allocated with its full path right behind it (see make), the name being the path's
+// last nameLen characters: with a short directory and a 64-character name an entry is one ~200-byte
+// allocation, and the fast paths stat the path without building a string.
 struct Entry {
   InodeKey key;
   UniqueFd fd;
@@ -74,21 +78,29 @@ struct Entry {
   bool shared = false;      // kernel lock mode while Held
   bool autoCreate = false;  // delete the file at the last release
   bool remote = false;
+  bool named = true;  // in its Dir's name index; false once its name was found to reach another file
   LockKind kind = LockKind::Posix;
   uint16_t nameLen = 0;
-  uint32_t serial = 0;       // unique per insertion (mod 2^32): "still the same entry" after an unlock
+  uint16_t pathLen = 0;
+  // Unique per insertion, and renewed whenever the entry lets its kernel lock go while staying in the
+  // table (idle, or unlocked to wait in another mode). The same serial before and after an unlocked
+  // window means the same file (the open fd pins its inode number), locked throughout if it was then.
+  uint32_t serial = 0;
   Dir* dir = nullptr;        // kept alive by Dir::self_ while it has entries
   Entry* lruPrev = nullptr;  // idle list links while Idle
   Entry* lruNext = nullptr;
   std::unique_ptr<Extra> extra;
   SmallVec<Owner, 1> owners;
 
-  static Entry* make(std::string_view name) {
-    void* mem = ::operator new(sizeof(Entry) + name.size() + 1);
+  static Entry* make(const Dir& dir, std::string_view name) {
+    const std::string path = dir.fullPath(name);
+    if (path.size() > UINT16_MAX) throw SysError(ENAMETOOLONG, "open", path);
+    void* mem = ::operator new(sizeof(Entry) + path.size() + 1);
     Entry* e = new (mem) Entry();
     char* chars = reinterpret_cast<char*>(e + 1);
-    std::memcpy(chars, name.data(), name.size());
-    chars[name.size()] = '\0';
+    std::memcpy(chars, path.data(), path.size());
+    chars[path.size()] = '\0';
+    e->pathLen = static_cast<uint16_t>(path.size());
     e->nameLen = static_cast<uint16_t>(name.size());
     return e;
   }
@@ -96,7 +108,9 @@ struct Entry {
     e->~Entry();  // closes fd and spares
     ::operator delete(e);
   }
-  const char* cname() const noexcept { return reinterpret_cast<const char*>(this + 1); }
+  const char* cpath() const noexcept { return reinterpret_cast<const char*>(this + 1); }
+  std::string path() const { return std::string(cpath(), pathLen); }
+  const char* cname() const noexcept { return cpath() + (pathLen - nameLen); }
   std::string_view name() const noexcept { return {cname(), nameLen}; }
   Extra& ext() {
     if (!extra) extra.reset(new Extra());
@@ -104,7 +118,10 @@ struct Entry {
   }
   bool hasWaiters() const noexcept { return extra && !extra->waiters.empty(); }
   std::deque<Waiter>& waiters() { return ext().waiters; }
-  bool transient() const noexcept { return state == State::Opening || state == State::Closing; }
+  bool transient() const noexcept {
+    return state == State::Opening || state == State::Closing || state == State::Granting;
+  }
+  bool locked() const noexcept { return state == State::Held || state == State::Granting; }
 };
 
 InodeKey InodeTraits::key(const Entry* e) noexcept { return e->key; }
@@ -185,8 +202,6 @@ bool Dir::remote() const noexcept { return remote_ || forcedRemote.load(std::mem
 void Registry::setForceRemote(bool on) noexcept { forcedRemote = on; }
 bool Registry::forceRemote() noexcept { return forcedRemote.load(std::memory_order_relaxed); }
 
-int Dir::fd() const noexcept { return pathMode_ ? AT_FDCWD : fd_.get(); }
-
 std::string Dir::fullPath(std::string_view name) const {
   if (pathMode_) return std::string(name);
   std::string p;
@@ -210,6 +225,7 @@ Registry& Registry::instance() {
 Registry::Registry() {
   pathDir_.reset(new Dir());
   pathDir_->pathMode_ = true;
+  readIdleCap();
 }
 
 DirPtr Registry::pathModeDir() { return pathDir_; }
@@ -254,16 +270,13 @@ DirPtr Registry::openCanonicalDir(const std::string& dir) {
     if (DirPtr existing = it->second.lock()) return existing;
     dirs_.erase(it);
   }
-  UniqueFd fd(::open(canonical.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!fd) throw SysError(errno, "open", canonical);
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) throw SysError(errno, "fstat", canonical);
+  if (::stat(canonical.c_str(), &st) != 0) throw SysError(errno, "stat", canonical);
+  if (!S_ISDIR(st.st_mode)) throw SysError(ENOTDIR, "open", canonical);
   struct statfs sfs {};
-  bool remote = ::fstatfs(fd.get(), &sfs) == 0 && isRemoteFs(sfs.f_type);
+  bool remote = ::statfs(canonical.c_str(), &sfs) == 0 && isRemoteFs(sfs.f_type);
   DirPtr d(new Dir());
   d->path_ = canonical;
-  d->fd_ = std::move(fd);
-  d->key_ = {st.st_dev, st.st_ino};
   d->remote_ = remote;
   // Drop expired records now and then so the map does not grow with dead directories.
   if (dirs_.size() > 64) {
@@ -320,7 +333,7 @@ void Registry::waitTransition(Lock& lk, const InodeKey& key) {
 
 Entry* Registry::insertEntry(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd,
                              const Request& req) {
-  Entry* e = Entry::make(name);
+  Entry* e = Entry::make(*dir, name);
   e->serial = ++nextSerial_;
   e->key = key;
   e->fd = std::move(fd);
@@ -330,7 +343,7 @@ Entry* Registry::insertEntry(const DirPtr& dir, const std::string& name, InodeKe
   try {
     e->remote = dir->remote() || forceRemote() || remoteDev(key.dev, e->fd.get());
     byInode_.insert(e);
-    dir->byName_.insert(e);
+    e->named = dir->byName_.insert(e) == e;
   } catch (...) {
     byInode_.erase(e);
     fd = std::move(e->fd);  // the caller's fd again: it decides whether closing it is safe
@@ -480,6 +493,7 @@ void Registry::lruUnlink(Entry* e) {
 
 void Registry::makeIdle(Entry* e) {
   e->state = State::Idle;
+  e->serial = ++nextSerial_;  // unlocked: a later lock is another locking period
   e->autoCreate = false;
   if (e->extra) e->extra->spare.clear();  // unlocked: closing them drops nothing
   e->lruPrev = nullptr;
@@ -487,8 +501,20 @@ void Registry::makeIdle(Entry* e) {
   (lruHead_ ? lruHead_->lruPrev : lruTail_) = e;
   lruHead_ = e;
   ++idleCount_;
-  while (idleCount_ > idleLimit_ && evictOneIdle()) {
+  if (++idledSinceLimitRead_ >= kIdleLimitReadEvery) readIdleCap();
+  while (idleCount_ > idleCap_ && evictOneIdle()) {
   }
+}
+
+// Idle fds are a cache: they never take more than a small share of the process's descriptor limit,
+// which is read again every kIdleLimitReadEvery idle transitions (the application may lower it).
+void Registry::readIdleCap() {
+  idledSinceLimitRead_ = 0;
+  struct rlimit rl {};
+  size_t share = idleLimit_;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    share = static_cast<size_t>(rl.rlim_cur / kIdleShareOfFdLimit);
+  idleCap_ = std::min(idleLimit_, share);
 }
 
 void Registry::dropIdle(Entry* e) {
@@ -512,7 +538,8 @@ size_t Registry::closeIdleFds() {
 void Registry::setIdleLimit(size_t limit) {
   std::lock_guard<std::mutex> lk(mu_);
   idleLimit_ = limit;
-  while (idleCount_ > idleLimit_ && evictOneIdle()) {
+  readIdleCap();
+  while (idleCount_ > idleCap_ && evictOneIdle()) {
   }
 }
 
@@ -535,14 +562,34 @@ void Registry::notifyTransition(const InodeKey& key) {
 // An inode number names a file only while the file exists: one found by stat(path) may have been freed
 // and reused (ext4 reuses them at once) by a file this table holds under another name before the lookup
 // in byInode_. An entry that stays in the table keeps its fd open, which pins its inode; so if the entry
-// with this serial is in the table both before and after a second stat of the path, and that stat still
-// gives its inode, the path named that very file. Called with the mutex held; drops it for the stat.
-bool Registry::confirmByStat(Lock& lk, const Dir& dir, const char* name, const InodeKey& key, uint32_t serial) {
+// with this serial is in the table both before and after a stat of the path, and that stat gives its
+// inode, the path named that very file while the entry was there (locked throughout, if it was locked
+// before: see Entry::serial). Called with the mutex held; drops it for the stat.
+Registry::NameCheck Registry::checkName(Lock& lk, const char* path, const InodeKey& key, uint32_t serial) {
   lk.unlock();
-  const bool same = namesInode(dir, name, key);
+  const bool reaches = namesInode(path, key);
   lk.lock();
   const Entry* again = byInode_.find(key);
-  return same && again && again->serial == serial;
+  if (!again || again->serial != serial) return NameCheck::EntryChanged;
+  return reaches ? NameCheck::Reaches : NameCheck::Moved;
+}
+
+// Its name reaches another file now (renamed over, unlinked, its directory replaced): the entry stays
+// for its owners and waiters, but a new acquire of the name must find the file the name reaches.
+void Registry::detachName(Entry* e) {
+  if (!e->named) return;
+  e->dir->byName_.erase(e);
+  e->named = false;
+}
+
+SysError Registry::openError(int err, const Dir& dir, const std::string& path) const {
+  if (err == ENOENT && !dir.pathMode()) {
+    struct stat st {};
+    if (::stat(dir.path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      return SysError(err, "open", path,
+                      "the lockspace directory " + dir.path() + " was removed or replaced since it was opened");
+  }
+  return SysError(err, "open", path);
 }
 
 // --- acquire ---------------------------------------------------------------------------------------
@@ -552,12 +599,13 @@ AcquireResult Registry::acquire(const DirPtr& dir, const std::string& name, cons
   if (!dir) throw ArgError("invalid lockspace handle");
   validateName(*dir, name);
   Lock lk(mu_);
-  return acquireLocked(lk, dir, name, req, request, sink, false);
+  return acquireLocked(lk, dir, name, req, request, sink, Purpose::Lock);
 }
 
+// Called right after a stat showed that the name reaches e's file (and, for a join, while e was Held).
 AcquireResult Registry::joinOrQueue(Lock&, Entry* e, const DirPtr& dir, const std::string& name, const Request& req,
                                     uint64_t request, const SinkPtr& sink) {
-  if (e->state == State::Held && req.shared && e->shared && !e->hasWaiters()) {
+  if (e->state == State::Held && WaitQueue::admitsJoin(e->shared, req.shared, e->hasWaiters())) {
     e->autoCreate = e->autoCreate || req.autoCreate;
     return {addOwner(e, dir, name, req), false};
   }
@@ -575,10 +623,24 @@ AcquireResult Registry::joinOrQueue(Lock&, Entry* e, const DirPtr& dir, const st
   throw busyHere(e, path);
 }
 
+// A table entry found for the name (by name, or by the inode a stat of it gave): before it is joined,
+// waited for or reported busy, a stat must show that the name still reaches its file. Returns the entry
+// to use, or nullptr to look again (something changed; *moved: the name reaches another file now).
+Entry* Registry::confirmEntry(Lock& lk, Entry* e, const char* path, bool* moved) {
+  const bool wasHeld = e->state == State::Held;
+  const InodeKey key = e->key;
+  const uint32_t serial = e->serial;
+  const NameCheck check = checkName(lk, path, key, serial);
+  *moved = check == NameCheck::Moved;
+  if (check != NameCheck::Reaches) return nullptr;
+  e = byInode_.find(key);
+  // A join needs the name checked while the lock was held: one that became Held meanwhile is looked at again.
+  if (e->transient() || e->state == State::Idle || (e->state == State::Held && !wasHeld)) return nullptr;
+  return e;
+}
+
 AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::string& name, const Request& req,
-                                      uint64_t request, const SinkPtr& sink, bool forDelete) {
-  const int dfd = dir->fd();
-  const char* cname = name.c_str();
+                                      uint64_t request, const SinkPtr& sink, Purpose purpose) {
   // Whatever happens, the caller gets the mutex back locked (some callers go on after an error).
   struct Relock {
     Lock& lk;
@@ -586,9 +648,11 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       if (!lk.owns_lock()) lk.lock();
     }
   } relock{lk};
+  const bool forDelete = purpose == Purpose::Delete;
   // delete never joins nor waits: it is an exclusive, non-waiting acquire followed by an unlink.
   const uint64_t req_id = forDelete ? 0 : request;
   const SinkPtr& req_sink = forDelete ? nullSink_ : sink;
+  bool droppedIdleFds = false;
 
   // Retries because the file was unlinked or replaced under us are bounded; waits for another thread's
   // transition are not counted (they always end).
@@ -604,7 +668,18 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
         waitTransition(lk, e->key);
         continue;
       }
-      if (e->state != State::Idle) return joinOrQueue(lk, e, dir, name, req, req_id, req_sink);
+      if (e->state != State::Idle) {
+        bool moved = false;
+        Entry* same = confirmEntry(lk, e, e->cpath(), &moved);
+        if (!same) {
+          if (moved) {
+            detachName(e);  // moved implies e is still the same entry (same serial)
+            ++stale;
+          }
+          continue;
+        }
+        return joinOrQueue(lk, same, dir, name, req, req_id, req_sink);
+      }
       lruUnlink(e);
       e->state = State::Opening;
       e->shared = req.shared;
@@ -614,6 +689,8 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       // 2. Not known by name: stat it, and look the inode up before opening anything. With autoCreate,
       //    first try to create it (one syscall where it is absent): O_EXCL opens nothing that exists,
       //    so no FIFO, device or symlink is ever opened; whatever is in the way takes the stat path.
+      const std::string path = dir->fullPath(name);
+      const char* cpath = path.c_str();
       lk.unlock();
       struct stat st {};
       UniqueFd fd;
@@ -621,37 +698,35 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       bool exists = false;
       const bool create = req.autoCreate && !forDelete;
       if (create) {
-        fd.reset(::openat(dfd, cname, kOpenFlags | O_CREAT | O_EXCL, 0600));
+        fd.reset(::open(cpath, kOpenFlags | O_CREAT | O_EXCL, 0600));
         err = fd ? 0 : errno;
       }
-      if (!fd && (!create || err == EEXIST)) exists = ::fstatat(dfd, cname, &st, AT_SYMLINK_NOFOLLOW) == 0;
+      if (!fd && (!create || err == EEXIST)) exists = ::lstat(cpath, &st) == 0;
       if (exists) {
-        checkRegular(st.st_mode, dir->fullPath(name));
-        LS_TEST_POINT("acquire.statted", cname);
+        checkRegular(st.st_mode, path);
+        LS_TEST_POINT("acquire.statted", name.c_str());
         lk.lock();
         if (Entry* other = byInode_.find(InodeKey{st.st_dev, st.st_ino})) {
           if (other->transient()) {
             waitTransition(lk, other->key);
             continue;
           }
-          if (other->state != State::Held && other->state != State::KernelWait) {
+          if (other->state == State::Idle) {
             dropIdle(other);  // idle under another name: close it and open this name afresh
             continue;
           }
           // Held under another name, or the stat saw a file since deleted whose inode number the
           // held one reuses: only a confirmed match may join (or be refused as busy).
-          const InodeKey key = other->key;
-          const uint32_t serial = other->serial;
-          if (!confirmByStat(lk, *dir, cname, key, serial)) continue;
-          other = byInode_.find(key);
-          if (other->state != State::Held && other->state != State::KernelWait) continue;
-          return joinOrQueue(lk, other, dir, name, req, req_id, req_sink);
+          bool moved = false;
+          if (Entry* same = confirmEntry(lk, other, cpath, &moved))
+            return joinOrQueue(lk, same, dir, name, req, req_id, req_sink);
+          continue;
         }
         lk.unlock();
-        fd.reset(::openat(dfd, cname, kOpenFlags));
+        fd.reset(::open(cpath, kOpenFlags));
       } else if (!fd && (!create || err == EEXIST)) {  // the stat failed
         err = errno;
-        if (err == ENOENT && create) fd.reset(::openat(dfd, cname, kOpenFlags | O_CREAT, 0600));
+        if (err == ENOENT && create) fd.reset(::open(cpath, kOpenFlags | O_CREAT, 0600));
       }
       if (!fd) {
         if (exists || (err == ENOENT && create)) err = errno;
@@ -660,23 +735,30 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
           ++stale;
           continue;
         }
-        if ((err == EMFILE || err == ENFILE) && evictOneIdle()) continue;
-        throw SysError(err, "open", dir->fullPath(name));
+        // Out of descriptors: the idle ones are ours to give back, once.
+        if ((err == EMFILE || err == ENFILE) && !droppedIdleFds && idleCount_ > 0) {
+          while (evictOneIdle()) {
+          }
+          droppedIdleFds = true;
+          continue;
+        }
+        throw openError(err, *dir, path);
       }
       struct stat fst {};
       if (::fstat(fd.get(), &fst) != 0) {
         err = errno;
         lk.lock();
-        throw SysError(err, "fstat", dir->fullPath(name));  // cannot happen on an fd we just opened
+        throw SysError(err, "fstat", path);  // cannot happen on an fd we just opened
       }
       if (!S_ISREG(fst.st_mode)) {
         fd.reset();  // a non-regular file is never in the table: closing drops nothing
-        checkRegular(fst.st_mode, dir->fullPath(name));
+        checkRegular(fst.st_mode, path);
       }
       const InodeKey key{fst.st_dev, fst.st_ino};
       lk.lock();
       // Reached through another name (hard link, other path to the directory) meanwhile? Then this
-      // fd must not be closed while that entry may hold a lock on the inode.
+      // fd must not be closed while that entry may hold a lock on the inode: it joins that entry's
+      // spares, and the next round finds the entry by the inode a stat gives, and checks it.
       bool retry = false;
       for (Entry* other = byInode_.find(key); other; other = byInode_.find(key)) {
         if (other->transient()) {
@@ -695,11 +777,12 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
           throw;
         }
         other->ext().spare.push_back(std::move(fd));  // closed when that entry is
-        return joinOrQueue(lk, other, dir, name, req, req_id, req_sink);
+        retry = true;
+        break;
       }
-      if (dir->byName_.find(name)) retry = true;  // taken under this name meanwhile
-      if (retry) {
-        fd.reset();  // nobody in this process holds this inode now: closing drops nothing
+      if (retry) continue;
+      if (dir->byName_.find(name)) {  // taken under this name meanwhile
+        fd.reset();                   // nobody in this process holds this inode now: closing drops nothing
         continue;
       }
       // 3. Reserve the inode in the table.
@@ -737,8 +820,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
 
     // 5. The path must still name the inode we locked: it may have been unlinked or replaced since we
     //    opened it (or since it went idle), e.g. by an autoCreate release in another process.
-    struct stat st2 {};
-    if (::fstatat(dfd, cname, &st2, AT_SYMLINK_NOFOLLOW) != 0 || st2.st_dev != e->key.dev || st2.st_ino != e->key.ino) {
+    if (!namesInode(e->cpath(), e->key)) {
       e->fd.reset();  // still reserved: no one else in this process holds this inode
       lk.lock();
       eraseEntry(e);
@@ -769,7 +851,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
 bool Registry::release(uint64_t lease) {
   Lock lk(mu_);
   if (!leaseEntry(lease)) return false;
-  releaseLocked(lk, lease, false);
+  releaseLocked(lk, lease, Purpose::Lock);
   return true;
 }
 
@@ -778,41 +860,42 @@ bool Registry::isHeld(uint64_t lease) {
   return leaseEntry(lease) != nullptr;
 }
 
-int Registry::releaseLocked(Lock& lk, uint64_t lease, bool unlinkFile) {
+int Registry::releaseLocked(Lock& lk, uint64_t lease, Purpose purpose) {
   Entry* e = leaseEntry(lease);
+  while (e && e->transient()) {  // another thread is granting queued requests of it: let it finish
+    waitTransition(lk, e->key);
+    e = leaseEntry(lease);
+  }
   if (!e) return 0;
   removeOwner(e, lease);
   if (!e->owners.empty()) return 0;
   if (e->hasWaiters()) {
     handOff(lk, e);
-    return unlinkFile ? EBUSY : 0;
+    return purpose == Purpose::Delete ? EBUSY : 0;
   }
-  return finishLastRelease(lk, e, unlinkFile || e->autoCreate, unlinkFile);
+  return finishLastRelease(lk, e, purpose == Purpose::Delete ? Unlink::Must : e->autoCreate ? Unlink::Yes : Unlink::No);
 }
 
-int Registry::finishLastRelease(Lock& lk, Entry* e, bool unlinkFile, bool mustUnlink) {
+// The last owner is gone and nobody waits: unlock (keep the fd idle) or close, unlinking first when
+// asked. Returns the unlink error when the unlink was a must (delete), else 0.
+int Registry::finishLastRelease(Lock& lk, Entry* e, Unlink unlink) {
   e->state = State::Closing;
-  const bool cacheableNow = cacheable(e);  // reads idleLimit_: under the mutex
+  const bool cacheableNow = cacheable(e) && e->named;  // reads idleLimit_: under the mutex
   lk.unlock();
   // Only this thread touches a Closing entry's fds; everyone else waits for the transition.
-  const int dfd = e->dir->fd();
   int unlinkErr = 0;
   bool deleted = false;
-  if (unlinkFile) {
+  if (unlink != Unlink::No) {
     // Never delete a file another process still holds: be exclusive first (upgrade a shared lock).
     if (e->shared && setLock(e->fd.get(), e->kind, F_WRLCK, false) != 0) {
       unlinkErr = isBusyErrno(errno) ? EBUSY : errno;
+    } else if (namesInode(e->cpath(), e->key)) {
+      if (::unlink(e->cpath()) == 0)
+        deleted = true;
+      else
+        unlinkErr = errno;
     } else {
-      struct stat st {};
-      if (::fstatat(dfd, e->cname(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == e->key.dev &&
-          st.st_ino == e->key.ino) {
-        if (::unlinkat(dfd, e->cname(), 0) == 0)
-          deleted = true;
-        else
-          unlinkErr = errno;
-      } else {
-        unlinkErr = ENOENT;
-      }
+      unlinkErr = ENOENT;  // the name reaches another file now: not ours to delete
     }
   }
   const bool keep = !deleted && cacheableNow && setLock(e->fd.get(), e->kind, F_UNLCK, false) == 0;
@@ -824,31 +907,40 @@ int Registry::finishLastRelease(Lock& lk, Entry* e, bool unlinkFile, bool mustUn
   else
     eraseEntry(e);
   notifyTransition(key);
-  return mustUnlink ? unlinkErr : 0;
+  return unlink == Unlink::Must ? unlinkErr : 0;
 }
 
+// The last owner left and requests are queued: pass the lock on without closing the fd.
 void Registry::handOff(Lock& lk, Entry* e) {
-  // The last owner left and requests are queued: pass the lock on without closing the fd.
+  std::vector<Waiter> moved;
   for (;;) {
     dropDeadHead(e);
     if (!e->hasWaiters()) {  // nobody left to take it (or out of memory failed them all)
-      finishLastRelease(lk, e, e->autoCreate, false);
-      return;
+      finishLastRelease(lk, e, e->autoCreate ? Unlink::Yes : Unlink::No);
+      break;
     }
-    const Waiter& head = e->waiters().front();
-    if (head.req.shared != e->shared) {
-      if (setLock(e->fd.get(), e->kind, head.req.shared ? F_RDLCK : F_WRLCK, false) != 0) {
+    const bool headShared = e->waiters().front().req.shared;
+    if (headShared != e->shared) {
+      if (setLock(e->fd.get(), e->kind, headShared ? F_RDLCK : F_WRLCK, false) != 0) {
         // Another process holds it shared: drop ours (no upgrade deadlock) and wait in the kernel.
         setLock(e->fd.get(), e->kind, F_UNLCK, false);
+        e->serial = ++nextSerial_;  // not locked throughout any more
         e->state = State::KernelWait;
         startKernelWait(e);
-        return;
+        break;
       }
-      e->shared = head.req.shared;
+      e->shared = headShared;
     }
-    grantWaiters(e);
-    if (!e->owners.empty()) return;
+    e->state = State::Granting;
+    grantFront(lk, e, moved);
+    e->state = State::Held;
+    if (!e->owners.empty()) {
+      notifyTransition(e->key);
+      break;
+    }
   }
+  // Requests whose names reach another file now start over, once this entry is settled.
+  for (Waiter& w : moved) redispatch(lk, std::move(w));
 }
 
 void Registry::dropDeadHead(Entry* e) {
@@ -859,13 +951,51 @@ void Registry::dropDeadHead(Entry* e) {
   }
 }
 
-void Registry::grantWaiters(Entry* e) {
-  // FIFO: grant the head if it fits (after a hand-off the mode already matches it), then every
-  // following shared request while the lock is shared.
+// Grants the requests at the front of e's queue that the wait queue's policy admits, each only if the
+// name it came through still reaches e's file; those whose names reach another file now are taken off
+// the queue into `moved` (counted as starting over), for the caller to redispatch once e is settled.
+// Called with the mutex held, e reserved (Granting) and its kernel lock held in mode e->shared; drops
+// the mutex for the stats (nothing can change e's lock meanwhile: it is reserved).
+void Registry::grantFront(Lock& lk, Entry* e, std::vector<Waiter>& moved) {
+  dropDeadHead(e);
+  // 1. The batch the policy admits now, and the paths it came through (mostly just the entry's own).
+  std::vector<uint64_t> batch;
+  std::vector<std::string> paths;
+  const bool hadOwners = !e->owners.empty();
+  if (e->hasWaiters()) {
+    for (const Waiter& w : e->waiters()) {
+      if (!WaitQueue::admitsQueued(e->shared, w.req.shared, batch.empty(), hadOwners)) break;
+      batch.push_back(w.request);
+      std::string p = w.dir->fullPath(w.name);
+      if (std::find(paths.begin(), paths.end(), p) == paths.end()) paths.push_back(std::move(p));
+    }
+  }
+  if (batch.empty()) return;
+  lk.unlock();
+  LS_TEST_POINT("grant.checking", e->cname());
+  std::vector<char> reaches(paths.size());
+  for (size_t i = 0; i < paths.size(); ++i) reaches[i] = namesInode(paths[i].c_str(), e->key);
+  lk.lock();
+  // 2. In queue order, the batch members still there (cancels may have taken some): grant those whose
+  //    names reach the file, take the others off the queue.
+  bool ownNameMoved = false;
+  std::string own = e->path();
+  for (size_t i = 0; i < paths.size(); ++i)
+    if (!reaches[i] && paths[i] == own) ownNameMoved = true;
+  if (ownNameMoved) detachName(e);
   for (dropDeadHead(e); e->hasWaiters(); dropDeadHead(e)) {
     Waiter& w = e->waiters().front();
-    bool fits = e->owners.empty() ? w.req.shared == e->shared : w.req.shared && e->shared;
-    if (!fits) break;
+    if (std::find(batch.begin(), batch.end(), w.request) == batch.end()) break;  // not checked
+    const std::string p = w.dir->fullPath(w.name);
+    const size_t at = static_cast<size_t>(std::find(paths.begin(), paths.end(), p) - paths.begin());
+    if (!reaches[at]) {
+      requests_.erase(w.request);
+      inFlight_.insert(w.request);
+      moved.push_back(std::move(w));
+      e->waiters().pop_front();
+      continue;
+    }
+    if (!WaitQueue::admitsQueued(e->shared, w.req.shared, true, !e->owners.empty())) break;
     uint64_t lease;
     try {
       lease = addOwner(e, w.dir, w.name, w.req);
@@ -887,10 +1017,10 @@ void Registry::grantWaiters(Entry* e) {
 
 bool Registry::cancel(uint64_t request, bool* runnerReports) {
   Lock lk(mu_);
-  return cancelLocked(request, runnerReports);
+  return cancelLocked(lk, request, runnerReports);
 }
 
-bool Registry::cancelLocked(uint64_t request, bool* runnerReports) {
+bool Registry::cancelLocked(Lock& lk, uint64_t request, bool* runnerReports) {
   if (runnerReports) *runnerReports = false;
   auto it = requests_.find(request);
   if (it == requests_.end()) {
@@ -909,8 +1039,14 @@ bool Registry::cancelLocked(uint64_t request, bool* runnerReports) {
   ws.erase(std::find_if(ws.begin(), ws.end(), [&](const Waiter& w) { return w.request == request; }));
   if (e->state == State::KernelWait) {
     if (wasHead) interrupt(e);  // re-evaluate: nobody left, or another lock mode wanted
-  } else if (e->state == State::Held && e->shared) {
-    grantWaiters(e);  // shared requests queued behind a cancelled exclusive one may join now
+  } else if (e->state == State::Held && e->shared && wasHead && e->hasWaiters() && e->waiters().front().req.shared) {
+    // Shared requests queued behind a cancelled exclusive one may join the shared holders now.
+    std::vector<Waiter> moved;
+    e->state = State::Granting;
+    grantFront(lk, e, moved);
+    e->state = State::Held;
+    notifyTransition(e->key);
+    for (Waiter& w : moved) redispatch(lk, std::move(w));
   }
   return true;
 }
@@ -938,7 +1074,7 @@ AcquireResult Registry::acquireAnnounced(const DirPtr& dir, const std::string& n
   try {
     if (!dir) throw ArgError("invalid lockspace handle");
     validateName(*dir, name);
-    res = acquireLocked(lk, dir, name, req, request, sink, false);
+    res = acquireLocked(lk, dir, name, req, request, sink, Purpose::Lock);
   } catch (...) {
     const bool wasCancelled = gone();
     settle();
@@ -948,46 +1084,55 @@ AcquireResult Registry::acquireAnnounced(const DirPtr& dir, const std::string& n
   const bool wasCancelled = gone();
   settle();
   if (!wasCancelled) return res;
-  if (res.queued) cancelLocked(request);
-  if (res.lease) releaseLocked(lk, res.lease, false);
+  if (res.queued) cancelLocked(lk, request);
+  if (res.lease) releaseLocked(lk, res.lease, Purpose::Lock);
   return cancelled;
 }
 
 void Registry::releaseByName(const DirPtr& dir, const std::string& name, const std::string& owner) {
   validateName(*dir, name);
+  const std::string path = dir->fullPath(name);
   Lock lk(mu_);
-  Entry* e = nullptr;
-  e = dir->byName_.find(name);
-  if (!e || e->state != State::Held) {  // an idle entry may still carry a replaced file's name
+  auto ownerLease = [&](const Entry* e) -> uint64_t {
+    if (!e || !e->locked()) return 0;
+    for (const Owner& o : e->owners)
+      if (ownerKey(o.owner) == owner) return o.lease;
+    return 0;
+  };
+  // The resource the name reaches (by this name or another of the same file): by the inode a stat
+  // gives, confirmed like an acquire.
+  uint64_t lease = 0;
+  {
     struct stat st {};
     lk.unlock();
-    bool ok = ::fstatat(dir->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+    const bool exists = ::lstat(path.c_str(), &st) == 0;
     lk.lock();
-    e = ok ? byInode_.find(InodeKey{st.st_dev, st.st_ino}) : nullptr;
-    // The inode number may be a reused one (see confirmByStat).
-    if (e && !confirmByStat(lk, *dir, name.c_str(), e->key, e->serial)) e = nullptr;
-    if (e) e = byInode_.find(InodeKey{st.st_dev, st.st_ino});
+    Entry* e = exists ? byInode_.find(InodeKey{st.st_dev, st.st_ino}) : nullptr;
+    if (e && checkName(lk, path.c_str(), e->key, e->serial) == NameCheck::Reaches)
+      lease = ownerLease(byInode_.find(InodeKey{st.st_dev, st.st_ino}));
   }
-  if (e && e->state == State::Held) {
-    for (const Owner& o : e->owners) {
-      if (ownerKey(o.owner) == owner) {
-        releaseLocked(lk, o.lease, false);
-        return;
-      }
-    }
+  // Or a lease this owner took by this very name on a file that the name no longer reaches.
+  if (!lease) {
+    byInode_.forEach([&](Entry* e) {
+      if (lease || !e->locked()) return;
+      for (const Owner& o : e->owners)
+        if (ownerKey(o.owner) == owner && ownerDir(e, o.lease) == dir.get() && ownerName(e, o.lease) == name)
+          lease = o.lease;
+    });
   }
-  throw NotHeldError(dir->fullPath(name));
+  if (!lease) throw NotHeldError(path);
+  releaseLocked(lk, lease, Purpose::Lock);
 }
 
 size_t Registry::releaseOwner(const DirPtr& dir, const std::string& owner) {
   Lock lk(mu_);
   std::vector<uint64_t> mine;
   byInode_.forEach([&](Entry* e) {
-    if (e->state != State::Held) return;
+    if (!e->locked()) return;
     for (const Owner& o : e->owners)
       if (ownerKey(o.owner) == owner && ownerDir(e, o.lease) == dir.get()) mine.push_back(o.lease);
   });
-  for (uint64_t lease : mine) releaseLocked(lk, lease, false);
+  for (uint64_t lease : mine) releaseLocked(lk, lease, Purpose::Lock);
   return mine.size();
 }
 
@@ -1004,8 +1149,8 @@ size_t Registry::releaseEnv(uint32_t env) {
   });
   // Cancel in the same critical section that marked the env dead: a release in between must never
   // hand the lock over to (or pick the lock mode for) a waiter of a thread that is gone.
-  for (uint64_t r : requests) cancelLocked(r);
-  for (uint64_t lease : leases) releaseLocked(lk, lease, false);
+  for (uint64_t r : requests) cancelLocked(lk, r);
+  for (uint64_t lease : leases) releaseLocked(lk, lease, Purpose::Lock);
   return leases.size();
 }
 
@@ -1014,13 +1159,22 @@ size_t Registry::releaseEnv(uint32_t env) {
 void Registry::create(const DirPtr& dir, const std::string& name) {
   if (!dir) throw ArgError("invalid lockspace handle");
   validateName(*dir, name);
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    Entry* e = dir->byName_.find(name);
-    if (e && e->state != State::Idle) throw busyHere(e, dir->fullPath(name));
-  }
   // A regular file, mode 0600, never following a symlink and never truncating: no fd is opened.
-  if (::mknodat(dir->fd(), name.c_str(), S_IFREG | 0600, 0) != 0) throw SysError(errno, "open", dir->fullPath(name));
+  const std::string path = dir->fullPath(name);
+  if (::mknod(path.c_str(), S_IFREG | 0600, 0) == 0) return;
+  const int err = errno;
+  if (err == EEXIST) {  // held in this process is the better answer (the name reaches a locked file)
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+      Lock lk(mu_);
+      Entry* e = byInode_.find(InodeKey{st.st_dev, st.st_ino});
+      if (e && !e->transient() && e->state != State::Idle) {
+        bool moved = false;
+        if (Entry* same = confirmEntry(lk, e, path.c_str(), &moved)) throw busyHere(same, path);
+      }
+    }
+  }
+  throw openError(err, *dir, path);
 }
 
 void Registry::remove(const DirPtr& dir, const std::string& name, LockKind kind) {
@@ -1031,12 +1185,12 @@ void Registry::remove(const DirPtr& dir, const std::string& name, LockKind kind)
   Lock lk(mu_);
   AcquireResult res;
   try {
-    res = acquireLocked(lk, dir, name, req, 0, nullptr, true);
+    res = acquireLocked(lk, dir, name, req, 0, nullptr, Purpose::Delete);
   } catch (const SysError& err) {
     if (err.err == ENOENT) return;  // absent: nothing to delete
     throw;
   }
-  int err = releaseLocked(lk, res.lease, true);
+  int err = releaseLocked(lk, res.lease, Purpose::Delete);
   if (err == EBUSY) {
     SysError busy(EBUSY, "unlink", dir->fullPath(name), "requested in this process meanwhile");
     busy.busyHere = true;
@@ -1051,7 +1205,7 @@ std::vector<ResourceInfo> Registry::resources(const DirPtr& dir) {
   std::lock_guard<std::mutex> lk(mu_);
   std::vector<ResourceInfo> out;
   byInode_.forEach([&](Entry* e) {
-    if (e->state != State::Held) return;
+    if (!e->locked()) return;
     for (const Owner& o : e->owners) {
       if (ownerDir(e, o.lease) != dir.get()) continue;
       std::string name(ownerName(e, o.lease));
@@ -1193,6 +1347,7 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e, bool& countedOut) {
     } else {
       deadlockBackoffNs = 500'000;
     }
+    if (rc == 0) LS_TEST_POINT("kwait.locked", e->cname());
     lk.lock();
     interrupts_.erase(e);  // acknowledged: the interrupter stops signalling this thread
     if (rc != 0) {
@@ -1212,73 +1367,36 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e, bool& countedOut) {
     }
     // Requests may have been cancelled meanwhile. A lock that no longer fits the head is let go before
     // waiting in the other mode: upgrading in place while another process does the same deadlocks.
-    auto headFits = [&] { return e->hasWaiters() && e->waiters().front().req.shared == wantShared; };
-    if (!headFits()) {
+    if (!e->hasWaiters() || e->waiters().front().req.shared != wantShared) {
       setLock(e->fd.get(), e->kind, F_UNLCK, false);
       continue;
     }
-
-    // The file must still be the one each queued request named: by the entry's own name and by the
-    // names requests came through (hard link, other directory, path mode).
-    const std::vector<std::pair<DirPtr, std::string>> names = otherNames(e);
-    lk.unlock();
-    LS_TEST_POINT("kwait.locked", e->cname());
-    bool same = namesInode(*e->dir, e->cname(), e->key);
-    for (const auto& n : names) same = same && namesInode(*n.first, n.second.c_str(), e->key);
-    lk.lock();
-    if (!same) {
-      // The file we waited on was unlinked or replaced: close it and start the queued requests over.
-      std::deque<Waiter> ws = std::move(e->waiters());
-      e->waiters().clear();
-      for (const Waiter& w : ws) {
-        requests_.erase(w.request);
-        inFlight_.insert(w.request);
-      }
-      --kernelWaits_;
-      countedOut = true;
-      closeAbandoned(lk, e);
-      for (Waiter& w : ws) redispatch(lk, std::move(w));
-      return;
-    }
-    if (!headFits()) {
-      setLock(e->fd.get(), e->kind, F_UNLCK, false);
-      continue;
-    }
-    // A request that came through another name while we checked: check again (the lock is kept, and
-    // taking it again returns at once).
-    bool unchecked = false;
-    for (const auto& n : otherNames(e))
-      unchecked = unchecked || std::find(names.begin(), names.end(), n) == names.end();
-    if (unchecked) continue;
+    // Locked: grant the front of the queue, each request only if its name still reaches this file.
     interrupts_.erase(e);
-    e->state = State::Held;
+    e->state = State::Granting;
     e->shared = wantShared;
     --kernelWaits_;
     countedOut = true;
-    grantWaiters(e);
-    if (e->owners.empty()) {  // nothing granted: out of memory failed the queue (dead heads are dropped)
-      if (!e->hasWaiters()) return (void)finishLastRelease(lk, e, e->autoCreate, false);
+    std::vector<Waiter> moved;
+    grantFront(lk, e, moved);
+    const bool granted = !e->owners.empty();
+    if (!granted) {
+      // Every name checked reaches another file now (or the batch was cancelled meanwhile): let the
+      // lock go, and wait again for whoever is still queued.
       setLock(e->fd.get(), e->kind, F_UNLCK, false);
-      e->state = State::KernelWait;
       ++kernelWaits_;
       countedOut = false;
-      continue;
     }
+    e->state = granted ? State::Held : State::KernelWait;
     notifyTransition(e->key);
-    return;
+    for (Waiter& w : moved) redispatch(lk, std::move(w));
+    if (granted) return;
   }
 }
 
-std::vector<std::pair<DirPtr, std::string>> Registry::otherNames(Entry* e) {
-  std::vector<std::pair<DirPtr, std::string>> out;
-  for (const Waiter& w : e->waiters())
-    if (w.dir.get() != e->dir || w.name != e->name()) out.emplace_back(w.dir, w.name);
-  return out;
-}
-
-bool Registry::namesInode(const Dir& dir, const char* name, const InodeKey& key) {
+bool Registry::namesInode(const char* path, const InodeKey& key) {
   struct stat st {};
-  return ::fstatat(dir.fd(), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == key.dev && st.st_ino == key.ino;
+  return ::lstat(path, &st) == 0 && st.st_dev == key.dev && st.st_ino == key.ino;
 }
 
 void Registry::redispatch(Lock& lk, Waiter w) {
@@ -1292,7 +1410,7 @@ void Registry::redispatch(Lock& lk, Waiter w) {
   if (gone()) return settle();
   AcquireResult res;
   try {
-    res = acquireLocked(lk, w.dir, w.name, w.req, w.request, w.sink, false);
+    res = acquireLocked(lk, w.dir, w.name, w.req, w.request, w.sink, Purpose::Lock);
   } catch (const SysError& err) {
     const bool deliver = !gone();
     settle();
@@ -1310,8 +1428,8 @@ void Registry::redispatch(Lock& lk, Waiter w) {
     return;
   }
   settle();
-  if (res.queued) cancelLocked(w.request);
-  if (res.lease) releaseLocked(lk, res.lease, false);
+  if (res.queued) cancelLocked(lk, w.request);
+  if (res.lease) releaseLocked(lk, res.lease, Purpose::Lock);
 }
 
 }  // namespace lockspace

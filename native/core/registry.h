@@ -88,6 +88,10 @@ struct NameTraits {
 
 // A lockspace directory, or the path-mode space (absolute names) when pathMode is true.
 // Shared by every LockSpace handle on the same canonical directory and by the entries opened in it.
+//
+// The path is the identity (as in libvirt): every syscall on a resource resolves the absolute path
+// directory/name from the root, as another process opening it would, so a lockspace directory that is
+// renamed, removed, recreated or replaced by a symlink underneath is followed, never held on to.
 class Dir {
  public:
   ~Dir();
@@ -97,7 +101,6 @@ class Dir {
   bool pathMode() const noexcept { return pathMode_; }
   const std::string& path() const noexcept { return path_; }  // canonical; empty in path mode
   bool remote() const noexcept;                               // NFS, CIFS, FUSE, ... (or forced)
-  int fd() const noexcept;                                    // AT_FDCWD in path mode
   std::string fullPath(std::string_view name) const;
 
  private:
@@ -106,8 +109,6 @@ class Dir {
   bool pathMode_ = false;
   bool remote_ = false;
   std::string path_;
-  UniqueFd fd_;
-  InodeKey key_;
   // Guarded by the registry mutex.
   FlatSet<Entry, NameTraits> byName_;
   size_t entries_ = 0;         // entries opened through this directory
@@ -208,14 +209,24 @@ class Registry {
 
   using Lock = std::unique_lock<std::mutex>;
   struct Outcome;
+  // Why a resource is locked: to hold it, or (delete) to unlink it, never joining nor waiting.
+  enum class Purpose : uint8_t { Lock, Delete };
+  // What the last release does with the file: keep it, unlink it (autoCreate), or unlink it and report
+  // why not (delete).
+  enum class Unlink : uint8_t { No, Yes, Must };
+  enum class NameCheck : uint8_t { Reaches, Moved, EntryChanged };
 
   void validateName(const Dir& dir, const std::string& name) const;
-  bool cancelLocked(uint64_t request, bool* runnerReports = nullptr);
+  bool cancelLocked(Lock& lk, uint64_t request, bool* runnerReports = nullptr);
   DirPtr openCanonicalDir(const std::string& dir);
   AcquireResult acquireLocked(Lock& lk, const DirPtr& dir, const std::string& name, const Request& req,
-                              uint64_t request, const SinkPtr& sink, bool forDelete);
+                              uint64_t request, const SinkPtr& sink, Purpose purpose);
   AcquireResult joinOrQueue(Lock& lk, Entry* e, const DirPtr& dir, const std::string& name, const Request& req,
                             uint64_t request, const SinkPtr& sink);
+  Entry* confirmEntry(Lock& lk, Entry* e, const char* path, bool* moved);
+  NameCheck checkName(Lock& lk, const char* path, const InodeKey& key, uint32_t serial);
+  void detachName(Entry* e);
+  SysError openError(int err, const Dir& dir, const std::string& path) const;
   struct Stripe {
     std::condition_variable cv;
     int waiters = 0;
@@ -230,27 +241,26 @@ class Registry {
   std::string_view ownerName(const Entry* e, uint64_t lease) const;
   void eraseEntry(Entry* e);
   uint64_t addOwner(Entry* e, const DirPtr& via, const std::string& name, const Request& req);
-  int releaseLocked(Lock& lk, uint64_t lease, bool unlinkFile);
-  int finishLastRelease(Lock& lk, Entry* e, bool unlinkFile, bool mustUnlink);
+  int releaseLocked(Lock& lk, uint64_t lease, Purpose purpose);
+  int finishLastRelease(Lock& lk, Entry* e, Unlink unlink);
   void handOff(Lock& lk, Entry* e);
-  void grantWaiters(Entry* e);
+  void grantFront(Lock& lk, Entry* e, std::vector<Waiter>& moved);
   void failWaiters(Entry* e, const SysError& err);
   void startKernelWait(Entry* e);
   void interrupt(Entry* e);
   void kernelWaitLoop(Lock& lk, Entry* e, bool& countedOut);
   void dropDeadHead(Entry* e);
-  std::vector<std::pair<DirPtr, std::string>> otherNames(Entry* e);
-  static bool namesInode(const Dir& dir, const char* name, const InodeKey& key);
+  static bool namesInode(const char* path, const InodeKey& key);
   void closeAbandoned(Lock& lk, Entry* e);
   void redispatch(Lock& lk, Waiter w);
   void lruUnlink(Entry* e);
   void makeIdle(Entry* e);
   void dropIdle(Entry* e);
+  void readIdleCap();
   void notifyTransition(const InodeKey& key);
   bool cacheable(const Entry* e) const;
   bool evictOneIdle();
   bool remoteDev(dev_t dev, int fd);
-  bool confirmByStat(Lock& lk, const Dir& dir, const char* name, const InodeKey& key, uint32_t serial);
   SysError busyHere(const Entry* e, const std::string& path) const;
 
   std::mutex mu_;
@@ -291,7 +301,12 @@ class Registry {
   Entry* lruHead_ = nullptr;  // idle entries, most recently released first
   Entry* lruTail_ = nullptr;
   size_t idleCount_ = 0;
-  size_t idleLimit_ = 1024;
+  size_t idleLimit_ = 1024;  // setIdleLimit
+  // The idle fds kept: idleLimit_, or less under a low descriptor limit (see readIdleCap).
+  static constexpr size_t kIdleShareOfFdLimit = 8;
+  static constexpr uint32_t kIdleLimitReadEvery = 64;
+  size_t idleCap_ = 0;
+  uint32_t idledSinceLimitRead_ = 0;
   const SinkPtr nullSink_;
   size_t kernelWaits_ = 0;
   uint32_t nextSerial_ = 0;

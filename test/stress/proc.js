@@ -10,9 +10,21 @@ const { Worker } = require('worker_threads');
 const cfg = JSON.parse(process.argv[2]);
 const lib = require(cfg.lib);
 
+// The open fds, without the one readdirSync used to list them (closed by the time we look) and
+// without /dev/null, which Node opens for itself when the first worker starts.
 function fdList() {
   lib.LockSpace.closeIdleFds();
-  return fs.readdirSync('/proc/self/fd').map(Number).sort((a, b) => a - b);
+  return fs
+    .readdirSync('/proc/self/fd')
+    .filter((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/self/fd/${fd}`) !== '/dev/null';
+      } catch {
+        return false;
+      }
+    })
+    .map(Number)
+    .sort((a, b) => a - b);
 }
 
 function runWorker(w, sab) {
