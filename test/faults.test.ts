@@ -354,6 +354,28 @@ describe('a world-writable lockspace directory with hostile entries planted in i
 
 /* ------------------------------------------------------------------ descriptors */
 
+describe('idle descriptors under a low descriptor limit (child process, RLIMIT_NOFILE 1024)', () => {
+  test('1,100 resources touched once keep at most 1/8 of the limit open, and the application can still open files', () => {
+    const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'lockspace-idle-')));
+    try {
+      const r = spawnSync('prlimit', ['--nofile=1024:1024', process.execPath, path.join(FIXTURES, 'idle-share.js'), dir], {
+        encoding: 'utf8',
+      });
+      expect(r.stderr).toBe('');
+      const out = JSON.parse(r.stdout.trim());
+      expect(out.idleFds).toBeGreaterThan(0); // the cache still works
+      expect(out.idleFds).toBeLessThanOrEqual(1024 / 8);
+      expect({ opened: out.opened, openError: out.openError, requireOk: out.requireOk }).toEqual({
+        opened: 600,
+        openError: null,
+        requireOk: true,
+      });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('out of file descriptors (child process, RLIMIT_NOFILE 64)', () => {
   let out: any;
   let dir: string;
