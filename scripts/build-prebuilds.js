@@ -13,8 +13,8 @@
 //
 // The compile and link flags come from binding.gyp, through node-gyp (CC/CXX/LINK point at zig), in a
 // scratch copy of binding.gyp and native/ (without native/test), so ./build is neither clobbered nor
-// raced. Results are cached under node_modules/.cache, keyed by everything that goes into them, so a
-// second `npm pack` of the same sources costs nothing. `npm pack` runs this from `prepack`, with --pack:
+// raced. Results are cached in ~/.cache/lockspace-prebuilds (or $XDG_CACHE_HOME), keyed by everything
+// that goes into them, so packing the same sources again (after an `npm ci`, too) costs nothing. `npm pack` runs this from `prepack`, with --pack:
 // that also writes scripts/binding.gyp, the build-only copy `npm run build-from-source` uses in an
 // installed package (the tarball has no root binding.gyp: npm would run node-gyp at install time).
 // `postpack` runs it with --clean to remove both again.
@@ -153,7 +153,8 @@ function main(argv) {
   }
   const zig = zigPath();
   const headers = nodedir() ?? path.resolve(process.execPath, '..', '..');
-  const cache = path.join(root, 'node_modules', '.cache', 'lockspace-prebuilds', cacheKey(zig, headers));
+  const cacheHome = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  const cache = path.join(cacheHome, 'lockspace-prebuilds', cacheKey(zig, headers));
   for (const target of TARGETS) {
     const cached = path.join(cache, target.dir, 'lockspace.node');
     if (!fs.existsSync(cached)) {

