@@ -48,6 +48,63 @@ check() {
   fi
 }
 
+# audit FILE [TARGET]: prints every problem, exits 1 if there is one. TARGET (linux-x64-glibc, ...) is
+# the directory FILE lies in under prebuilds/ unless given.
+audit() {
+  local file=$1 dir machine objdump problems=()
+  dir=${2:-$(basename "$(dirname "$file")")}
+  machine=$(readelf -h "$file" | awk -F: '/Machine:/ { gsub(/^ +/, "", $2); print $2 }')
+  case $dir in
+    linux-x64-*) [ "$machine" = "Advanced Micro Devices X86-64" ] || problems+=("machine is '$machine', not x86-64") ;;
+    linux-arm64-*) [ "$machine" = "AArch64" ] || problems+=("machine is '$machine', not AArch64") ;;
+    *) problems+=("unknown target directory $dir") ;;
+  esac
+  objdump=objdump
+  [ "$machine" = "AArch64" ] && objdump=aarch64-linux-gnu-objdump
+  readelf -S "$file" | grep -q '\.symtab' && problems+=("not stripped (has .symtab)")
+
+  local needed allowed
+  needed=$(readelf -d "$file" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+  case $dir in
+    *-glibc) allowed='^(libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|ld-linux-x86-64\.so\.2|ld-linux-aarch64\.so\.1)$' ;;
+    *-musl) allowed='^libc\.so$' ;;
+  esac
+  for lib in $needed; do [[ $lib =~ $allowed ]] || problems+=("needs $lib"); done
+
+  # objdump -T: address, flags, section, size, [version], name. Versions of undefined symbols, and
+  # undefined symbols without a C library version that are not N-API's (Node provides those).
+  local syms
+  syms=$("$objdump" -T "$file") || problems+=("$objdump -T failed")
+  local versions
+  versions=$(grep -o '\(GLIBC\|GLIBCXX\|CXXABI\)_[0-9.]*' <<<"$syms" | sort -u -V)
+  for v in $versions; do
+    case $dir in
+      *-musl) problems+=("a musl binary needs $v") ;;
+      *) case $v in
+           GLIBC_*) [ "$(printf '%s\n' "${v#GLIBC_}" 2.28 | sort -V | tail -1)" = 2.28 ] || problems+=("needs $v (above GLIBC_2.28)") ;;
+           *) problems+=("needs $v (a C++ runtime)") ;;
+         esac ;;
+    esac
+  done
+  # Undefined symbols: a non-weak one with no glibc version must be Node's (N-API).
+  local undefined exported
+  undefined=$(grep '\*UND\*' <<<"$syms" | grep -v '^[0-9a-f]* *w ' | grep -v 'GLIBC_' | awk '{ print $NF }' | grep -vE '^(napi_|node_api_)')
+  if [[ $dir == *-glibc ]] && [ -n "$undefined" ]; then problems+=("undefined without a glibc version: $(echo $undefined)"); fi
+  exported=$(grep -E '^[0-9a-f]+ ' <<<"$syms" | grep -v '\*UND\*' | awk '{ print $NF }' | sort | tr '\n' ' ')
+  [ "$exported" = "napi_register_module_v1 node_api_module_get_api_version_v1 " ] || problems+=("exports more than the N-API entry points: $exported")
+
+  if ((${#problems[@]})); then
+    printf '%s\n' "${problems[@]}"
+    return 1
+  fi
+  echo "$dir: needs $(echo $needed); highest symbol version: ${versions:+${versions##*$'\n'}}${versions:-none}"
+}
+# `ci-portability.sh --audit FILE TARGET`: only the ELF audit of one file.
+if [ "${1:-}" = --audit ]; then
+  audit "$2" "${3:-}"
+  exit
+fi
+
 part "tools"
 need=()
 command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
@@ -108,56 +165,6 @@ for target in linux-x64-glibc linux-arm64-glibc linux-x64-musl linux-arm64-musl;
 done
 
 part "ELF audit"
-# audit FILE: prints every problem, exits 1 if there is one.
-audit() {
-  local file=$1 dir machine objdump problems=()
-  dir=$(basename "$(dirname "$file")")
-  machine=$(readelf -h "$file" | awk -F: '/Machine:/ { gsub(/^ +/, "", $2); print $2 }')
-  case $dir in
-    linux-x64-*) [ "$machine" = "Advanced Micro Devices X86-64" ] || problems+=("machine is '$machine', not x86-64") ;;
-    linux-arm64-*) [ "$machine" = "AArch64" ] || problems+=("machine is '$machine', not AArch64") ;;
-    *) problems+=("unknown target directory $dir") ;;
-  esac
-  objdump=objdump
-  [ "$machine" = "AArch64" ] && objdump=aarch64-linux-gnu-objdump
-  readelf -S "$file" | grep -q '\.symtab' && problems+=("not stripped (has .symtab)")
-
-  local needed allowed
-  needed=$(readelf -d "$file" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
-  case $dir in
-    *-glibc) allowed='^(libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|ld-linux-x86-64\.so\.2|ld-linux-aarch64\.so\.1)$' ;;
-    *-musl) allowed='^libc\.so$' ;;
-  esac
-  for lib in $needed; do [[ $lib =~ $allowed ]] || problems+=("needs $lib"); done
-
-  # objdump -T: address, flags, section, size, [version], name. Versions of undefined symbols, and
-  # undefined symbols without a C library version that are not N-API's (Node provides those).
-  local syms
-  syms=$("$objdump" -T "$file") || problems+=("$objdump -T failed")
-  local versions
-  versions=$(grep -o '\(GLIBC\|GLIBCXX\|CXXABI\)_[0-9.]*' <<<"$syms" | sort -u -V)
-  for v in $versions; do
-    case $dir in
-      *-musl) problems+=("a musl binary needs $v") ;;
-      *) case $v in
-           GLIBC_*) [ "$(printf '%s\n' "${v#GLIBC_}" 2.28 | sort -V | tail -1)" = 2.28 ] || problems+=("needs $v (above GLIBC_2.28)") ;;
-           *) problems+=("needs $v (a C++ runtime)") ;;
-         esac ;;
-    esac
-  done
-  # Undefined symbols: a non-weak one with no glibc version must be Node's (N-API).
-  local undefined exported
-  undefined=$(grep '\*UND\*' <<<"$syms" | grep -v '^[0-9a-f]* *w ' | grep -v 'GLIBC_' | awk '{ print $NF }' | grep -vE '^(napi_|node_api_)')
-  if [[ $dir == *-glibc ]] && [ -n "$undefined" ]; then problems+=("undefined without a glibc version: $(echo $undefined)"); fi
-  exported=$(grep -E '^[0-9a-f]+ ' <<<"$syms" | grep -v '\*UND\*' | awk '{ print $NF }' | sort | tr '\n' ' ')
-  [ "$exported" = "napi_register_module_v1 node_api_module_get_api_version_v1 " ] || problems+=("exports more than the N-API entry points: $exported")
-
-  if ((${#problems[@]})); then
-    printf '%s\n' "${problems[@]}"
-    return 1
-  fi
-  echo "$dir: needs $(echo $needed); highest symbol version: ${versions:+${versions##*$'\n'}}${versions:-none}"
-}
 for file in "$pkg"/prebuilds/*/lockspace.node; do
   check "ELF audit of ${file#"$pkg"/}" audit "$file"
 done
