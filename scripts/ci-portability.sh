@@ -97,7 +97,9 @@ audit() {
     printf '%s\n' "${problems[@]}"
     return 1
   fi
-  echo "$dir: needs $(echo $needed); highest symbol version: ${versions:+${versions##*$'\n'}}${versions:-none}"
+  local highest=none
+  [ -n "$versions" ] && highest=${versions##*$'\n'}
+  echo "$dir: needs $(echo $needed); highest symbol version: $highest"
 }
 # `ci-portability.sh --audit FILE TARGET`: only the ELF audit of one file.
 if [ "${1:-}" = --audit ]; then
