@@ -1,3 +1,4 @@
+import * as path from 'path';
 import type { ErrorRecord } from './errors';
 
 /** Opaque handle of a lockspace directory in the native table. */
@@ -13,8 +14,9 @@ export interface NativeStats {
   idleFds: number;
   spareFds: number;
   pendingInThisThread: number;
-  /** Bytes allocated with malloc in the whole process (glibc mallinfo2). */
-  heapBytes: number;
+  /** Bytes allocated with malloc in the whole process (glibc's mallinfo2); absent where the C library
+   *  has no mallinfo2 (glibc before 2.33, musl). */
+  heapBytes?: number;
 }
 
 /** [request id, lease id (0 on failure), error record or undefined] */
@@ -58,48 +60,67 @@ export const SHARED = 1;
 export const AUTO_CREATE = 2;
 export const OFD = 4;
 
+type BindingsOptions = { bindings: string; module_root: string; prebuild?: string; try: string[][] };
+type Bindings = ((opts: BindingsOptions) => Binding) & { getRoot(file: string): string };
+
+/** The C library this process runs on: Node's report names the glibc it loaded, and nothing on musl. */
+function runningLibc(): 'glibc' | 'musl' {
+  // excludeNetwork (Node >= 20.13) skips the report's slow socket scan: only its header is read here.
+  const report = process.report as NodeJS.ProcessReport & { excludeNetwork?: boolean };
+  const excludeNetwork = report.excludeNetwork;
+  if (typeof excludeNetwork === 'boolean') report.excludeNetwork = true;
+  try {
+    const header = (report.getReport() as { header?: { glibcVersionRuntime?: string } }).header;
+    return header?.glibcVersionRuntime ? 'glibc' : 'musl';
+  } finally {
+    if (typeof excludeNetwork === 'boolean') report.excludeNetwork = excludeNetwork;
+  }
+}
+
+/** Why `bindings` gave up: it found no file (then it lists what it tried), or a file did not load. */
+function reason(err: unknown): string {
+  if (Array.isArray((err as { tries?: unknown }).tries)) return 'not found';
+  return err instanceof Error ? err.message.replace(/\s*\n\s*/g, ' ') : String(err);
+}
+
 /**
- * Loads the addon through `bindings`, trying the prebuilt N-API binary shipped in the package
- * (`prebuilds/<platform>-<arch>/lockspace.node`, built by scripts/build-prebuild.js) before a local
- * node-gyp build (`build/Release`, `build/Debug`). A prebuilt binary that exists but cannot be loaded
- * here (another libc, say) is passed over for a local build. With neither, the error says how to build.
+ * Loads the addon through `bindings`, with the package's own root and try-list: first a local build
+ * (`build/Release`, `build/Debug`: a checkout's node-gyp build, or `npm run build-from-source` in an
+ * installed package), then the prebuilt binary shipped in the package for this CPU and C library,
+ * `prebuilds/linux-<x64|arm64>-<glibc|musl>/lockspace.node` (scripts/build-prebuilds.js). A local build
+ * that exists but does not load (built for another Node or libc, say) is passed over for the prebuilt
+ * one. With neither, the error names each file, why it did not load, and how to build from source.
  */
 function load(): Binding {
-  type BindingsOptions = { bindings: string; module_root: string; prebuild: string; try: string[][] };
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const bindings = require('bindings') as ((opts: BindingsOptions) => Binding) & { getRoot(file: string): string };
+  const bindings = require('bindings') as Bindings;
   const moduleRoot = bindings.getRoot(__filename); // the package directory: dist/lib/ and lib/ both lie below it
-  const platform = `${process.platform}-${process.arch}`;
-  const local = [
-    ['module_root', 'build', 'Release', 'bindings'],
-    ['module_root', 'build', 'Debug', 'bindings'],
-  ];
-  const attempt = (tries: string[][]): Binding =>
-    bindings({ bindings: 'lockspace', module_root: moduleRoot, prebuild: platform, try: tries });
-  let cause: unknown;
+  const attempt = (tries: string[][], prebuild?: string): Binding =>
+    bindings({ bindings: 'lockspace', module_root: moduleRoot, prebuild, try: tries });
+  let localFailure: string;
   try {
-    return attempt([['module_root', 'prebuilds', 'prebuild', 'bindings'], ...local]);
+    return attempt([
+      ['module_root', 'build', 'Release', 'bindings'],
+      ['module_root', 'build', 'Debug', 'bindings'],
+    ]);
   } catch (err) {
-    cause = err;
+    localFailure = reason(err);
   }
-  // `bindings` stops at the first file that exists but fails to load; give a local build its turn.
-  if (!Array.isArray((cause as { tries?: unknown }).tries)) {
-    try {
-      return attempt(local);
-    } catch {
-      // report the first failure
-    }
+  const target = `${process.platform}-${process.arch}-${runningLibc()}`;
+  let prebuiltFailure: string;
+  try {
+    return attempt([['module_root', 'prebuilds', 'prebuild', 'bindings']], target);
+  } catch (err) {
+    prebuiltFailure = reason(err);
   }
-  const inPackage = moduleRoot.split(/[\\/]/).includes('node_modules');
-  const how = inPackage
-    ? `let npm run its install script, which builds it: \`npm install-scripts approve lockspace && npm rebuild lockspace\`, ` +
-      `or run that script yourself: \`cd ${moduleRoot} && npm run install\``
-    : `run \`npm run build:native\` in ${moduleRoot}`;
-  const detail = cause instanceof Error ? cause.message.replace(/\s*\n\s*/g, ' ') : String(cause);
+  const file = (...parts: string[]) => path.join(moduleRoot, ...parts, 'lockspace.node');
   throw new Error(
-    `lockspace: no native addon that loads on ${platform} (Node.js ${process.version}): ${detail}. ` +
-      `To build it from source (needs python3, make and a C++17 compiler), ${how}.`,
-    { cause },
+    `lockspace: no native addon loads on ${target} (Node.js ${process.version}).\n` +
+      `  prebuilt binary ${file('prebuilds', target)}: ${prebuiltFailure}\n` +
+      `  local build ${file('build', 'Release')}: ${localFailure}\n` +
+      'Prebuilt binaries cover linux-x64 and linux-arm64 with glibc 2.28 or later, or musl. ' +
+      'To build the addon from source (needs python3, make and a C++17 compiler), run: ' +
+      `cd ${moduleRoot} && npm run build-from-source`,
   );
 }
 

@@ -2,9 +2,9 @@
 // errors, and delivers the outcome of waiting requests to the JS thread that made them. No lock table
 // or fd logic lives here.
 #include <dlfcn.h>
-#include <malloc.h>
 
 #include <atomic>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -442,6 +442,20 @@ Napi::Value IsRemote(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), Registry::instance().isRemotePath(stringArg(info, 1, "name")));
 }
 
+// Bytes in use from malloc, process-wide (glibc's mallinfo2), or -1 where the C library cannot say.
+// mallinfo2 is new in glibc 2.33 and musl has no mallinfo at all, so the prebuilt binaries (glibc 2.28
+// and musl) look it up in the running process instead of linking it. The struct mirrors glibc's
+// `struct mallinfo2` (ten size_t fields), which the headers of older glibc and of musl do not declare.
+struct GlibcMallinfo2 {
+  size_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
+};
+
+double mallocBytesInUse() {
+  using Mallinfo2Fn = GlibcMallinfo2 (*)();
+  static const auto mallinfo2 = reinterpret_cast<Mallinfo2Fn>(dlsym(RTLD_DEFAULT, "mallinfo2"));
+  return mallinfo2 != nullptr ? static_cast<double>(mallinfo2().uordblks) : -1;
+}
+
 Napi::Value Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = Registry::instance().stats();
@@ -452,8 +466,8 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   o.Set("kernelWaits", Napi::Number::New(env, static_cast<double>(s.kernelWaits)));
   o.Set("idleFds", Napi::Number::New(env, static_cast<double>(s.idleFds)));
   o.Set("spareFds", Napi::Number::New(env, static_cast<double>(s.spareFds)));
-  // Bytes in use from malloc, process-wide: the bench divides its growth by the locks it holds.
-  o.Set("heapBytes", Napi::Number::New(env, static_cast<double>(mallinfo2().uordblks)));
+  // The bench divides its growth by the locks it holds; absent where the C library cannot say.
+  if (double heap = mallocBytesInUse(); heap >= 0) o.Set("heapBytes", Napi::Number::New(env, heap));
   o.Set("pendingInThisThread", Napi::Number::New(env, static_cast<double>(addon(env).pending)));
   return o;
 }

@@ -18,7 +18,7 @@ trap cleanup EXIT
 
 cd "$root"
 git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$work"
-rm -rf "$work/build" "$work/dist" "$work/prebuilds" # a prebuilt binary would be loaded before ours
+rm -rf "$work/build" "$work/dist" "$work/prebuilds" # no prebuilt binary to fall back on
 ln -s "$root/node_modules" "$work/node_modules"
 cd "$work"
 

@@ -1,15 +1,18 @@
-/* The package as users get it: `npm pack` (which runs prepack: the prebuilt N-API binary, and
- * prepare: tsc) in a scratch copy of this checkout, then `npm install --offline <tarball>` into a new
- * empty project with npm's defaults (npm 11 blocks a dependency's install scripts, so nothing is
- * compiled there), then require / import / the `lockspace` bin / TypeScript against the installed
- * copy, each taking a real lock that python's fcntl.lockf sees. */
+/* The package as users get it: `npm pack` (which runs prepack: tsc and the prebuilt N-API binaries) in
+ * a scratch copy of this checkout, then `npm install --strict-allow-scripts <tarball>` into a new empty
+ * project (it fails if the package has an install script), then require / import / the `lockspace` bin /
+ * TypeScript against the installed copy, each taking a real lock that python's fcntl.lockf sees, and
+ * `npm run build-from-source` inside it. The install reads npm's cache first and the registry for what
+ * the cache lacks (the checkout's `npm ci` caches tarballs but not the registry metadata an install of
+ * a new tarball needs). scripts/ci-portability.sh proves the rest: other Node versions, arm64, pnpm, the
+ * ELF audit, musl. */
 import * as fs from 'fs';
 import * as path from 'path';
 import { execFileSync, spawnSync, SpawnSyncReturns } from 'child_process';
 import { mkTmpDir, python, rmTmpDir, sha256hex, spawnPythonHolder } from './helpers';
 
 const ROOT = path.join(__dirname, '..');
-const PLATFORM = `${process.platform}-${process.arch}`;
+const PLATFORM = `${process.platform}-${process.arch}-glibc`; // the CI machines run glibc
 
 let work: string;
 let tarball: string;
@@ -52,17 +55,22 @@ beforeAll(() => {
   expect(tarballs).toHaveLength(1);
   tarball = path.join(work, tarballs[0]);
   expect(fs.existsSync(path.join(src, 'prebuilds'))).toBe(false); // postpack cleaned up
+  expect(fs.existsSync(path.join(src, 'scripts', 'binding.gyp'))).toBe(false);
 
   consumer = path.join(work, 'consumer');
   fs.mkdirSync(consumer);
   fs.writeFileSync(path.join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
-  ok(run('npm', ['install', '--offline', '--no-audit', '--no-fund', tarball], consumer), 'npm install');
+  const install = ok(
+    run('npm', ['install', '--strict-allow-scripts', '--prefer-offline', '--no-audit', '--no-fund', tarball], consumer),
+    'npm install',
+  );
+  expect(install).not.toMatch(/script/i);
   installed = path.join(consumer, 'node_modules', 'lockspace');
 }, 900_000);
 
 afterAll(() => rmTmpDir(work));
 
-test('the tarball holds what runs: built JS and types, the ESM wrapper, the prebuilt binary, sources to rebuild', () => {
+test('the tarball holds what runs: built JS and types, the ESM wrapper, the prebuilt binaries, sources to rebuild', () => {
   const files = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' })
     .split('\n')
     .filter(Boolean)
@@ -79,20 +87,28 @@ test('the tarball holds what runs: built JS and types, the ESM wrapper, the preb
       'dist/lib/cli.js',
       'lib/index.mjs',
       'lib/index.d.mts',
-      `prebuilds/${PLATFORM}/lockspace.node`,
-      'binding.gyp',
+      'prebuilds/linux-x64-glibc/lockspace.node',
+      'prebuilds/linux-arm64-glibc/lockspace.node',
+      'prebuilds/linux-x64-musl/lockspace.node',
+      'prebuilds/linux-arm64-musl/lockspace.node',
+      'scripts/binding.gyp',
+      'scripts/build-from-source.js',
       'native/binding.cc',
       'native/core/registry.cc',
-      'scripts/install.js',
+      'LICENSE',
     ]),
   );
+  // A root binding.gyp would make npm compile at install time; the package runs no install script.
+  expect(files).not.toContain('binding.gyp');
+  const scripts = Object.keys(JSON.parse(fs.readFileSync(path.join(installed, 'package.json'), 'utf8')).scripts);
+  expect(scripts.filter((s) => ['preinstall', 'install', 'postinstall', 'prepare'].includes(s))).toEqual([]);
   const unwanted = files.filter((f) =>
-    /^(test|bench|\.ci|build|node_modules|dist\/bench)\/|\.map$|^dist\/lib\/demo\.|^lib\/.*\.ts$|^scripts\/build-prebuild|^tsconfig|^eslint|^\.clang-format/.test(f),
+    /^(test|bench|\.ci|build|node_modules|dist\/bench|native\/test)\/|\.map$|^dist\/lib\/demo\.|^lib\/.*\.ts$|^scripts\/(build-prebuilds|ci-|test-|valgrind)|^tsconfig|^eslint|^\.clang-format/.test(f),
   );
   expect(unwanted).toEqual([]);
 });
 
-test('installing with npm defaults compiles nothing: no build/ directory, the prebuilt binary is there', () => {
+test('installing compiles nothing: no build/ directory, the prebuilt binary is there', () => {
   expect(fs.existsSync(path.join(installed, 'build'))).toBe(false);
   expect(fs.statSync(path.join(installed, 'prebuilds', PLATFORM, 'lockspace.node')).isFile()).toBe(true);
 });
@@ -205,7 +221,7 @@ test("a TypeScript user's code type-checks against the installed package, ESM an
   ok(run(process.execPath, [tsc, '-p', path.join(ts, 'tsconfig.json')], ts), 'tsc');
 });
 
-test('without a binary that loads, the error says exactly how to build one', () => {
+test('without a binary that loads, the error names each file tried and how to build from source', () => {
   // A copy of the installed project without prebuilds/ (and nothing in build/).
   const broken = path.join(work, 'broken');
   fs.cpSync(path.join(consumer, 'node_modules'), path.join(broken, 'node_modules'), { recursive: true, verbatimSymlinks: true });
@@ -213,25 +229,29 @@ test('without a binary that loads, the error says exactly how to build one', () 
   fs.rmSync(path.join(pkg, 'prebuilds'), { recursive: true });
   const r = run(process.execPath, ['-e', "require('lockspace')"], broken);
   expect(r.status).not.toBe(0);
-  const message = /^Error: (lockspace: .*)$/m.exec(r.stderr)?.[1];
-  expect(message).toContain(`lockspace: no native addon that loads on ${PLATFORM}`);
-  expect(message).toContain(path.join(pkg, 'prebuilds', PLATFORM, 'lockspace.node'));
-  expect(message).toContain(path.join(pkg, 'build', 'Release', 'lockspace.node'));
-  expect(message).toContain('needs python3, make and a C++17 compiler');
-  expect(message).toContain('`npm install-scripts approve lockspace && npm rebuild lockspace`');
-  expect(message).toContain(`\`cd ${pkg} && npm run install\``);
+  const message = r.stderr.slice(r.stderr.indexOf('Error: lockspace:') + 'Error: '.length, r.stderr.indexOf('\n    at '));
+  expect(message).toBe(
+    `lockspace: no native addon loads on ${PLATFORM} (Node.js ${process.version}).\n` +
+      `  prebuilt binary ${path.join(pkg, 'prebuilds', PLATFORM, 'lockspace.node')}: not found\n` +
+      `  local build ${path.join(pkg, 'build', 'Release', 'lockspace.node')}: not found\n` +
+      'Prebuilt binaries cover linux-x64 and linux-arm64 with glibc 2.28 or later, or musl. ' +
+      'To build the addon from source (needs python3, make and a C++17 compiler), run: ' +
+      `cd ${pkg} && npm run build-from-source`,
+  );
 
-  // A prebuilt file that exists but does not load is reported (and a local build would be tried next).
+  // A prebuilt file that exists but does not load is reported with the loader's reason.
   fs.mkdirSync(path.join(pkg, 'prebuilds', PLATFORM), { recursive: true });
   fs.writeFileSync(path.join(pkg, 'prebuilds', PLATFORM, 'lockspace.node'), 'not an ELF file');
   const r2 = run(process.execPath, ['-e', "require('lockspace')"], broken);
   expect(r2.status).not.toBe(0);
-  expect(r2.stderr).toMatch(/lockspace: no native addon that loads on .*lockspace\.node: (file too short|invalid ELF header)/);
+  expect(r2.stderr).toMatch(/prebuilt binary .*lockspace\.node: .*lockspace\.node: (file too short|invalid ELF header)\n/);
 });
 
-test('the install script, when a user approves it, keeps the prebuilt binary instead of compiling', () => {
-  const r = run(process.execPath, [path.join(installed, 'scripts', 'install.js')], installed);
-  expect(r.status).toBe(0);
-  expect(r.stdout).toContain(`using the prebuilt prebuilds/${PLATFORM}/lockspace.node`);
-  expect(fs.existsSync(path.join(installed, 'build'))).toBe(false);
-});
+test('`npm run build-from-source` in the installed package builds build/Release, which is then loaded first', () => {
+  const built = ok(run('npm', ['run', 'build-from-source'], installed), 'npm run build-from-source');
+  const file = path.join(fs.realpathSync(installed), 'build', 'Release', 'lockspace.node');
+  expect(built).toContain(`lockspace: built ${file}`);
+  expect(fs.existsSync(path.join(installed, 'build', 'source'))).toBe(false); // the scratch tree is gone
+  expect(lockFromConsumer(false)).toEqual({ whileHeld: 'busy', natives: [file] });
+  fs.rmSync(path.join(installed, 'build'), { recursive: true });
+}, 600_000);
