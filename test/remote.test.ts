@@ -6,11 +6,13 @@ import { spawnSync } from 'child_process';
 import { pbkdf2 } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { _debug, Lease, LockSpace } from '../lib';
+import { Lease, LockSpace } from '../lib';
+import { _debug } from '../lib/internal';
 import {
   catchErr,
   countFds,
   DIST_INDEX,
+  DIST_INTERNAL,
   expectTableEmpty,
   Holder,
   outsideProbe,
@@ -154,7 +156,8 @@ test('a timeout that fires before the first attempt ran withdraws it as well', a
 
 test('a process with remote waits exits on its own once they are settled', () => {
   const script = `
-    const { LockSpace, _debug } = require(${JSON.stringify(DIST_INDEX)});
+    const { LockSpace } = require(${JSON.stringify(DIST_INDEX)});
+    const { _debug } = require(${JSON.stringify(DIST_INTERNAL)});
     _debug.setForceRemote(true);
     (async () => {
       const ls = LockSpace.open(${JSON.stringify(tmp.dir)});
