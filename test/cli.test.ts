@@ -1,4 +1,4 @@
-/* The operator CLI (lib/cli.ts), end to end through the compiled binary `node dist/lib/cli.js`: help,
+/* The operator CLI (lib/cli.ts, commands in lib/cli/), end to end through the compiled binary `node dist/lib/cli.js`: help,
  * usage errors, `name`, `run` (exit status, signals, busy/wait against python's fcntl.lockf, path
  * mode, autoCreate) and `status` (/proc/locks and probing), plus NODE_DEBUG=lockspace logging. */
 import * as fs from 'fs';
@@ -17,8 +17,8 @@ import {
 } from './helpers';
 
 const CLI = path.join(__dirname, '../dist/lib/cli.js');
-/** The command name the kernel gives a node process (/proc/PID/comm). */
-const NODE_COMM = path.basename(process.execPath).slice(0, 15);
+/** The command name of lockspace's own processes (/proc/PID/comm): the CLI sets process.title. */
+const LOCKSPACE_COMM = 'lockspace';
 
 interface Result {
   status: number | null;
@@ -427,8 +427,8 @@ describe('status', () => {
     const run = cliAsync(['run', '--wait', dir, 'web', '--', 'true']);
     await waitFor(() => fs.readFileSync('/proc/locks', 'utf8').includes(`-> POSIX  ADVISORY  WRITE ${run.child.pid} `), 'waiter');
     const st = status([dir]);
-    expect(st.resources[0].waiters).toEqual([{ pid: run.child.pid, command: NODE_COMM, type: 'POSIX', mode: 'exclusive' }]);
-    expect(cli(['status', dir]).stdout).toMatch(new RegExp(`^web\\s+waiting \\(exclusive\\)\\s+${run.child.pid}\\s+${NODE_COMM}\\s+POSIX$`, 'm'));
+    expect(st.resources[0].waiters).toEqual([{ pid: run.child.pid, command: LOCKSPACE_COMM, type: 'POSIX', mode: 'exclusive' }]);
+    expect(cli(['status', dir]).stdout).toMatch(new RegExp(`^web\\s+waiting \\(exclusive\\)\\s+${run.child.pid}\\s+${LOCKSPACE_COMM}\\s+POSIX$`, 'm'));
     run.child.kill('SIGTERM');
     await run.done;
   });
@@ -442,7 +442,7 @@ describe('status', () => {
         name: 'job',
         path: path.join(dir, 'job'),
         state: 'shared',
-        holders: [{ pid: run.child.pid, command: NODE_COMM, type: 'POSIX', mode: 'shared' }],
+        holders: [{ pid: run.child.pid, command: LOCKSPACE_COMM, type: 'POSIX', mode: 'shared' }],
         waiters: [],
       },
     ]);
