@@ -316,7 +316,13 @@ export class LockSpace {
       request = -result;
     }
     if (debug.enabled) debug('wait %s %s owner=%j', this.#path(n), a.shared ? 'shared' : 'exclusive', a.owner);
-    const lease = await awaitGrant(request, { signal, timeout: a.timeout, path: this.#path(n) }, started);
+    let lease: number;
+    try {
+      lease = await awaitGrant(request, { signal, timeout: a.timeout, path: this.#path(n) }, started);
+    } catch (err) {
+      if (debug.enabled) debug('acquire failed %s: %s', this.#path(n), (err as Error).message);
+      throw err;
+    }
     return this.#lease(lease, n, a, onPool);
   }
 
