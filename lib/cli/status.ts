@@ -84,6 +84,12 @@ function fromProcLocks(found: FileLocks, probeIt: () => Probed | undefined): Omi
     const probed = probeIt();
     // The lines may be another subvolume's file with the same inode number: the probe decides.
     if (probed && probed.state !== 'unknown' && probed.state !== state) return { ...probed, waiters: [] };
+    // One exclusive holder at a time: F_GETLK's pid picks it out of the lines.
+    const pid = probed?.state === 'exclusive' ? probed.holders[0]?.pid : null;
+    if (pid != null) {
+      const holders = found.holders.filter((h) => h.pid === pid);
+      return { state, holders: holders.length > 0 ? holders : probed!.holders, waiters: found.waiters };
+    }
   }
   return { state, holders: found.holders, waiters: found.waiters };
 }
