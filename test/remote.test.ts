@@ -178,3 +178,23 @@ test('a process with remote waits exits on its own once they are settled', () =>
   expect(r.status).toBe(0);
   expect(r.stdout.trim()).toMatch(/^done (ABORT_ERR|granted)$/);
 });
+
+test("path mode: a lease releases on the threadpool when its file is remote, whatever the directory handle says", async () => {
+  // The path-mode handle is opened while nothing is remote; the file then is (as on an NFS mount
+  // under a local root).
+  _debug.setForceRemote(false);
+  const ls = LockSpace.open(null);
+  _debug.setForceRemote(true);
+  const file = path.join(tmp.dir, 'disk.img');
+  fs.writeFileSync(file, '');
+  const lease = await ls.acquire(file);
+  expect(await outsideProbe(file)).toBe('busy');
+  const busy = occupyThreadpool();
+  const releasing = lease.release();
+  // Queued behind the busy threadpool, not run on this thread: still held.
+  expect(stats().leases).toBe(1);
+  await releasing;
+  expect(stats().leases).toBe(0);
+  await busy;
+  expect(await outsideProbe(file)).toBe('locked');
+});
