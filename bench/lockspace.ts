@@ -60,7 +60,9 @@ export function loadLockspace(): LockspaceModule | string {
   const missing = REQUIRED.filter((file) => !fs.existsSync(file));
   if (missing.length > 0) return `lockspace not built (missing ${missing.map((f) => path.relative(ROOT, f)).join(', ')})`;
   try {
-    return require(REQUIRED[1]) as LockspaceModule;
+    // Test hooks live in the internal entry, beside the public one.
+    const internal = require(path.join(ROOT, 'dist', 'lib', 'internal.js')) as Pick<LockspaceModule, '_debug'>;
+    return { ...(require(REQUIRED[1]) as LockspaceModule), _debug: internal._debug };
   } catch (e) {
     return `lockspace failed to load: ${(e as Error).message.split('\n')[0]}`;
   }

@@ -16,13 +16,38 @@ for (const [code, description] of [
   if (errnum !== undefined && !errorMap.has(-errnum)) errorMap.set(-errnum, [code, description]);
 }
 
+/** The system error codes a LockspaceError can carry (Linux errno names; EUNKNOWN for any other). */
+const SYSTEM_CODES = [
+  'E2BIG', 'EACCES', 'EADDRINUSE', 'EADDRNOTAVAIL', 'EAFNOSUPPORT', 'EAGAIN', 'EALREADY', 'EBADF', 'EBADMSG',
+  'EBUSY', 'ECANCELED', 'ECHILD', 'ECONNABORTED', 'ECONNREFUSED', 'ECONNRESET', 'EDEADLK', 'EDESTADDRREQ',
+  'EDOM', 'EDQUOT', 'EEXIST', 'EFAULT', 'EFBIG', 'EHOSTUNREACH', 'EIDRM', 'EILSEQ', 'EINPROGRESS', 'EINTR',
+  'EINVAL', 'EIO', 'EISCONN', 'EISDIR', 'ELOOP', 'EMFILE', 'EMLINK', 'EMSGSIZE', 'EMULTIHOP', 'ENAMETOOLONG',
+  'ENETDOWN', 'ENETRESET', 'ENETUNREACH', 'ENFILE', 'ENOBUFS', 'ENODATA', 'ENODEV', 'ENOENT', 'ENOEXEC',
+  'ENOLCK', 'ENOLINK', 'ENOMEM', 'ENOMSG', 'ENOPROTOOPT', 'ENOSPC', 'ENOSR', 'ENOSTR', 'ENOSYS', 'ENOTCONN',
+  'ENOTDIR', 'ENOTEMPTY', 'ENOTSOCK', 'ENOTSUP', 'ENOTTY', 'ENXIO', 'EOPNOTSUPP', 'EOVERFLOW', 'EPERM', 'EPIPE',
+  'EPROTO', 'EPROTONOSUPPORT', 'EPROTOTYPE', 'ERANGE', 'EROFS', 'ESPIPE', 'ESRCH', 'ESTALE', 'ETIME',
+  'ETIMEDOUT', 'ETXTBSY', 'EWOULDBLOCK', 'EXDEV', 'EUNKNOWN',
+] as const;
+
+/** `LockspaceError#code`: a system error code, or ERR_LOCK_NOT_HELD for a release by a non-holder. */
+export type LockspaceErrorCode = (typeof SYSTEM_CODES)[number] | 'ERR_LOCK_NOT_HELD';
+
+const KNOWN_CODES: ReadonlySet<string> = new Set<string>([...SYSTEM_CODES, 'ERR_LOCK_NOT_HELD']);
+
+/** `code` as a LockspaceErrorCode: an unknown one becomes EUNKNOWN (libuv's name for it). */
+export function knownCode(code: string): LockspaceErrorCode {
+  return KNOWN_CODES.has(code) ? (code as LockspaceErrorCode) : 'EUNKNOWN';
+}
+
 /**
  * Every failure lockspace reports, in the shape of Node's fs errors: `code` (e.g. `'EBUSY'`),
- * `errno` (negative, as in Node), `syscall` and `path` where they apply.
+ * `errno` (negative, as in Node), `syscall` and `path` where they apply. (Bad arguments are
+ * TypeErrors with Node's ERR_INVALID_ARG_TYPE / ERR_INVALID_ARG_VALUE / ERR_OUT_OF_RANGE codes, and
+ * an abort is an AbortError, as in Node's own APIs.)
  */
 export class LockspaceError extends Error {
   /** `'EBUSY'`, `'ENOENT'`, ... or `'ERR_LOCK_NOT_HELD'`. */
-  readonly code: string;
+  readonly code: LockspaceErrorCode;
   /** Negative errno, as Node reports it; undefined for `ERR_LOCK_NOT_HELD`. */
   readonly errno?: number;
   readonly syscall?: string;
@@ -35,7 +60,7 @@ export class LockspaceError extends Error {
   constructor(
     message: string,
     props: {
-      code: string;
+      code: LockspaceErrorCode | string;
       errno?: number;
       syscall?: string;
       path?: string;
@@ -45,13 +70,21 @@ export class LockspaceError extends Error {
   ) {
     super(message);
     this.name = 'LockspaceError';
-    this.code = props.code;
+    this.code = knownCode(props.code);
     if (props.errno !== undefined) this.errno = props.errno;
     if (props.syscall !== undefined) this.syscall = props.syscall;
     if (props.path !== undefined) this.path = props.path;
     if (props.heldByThisProcess !== undefined) this.heldByThisProcess = props.heldByThisProcess;
     if (props.holderPid !== undefined) this.holderPid = props.holderPid;
   }
+}
+
+/** True when `err` is a LockspaceError (with this `code`, if given): a type guard for catch blocks. */
+export function isLockspaceError<C extends LockspaceErrorCode = LockspaceErrorCode>(
+  err: unknown,
+  code?: C,
+): err is LockspaceError & { readonly code: C } {
+  return err instanceof LockspaceError && (code === undefined || err.code === code);
 }
 
 /** A Node-style system error: `CODE: description, syscall 'path' (detail)`. */
@@ -123,6 +156,13 @@ function describe(value: unknown): string {
 export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
   const err = new TypeError(`The "${name}" argument must be ${expected}. ${describe(actual)}`);
   (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_TYPE';
+  return err;
+}
+
+/** Node's ERR_OUT_OF_RANGE. */
+export function outOfRange(name: string, range: string, value: unknown): RangeError {
+  const err = new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${util.inspect(value)}`);
+  (err as RangeError & { code: string }).code = 'ERR_OUT_OF_RANGE';
   return err;
 }
 

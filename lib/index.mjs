@@ -3,5 +3,5 @@
 // both) and one binding. test/esm.test.ts checks that the names here match the CommonJS exports.
 import cjs from '../dist/lib/index.js';
 
-export const { AbortError, Lease, LockSpace, LockspaceError, resourceNameForPath, _debug } = cjs;
+export const { AbortError, Lease, LockSpace, LockspaceError, isLockspaceError, resourceNameForPath } = cjs;
 export default cjs;

@@ -1,10 +1,13 @@
-import { resolve as resolvePath } from 'node:path';
 import { debuglog } from 'node:util';
-import { threadId } from 'node:worker_threads';
+import { isMainThread, threadId } from 'node:worker_threads';
 
-import { AbortError, ErrorRecord, fromRecord, invalidArgType, invalidArgValue, LockspaceError, timeoutError } from './errors';
-import { AUTO_CREATE, binding, Delivery, DirHandle, isErrorRecord, OFD, SHARED } from './native';
-import { checkName, checkOptions, checkOwner, Owner, ownerFromKey, ownerKey } from './validate';
+import { AcquireMessage, publishRelease, releaseObserved, traceAcquire, traceAcquireSync } from './diagnostics';
+import { ErrorRecord, fromRecord, invalidArgValue, LockspaceError } from './errors';
+import { AUTO_CREATE, binding, DirHandle, isErrorRecord, OFD, SHARED } from './native';
+import { absoluteAsKernel } from './paths';
+import { checkName, checkOwner, checkPath, Owner, ownerFromKey, ownerKey, readOptions, signalAborted } from './validate';
+import { abortError, awaitGrant } from './waits';
+import { LockManager } from './locks';
 
 const debug = debuglog('lockspace');
 const native = binding;
@@ -19,28 +22,40 @@ export type { Owner } from './validate';
  *  other processes' POSIX locks (virtlockd, `fcntl.lockf`). */
 export type LockType = 'posix' | 'ofd';
 
+// Every option also accepts `undefined` explicitly (for `exactOptionalPropertyTypes` users).
+
 export interface LockSpaceOptions {
   /** Default `'posix'`. */
-  lockType?: LockType;
+  lockType?: LockType | undefined;
 }
 
 export interface AcquireSyncOptions {
   /** Shared (read) lock instead of exclusive (write). Shared holders in this process join one lock. */
-  shared?: boolean;
+  shared?: boolean | undefined;
   /** Create the file (mode 0600) if missing, and delete it when the last owner releases it. */
-  autoCreate?: boolean;
+  autoCreate?: boolean | undefined;
   /** Who holds it (any number or non-empty string); default: the calling thread's `threadId`. */
-  owner?: Owner;
+  owner?: Owner | undefined;
 }
 
-export interface AcquireOptions extends AcquireSyncOptions {
-  /** Wait until the lock is free instead of failing with EBUSY. */
-  wait?: boolean;
-  /** With `wait`: give up after this many milliseconds (rejects with ETIMEDOUT). */
-  timeout?: number;
-  /** With `wait`: abort the wait (rejects with an AbortError). */
-  signal?: AbortSignal;
+/** Acquire without waiting: EBUSY at once when held. */
+export interface AcquireNowOptions extends AcquireSyncOptions {
+  wait?: false | undefined;
+  timeout?: undefined;
+  signal?: undefined;
 }
+
+/** Acquire, waiting until the lock is free (FIFO within this process). */
+export interface AcquireWaitOptions extends AcquireSyncOptions {
+  wait: true;
+  /** Give up after this many milliseconds (rejects with ETIMEDOUT); any non-negative number. */
+  timeout?: number | undefined;
+  /** Abort the wait (rejects with an AbortError). */
+  signal?: AbortSignal | undefined;
+}
+
+/** `timeout` and `signal` go with `wait: true` only. */
+export type AcquireOptions = AcquireNowOptions | AcquireWaitOptions;
 
 export interface ResourceInfo {
   name: string;
@@ -51,13 +66,33 @@ export interface ResourceInfo {
 }
 
 const SYNC_OPTIONS = { shared: 'boolean', autoCreate: 'boolean', owner: 'owner' } as const;
-const ASYNC_OPTIONS = { ...SYNC_OPTIONS, wait: 'boolean', timeout: 'number', signal: 'signal' } as const;
-const OPEN_OPTIONS = { lockType: 'string' } as const;
+const ASYNC_OPTIONS = { ...SYNC_OPTIONS, wait: 'boolean', timeout: 'timeout', signal: 'signal' } as const;
+const OPEN_OPTIONS = { lockType: 'lockType' } as const;
+
+/** Options as read and validated: each read once from the caller's object. */
+interface Acquisition {
+  shared: boolean;
+  autoCreate: boolean;
+  owner: Owner;
+  key: string;
+  wait: boolean;
+  timeout?: number;
+  signal?: AbortSignal;
+}
 
 const disposeSymbol: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('nodejs.dispose');
 const asyncDisposeSymbol: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose');
 
 const LEASE_TOKEN: unique symbol = Symbol('lockspace.lease');
+
+/** Worker threads, with NODE_DEBUG=lockspace: the leases still held when the thread exits, which
+ *  the exit releases (a normal exit runs 'exit' listeners; terminate() runs no JavaScript). */
+const heldAtExit: Set<Lease> | undefined = debug.enabled && !isMainThread ? new Set() : undefined;
+if (heldAtExit) {
+  process.once('exit', () => {
+    for (const lease of heldAtExit) if (!lease.released) debug('release %s owner=%j (worker exit)', lease.path, lease.owner);
+  });
+}
 
 /** A held lock. Release it once (further releases do nothing); `await using` releases it too. */
 export class Lease {
@@ -67,18 +102,20 @@ export class Lease {
   readonly owner: Owner;
   #id: number;
   #prefix: string;
-  #remote: boolean;
+  /** Whether its file's syscalls run on libuv's threadpool (a network file system). */
+  #onPool: boolean;
   #released = false;
 
   /** Leases come from `acquire`/`acquireSync` only: the token is not exported. */
-  constructor(token: typeof LEASE_TOKEN, id: number, name: string, prefix: string, shared: boolean, owner: Owner, remote: boolean) {
+  constructor(token: typeof LEASE_TOKEN, id: number, name: string, prefix: string, shared: boolean, owner: Owner, onPool: boolean) {
     if (token !== LEASE_TOKEN) throw new TypeError('Illegal constructor: leases come from LockSpace#acquire');
     this.#id = id;
     this.name = name;
     this.#prefix = prefix;
     this.shared = shared;
     this.owner = owner;
-    this.#remote = remote;
+    this.#onPool = onPool;
+    heldAtExit?.add(this);
   }
 
   /** The file it locks. */
@@ -95,16 +132,21 @@ export class Lease {
   releaseSync(): void {
     if (this.#released) return;
     this.#released = true;
-    const released = native.release(this.#id);
-    if (debug.enabled && released) debug('release %s owner=%j', this.path, this.owner);
+    this.#released_(native.release(this.#id));
   }
 
   async release(): Promise<void> {
-    if (!this.#remote) return this.releaseSync();
+    if (!this.#onPool) return this.releaseSync();
     if (this.#released) return;
     this.#released = true;
-    const released = await native.releaseAsync(this.#id);
-    if (debug.enabled && released) debug('release %s owner=%j', this.path, this.owner);
+    this.#released_((await native.releaseAsync(this.#id)) !== 0);
+  }
+
+  #released_(released: boolean | number): void {
+    heldAtExit?.delete(this);
+    if (!released) return;
+    if (debug.enabled) debug('release %s owner=%j', this.path, this.owner);
+    publishRelease(() => ({ name: this.name, path: this.path, owner: this.owner, via: 'lease' }));
   }
 
   [disposeSymbol](): void {
@@ -116,33 +158,9 @@ export class Lease {
   }
 }
 
-interface Pending {
-  resolve(lease: number): void;
-  reject(error: Error): void;
-}
-
-const pending = new Map<number, Pending>();
-
-native.setDispatcher((batch: Delivery[]) => {
-  for (const [request, lease, error] of batch) {
-    const p = pending.get(request);
-    if (!p) {
-      if (lease > 0) native.release(lease);  // nobody to give it to: never leak a lock
-      continue;
-    }
-    pending.delete(request);
-    if (error) p.reject(fromRecord(error));
-    else p.resolve(lease);
-  }
-});
-
 function throwIfError<T>(result: T): Exclude<T, unknown[]> {
   if (isErrorRecord(result)) throw fromRecord(result);
   return result as Exclude<T, unknown[]>;
-}
-
-function abortError(signal: AbortSignal): AbortError {
-  return new AbortError(undefined, { cause: signal.reason });
 }
 
 /**
@@ -157,6 +175,7 @@ export class LockSpace {
   #remote: boolean;
   #kind: number;
   #prefix: string;
+  #locks: LockManager | undefined;
 
   private constructor(handle: DirHandle, directory: string | null, remote: boolean, lockType: LockType) {
     this.#handle = handle;
@@ -169,19 +188,14 @@ export class LockSpace {
 
   /**
    * Opens the lockspace in `directory` (created with mode 0700, parents too, if missing), or the
-   * path-mode lockspace when `directory` is null.
+   * path-mode lockspace when `directory` is null. The directory is resolved as the kernel does
+   * (`link/..` is the parent of link's target).
    */
   static open(directory: string | null, options?: LockSpaceOptions): LockSpace {
-    if (directory !== null && typeof directory !== 'string') {
-      throw invalidArgType('directory', 'of type string or null', directory);
-    }
-    if (directory === '') throw invalidArgValue('directory', directory, 'must not be empty');
-    if (typeof directory === 'string' && directory.includes('\0')) {
-      throw invalidArgValue('directory', directory, 'must not contain NUL bytes');
-    }
-    const opts = checkOpenOptions(options);
+    const dir = checkPath('directory', directory, true);
+    const opts = readOptions<LockSpaceOptions>(options, OPEN_OPTIONS, 'LockSpace.open');
     const lockType = opts.lockType ?? 'posix';
-    const opened = throwIfError(native.openDir(directory === null ? null : resolvePath(directory)));
+    const opened = throwIfError(native.openDir(dir === null ? null : absoluteAsKernel(dir)));
     return new LockSpace(opened.handle, opened.path, opened.remote, lockType);
   }
 
@@ -190,26 +204,45 @@ export class LockSpace {
     return native.closeIdleFds();
   }
 
+  /** A Web Locks-shaped manager (`navigator.locks` style) on this lockspace. */
+  get locks(): LockManager {
+    return (this.#locks ??= new LockManager(this));
+  }
+
   #path(name: string): string {
     return this.#prefix + name;
   }
 
-  #remoteFor(name: string): boolean {
-    return this.directory === null ? native.isRemote(this.#handle, name) : this.#remote;
+  /**
+   * The one place that decides where a call's syscalls run: on the calling thread (local file
+   * systems answer at once), or on libuv's threadpool (`true`: a network file system may take
+   * seconds). `name` null: any file of this lockspace (releaseOwner). A lease keeps its file's answer.
+   */
+  #onPool(name: string | null): boolean {
+    if (this.directory !== null) return this.#remote;
+    return name === null || native.isRemote(this.#handle, name);
   }
 
   #name(name: unknown): string {
     return checkName(name, this.directory === null);
   }
 
-  #lease(result: number | unknown[], name: string, shared: boolean, owner: Owner): Lease {
+  #lease(result: number | ErrorRecord, name: string, a: Acquisition, onPool?: boolean): Lease {
     if (isErrorRecord(result)) {
       const err = fromRecord(result);
       if (debug.enabled) debug('%s %s: %s', err.code === 'EBUSY' ? 'conflict' : 'acquire failed', this.#path(name), err.message);
       throw err;
     }
-    if (debug.enabled) debug('acquire %s %s owner=%j', this.#path(name), shared ? 'shared' : 'exclusive', owner);
-    return new Lease(LEASE_TOKEN, result as number, name, this.#prefix, shared, owner, this.#remote);
+    if (debug.enabled) debug('acquire %s %s owner=%j', this.#path(name), a.shared ? 'shared' : 'exclusive', a.owner);
+    return new Lease(LEASE_TOKEN, result, name, this.#prefix, a.shared, a.owner, onPool ?? this.#onPool(name));
+  }
+
+  #flags(a: Acquisition): number {
+    return (a.shared ? SHARED : 0) | (a.autoCreate ? AUTO_CREATE : 0) | this.#kind;
+  }
+
+  #message(name: string, a: Acquisition): () => AcquireMessage {
+    return () => ({ name, path: this.#path(name), shared: a.shared, owner: a.owner, wait: a.wait });
   }
 
   /** Creates the resource file (mode 0600). EEXIST if it exists; EBUSY if this process holds it. */
@@ -219,7 +252,7 @@ export class LockSpace {
 
   async create(name: string): Promise<void> {
     const n = this.#name(name);
-    throwIfError(this.#remoteFor(n) ? await native.createAsync(this.#handle, n) : native.create(this.#handle, n));
+    throwIfError(this.#onPool(n) ? await native.createAsync(this.#handle, n) : native.create(this.#handle, n));
   }
 
   /** Deletes the resource file, after locking it exclusively: EBUSY if held here or by another
@@ -231,101 +264,66 @@ export class LockSpace {
   async delete(name: string): Promise<void> {
     const n = this.#name(name);
     throwIfError(
-      this.#remoteFor(n) ? await native.removeAsync(this.#handle, n, this.#kind) : native.remove(this.#handle, n, this.#kind),
+      this.#onPool(n) ? await native.removeAsync(this.#handle, n, this.#kind) : native.remove(this.#handle, n, this.#kind),
     );
   }
 
   /** Acquires without waiting: EBUSY at once if this process or another one holds it. */
   acquireSync(name: string, options?: AcquireSyncOptions): Lease {
     const n = this.#name(name);
-    if (options === undefined) {
-      return this.#lease(native.acquire(this.#handle, n, this.#kind, THREAD_OWNER_KEY), n, false, THREAD_ID);
-    }
-    const opts = checkOptions<AcquireSyncOptions>(options, SYNC_OPTIONS, 'acquireSync (it never waits; use acquire)');
-    const shared = opts.shared === true;
-    const owner = opts.owner ?? THREAD_ID;
-    const flags = (shared ? SHARED : 0) | (opts.autoCreate ? AUTO_CREATE : 0) | this.#kind;
-    return this.#lease(native.acquire(this.#handle, n, flags, ownerKey(owner)), n, shared, owner);
+    const a = options === undefined ? DEFAULT_ACQUISITION : acquisition(readOptions(options, SYNC_OPTIONS, 'acquireSync (it never waits; use acquire)'));
+    return traceAcquireSync(() => {
+      return this.#lease(native.acquire(this.#handle, n, this.#flags(a), a.key), n, a);
+    }, this.#message(n, a));
   }
 
   /** Acquires the lock; with `wait`, waits for it (FIFO within this process), bounded by `timeout`
    *  and `signal`. Waiting never blocks the event loop nor a libuv threadpool thread. */
-  async acquire(name: string, options?: AcquireOptions): Promise<Lease> {
-    const n = this.#name(name);
-    const opts = checkOptions<AcquireOptions>(options, ASYNC_OPTIONS, 'acquire');
-    if (!opts.wait && (opts.timeout !== undefined || opts.signal !== undefined)) {
-      throw invalidArgValue('options', options, 'sets timeout or signal without wait: true');
+  acquire(name: string, options?: AcquireOptions): Promise<Lease> {
+    let n: string;
+    let a: Acquisition;
+    try {
+      n = this.#name(name);
+      const opts = readOptions<AcquireWaitOptions | AcquireNowOptions>(options, ASYNC_OPTIONS, 'acquire');
+      a = acquisition(opts);
+      if (!a.wait && (a.timeout !== undefined || a.signal !== undefined)) {
+        throw invalidArgValue('options', options, 'sets timeout or signal without wait: true');
+      }
+    } catch (err) {
+      return Promise.reject(err);
     }
-    const shared = opts.shared === true;
-    const owner = opts.owner ?? THREAD_ID;
-    const key = opts.owner === undefined ? THREAD_OWNER_KEY : ownerKey(owner);
-    const flags = (shared ? SHARED : 0) | (opts.autoCreate ? AUTO_CREATE : 0) | this.#kind;
-    if (!opts.wait) {
-      const result = this.#remoteFor(n)
-        ? await native.acquireAsync(this.#handle, n, flags, key)
-        : native.acquire(this.#handle, n, flags, key);
-      return this.#lease(result, n, shared, owner);
+    return traceAcquire(() => this.#acquire(n, a), this.#message(n, a));
+  }
+
+  async #acquire(n: string, a: Acquisition): Promise<Lease> {
+    const flags = this.#flags(a);
+    const onPool = this.#onPool(n);
+    if (!a.wait) {
+      const result = onPool ? await native.acquireAsync(this.#handle, n, flags, a.key) : native.acquire(this.#handle, n, flags, a.key);
+      return this.#lease(result, n, a, onPool);
     }
-    const { signal, timeout } = opts;
-    if (signal?.aborted) throw abortError(signal);
+    const { signal } = a;
+    if (signal && signalAborted(signal)) throw abortError(signal);
     let request: number;
     // Network file systems: the first attempt runs on the threadpool too; its outcome (granted, failed
     // or queued) comes back through `started`, a later grant through the dispatcher.
     let started: Promise<number | ErrorRecord> | undefined;
-    if (this.#remoteFor(n)) {
-      [request, started] = native.acquireWaitAsync(this.#handle, n, flags, key);
+    if (onPool) {
+      [request, started] = native.acquireWaitAsync(this.#handle, n, flags, a.key);
     } else {
-      const result = native.acquireWait(this.#handle, n, flags, key);
-      if (isErrorRecord(result) || result > 0) return this.#lease(result, n, shared, owner);
+      const result = native.acquireWait(this.#handle, n, flags, a.key);
+      if (isErrorRecord(result) || result > 0) return this.#lease(result, n, a, onPool);
       request = -result;
     }
-    if (debug.enabled) debug('wait %s %s owner=%j', this.#path(n), shared ? 'shared' : 'exclusive', owner);
-    const lease = await new Promise<number>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const onAbort = (): void => giveUp(abortError(signal!));
-      const cleanup = (): void => {
-        if (timer !== undefined) clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-      };
-      // Only a request still queued can be given up; otherwise its outcome is already on its way.
-      const giveUp = (error: Error): void => {
-        if (!native.cancel(request)) return;
-        pending.delete(request);
-        cleanup();
-        reject(error);
-      };
-      pending.set(request, {
-        resolve: (id) => {
-          cleanup();
-          resolve(id);
-        },
-        reject: (error) => {
-          cleanup();
-          reject(error);
-        },
-      });
-      if (timeout !== undefined && timeout !== Infinity) {
-        timer = setTimeout(() => giveUp(timeoutError(this.#path(n), timeout)), Math.min(timeout, 2 ** 31 - 1));
-      }
-      signal?.addEventListener('abort', onAbort, { once: true });
-      started?.then(
-        (r) => {
-          // 0: queued, the dispatcher brings the outcome; -1: cancelled, already settled by giveUp.
-          const p = r === 0 || r === -1 ? undefined : pending.get(request);
-          if (!p) return;
-          pending.delete(request);
-          if (isErrorRecord(r)) p.reject(fromRecord(r));
-          else p.resolve(r);
-        },
-        (e: unknown) => {
-          const p = pending.get(request);
-          if (!p) return;
-          pending.delete(request);
-          p.reject(e instanceof Error ? e : new Error(String(e)));
-        },
-      );
-    });
-    return this.#lease(lease, n, shared, owner);
+    if (debug.enabled) debug('wait %s %s owner=%j', this.#path(n), a.shared ? 'shared' : 'exclusive', a.owner);
+    let lease: number;
+    try {
+      lease = await awaitGrant(request, { signal, timeout: a.timeout, path: this.#path(n) }, started);
+    } catch (err) {
+      if (debug.enabled) debug('acquire failed %s: %s', this.#path(n), (err as Error).message);
+      throw err;
+    }
+    return this.#lease(lease, n, a, onPool);
   }
 
   /** Releases what `owner` (default: this thread's threadId) holds on `name`, like libvirt's
@@ -333,32 +331,46 @@ export class LockSpace {
   releaseSync(name: string, owner?: Owner): void {
     const n = this.#name(name);
     const o = owner === undefined ? THREAD_ID : checkOwner(owner, 'owner');
-    const result = native.releaseByName(this.#handle, n, ownerKey(o));
-    if (isErrorRecord(result)) throw fromRecord(result, o);
-    if (debug.enabled) debug('release %s owner=%j', this.#path(n), o);
+    this.#releasedByName(n, o, native.releaseByName(this.#handle, n, ownerKey(o)));
   }
 
   async release(name: string, owner?: Owner): Promise<void> {
     const n = this.#name(name);
-    if (!this.#remoteFor(n)) return this.releaseSync(name, owner);
+    if (!this.#onPool(n)) return this.releaseSync(name, owner);
     const o = owner === undefined ? THREAD_ID : checkOwner(owner, 'owner');
-    const result = await native.releaseByNameAsync(this.#handle, n, ownerKey(o));
+    this.#releasedByName(n, o, await native.releaseByNameAsync(this.#handle, n, ownerKey(o)));
+  }
+
+  #releasedByName(n: string, o: Owner, result: undefined | ErrorRecord): void {
     if (isErrorRecord(result)) throw fromRecord(result, o);
     if (debug.enabled) debug('release %s owner=%j', this.#path(n), o);
+    publishRelease(() => ({ name: n, path: this.#path(n), owner: o, via: 'name' }));
   }
 
   /** Releases everything `owner` holds through this lockspace's directory; returns how many. */
   releaseOwnerSync(owner: Owner): number {
-    const count = native.releaseOwner(this.#handle, ownerKey(checkOwner(owner, 'owner')));
-    if (debug.enabled) debug('releaseOwner %j in %s: %d', owner, this.directory, count);
-    return count;
+    const o = checkOwner(owner, 'owner');
+    const names = this.#heldBy(o);
+    return this.#releasedOwner(o, names, native.releaseOwner(this.#handle, ownerKey(o)));
   }
 
   async releaseOwner(owner: Owner): Promise<number> {
-    // Path mode: the owner's resources may be on any file system, so the threadpool it is.
-    if (!this.#remote && this.directory !== null) return this.releaseOwnerSync(owner);
-    const count = await native.releaseOwnerAsync(this.#handle, ownerKey(checkOwner(owner, 'owner')));
+    if (!this.#onPool(null)) return this.releaseOwnerSync(owner);
+    const o = checkOwner(owner, 'owner');
+    const names = this.#heldBy(o);
+    return this.#releasedOwner(o, names, await native.releaseOwnerAsync(this.#handle, ownerKey(o)));
+  }
+
+  /** With a 'lockspace:release' subscriber only: what `owner` holds, to name it in the messages. */
+  #heldBy(owner: Owner): string[] | undefined {
+    if (!releaseObserved()) return undefined;
+    const key = ownerKey(owner);
+    return native.resources(this.#handle).flatMap(([name, , , , owners]) => (owners.includes(key) ? [name] : []));
+  }
+
+  #releasedOwner(owner: Owner, names: string[] | undefined, count: number): number {
     if (debug.enabled) debug('releaseOwner %j in %s: %d', owner, this.directory, count);
+    for (const name of names ?? []) publishRelease(() => ({ name, path: this.#path(name), owner, via: 'owner' }));
     return count;
   }
 
@@ -374,22 +386,20 @@ export class LockSpace {
   }
 }
 
-function checkOpenOptions(options: unknown): LockSpaceOptions {
-  if (options === undefined) return {};
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw invalidArgType('options', 'of type object', options);
-  }
-  for (const key of Object.keys(options)) {
-    if (!(key in OPEN_OPTIONS)) {
-      throw invalidArgValue('options', options, `has an unknown property "${key}" for LockSpace.open (known: lockType)`);
-    }
-  }
-  const { lockType } = options as LockSpaceOptions;
-  if (lockType !== undefined && lockType !== 'posix' && lockType !== 'ofd') {
-    if (typeof lockType !== 'string') throw invalidArgType('options.lockType', 'of type string', lockType);
-    throw invalidArgValue('options.lockType', lockType, "must be 'posix' or 'ofd'");
-  }
-  return options as LockSpaceOptions;
+const DEFAULT_ACQUISITION: Acquisition = { shared: false, autoCreate: false, owner: THREAD_ID, key: THREAD_OWNER_KEY, wait: false };
+
+function acquisition(opts: Partial<AcquireWaitOptions> | Partial<AcquireNowOptions>): Acquisition {
+  const owner = opts.owner ?? THREAD_ID;
+  const a: Acquisition = {
+    shared: opts.shared === true,
+    autoCreate: opts.autoCreate === true,
+    owner,
+    key: opts.owner === undefined ? THREAD_OWNER_KEY : ownerKey(owner),
+    wait: opts.wait === true,
+  };
+  if (opts.timeout !== undefined) a.timeout = opts.timeout;
+  if (opts.signal !== undefined) a.signal = opts.signal;
+  return a;
 }
 
 export { LockspaceError };

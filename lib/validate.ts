@@ -2,10 +2,36 @@ import { invalidArgType, invalidArgValue } from './errors';
 
 export type Owner = number | string;
 
+/** A string with a lone UTF-16 surrogate has no UTF-8 form: converting it gives U+FFFD, which would
+ *  merge distinct names and owners. With the `u` flag, a well-formed surrogate pair does not match. */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+export function isWellFormed(s: string): boolean {
+  return !LONE_SURROGATE.test(s);
+}
+
+/** Rejects strings that are not well-formed Unicode (ERR_INVALID_ARG_VALUE). */
+export function checkWellFormed(argName: string, value: string): string {
+  if (!isWellFormed(value)) {
+    throw invalidArgValue(argName, value, 'must be a well-formed Unicode string (it has a lone surrogate)');
+  }
+  return value;
+}
+
+/** Checks a path argument (a lockspace directory, a disk path): a non-empty well-formed string. */
+export function checkPath(argName: string, value: unknown, nullable = false): string | null {
+  if (nullable && value === null) return null;
+  if (typeof value !== 'string') throw invalidArgType(argName, nullable ? 'of type string or null' : 'of type string', value);
+  if (value === '') throw invalidArgValue(argName, value, 'must not be empty');
+  if (value.includes('\0')) throw invalidArgValue(argName, value, 'must not contain NUL bytes');
+  return checkWellFormed(argName, value);
+}
+
 /** Checks a resource name before any file-system call. */
 export function checkName(name: unknown, pathMode: boolean): string {
   if (typeof name !== 'string') throw invalidArgType('name', 'of type string', name);
   if (name.includes('\0')) throw invalidArgValue('name', name, 'must not contain NUL bytes');
+  checkWellFormed('name', name);
   if (pathMode) {
     if (!name.startsWith('/')) throw invalidArgValue('name', name, 'must be an absolute path (the lockspace has no directory)');
     if (name.endsWith('/')) throw invalidArgValue('name', name, 'must name a file, not end with "/"');
@@ -26,7 +52,7 @@ export function checkOwner(owner: unknown, argName = 'options.owner'): Owner {
   }
   if (typeof owner === 'string') {
     if (owner === '') throw invalidArgValue(argName, owner, 'must be a finite number or a non-empty string');
-    return owner;
+    return checkWellFormed(argName, owner);
   }
   throw invalidArgType(argName, 'of type number or string', owner);
 }
@@ -40,40 +66,93 @@ export function ownerFromKey(key: string): Owner {
   return key[0] === 'n' ? Number(key.slice(1)) : key.slice(1);
 }
 
-type Spec = Record<string, 'boolean' | 'number' | 'owner' | 'signal'>;
+/* ------------------------------------------------------------------ AbortSignal */
 
-/** Checks an options object: known keys only (a misspelt option is an error, not a silent default). */
-export function checkOptions<T extends object>(options: unknown, spec: Spec, what: string): Partial<T> {
+// Read through AbortSignal's and EventTarget's own prototype members, so a signal whose properties
+// were overwritten still behaves as a signal, and anything else fails the brand check.
+const abortedGetter = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'aborted')!.get!;
+const reasonGetter = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'reason')?.get;
+const addListener = EventTarget.prototype.addEventListener;
+const removeListener = EventTarget.prototype.removeEventListener;
+
+/** True only for a real AbortSignal (a duck-typed look-alike fails AbortSignal's own brand check). */
+export function isAbortSignal(value: unknown): value is AbortSignal {
+  if (typeof value !== 'object' || value === null) return false;
+  try {
+    abortedGetter.call(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function signalAborted(signal: AbortSignal): boolean {
+  return abortedGetter.call(signal) as boolean;
+}
+
+export function signalReason(signal: AbortSignal): unknown {
+  return reasonGetter?.call(signal);
+}
+
+export function onAbort(signal: AbortSignal, listener: () => void): () => void {
+  addListener.call(signal, 'abort', listener, { once: true });
+  return () => removeListener.call(signal, 'abort', listener);
+}
+
+/* ------------------------------------------------------------------ options objects */
+
+export type Kind = 'boolean' | 'timeout' | 'owner' | 'signal' | 'lockType' | 'mode';
+export type Spec = Record<string, Kind>;
+
+function checkValue(key: string, kind: Kind, value: unknown): void {
+  const arg = `options.${key}`;
+  switch (kind) {
+    case 'boolean':
+      if (typeof value !== 'boolean') throw invalidArgType(arg, 'of type boolean', value);
+      return;
+    case 'timeout':
+      if (typeof value !== 'number') throw invalidArgType(arg, 'of type number', value);
+      if (Number.isNaN(value) || value < 0) throw invalidArgValue(arg, value, 'must be a non-negative number');
+      return;
+    case 'owner':
+      checkOwner(value, arg);
+      return;
+    case 'signal':
+      if (!isAbortSignal(value)) throw invalidArgType(arg, 'an instance of AbortSignal', value);
+      return;
+    case 'lockType':
+      if (value === 'posix' || value === 'ofd') return;
+      if (typeof value !== 'string') throw invalidArgType(arg, 'of type string', value);
+      throw invalidArgValue(arg, value, "must be 'posix' or 'ofd'");
+    case 'mode':
+      if (value === 'exclusive' || value === 'shared') return;
+      if (typeof value !== 'string') throw invalidArgType(arg, 'of type string', value);
+      throw invalidArgValue(arg, value, "must be 'exclusive' or 'shared'");
+  }
+}
+
+/**
+ * Reads an options object once: a misspelt (unknown own) property is an error, not a silent
+ * default; each known option is read exactly once (own or inherited, a getter runs once) and the
+ * value read is the one validated and returned, in a fresh object.
+ */
+export function readOptions<T extends object>(options: unknown, spec: Spec, what: string): Partial<T> {
   if (options === undefined) return {};
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw invalidArgType('options', 'of type object', options);
   }
   const opts = options as Record<string, unknown>;
   for (const key of Object.keys(opts)) {
-    const kind = spec[key];
-    if (kind === undefined) {
+    if (!Object.prototype.hasOwnProperty.call(spec, key)) {
       throw invalidArgValue('options', options, `has an unknown property "${key}" for ${what} (known: ${Object.keys(spec).join(', ')})`);
     }
+  }
+  const read: Record<string, unknown> = {};
+  for (const key of Object.keys(spec)) {
     const value = opts[key];
     if (value === undefined) continue;
-    switch (kind) {
-      case 'boolean':
-        if (typeof value !== 'boolean') throw invalidArgType(`options.${key}`, 'of type boolean', value);
-        break;
-      case 'number':
-        if (typeof value !== 'number') throw invalidArgType(`options.${key}`, 'of type number', value);
-        if (Number.isNaN(value) || value < 0) throw invalidArgValue(`options.${key}`, value, 'must be a non-negative number');
-        break;
-      case 'owner':
-        checkOwner(value, `options.${key}`);
-        break;
-      case 'signal':
-        if (typeof value !== 'object' || value === null || typeof (value as AbortSignal).aborted !== 'boolean' ||
-            typeof (value as AbortSignal).addEventListener !== 'function') {
-          throw invalidArgType(`options.${key}`, 'an instance of AbortSignal', value);
-        }
-        break;
-    }
+    checkValue(key, spec[key], value);
+    read[key] = value;
   }
-  return opts as Partial<T>;
+  return read as Partial<T>;
 }

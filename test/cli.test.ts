@@ -1,9 +1,8 @@
-/* The operator CLI (lib/cli.ts), end to end through the compiled binary `node dist/lib/cli.js`: help,
+/* The operator CLI (lib/cli.ts, commands in lib/cli/), end to end through the compiled binary `node dist/lib/cli.js`: help,
  * usage errors, `name`, `run` (exit status, signals, busy/wait against python's fcntl.lockf, path
  * mode, autoCreate) and `status` (/proc/locks and probing), plus NODE_DEBUG=lockspace logging. */
 import * as fs from 'fs';
 import * as path from 'path';
-import { spawn, spawnSync, SpawnSyncOptions } from 'child_process';
 import {
   Holder,
   mkTmpDir,
@@ -15,46 +14,7 @@ import {
   spawnPythonHolder,
   waitFor,
 } from './helpers';
-
-const CLI = path.join(__dirname, '../dist/lib/cli.js');
-/** The command name the kernel gives a node process (/proc/PID/comm). */
-const NODE_COMM = path.basename(process.execPath).slice(0, 15);
-
-interface Result {
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], opts: SpawnSyncOptions = {}): Result {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30000, ...opts });
-  return { status: r.status, signal: r.signal, stdout: String(r.stdout), stderr: String(r.stderr) };
-}
-
-/** Starts the CLI asynchronously; `output` resolves when it exits. */
-function cliAsync(args: string[], env: NodeJS.ProcessEnv = process.env) {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
-  const done = new Promise<Result>((resolve) => {
-    child.on('close', (status, signal) => resolve({ status, signal, stdout, stderr }));
-  });
-  return { child, done, out: () => stdout, err: () => stderr };
-}
-
-/** A python one-liner for `run`: prints whether another process can take the lock now. */
-const PROBE = `
-import fcntl, os, sys
-fd = os.open(sys.argv[1], os.O_RDWR)
-try:
-    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
-    print('free')
-except OSError:
-    print('busy')
-`;
+import { CLI, cli, cliAsync, LOCKSPACE_COMM, PROBE } from './cli-helpers';
 
 /** /proc/locks lines of a pid on the file `p` (by inode). */
 function procLocksOf(pid: number, p: string): string[] {
@@ -427,8 +387,8 @@ describe('status', () => {
     const run = cliAsync(['run', '--wait', dir, 'web', '--', 'true']);
     await waitFor(() => fs.readFileSync('/proc/locks', 'utf8').includes(`-> POSIX  ADVISORY  WRITE ${run.child.pid} `), 'waiter');
     const st = status([dir]);
-    expect(st.resources[0].waiters).toEqual([{ pid: run.child.pid, command: NODE_COMM, type: 'POSIX', mode: 'exclusive' }]);
-    expect(cli(['status', dir]).stdout).toMatch(new RegExp(`^web\\s+waiting \\(exclusive\\)\\s+${run.child.pid}\\s+${NODE_COMM}\\s+POSIX$`, 'm'));
+    expect(st.resources[0].waiters).toEqual([{ pid: run.child.pid, command: LOCKSPACE_COMM, type: 'POSIX', mode: 'exclusive' }]);
+    expect(cli(['status', dir]).stdout).toMatch(new RegExp(`^web\\s+waiting \\(exclusive\\)\\s+${run.child.pid}\\s+${LOCKSPACE_COMM}\\s+POSIX$`, 'm'));
     run.child.kill('SIGTERM');
     await run.done;
   });
@@ -442,7 +402,7 @@ describe('status', () => {
         name: 'job',
         path: path.join(dir, 'job'),
         state: 'shared',
-        holders: [{ pid: run.child.pid, command: NODE_COMM, type: 'POSIX', mode: 'shared' }],
+        holders: [{ pid: run.child.pid, command: LOCKSPACE_COMM, type: 'POSIX', mode: 'shared' }],
         waiters: [],
       },
     ]);

@@ -6,10 +6,12 @@ import * as path from 'path';
 import * as crypto from 'crypto';
 import { spawn, spawnSync, ChildProcess } from 'child_process';
 import { Worker } from 'worker_threads';
-import { LockSpace, _debug } from '../lib';
+import { LockSpace } from '../lib';
+import { _debug } from '../lib/internal';
 
 export const FIXTURES = path.join(__dirname, 'fixtures');
 export const DIST_INDEX = path.join(__dirname, '../dist/lib/index.js');
+export const DIST_INTERNAL = path.join(__dirname, '../dist/lib/internal.js');
 
 /* ------------------------------------------------------------------ temp dirs */
 

@@ -17,7 +17,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawn, ChildProcess } from 'child_process';
 import { Worker } from 'worker_threads';
-import { Lease, LockSpace, _debug } from '../lib';
+import { Lease, LockSpace } from '../lib';
+import { _debug } from '../lib/internal';
 import { FIXTURES, mkTmpDir, python, rmTmpDir } from './helpers';
 
 const RUNS = Number(process.env.LOCKSPACE_MODEL_RUNS || 2000);

@@ -6,11 +6,13 @@ import { spawnSync } from 'child_process';
 import { pbkdf2 } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { _debug, Lease, LockSpace } from '../lib';
+import { Lease, LockSpace } from '../lib';
+import { _debug } from '../lib/internal';
 import {
   catchErr,
   countFds,
   DIST_INDEX,
+  DIST_INTERNAL,
   expectTableEmpty,
   Holder,
   outsideProbe,
@@ -154,7 +156,8 @@ test('a timeout that fires before the first attempt ran withdraws it as well', a
 
 test('a process with remote waits exits on its own once they are settled', () => {
   const script = `
-    const { LockSpace, _debug } = require(${JSON.stringify(DIST_INDEX)});
+    const { LockSpace } = require(${JSON.stringify(DIST_INDEX)});
+    const { _debug } = require(${JSON.stringify(DIST_INTERNAL)});
     _debug.setForceRemote(true);
     (async () => {
       const ls = LockSpace.open(${JSON.stringify(tmp.dir)});
@@ -174,4 +177,24 @@ test('a process with remote waits exits on its own once they are settled', () =>
   expect(r.error).toBeUndefined();
   expect(r.status).toBe(0);
   expect(r.stdout.trim()).toMatch(/^done (ABORT_ERR|granted)$/);
+});
+
+test("path mode: a lease releases on the threadpool when its file is remote, whatever the directory handle says", async () => {
+  // The path-mode handle is opened while nothing is remote; the file then is (as on an NFS mount
+  // under a local root).
+  _debug.setForceRemote(false);
+  const ls = LockSpace.open(null);
+  _debug.setForceRemote(true);
+  const file = path.join(tmp.dir, 'disk.img');
+  fs.writeFileSync(file, '');
+  const lease = await ls.acquire(file);
+  expect(await outsideProbe(file)).toBe('busy');
+  const busy = occupyThreadpool();
+  const releasing = lease.release();
+  // Queued behind the busy threadpool, not run on this thread: still held.
+  expect(stats().leases).toBe(1);
+  await releasing;
+  expect(stats().leases).toBe(0);
+  await busy;
+  expect(await outsideProbe(file)).toBe('locked');
 });

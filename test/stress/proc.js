@@ -9,6 +9,7 @@ const { Worker } = require('worker_threads');
 
 const cfg = JSON.parse(process.argv[2]);
 const lib = require(cfg.lib);
+const { _debug } = require(path.join(path.dirname(cfg.lib), 'internal.js'));
 
 // The open fds, without the one readdirSync used to list them (closed by the time we look) and
 // without /dev/null, which Node opens for itself when the first worker starts.
@@ -63,7 +64,7 @@ async function main() {
   const sab = new SharedArrayBuffer(4 * 2 * cfg.names.length);
   const results = await Promise.all(Array.from({ length: cfg.workers }, (_, w) => runWorker(w, sab)));
   const after = fdList();
-  const stats = lib._debug.stats();
+  const stats = _debug.stats();
   const leaked = after.filter((fd) => !before.includes(fd)).map((fd) => {
     let target = '?';
     try {

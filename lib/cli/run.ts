@@ -1,0 +1,214 @@
+/* lockspace run DIR|- NAME -- COMMAND: hold a lock while a command runs, like flock(1). */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+
+import type * as Api from '../index';
+import { absoluteAsKernel } from '../paths';
+import { commandName, Holder, locksOn, readProcLocks } from '../proc-locks';
+import { errCode, Exit, EX_CANNOT_EXEC, EX_NOINPUT, EX_NOT_FOUND, EX_SOFTWARE, EX_TEMPFAIL, lib, out, parse, rethrowArgError, usage } from './args';
+import { caughtSignals, disposition, signalNumber } from './signals';
+
+export const HELP = `Usage: lockspace run [--shared] [--wait[=SECONDS]] [--auto-create] [--] DIR|- NAME [--] COMMAND [ARGS...]
+
+Acquire the lock on resource NAME of the lockspace directory DIR (created 0700 if missing), run
+COMMAND while holding it, release it when COMMAND exits, and exit with COMMAND's status. With
+DIR '-', NAME is the path of the file to lock (path mode; a relative path is taken from the
+current directory, and the path is resolved as the kernel resolves it). Like flock(1), but the
+lock is lockspace's: fcntl on byte 0, length 1, so it excludes libvirt's virtlockd and Python's
+fcntl.lockf(fd, LOCK_EX, 1, 0) on the same file.
+
+Options end at the first '--' or at DIR; a NAME (or DIR) starting with '-' goes after a '--':
+  lockspace run DIR -- -name -- COMMAND
+After DIR and NAME, one '--' is dropped and the rest is COMMAND with its own arguments.
+
+Options:
+  -s, --shared         take a shared lock (default: exclusive)
+  --wait[=SECONDS]     wait until the lock is free (at most SECONDS, decimals allowed)
+                       instead of failing at once; if the file is deleted meanwhile (by an
+                       --auto-create holder), wait until it exists again
+  --auto-create        create the resource file (mode 0600) if missing, and delete it after
+                       COMMAND exits unless another process still holds it
+  -h, --help           show this help
+
+Unlike flock(1), a missing file is not created without --auto-create (exit 66): a lockspace
+file that is missing is usually a mistyped NAME, and a file created by accident would stay.
+
+The lock is held by this lockspace process, not by COMMAND: lock descriptors are close-on-exec
+and never inherited. Every signal that can be caught is forwarded to COMMAND while it runs, and
+this process exits only after COMMAND has. While waiting for the lock, a signal whose default
+action terminates cancels the wait instead (exit 128+N, COMMAND not run). If this process is
+killed with SIGKILL, the lock is gone while COMMAND may still run.
+
+Exit status: COMMAND's status, or 128+N if signal N killed it; 75 the lock is busy (or --wait
+timed out), with a one-line message; 64 usage error (bad option, bad NAME); 66 the resource
+file does not exist (pass --auto-create); 77 permission denied; 126 COMMAND cannot be executed;
+127 COMMAND not found; 71 other system errors.
+`;
+
+function parseWait(value: string | true | undefined): number | undefined | null {
+  if (value === undefined) return null; // no waiting
+  if (value === true) return undefined; // wait without a limit
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value)) throw usage('run', `invalid --wait value '${value}': expected SECONDS (e.g. 10 or 0.5)`);
+  return Number(value) * 1000;
+}
+
+/** One line describing who holds `path`, from /proc/locks (or the error's F_GETLK pid). */
+function describeHolders(path: string, err: unknown): string {
+  let holders: Holder[] = [];
+  const locks = readProcLocks();
+  if (locks !== null) {
+    try {
+      holders = locksOn(locks, fs.statSync(path, { bigint: true })).holders.filter((h) => h.pid !== process.pid);
+    } catch {
+      holders = [];
+    }
+  }
+  if (holders.length === 0) {
+    const pid = (err as Api.LockspaceError | undefined)?.holderPid;
+    if (pid === undefined) return '';
+    holders = [{ pid, command: commandName(pid), type: 'POSIX', mode: 'exclusive' }];
+  }
+  const mode = holders.some((h) => h.mode === 'exclusive') ? 'exclusive' : 'shared';
+  const who = holders
+    .slice(0, 3)
+    .map((h) => (h.pid === null ? `an ${h.type} lock (pid unknown)` : `pid ${h.pid}${h.command ? ` ${h.command}` : ''}`))
+    .join(', ');
+  return ` (${mode} lock held by ${who}${holders.length > 3 ? `, and ${holders.length - 3} more` : ''})`;
+}
+
+function codeError(code: string): Error {
+  return Object.assign(new Error(code), { code });
+}
+
+/** Resolves once `path` exists; rejects with code ETIMEDOUT after `ms`, ABORT_ERR on `signal`. */
+function untilExists(path: string, ms: number | undefined, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const watcher = fs.watch(nodePath.dirname(path), () => check()); // inotify: no polling
+    let timer: NodeJS.Timeout | undefined;
+    const done = (err?: Error): void => {
+      watcher.close();
+      if (timer) clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      if (err) reject(err);
+      else resolve();
+    };
+    const check = (): void => {
+      if (fs.existsSync(path)) done();
+    };
+    const onAbort = (): void => done(codeError('ABORT_ERR'));
+    signal.addEventListener('abort', onAbort);
+    if (ms !== undefined) timer = setTimeout(() => done(codeError('ETIMEDOUT')), ms);
+    check();
+  });
+}
+
+interface Request {
+  shared: boolean;
+  autoCreate: boolean;
+  waitMs: number | undefined | null;
+  signal: AbortSignal;
+}
+
+/** Acquires; with --wait, a file deleted while waited for is waited for until it exists again. */
+async function acquire(ls: Api.LockSpace, resource: string, path: string, r: Request): Promise<Api.Lease> {
+  const { shared, autoCreate, waitMs, signal } = r;
+  if (waitMs === null) return ls.acquire(resource, { shared, autoCreate });
+  const end = waitMs === undefined ? undefined : performance.now() + waitMs;
+  const left = (): number | undefined => (end === undefined ? undefined : Math.max(0, end - performance.now()));
+  let existed = autoCreate || fs.existsSync(path);
+  for (;;) {
+    try {
+      return await ls.acquire(resource, { shared, autoCreate, wait: true, timeout: left(), signal });
+    } catch (err) {
+      if (errCode(err) !== 'ENOENT' || !existed) throw err;
+    }
+    await untilExists(path, left(), signal);
+    existed = true;
+  }
+}
+
+export async function run(args: string[]): Promise<number> {
+  const p = parse(
+    'run',
+    args,
+    { shared: { kind: 'flag', short: 's' }, wait: { kind: 'optional' }, 'auto-create': { kind: 'flag' } },
+    2,
+  );
+  if (p.help) {
+    out(HELP);
+    return 0;
+  }
+  if (p.positionals.length < 2) throw usage('run', p.positionals.length === 0 ? 'missing DIR and NAME' : 'missing NAME');
+  if (p.rest.length === 0) throw usage('run', 'missing COMMAND');
+  const waitMs = parseWait(p.options.get('wait'));
+  const shared = p.options.has('shared');
+  const autoCreate = p.options.has('auto-create');
+  const [dirArg, nameArg] = p.positionals;
+  const pathMode = dirArg === '-';
+  if (nameArg === '') throw usage('run', 'invalid NAME: must not be empty');
+  if (pathMode && nameArg.endsWith('/')) throw usage('run', `invalid NAME '${nameArg}': must name a file, not end with "/"`);
+  // Path mode: the file another process opening NAME reaches (no lexical '..' removal).
+  const resource = pathMode ? absoluteAsKernel(nameArg) : nameArg;
+
+  let ls: Api.LockSpace;
+  try {
+    ls = lib().LockSpace.open(pathMode ? null : dirArg);
+  } catch (err) {
+    rethrowArgError('run', err, 'DIR');
+  }
+  const path = pathMode ? resource : nodePath.join(ls.directory!, resource);
+
+  // Before COMMAND starts, a terminating signal cancels the wait; once it runs, every signal goes to it.
+  const controller = new AbortController();
+  let received: NodeJS.Signals | undefined;
+  let child: ReturnType<typeof spawn> | undefined;
+  const running = (): boolean => child !== undefined && child.exitCode === null && child.signalCode === null;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (running()) child!.kill(signal);
+    else if (child === undefined && disposition(signal) === 'terminate') {
+      received ??= signal;
+      controller.abort();
+    }
+    if (disposition(signal) === 'stop') process.kill(process.pid, 'SIGSTOP'); // job control: stop as asked
+  };
+  const signals = caughtSignals();
+  for (const s of signals) process.on(s, onSignal);
+  try {
+    let lease: Api.Lease;
+    try {
+      lease = await acquire(ls, resource, path, { shared, autoCreate, waitMs, signal: controller.signal });
+    } catch (err) {
+      const code = errCode(err);
+      if (code === 'ABORT_ERR' && received) return 128 + signalNumber(received);
+      if (code === 'EBUSY') throw new Exit(`'${path}' is busy${describeHolders(path, err)}`, EX_TEMPFAIL);
+      if (code === 'ETIMEDOUT') {
+        const seconds = (waitMs ?? 0) / 1000;
+        throw new Exit(`timed out after ${seconds} s waiting for '${path}'${describeHolders(path, undefined)}`, EX_TEMPFAIL);
+      }
+      if (code === 'ENOENT' && !autoCreate) {
+        throw new Exit(`'${path}' does not exist (pass --auto-create to create it)`, EX_NOINPUT);
+      }
+      rethrowArgError('run', err, 'NAME');
+    }
+    try {
+      if (received) return 128 + signalNumber(received); // signalled just as the lock came
+      return await new Promise<number>((resolve) => {
+        const [command, ...commandArgs] = p.rest;
+        child = spawn(command, commandArgs, { stdio: 'inherit' });
+        child.on('error', (err: NodeJS.ErrnoException) => {
+          const notFound = err.code === 'ENOENT';
+          process.stderr.write(`lockspace: ${command}: ${notFound ? 'command not found' : err.message}\n`);
+          resolve(notFound ? EX_NOT_FOUND : EX_CANNOT_EXEC);
+        });
+        child.on('exit', (code, signal) => {
+          resolve(signal ? 128 + signalNumber(signal) : (code ?? EX_SOFTWARE));
+        });
+      });
+    } finally {
+      await lease.release();
+    }
+  } finally {
+    for (const s of signals) process.off(s, onSignal);
+  }
+}

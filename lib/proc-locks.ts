@@ -1,0 +1,154 @@
+/*
+ * The kernel's list of file locks (/proc/locks), read without locking or opening anything, and the
+ * locks on one file found in it the way the kernel names files there.
+ *
+ * The kernel prints a lock's file as `major:minor:inode` with the device of the file's *superblock*
+ * (`i_sb->s_dev`). stat(2) gives the same device on most file systems, but btrfs gives each
+ * subvolume its own (anonymous) st_dev while /proc/locks prints the superblock's, and inode numbers
+ * repeat between subvolumes. So a file is matched under both devices, and a match under the
+ * superblock's device alone is flagged `ambiguous` (it may be another subvolume's file with the same
+ * inode number): callers confirm those by probing the lock.
+ */
+import * as fs from 'node:fs';
+
+export interface Holder {
+  /** null when the kernel does not tell (OFD locks show pid -1). */
+  pid: number | null;
+  command: string | null;
+  /** 'POSIX' or 'OFDLCK' (from /proc/locks); null when probing. */
+  type: string | null;
+  mode: 'shared' | 'exclusive';
+}
+
+export interface ProcLock {
+  blocked: boolean;
+  type: 'POSIX' | 'OFDLCK';
+  mode: 'shared' | 'exclusive';
+  pid: number | null;
+  major: number;
+  minor: number;
+  ino: bigint;
+  start: bigint;
+}
+
+export const PROC_LOCKS = '/proc/locks';
+const LOCK_LINE = /^\d+:\s+(->\s+)?(\S+)\s+\S+\s+(\S+)\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s+(\d+)\s+(\d+|EOF)\s*$/;
+
+/** fcntl locks (POSIX and OFD) from /proc/locks, or null if it cannot be read. */
+export function readProcLocks(): ProcLock[] | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(PROC_LOCKS, 'latin1');
+  } catch {
+    return null;
+  }
+  const locks: ProcLock[] = [];
+  for (const line of text.split('\n')) {
+    const m = LOCK_LINE.exec(line);
+    if (!m) continue;
+    const [, arrow, type, mode, pid, major, minor, ino, start] = m;
+    if (type !== 'POSIX' && type !== 'OFDLCK') continue; // flock(2) locks and leases do not interact
+    if (mode !== 'READ' && mode !== 'WRITE') continue;
+    const n = Number(pid);
+    locks.push({
+      blocked: arrow !== undefined,
+      type,
+      mode: mode === 'READ' ? 'shared' : 'exclusive',
+      pid: n > 0 ? n : null,
+      major: parseInt(major, 16),
+      minor: parseInt(minor, 16),
+      ino: BigInt(ino),
+      start: BigInt(start),
+    });
+  }
+  return locks;
+}
+
+/** glibc's gnu_dev_major/gnu_dev_minor. */
+export function devParts(dev: bigint): { major: number; minor: number } {
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  return { major: Number(major), minor: Number(minor) };
+}
+
+export function commandName(pid: number): string | null {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+interface Mount {
+  major: number;
+  minor: number;
+  point: string;
+}
+
+/** Octal escapes of /proc/self/mountinfo (`\040` for a space). */
+function unescapeMountPath(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+function readMounts(): Mount[] {
+  try {
+    return fs
+      .readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .flatMap((line) => {
+        const f = line.split(' ');
+        const dev = /^(\d+):(\d+)$/.exec(f[2] ?? '');
+        return dev && f[4] ? [{ major: Number(dev[1]), minor: Number(dev[2]), point: unescapeMountPath(f[4]) }] : [];
+      });
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The superblock device of the file system mounted at the deepest mount point above `path` (a
+ * canonical path), as /proc/self/mountinfo gives it; undefined if unknown. Of mounts stacked on one
+ * point, the last one listed is the one seen.
+ */
+export function superblockDevice(path: string): { major: number; minor: number } | undefined {
+  let best: Mount | undefined;
+  for (const m of readMounts()) {
+    const under = m.point === '/' || path === m.point || path.startsWith(m.point.endsWith('/') ? m.point : `${m.point}/`);
+    if (under && (best === undefined || m.point.length >= best.point.length)) best = m;
+  }
+  return best && { major: best.major, minor: best.minor };
+}
+
+export interface FileLocks {
+  holders: Holder[];
+  waiters: Holder[];
+  /** Matched only under the superblock's device: may be another subvolume's file (confirm by probing). */
+  ambiguous: boolean;
+}
+
+/** The locks on byte 0 of the file with stat `st`, whose file system's superblock device is `sb`. */
+export function locksOn(all: ProcLock[], st: fs.BigIntStats, sb?: { major: number; minor: number }): FileLocks {
+  const own = devParts(st.dev);
+  const sbDiffers = sb !== undefined && (sb.major !== own.major || sb.minor !== own.minor);
+  const holders: Holder[] = [];
+  const waiters: Holder[] = [];
+  const seen = new Set<string>();
+  let ambiguous = false;
+  for (const l of all) {
+    if (l.ino !== st.ino || l.start !== 0n) continue;
+    const ownDevice = l.major === own.major && l.minor === own.minor;
+    const sbDevice = sbDiffers && l.major === sb.major && l.minor === sb.minor;
+    if (!ownDevice && !sbDevice) continue;
+    if (!ownDevice) ambiguous = true;
+    const h: Holder = { pid: l.pid, command: l.pid === null ? null : commandName(l.pid), type: l.type, mode: l.mode };
+    // /proc/locks is read in chunks while locks come and go, so a line may be read twice. Repeats that
+    // cannot be real are dropped: one POSIX lock per process and byte (the kernel merges them), and
+    // one held exclusive lock per byte. Identical shared OFD lines can be two open file descriptions.
+    const key = `${l.blocked}:${l.type}:${l.mode}:${l.pid}`;
+    const impossibleRepeat = l.type === 'POSIX' || (!l.blocked && l.mode === 'exclusive');
+    if (impossibleRepeat && seen.has(key)) continue;
+    seen.add(key);
+    (l.blocked ? waiters : holders).push(h);
+  }
+  return { holders, waiters, ambiguous };
+}

@@ -1,0 +1,133 @@
+/*
+ * Queued acquires: the dispatcher that receives their outcomes from native code, and the wait for
+ * one of them bounded by a timeout and an AbortSignal.
+ *
+ * Rule: every delivery reaches its consumer or, when none can take it, its lease is released; one
+ * consumer's failure never stops the deliveries after it.
+ */
+import { AbortError, ErrorRecord, fromRecord, timeoutError } from './errors';
+import { binding as native, Delivery, isErrorRecord } from './native';
+import { onAbort, signalAborted, signalReason } from './validate';
+
+/** Settles one queued request exactly once. `grant` returns false when the lease was not taken. */
+interface Consumer {
+  grant(lease: number): boolean;
+  fail(error: Error): void;
+}
+
+const consumers = new Map<number, Consumer>();
+
+function deliver(request: number, lease: number, error: ErrorRecord | undefined): void {
+  const consumer = consumers.get(request);
+  consumers.delete(request);
+  let taken = false;
+  try {
+    if (consumer) {
+      if (error) consumer.fail(fromRecord(error));
+      else taken = consumer.grant(lease);
+    }
+  } finally {
+    if (lease > 0 && !taken) native.release(lease); // nobody to give it to: never leak a lock
+  }
+}
+
+native.setDispatcher((batch: Delivery[]) => {
+  for (const [request, lease, error] of batch) {
+    try {
+      deliver(request, lease, error);
+    } catch (err) {
+      // Not this batch's business: report it without losing the rest of the batch.
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
+  }
+});
+
+export function abortError(signal: AbortSignal): AbortError {
+  return new AbortError(undefined, { cause: signalReason(signal) });
+}
+
+/** setTimeout's longest delay; longer ones are re-armed until the deadline has really passed. */
+const MAX_DELAY = 2 ** 31 - 1;
+
+/** Calls `fire` once `ms` milliseconds have passed — never earlier, however large `ms` is. */
+function deadline(ms: number, fire: () => void): () => void {
+  const end = performance.now() + ms;
+  let timer: NodeJS.Timeout;
+  const arm = (left: number): void => {
+    timer = setTimeout(() => {
+      const rest = end - performance.now();
+      if (rest > 0) arm(rest);
+      else fire();
+    }, Math.min(Math.max(Math.ceil(left), 0), MAX_DELAY));
+  };
+  arm(ms);
+  return () => clearTimeout(timer);
+}
+
+export interface WaitBounds {
+  signal?: AbortSignal;
+  timeout?: number;
+  /** The file, for the ETIMEDOUT message. */
+  path: string;
+}
+
+/**
+ * Waits for queued request `request`: resolves with its lease id when granted, rejects with its
+ * error, with ETIMEDOUT after `timeout` ms, or with an AbortError when `signal` aborts. `started`
+ * (network file systems) is the first attempt run on the threadpool: a lease id, an error, 0
+ * (queued: the dispatcher brings the outcome) or -1 (cancelled meanwhile).
+ */
+export function awaitGrant(request: number, bounds: WaitBounds, started?: Promise<number | ErrorRecord>): Promise<number> {
+  const { signal, timeout } = bounds;
+  return new Promise<number>((resolve, reject) => {
+    let settled = false;
+    let stopTimer: (() => void) | undefined;
+    let stopListening: (() => void) | undefined;
+    const finish = (): void => {
+      settled = true;
+      consumers.delete(request);
+      try {
+        stopTimer?.();
+        stopListening?.();
+      } catch {
+        // cleanup only; the outcome stands
+      }
+    };
+    const consumer: Consumer = {
+      grant(lease) {
+        if (settled) return false;
+        finish();
+        resolve(lease);
+        return true;
+      },
+      fail(error) {
+        if (settled) return;
+        finish();
+        reject(error);
+      },
+    };
+    // Only a request still queued can be given up; otherwise its outcome is already on its way.
+    const giveUp = (error: Error): void => {
+      if (settled || !native.cancel(request)) return;
+      consumer.fail(error);
+    };
+    consumers.set(request, consumer);
+    if (timeout !== undefined && timeout !== Infinity) {
+      stopTimer = deadline(timeout, () => giveUp(timeoutError(bounds.path, timeout)));
+    }
+    if (signal) {
+      stopListening = onAbort(signal, () => giveUp(abortError(signal)));
+      if (signalAborted(signal)) giveUp(abortError(signal));
+    }
+    started?.then(
+      (r) => {
+        if (r === 0 || r === -1) return; // queued, or cancelled and already settled by giveUp
+        if (isErrorRecord(r)) deliver(request, 0, r);
+        else deliver(request, r, undefined);
+      },
+      (e: unknown) => consumers.get(request)?.fail(e instanceof Error ? e : new Error(String(e))),
+    );
+  });
+}

@@ -1,0 +1,190 @@
+/* `lockspace run`: the lock is never gone while the command runs (every catchable signal is
+ * forwarded, the CLI outlives the command), the documented grammar for names starting with '-',
+ * a --wait waiter behind an --auto-create holder, and path mode resolving `link/..` as the kernel
+ * does. The command itself checks the lock from outside: it is another process than the holder. */
+import * as fs from 'fs';
+import * as path from 'path';
+import { ChildProcess, spawn } from 'child_process';
+import { mkTmpDir, outsideProbeSync, python, rmTmpDir, sha256hex, waitFor } from './helpers';
+import { CLI, cli, cliAsync, PROBE } from './cli-helpers';
+
+let dir: string;
+const children: ChildProcess[] = [];
+beforeEach(() => {
+  dir = mkTmpDir('lockspace-cli-run-');
+});
+afterEach(() => {
+  // A failed test must not leave a CLI process behind (it would keep Jest from exiting).
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  rmTmpDir(dir);
+});
+
+function started<T extends { child: ChildProcess }>(run: T): T {
+  children.push(run.child);
+  return run;
+}
+
+/** Signals a process may be sent that the lockspace process must survive and pass on. */
+const SIGNALS: NodeJS.Signals[] = [
+  'SIGHUP', 'SIGQUIT', 'SIGTRAP', 'SIGABRT', 'SIGUSR1', 'SIGUSR2', 'SIGPIPE', 'SIGALRM', 'SIGSTKFLT',
+  'SIGCONT', 'SIGURG', 'SIGXCPU', 'SIGXFSZ', 'SIGVTALRM', 'SIGPROF', 'SIGWINCH', 'SIGIO', 'SIGPWR', 'SIGSYS',
+  'SIGINT',
+];
+
+/** The command: on each signal, prints its name and whether another process (itself) can take the
+ *  lock; SIGTERM ends it with status 7. */
+const SIGNAL_REPORTER = `
+import fcntl, os, signal, sys, time
+path = sys.argv[1]
+def probe():
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+        return 'free'
+    except OSError:
+        return 'busy'
+    finally:
+        os.close(fd)
+def on(sig, frame):
+    print(signal.Signals(sig).name, probe(), flush=True)
+    if sig == signal.SIGTERM:
+        sys.exit(7)
+for name in sys.argv[2:] + ['SIGTERM']:
+    signal.signal(getattr(signal, name), on)
+print('ready', flush=True)
+while True:
+    time.sleep(1)
+`;
+
+describe('signals', () => {
+  test('every catchable signal is forwarded while the lock stays held, and the CLI exits only after the command', async () => {
+    const file = path.join(dir, 'web');
+    fs.writeFileSync(file, '');
+    const run = started(cliAsync(['run', dir, 'web', '--', python(), '-c', SIGNAL_REPORTER, file, ...SIGNALS]));
+    await waitFor(() => run.out().includes('ready'), 'command ready');
+    const pid = run.child.pid!;
+    let seen = 1;
+    for (const signal of SIGNALS) {
+      process.kill(pid, signal);
+      seen++;
+      await waitFor(() => run.out().split('\n').length > seen, `${signal} passed on`);
+      expect(run.out().split('\n')[seen - 1]).toBe(`${signal} busy`);
+      expect(run.child.exitCode).toBeNull();
+    }
+    process.kill(pid, 'SIGTERM');
+    const r = await run.done;
+    expect(r.stdout.trim().split('\n').slice(-1)).toEqual(['SIGTERM busy']);
+    expect(r.status).toBe(7);
+    expect(r.stderr).toBe('');
+    expect(outsideProbeSync(file)).toBe('locked');
+  });
+
+  test('while waiting, a terminating signal cancels the wait (128+N) and one ignored by default does not', async () => {
+    const file = path.join(dir, 'web');
+    fs.writeFileSync(file, '');
+    const holder = started(cliAsync(['run', dir, 'web', '--', 'sh', '-c', 'echo ready; exec sleep 60']));
+    await waitFor(() => holder.out().includes('ready'), 'holder ready');
+    const env = { ...process.env, NODE_DEBUG: 'lockspace' };
+    const waiter = started(cliAsync(['run', '--wait', dir, 'web', '--', 'echo', 'ran'], env));
+    await waitFor(() => waiter.err().includes('wait '), 'waiting');
+    waiter.child.kill('SIGWINCH');
+    waiter.child.kill('SIGUSR2');
+    const r = await waiter.done;
+    expect(r.status).toBe(128 + 12);
+    expect(r.stdout).toBe('');
+    holder.child.kill('SIGTERM');
+    expect((await holder.done).status).toBe(143);
+  });
+});
+
+describe('grammar', () => {
+  test('a NAME starting with "-" goes after "--": run DIR -- -dash -- COMMAND', () => {
+    const file = path.join(dir, '-dash');
+    const r = cli(['run', '--auto-create', dir, '--', '-dash', '--', python(), '-c', PROBE, file]);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe('busy\n');
+    const r2 = cli(['run', '--auto-create', '--', dir, '-dash', python(), '-c', PROBE, file]);
+    expect(r2.stdout).toBe('busy\n');
+    // Without the '--', '-dash' is an option: a usage error, nothing run.
+    const r3 = cli(['run', dir, '-dash', '--', 'echo', 'ran']);
+    expect(r3.status).toBe(64);
+    expect(r3.stdout).toBe('');
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe('--wait behind an --auto-create holder', () => {
+  test('the waiter keeps waiting when the holder deletes the file, and takes it when it exists again', async () => {
+    const file = path.join(dir, 'job');
+    const holder = spawn(process.execPath, [CLI, 'run', '--auto-create', dir, 'job', '--', 'sh', '-c', 'echo ready; read x'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    children.push(holder);
+    let holderOut = '';
+    holder.stdout.setEncoding('utf8').on('data', (d) => (holderOut += d));
+    await waitFor(() => holderOut.includes('ready'), 'holder ready');
+    const env = { ...process.env, NODE_DEBUG: 'lockspace' };
+    const waiter = started(cliAsync(['run', '--wait', dir, 'job', '--', python(), '-c', PROBE, file], env));
+    await waitFor(() => fs.readFileSync('/proc/locks', 'utf8').includes(`-> POSIX  ADVISORY  WRITE ${waiter.child.pid} `), 'waiter blocked');
+    const holderDone = new Promise((resolve) => holder.on('close', resolve));
+    holder.stdin.end('\n');
+    expect(await holderDone).toBe(0);
+    // The holder deleted the file; the waiter's grant found it gone (ENOENT) and waits on.
+    await waitFor(() => waiter.err().includes('acquire failed'), 'grant on the deleted file refused');
+    expect(waiter.err()).toContain('ENOENT');
+    fs.writeFileSync(file, '');
+    const r = await waiter.done;
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe('busy\n');
+  });
+
+  test('--wait=SECONDS bounds the wait for the file too', async () => {
+    const file = path.join(dir, 'job');
+    fs.writeFileSync(file, '');
+    const holder = started(cliAsync(['run', '--auto-create', dir, 'job', '--', 'sh', '-c', 'echo ready; exec sleep 0.2']));
+    await waitFor(() => holder.out().includes('ready'), 'holder ready');
+    const r = cli(['run', '--wait=1', dir, 'job', '--', 'echo', 'ran']);
+    await holder.done;
+    expect(r.status).toBe(75);
+    expect(r.stderr).toContain(`timed out after 1 s waiting for '${file}'`);
+  });
+});
+
+describe('path mode resolves like the kernel', () => {
+  /** dir/a/link -> dir/b/c; a/link/../disk is dir/b/disk for the kernel, not dir/a/disk. */
+  function layout(): { kernels: string; lexical: string; spelled: string } {
+    fs.mkdirSync(path.join(dir, 'a'));
+    fs.mkdirSync(path.join(dir, 'b', 'c'), { recursive: true });
+    fs.symlinkSync('../b/c', path.join(dir, 'a', 'link'));
+    const kernels = path.join(dir, 'b', 'disk');
+    const lexical = path.join(dir, 'a', 'disk');
+    fs.writeFileSync(kernels, '');
+    fs.writeFileSync(lexical, '');
+    return { kernels, lexical, spelled: `${dir}/a/link/../disk` };
+  }
+
+  test('run - a/link/../disk locks the file the kernel opens', () => {
+    const { kernels, lexical, spelled } = layout();
+    const probeBoth = `${PROBE.replace("print('free')", "print('free', end=' ')").replace("print('busy')", "print('busy', end=' ')")}
+fd = os.open(sys.argv[2], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+    print('free')
+except OSError:
+    print('busy')`;
+    const r = cli(['run', '-', spelled, '--', python(), '-c', probeBoth, kernels, lexical]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('busy free\n');
+    // Relative, from the current directory.
+    const rel = cli(['run', '-', 'link/../disk', '--', python(), '-c', probeBoth, kernels, lexical], { cwd: path.join(dir, 'a') });
+    expect(rel.stdout).toBe('busy free\n');
+  });
+
+  test('name a/link/../disk hashes the file the kernel reaches', () => {
+    const { kernels, spelled } = layout();
+    expect(cli(['name', spelled]).stdout).toBe(`${sha256hex(kernels)}\n`);
+    expect(cli(['name', 'link/../disk'], { cwd: path.join(dir, 'a') }).stdout).toBe(`${sha256hex(kernels)}\n`);
+    expect(cli(['name', 'link/../new'], { cwd: path.join(dir, 'a') }).stdout).toBe(`${sha256hex(path.join(dir, 'b', 'new'))}\n`);
+  });
+});

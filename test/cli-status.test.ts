@@ -1,0 +1,157 @@
+/* `lockspace status` with hostile and odd file names (control characters, bytes that are not
+ * UTF-8), and on btrfs, where stat and /proc/locks name devices differently and inode numbers
+ * repeat between subvolumes. Locks are taken by python fcntl.lockf in other processes. */
+import * as fs from 'fs';
+import * as path from 'path';
+import { execFileSync, spawn } from 'child_process';
+import { Holder, holderFromChild, mkTmpDir, python, rmTmpDir, spawnPythonHolder } from './helpers';
+import { cli } from './cli-helpers';
+
+let dir: string;
+const holders: Holder[] = [];
+beforeEach(() => {
+  dir = mkTmpDir('lockspace-cli-status-');
+});
+afterEach(async () => {
+  await Promise.all(holders.splice(0).map((h) => h.kill()));
+  rmTmpDir(dir);
+});
+
+/** A python holder of an exclusive lock; a Buffer path is passed as hex (argv cannot carry any bytes). */
+async function hold(p: string | Buffer): Promise<Holder> {
+  const h =
+    typeof p === 'string'
+      ? await spawnPythonHolder(p)
+      : await holderFromChild(spawn(python(), ['-c', BYTES_HOLDER, p.toString('hex')], { stdio: ['pipe', 'pipe', 'pipe'] }), 'python bytes holder');
+  holders.push(h);
+  return h;
+}
+
+const BYTES_HOLDER = `
+import fcntl, os, sys
+fd = os.open(bytes.fromhex(sys.argv[1]), os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+print('locked %d' % os.getpid(), flush=True)
+sys.stdin.readline()
+print('released', flush=True)
+`;
+
+function json(args: string[]): any {
+  const r = cli(['status', ...args, '--json']);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  return JSON.parse(r.stdout);
+}
+
+describe('hostile file names', () => {
+  const names = ['\x1b]0;owned\x07title', '\x1b[2Jclear', 'fake\nexcl  exclusive  1  init  POSIX', 'cr\rback', 'c1\u009bx', 'back\\slash'];
+
+  test('control characters are escaped in the table; --json keeps the names exact', async () => {
+    for (const n of names) fs.writeFileSync(path.join(dir, n), '');
+    const h = await hold(path.join(dir, names[2]));
+    const r = cli(['status', dir]);
+    expect(r.status).toBe(0);
+    // Nothing a terminal would act on: no ESC, BEL, CR, C1, and one line per row.
+    // eslint-disable-next-line no-control-regex -- looking for control characters is the point
+    expect(r.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(1 + names.length);
+    expect(lines).toContainEqual(expect.stringMatching(/^\\x1b\]0;owned\\x07title\s+free$/));
+    expect(lines).toContainEqual(expect.stringMatching(/^\\x1b\[2Jclear\s+free$/));
+    expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^fake\\\\nexcl  exclusive  1  init  POSIX\\s+exclusive\\s+${h.pid}\\s`)));
+    expect(lines).toContainEqual(expect.stringMatching(/^cr\\rback\s+free$/));
+    expect(lines).toContainEqual(expect.stringMatching(/^c1\\u009bx\s+free$/));
+    expect(lines).toContainEqual(expect.stringMatching(/^back\\\\slash\s+free$/));
+    const st = json([dir]);
+    expect(st.resources.map((x: any) => x.name).sort()).toEqual([...names].sort());
+    expect(st.resources.find((x: any) => x.name === names[2]).holders[0].pid).toBe(h.pid);
+    expect(st.resources.every((x: any) => !('nameBase64' in x))).toBe(true);
+  });
+});
+
+describe('names that are not UTF-8', () => {
+  test('are listed, locked ones too: escaped in the table, exact bytes in --json nameBase64', async () => {
+    const dirBytes = Buffer.from(`${dir}/`);
+    const locked = Buffer.from([0x64, 0x69, 0x73, 0x6b, 0xff, 0xfe]); // 'disk\xff\xfe'
+    const free = Buffer.from([0x6f, 0x6b, 0xc3, 0x28]); // 'ok' + a broken 2-byte sequence
+    for (const n of [locked, free]) fs.writeFileSync(Buffer.concat([dirBytes, n]), '');
+    fs.writeFileSync(path.join(dir, 'plain'), '');
+    const h = await hold(Buffer.concat([dirBytes, locked]));
+
+    const st = json([dir]);
+    expect(st.resources).toHaveLength(3);
+    const byBytes = new Map(st.resources.map((x: any) => [x.nameBase64 ?? Buffer.from(x.name).toString('base64'), x]));
+    const l: any = byBytes.get(locked.toString('base64'));
+    expect(l).toMatchObject({ name: 'disk\uFFFD\uFFFD', state: 'exclusive', holders: [{ pid: h.pid, type: 'POSIX', mode: 'exclusive' }] });
+    expect(Buffer.from(l.nameBase64, 'base64').equals(locked)).toBe(true);
+    expect(byBytes.get(free.toString('base64'))).toMatchObject({ state: 'free' });
+    expect((byBytes.get(Buffer.from('plain').toString('base64')) as any).nameBase64).toBeUndefined();
+
+    const lines = cli(['status', dir]).stdout.trimEnd().split('\n');
+    expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^disk\\\\xff\\\\xfe\\s+exclusive\\s+${h.pid}\\s`)));
+    expect(lines).toContainEqual(expect.stringMatching(/^ok\\xc3\(\s+free$/));
+  });
+
+  test('--probe cannot lock such a name and says so, without skipping it', () => {
+    fs.writeFileSync(Buffer.concat([Buffer.from(`${dir}/`), Buffer.from([0xff])]), '');
+    const st = json(['--probe', dir]);
+    expect(st.resources).toEqual([
+      expect.objectContaining({ nameBase64: '/w==', state: 'unknown', error: 'the name is not UTF-8: cannot be probed' }),
+    ]);
+  });
+});
+
+describe('btrfs', () => {
+  let image: string;
+  let mnt: string;
+  beforeAll(() => {
+    const base = mkTmpDir('lockspace-btrfs-');
+    image = path.join(base, 'fs.img');
+    mnt = path.join(base, 'mnt');
+    fs.mkdirSync(mnt);
+    fs.writeFileSync(image, '');
+    fs.truncateSync(image, 128 * 1024 * 1024);
+    // Needs btrfs-progs (installed by .ci/run), root and a loop device.
+    execFileSync('mkfs.btrfs', ['-q', image], { stdio: 'pipe' });
+    execFileSync('mount', ['-o', 'loop', image, mnt], { stdio: 'pipe' });
+    execFileSync('btrfs', ['subvolume', 'create', path.join(mnt, 'sub')], { stdio: 'pipe' });
+  });
+  afterAll(() => {
+    execFileSync('umount', [mnt], { stdio: 'pipe' });
+    rmTmpDir(path.dirname(image));
+  });
+
+  test('status finds locks at the top level and in a subvolume, and tells same-inode files apart', async () => {
+    // The first file of each subvolume gets inode 257: /proc/locks shows both as <superblock dev>:257.
+    const top = path.join(mnt, 'top');
+    const sub = path.join(mnt, 'sub', 'first');
+    fs.writeFileSync(top, '');
+    fs.writeFileSync(sub, '');
+    fs.writeFileSync(path.join(mnt, 'sub', 'second'), '');
+    expect(fs.statSync(top).ino).toBe(fs.statSync(sub).ino);
+    expect(fs.statSync(top).dev).not.toBe(fs.statSync(sub).dev);
+
+    const h = await hold(top);
+    const atTop = json([mnt]);
+    expect(atTop.source).toBe('proc-locks');
+    expect(atTop.resources).toEqual([
+      { name: 'top', path: top, state: 'exclusive', holders: [{ pid: h.pid, command: expect.stringMatching(/^python/), type: 'POSIX', mode: 'exclusive' }], waiters: [] },
+    ]);
+    // sub/first has the same inode number under the same superblock device, but is free.
+    const inSub = json([path.join(mnt, 'sub')]);
+    expect(inSub.resources.map((r: any) => [r.name, r.state])).toEqual([
+      ['first', 'free'],
+      ['second', 'free'],
+    ]);
+
+    const h2 = await hold(sub);
+    const inSub2 = json([path.join(mnt, 'sub')]);
+    expect(inSub2.resources[0]).toMatchObject({ name: 'first', state: 'exclusive' });
+    // /proc/locks shows two exclusive holders of <dev>:257 (top's and this one); the probe tells which.
+    expect(inSub2.resources[0].holders.map((x: any) => x.pid)).toEqual([h2.pid]);
+    expect(inSub2.resources[1]).toMatchObject({ name: 'second', state: 'free' });
+    await h.release();
+    // top is free now; sub/first's lock (same inode number) must not make it look held.
+    expect(json([mnt]).resources).toEqual([{ name: 'top', path: top, state: 'free', holders: [], waiters: [] }]);
+  });
+});
