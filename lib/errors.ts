@@ -80,10 +80,9 @@ export class LockspaceError extends Error {
 }
 
 /** True when `err` is a LockspaceError (with this `code`, if given): a type guard for catch blocks. */
-export function isLockspaceError<C extends LockspaceErrorCode = LockspaceErrorCode>(
-  err: unknown,
-  code?: C,
-): err is LockspaceError & { readonly code: C } {
+export function isLockspaceError(err: unknown): err is LockspaceError;
+export function isLockspaceError<C extends LockspaceErrorCode>(err: unknown, code: C): err is LockspaceError & { readonly code: C };
+export function isLockspaceError(err: unknown, code?: LockspaceErrorCode): boolean {
   return err instanceof LockspaceError && (code === undefined || err.code === code);
 }
 

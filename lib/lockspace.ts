@@ -80,6 +80,18 @@ interface Acquisition {
   signal?: AbortSignal;
 }
 
+// What these declarations need from the host, declared here so that they compile without @types/node
+// or the DOM library (both declare the same members, and these merge with them).
+declare global {
+  interface AbortSignal {
+    readonly aborted: boolean;
+  }
+  interface SymbolConstructor {
+    readonly dispose: unique symbol;
+    readonly asyncDispose: unique symbol;
+  }
+}
+
 const disposeSymbol: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('nodejs.dispose');
 const asyncDisposeSymbol: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose');
 
