@@ -1,7 +1,7 @@
 import { debuglog } from 'node:util';
 import { isMainThread, threadId } from 'node:worker_threads';
 
-import { AcquireMessage, publishRelease, releaseObserved, traceAcquire, traceAcquireSync } from './diagnostics';
+import { AcquireMessage, publishRelease, releaseObserved, traceAcquire, traceAcquireSync, tracing } from './diagnostics';
 import { ErrorRecord, fromRecord, invalidArgValue, LockspaceError } from './errors';
 import { AUTO_CREATE, binding, DirHandle, isErrorRecord, OFD, SHARED } from './native';
 import { absoluteAsKernel } from './paths';
@@ -158,7 +158,7 @@ export class Lease {
     heldAtExit?.delete(this);
     if (!released) return;
     if (debug.enabled) debug('release %s owner=%j', this.path, this.owner);
-    publishRelease(() => ({ name: this.name, path: this.path, owner: this.owner, via: 'lease' }));
+    if (releaseObserved()) publishRelease(() => ({ name: this.name, path: this.path, owner: this.owner, via: 'lease' }));
   }
 
   [disposeSymbol](): void {
@@ -284,9 +284,8 @@ export class LockSpace {
   acquireSync(name: string, options?: AcquireSyncOptions): Lease {
     const n = this.#name(name);
     const a = options === undefined ? DEFAULT_ACQUISITION : acquisition(readOptions(options, SYNC_OPTIONS, 'acquireSync (it never waits; use acquire)'));
-    return traceAcquireSync(() => {
-      return this.#lease(native.acquire(this.#handle, n, this.#flags(a), a.key), n, a);
-    }, this.#message(n, a));
+    const acquire = (): Lease => this.#lease(native.acquire(this.#handle, n, this.#flags(a), a.key), n, a);
+    return tracing() ? traceAcquireSync(acquire, this.#message(n, a)) : acquire();
   }
 
   /** Acquires the lock; with `wait`, waits for it (FIFO within this process), bounded by `timeout`
@@ -296,15 +295,14 @@ export class LockSpace {
     let a: Acquisition;
     try {
       n = this.#name(name);
-      const opts = readOptions<AcquireWaitOptions | AcquireNowOptions>(options, ASYNC_OPTIONS, 'acquire');
-      a = acquisition(opts);
+      a = options === undefined ? DEFAULT_ACQUISITION : acquisition(readOptions(options, ASYNC_OPTIONS, 'acquire'));
       if (!a.wait && (a.timeout !== undefined || a.signal !== undefined)) {
         throw invalidArgValue('options', options, 'sets timeout or signal without wait: true');
       }
     } catch (err) {
       return Promise.reject(err);
     }
-    return traceAcquire(() => this.#acquire(n, a), this.#message(n, a));
+    return tracing() ? traceAcquire(() => this.#acquire(n, a), this.#message(n, a)) : this.#acquire(n, a);
   }
 
   async #acquire(n: string, a: Acquisition): Promise<Lease> {
