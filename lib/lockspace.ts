@@ -1,6 +1,7 @@
 import { debuglog } from 'node:util';
 import { isMainThread, threadId } from 'node:worker_threads';
 
+import { Acquisition, DEFAULT_ACQUISITION, readAcquisition } from './acquisition';
 import { AcquireMessage, publishRelease, releaseObserved, traceAcquire, traceAcquireSync, tracing } from './diagnostics';
 import { ErrorRecord, fromRecord, invalidArgValue, LockspaceError } from './errors';
 import { AUTO_CREATE, binding, DirHandle, isErrorRecord, OFD, SHARED } from './native';
@@ -12,7 +13,6 @@ import { LockManager } from './locks';
 const debug = debuglog('lockspace');
 const native = binding;
 const THREAD_ID = threadId;
-const THREAD_OWNER_KEY = ownerKey(threadId);
 
 export type { Owner } from './validate';
 
@@ -65,20 +65,6 @@ export interface ResourceInfo {
   owners: Owner[];
 }
 
-const SYNC_OPTIONS = { shared: 'boolean', autoCreate: 'boolean', owner: 'owner' } as const;
-const ASYNC_OPTIONS = { ...SYNC_OPTIONS, wait: 'boolean', timeout: 'timeout', signal: 'signal' } as const;
-const OPEN_OPTIONS = { lockType: 'lockType' } as const;
-
-/** Options as read and validated: each read once from the caller's object. */
-interface Acquisition {
-  shared: boolean;
-  autoCreate: boolean;
-  owner: Owner;
-  key: string;
-  wait: boolean;
-  timeout?: number;
-  signal?: AbortSignal;
-}
 
 // What these declarations need from the host, declared here so that they compile without @types/node
 // or the DOM library (both declare the same members, and these merge with them).
@@ -205,7 +191,7 @@ export class LockSpace {
    */
   static open(directory: string | null, options?: LockSpaceOptions): LockSpace {
     const dir = checkPath('directory', directory, true);
-    const opts = readOptions<LockSpaceOptions>(options, OPEN_OPTIONS, 'LockSpace.open');
+    const opts = readOptions<LockSpaceOptions>(options, { lockType: 'lockType' }, 'LockSpace.open');
     const lockType = opts.lockType ?? 'posix';
     const opened = throwIfError(native.openDir(dir === null ? null : absoluteAsKernel(dir)));
     return new LockSpace(opened.handle, opened.path, opened.remote, lockType);
@@ -283,7 +269,7 @@ export class LockSpace {
   /** Acquires without waiting: EBUSY at once if this process or another one holds it. */
   acquireSync(name: string, options?: AcquireSyncOptions): Lease {
     const n = this.#name(name);
-    const a = options === undefined ? DEFAULT_ACQUISITION : acquisition(readOptions(options, SYNC_OPTIONS, 'acquireSync (it never waits; use acquire)'));
+    const a = options === undefined ? DEFAULT_ACQUISITION : readAcquisition(options, false);
     const acquire = (): Lease => this.#lease(native.acquire(this.#handle, n, this.#flags(a), a.key), n, a);
     return tracing() ? traceAcquireSync(acquire, this.#message(n, a)) : acquire();
   }
@@ -295,7 +281,7 @@ export class LockSpace {
     let a: Acquisition;
     try {
       n = this.#name(name);
-      a = options === undefined ? DEFAULT_ACQUISITION : acquisition(readOptions(options, ASYNC_OPTIONS, 'acquire'));
+      a = options === undefined ? DEFAULT_ACQUISITION : readAcquisition(options, true);
       if (!a.wait && (a.timeout !== undefined || a.signal !== undefined)) {
         throw invalidArgValue('options', options, 'sets timeout or signal without wait: true');
       }
@@ -394,22 +380,6 @@ export class LockSpace {
       owners: owners.map(ownerFromKey),
     }));
   }
-}
-
-const DEFAULT_ACQUISITION: Acquisition = { shared: false, autoCreate: false, owner: THREAD_ID, key: THREAD_OWNER_KEY, wait: false };
-
-function acquisition(opts: Partial<AcquireWaitOptions> | Partial<AcquireNowOptions>): Acquisition {
-  const owner = opts.owner ?? THREAD_ID;
-  const a: Acquisition = {
-    shared: opts.shared === true,
-    autoCreate: opts.autoCreate === true,
-    owner,
-    key: opts.owner === undefined ? THREAD_OWNER_KEY : ownerKey(owner),
-    wait: opts.wait === true,
-  };
-  if (opts.timeout !== undefined) a.timeout = opts.timeout;
-  if (opts.signal !== undefined) a.signal = opts.signal;
-  return a;
 }
 
 export { LockspaceError };
