@@ -130,17 +130,17 @@ export class Lease {
   releaseSync(): void {
     if (this.#released) return;
     this.#released = true;
-    this.#released_(native.release(this.#id));
+    this.#afterRelease(native.release(this.#id));
   }
 
   async release(): Promise<void> {
     if (!this.#onPool) return this.releaseSync();
     if (this.#released) return;
     this.#released = true;
-    this.#released_((await native.releaseAsync(this.#id)) !== 0);
+    this.#afterRelease((await native.releaseAsync(this.#id)) !== 0);
   }
 
-  #released_(released: boolean | number): void {
+  #afterRelease(released: boolean | number): void {
     heldAtExit?.delete(this);
     if (!released) return;
     if (debug.enabled) debug('release %s owner=%j', this.path, this.owner);
