@@ -35,14 +35,14 @@ export type LockspaceErrorCode = (typeof SYSTEM_CODES)[number] | 'ERR_LOCK_NOT_H
 const KNOWN_CODES: ReadonlySet<string> = new Set<string>([...SYSTEM_CODES, 'ERR_LOCK_NOT_HELD']);
 
 /** `code` as a LockspaceErrorCode: an unknown one becomes EUNKNOWN (libuv's name for it). */
-export function knownCode(code: string): LockspaceErrorCode {
+function knownCode(code: string): LockspaceErrorCode {
   return KNOWN_CODES.has(code) ? (code as LockspaceErrorCode) : 'EUNKNOWN';
 }
 
 /**
  * Every failure lockspace reports, in the shape of Node's fs errors: `code` (e.g. `'EBUSY'`),
  * `errno` (negative, as in Node), `syscall` and `path` where they apply. (Bad arguments are
- * TypeErrors with Node's ERR_INVALID_ARG_TYPE / ERR_INVALID_ARG_VALUE / ERR_OUT_OF_RANGE codes, and
+ * TypeErrors with Node's ERR_INVALID_ARG_TYPE / ERR_INVALID_ARG_VALUE codes, and
  * an abort is an AbortError, as in Node's own APIs.)
  */
 export class LockspaceError extends Error {
@@ -155,13 +155,6 @@ function describe(value: unknown): string {
 export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
   const err = new TypeError(`The "${name}" argument must be ${expected}. ${describe(actual)}`);
   (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_TYPE';
-  return err;
-}
-
-/** Node's ERR_OUT_OF_RANGE. */
-export function outOfRange(name: string, range: string, value: unknown): RangeError {
-  const err = new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${util.inspect(value)}`);
-  (err as RangeError & { code: string }).code = 'ERR_OUT_OF_RANGE';
   return err;
 }
 
