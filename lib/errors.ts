@@ -11,10 +11,14 @@ const errorMap: Map<number, [string, string]> = util.getSystemErrorMap();
 for (const [code, description] of [
   ['EDEADLK', 'resource deadlock would occur'],
   ['ENOLCK', 'no locks available'],
+  ['ESTALE', 'stale file handle'],
 ] as const) {
   const errnum = (os.constants.errno as Record<string, number>)[code];
   if (errnum !== undefined && !errorMap.has(-errnum)) errorMap.set(-errnum, [code, description]);
 }
+
+/** errno names for numbers libuv's map still lacks. */
+const ERRNO_NAMES = new Map(Object.entries(os.constants.errno).map(([name, n]) => [n, name]));
 
 /** The system error codes a LockspaceError can carry (Linux errno names; EUNKNOWN for any other). */
 const SYSTEM_CODES = [
@@ -26,7 +30,8 @@ const SYSTEM_CODES = [
   'ENOLCK', 'ENOLINK', 'ENOMEM', 'ENOMSG', 'ENOPROTOOPT', 'ENOSPC', 'ENOSR', 'ENOSTR', 'ENOSYS', 'ENOTCONN',
   'ENOTDIR', 'ENOTEMPTY', 'ENOTSOCK', 'ENOTSUP', 'ENOTTY', 'ENXIO', 'EOPNOTSUPP', 'EOVERFLOW', 'EPERM', 'EPIPE',
   'EPROTO', 'EPROTONOSUPPORT', 'EPROTOTYPE', 'ERANGE', 'EROFS', 'ESPIPE', 'ESRCH', 'ESTALE', 'ETIME',
-  'ETIMEDOUT', 'ETXTBSY', 'EWOULDBLOCK', 'EXDEV', 'EUNKNOWN',
+  'ETIMEDOUT', 'ETXTBSY', 'EWOULDBLOCK', 'EXDEV', 'ECHARSET', 'ENONET', 'ESHUTDOWN', 'EOF', 'EHOSTDOWN',
+  'EREMOTEIO', 'EFTYPE', 'ESOCKTNOSUPPORT', 'EUNATCH', 'EUNKNOWN',
 ] as const;
 
 /** `LockspaceError#code`: a system error code, or ERR_LOCK_NOT_HELD for a release by a non-holder. */
@@ -60,6 +65,7 @@ export class LockspaceError extends Error {
   constructor(
     message: string,
     props: {
+      /** A LockspaceErrorCode; a new code must be added to that union. */
       code: LockspaceErrorCode | string;
       errno?: number;
       syscall?: string;
@@ -70,7 +76,7 @@ export class LockspaceError extends Error {
   ) {
     super(message);
     this.name = 'LockspaceError';
-    this.code = knownCode(props.code);
+    this.code = props.code as LockspaceErrorCode;
     if (props.errno !== undefined) this.errno = props.errno;
     if (props.syscall !== undefined) this.syscall = props.syscall;
     if (props.path !== undefined) this.path = props.path;
@@ -88,7 +94,8 @@ export function isLockspaceError(err: unknown, code?: LockspaceErrorCode): boole
 
 /** A Node-style system error: `CODE: description, syscall 'path' (detail)`. */
 export function systemError(errnum: number, syscall: string, path?: string, detail?: string): LockspaceError {
-  const [code, description] = errorMap.get(-errnum) ?? [`E${errnum}`, 'unknown error'];
+  const [name, description] = errorMap.get(-errnum) ?? [ERRNO_NAMES.get(errnum) ?? 'EUNKNOWN', 'unknown error'];
+  const code = knownCode(name);
   let message = `${code}: ${description}, ${syscall}`;
   if (path !== undefined && path !== '') message += ` '${path}'`;
   if (detail) message += ` (${detail})`;
