@@ -190,6 +190,16 @@ except OSError:
     expect(rel.stdout).toBe('busy free\n');
   });
 
+  test('run a/link/../locks NAME uses the lockspace directory the kernel reaches', () => {
+    layout();
+    const b = path.join(dir, 'b');
+    fs.mkdirSync(path.join(dir, 'a', 'locks'));
+    const r = cli(['run', '--auto-create', `${dir}/a/link/../locks`, 'r', '--', python(), '-c', PROBE, path.join(b, 'locks', 'r')]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('busy\n');
+    expect(fs.readdirSync(path.join(dir, 'a', 'locks'))).toEqual([]);
+  });
+
   test('name a/link/../disk hashes the file the kernel reaches', () => {
     const { kernels, spelled } = layout();
     expect(cli(['name', spelled]).stdout).toBe(`${sha256hex(kernels)}\n`);
