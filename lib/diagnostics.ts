@@ -44,7 +44,8 @@ const acquireTracing: Tracing | undefined =
 const releaseChannel = dc.channel('lockspace:release');
 const lostChannel = dc.channel('lockspace:lost');
 
-function tracing(): boolean {
+/** Whether anyone subscribes to the acquire tracing channel (hot paths check this first). */
+export function tracing(): boolean {
   if (acquireTracing === undefined) return false;
   const t = acquireTracing as Tracing & { hasSubscribers?: boolean };
   if (typeof t.hasSubscribers === 'boolean') return t.hasSubscribers;

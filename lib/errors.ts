@@ -11,10 +11,14 @@ const errorMap: Map<number, [string, string]> = util.getSystemErrorMap();
 for (const [code, description] of [
   ['EDEADLK', 'resource deadlock would occur'],
   ['ENOLCK', 'no locks available'],
+  ['ESTALE', 'stale file handle'],
 ] as const) {
   const errnum = (os.constants.errno as Record<string, number>)[code];
   if (errnum !== undefined && !errorMap.has(-errnum)) errorMap.set(-errnum, [code, description]);
 }
+
+/** errno names for numbers libuv's map still lacks. */
+const ERRNO_NAMES = new Map(Object.entries(os.constants.errno).map(([name, n]) => [n, name]));
 
 /** The system error codes a LockspaceError can carry (Linux errno names; EUNKNOWN for any other). */
 const SYSTEM_CODES = [
@@ -26,7 +30,8 @@ const SYSTEM_CODES = [
   'ENOLCK', 'ENOLINK', 'ENOMEM', 'ENOMSG', 'ENOPROTOOPT', 'ENOSPC', 'ENOSR', 'ENOSTR', 'ENOSYS', 'ENOTCONN',
   'ENOTDIR', 'ENOTEMPTY', 'ENOTSOCK', 'ENOTSUP', 'ENOTTY', 'ENXIO', 'EOPNOTSUPP', 'EOVERFLOW', 'EPERM', 'EPIPE',
   'EPROTO', 'EPROTONOSUPPORT', 'EPROTOTYPE', 'ERANGE', 'EROFS', 'ESPIPE', 'ESRCH', 'ESTALE', 'ETIME',
-  'ETIMEDOUT', 'ETXTBSY', 'EWOULDBLOCK', 'EXDEV', 'EUNKNOWN',
+  'ETIMEDOUT', 'ETXTBSY', 'EWOULDBLOCK', 'EXDEV', 'ECHARSET', 'ENONET', 'ESHUTDOWN', 'EOF', 'EHOSTDOWN',
+  'EREMOTEIO', 'EFTYPE', 'ESOCKTNOSUPPORT', 'EUNATCH', 'EUNKNOWN',
 ] as const;
 
 /** `LockspaceError#code`: a system error code, or ERR_LOCK_NOT_HELD for a release by a non-holder. */
@@ -35,14 +40,14 @@ export type LockspaceErrorCode = (typeof SYSTEM_CODES)[number] | 'ERR_LOCK_NOT_H
 const KNOWN_CODES: ReadonlySet<string> = new Set<string>([...SYSTEM_CODES, 'ERR_LOCK_NOT_HELD']);
 
 /** `code` as a LockspaceErrorCode: an unknown one becomes EUNKNOWN (libuv's name for it). */
-export function knownCode(code: string): LockspaceErrorCode {
+function knownCode(code: string): LockspaceErrorCode {
   return KNOWN_CODES.has(code) ? (code as LockspaceErrorCode) : 'EUNKNOWN';
 }
 
 /**
  * Every failure lockspace reports, in the shape of Node's fs errors: `code` (e.g. `'EBUSY'`),
  * `errno` (negative, as in Node), `syscall` and `path` where they apply. (Bad arguments are
- * TypeErrors with Node's ERR_INVALID_ARG_TYPE / ERR_INVALID_ARG_VALUE / ERR_OUT_OF_RANGE codes, and
+ * TypeErrors with Node's ERR_INVALID_ARG_TYPE / ERR_INVALID_ARG_VALUE codes, and
  * an abort is an AbortError, as in Node's own APIs.)
  */
 export class LockspaceError extends Error {
@@ -60,6 +65,7 @@ export class LockspaceError extends Error {
   constructor(
     message: string,
     props: {
+      /** A LockspaceErrorCode; a new code must be added to that union. */
       code: LockspaceErrorCode | string;
       errno?: number;
       syscall?: string;
@@ -70,7 +76,7 @@ export class LockspaceError extends Error {
   ) {
     super(message);
     this.name = 'LockspaceError';
-    this.code = knownCode(props.code);
+    this.code = props.code as LockspaceErrorCode;
     if (props.errno !== undefined) this.errno = props.errno;
     if (props.syscall !== undefined) this.syscall = props.syscall;
     if (props.path !== undefined) this.path = props.path;
@@ -80,16 +86,16 @@ export class LockspaceError extends Error {
 }
 
 /** True when `err` is a LockspaceError (with this `code`, if given): a type guard for catch blocks. */
-export function isLockspaceError<C extends LockspaceErrorCode = LockspaceErrorCode>(
-  err: unknown,
-  code?: C,
-): err is LockspaceError & { readonly code: C } {
+export function isLockspaceError(err: unknown): err is LockspaceError;
+export function isLockspaceError<C extends LockspaceErrorCode>(err: unknown, code: C): err is LockspaceError & { readonly code: C };
+export function isLockspaceError(err: unknown, code?: LockspaceErrorCode): boolean {
   return err instanceof LockspaceError && (code === undefined || err.code === code);
 }
 
 /** A Node-style system error: `CODE: description, syscall 'path' (detail)`. */
 export function systemError(errnum: number, syscall: string, path?: string, detail?: string): LockspaceError {
-  const [code, description] = errorMap.get(-errnum) ?? [`E${errnum}`, 'unknown error'];
+  const [name, description] = errorMap.get(-errnum) ?? [ERRNO_NAMES.get(errnum) ?? 'EUNKNOWN', 'unknown error'];
+  const code = knownCode(name);
   let message = `${code}: ${description}, ${syscall}`;
   if (path !== undefined && path !== '') message += ` '${path}'`;
   if (detail) message += ` (${detail})`;
@@ -156,13 +162,6 @@ function describe(value: unknown): string {
 export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
   const err = new TypeError(`The "${name}" argument must be ${expected}. ${describe(actual)}`);
   (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_TYPE';
-  return err;
-}
-
-/** Node's ERR_OUT_OF_RANGE. */
-export function outOfRange(name: string, range: string, value: unknown): RangeError {
-  const err = new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${util.inspect(value)}`);
-  (err as RangeError & { code: string }).code = 'ERR_OUT_OF_RANGE';
   return err;
 }
 

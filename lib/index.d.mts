@@ -1,5 +1,3 @@
-// Types of the ESM entry point (lib/index.mjs): the same API as the CommonJS build.
-import * as lockspace from '../dist/lib/index.js';
-
+// Types of the ESM entry point (lib/index.mjs): the same API as the CommonJS build, default export included.
 export * from '../dist/lib/index.js';
-export default lockspace;
+export { default } from '../dist/lib/index.js';

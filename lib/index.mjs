@@ -4,4 +4,5 @@
 import cjs from '../dist/lib/index.js';
 
 export const { AbortError, Lease, LockSpace, LockspaceError, isLockspaceError, resourceNameForPath } = cjs;
+// The CommonJS module itself, which is also its own default export.
 export default cjs;

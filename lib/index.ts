@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
 
+import { AbortError, isLockspaceError, LockspaceError } from './errors';
+import { Lease, LockSpace } from './lockspace';
 import { canonicalFile } from './paths';
 import { checkPath, readOptions } from './validate';
 
-export { AbortError, isLockspaceError, LockspaceError } from './errors';
+export { AbortError, isLockspaceError, LockspaceError };
 export type { LockspaceErrorCode } from './errors';
-export { Lease, LockSpace } from './lockspace';
+export { Lease, LockSpace };
 export type {
   AcquireNowOptions,
   AcquireOptions,
@@ -37,3 +39,18 @@ export function resourceNameForPath(path: string, options?: ResourceNameOptions)
   const subject = opts.canonicalize === false ? p : canonicalFile(p);
   return createHash('sha256').update(subject).digest('hex');
 }
+
+/** The default export is the module itself (`require('lockspace').default === require('lockspace')`),
+ *  so `import lockspace from 'lockspace'` gives the same object in CommonJS (also without
+ *  esModuleInterop) and in ES modules. */
+const lockspace: {
+  readonly AbortError: typeof AbortError;
+  readonly isLockspaceError: typeof isLockspaceError;
+  readonly Lease: typeof Lease;
+  readonly LockSpace: typeof LockSpace;
+  readonly LockspaceError: typeof LockspaceError;
+  readonly resourceNameForPath: typeof resourceNameForPath;
+} = module.exports;
+export default lockspace;
+// Not listed among the module's own names (Object.keys), as in the ES module's named exports.
+Object.defineProperty(module.exports, 'default', { enumerable: false });

@@ -1,7 +1,8 @@
 import { debuglog } from 'node:util';
 import { isMainThread, threadId } from 'node:worker_threads';
 
-import { AcquireMessage, publishRelease, releaseObserved, traceAcquire, traceAcquireSync } from './diagnostics';
+import { Acquisition, DEFAULT_ACQUISITION, readAcquisition } from './acquisition';
+import { AcquireMessage, publishRelease, releaseObserved, traceAcquire, traceAcquireSync, tracing } from './diagnostics';
 import { ErrorRecord, fromRecord, invalidArgValue, LockspaceError } from './errors';
 import { AUTO_CREATE, binding, DirHandle, isErrorRecord, OFD, SHARED } from './native';
 import { absoluteAsKernel } from './paths';
@@ -12,7 +13,6 @@ import { LockManager } from './locks';
 const debug = debuglog('lockspace');
 const native = binding;
 const THREAD_ID = threadId;
-const THREAD_OWNER_KEY = ownerKey(threadId);
 
 export type { Owner } from './validate';
 
@@ -65,19 +65,17 @@ export interface ResourceInfo {
   owners: Owner[];
 }
 
-const SYNC_OPTIONS = { shared: 'boolean', autoCreate: 'boolean', owner: 'owner' } as const;
-const ASYNC_OPTIONS = { ...SYNC_OPTIONS, wait: 'boolean', timeout: 'timeout', signal: 'signal' } as const;
-const OPEN_OPTIONS = { lockType: 'lockType' } as const;
 
-/** Options as read and validated: each read once from the caller's object. */
-interface Acquisition {
-  shared: boolean;
-  autoCreate: boolean;
-  owner: Owner;
-  key: string;
-  wait: boolean;
-  timeout?: number;
-  signal?: AbortSignal;
+// What these declarations need from the host, declared here so that they compile without @types/node
+// or the DOM library (both declare the same members, and these merge with them).
+declare global {
+  interface AbortSignal {
+    readonly aborted: boolean;
+  }
+  interface SymbolConstructor {
+    readonly dispose: unique symbol;
+    readonly asyncDispose: unique symbol;
+  }
 }
 
 const disposeSymbol: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('nodejs.dispose');
@@ -132,21 +130,21 @@ export class Lease {
   releaseSync(): void {
     if (this.#released) return;
     this.#released = true;
-    this.#released_(native.release(this.#id));
+    this.#afterRelease(native.release(this.#id));
   }
 
   async release(): Promise<void> {
     if (!this.#onPool) return this.releaseSync();
     if (this.#released) return;
     this.#released = true;
-    this.#released_((await native.releaseAsync(this.#id)) !== 0);
+    this.#afterRelease((await native.releaseAsync(this.#id)) !== 0);
   }
 
-  #released_(released: boolean | number): void {
+  #afterRelease(released: boolean | number): void {
     heldAtExit?.delete(this);
     if (!released) return;
     if (debug.enabled) debug('release %s owner=%j', this.path, this.owner);
-    publishRelease(() => ({ name: this.name, path: this.path, owner: this.owner, via: 'lease' }));
+    if (releaseObserved()) publishRelease(() => ({ name: this.name, path: this.path, owner: this.owner, via: 'lease' }));
   }
 
   [disposeSymbol](): void {
@@ -193,7 +191,7 @@ export class LockSpace {
    */
   static open(directory: string | null, options?: LockSpaceOptions): LockSpace {
     const dir = checkPath('directory', directory, true);
-    const opts = readOptions<LockSpaceOptions>(options, OPEN_OPTIONS, 'LockSpace.open');
+    const opts = readOptions<LockSpaceOptions>(options, { lockType: 'lockType' }, 'LockSpace.open');
     const lockType = opts.lockType ?? 'posix';
     const opened = throwIfError(native.openDir(dir === null ? null : absoluteAsKernel(dir)));
     return new LockSpace(opened.handle, opened.path, opened.remote, lockType);
@@ -271,10 +269,9 @@ export class LockSpace {
   /** Acquires without waiting: EBUSY at once if this process or another one holds it. */
   acquireSync(name: string, options?: AcquireSyncOptions): Lease {
     const n = this.#name(name);
-    const a = options === undefined ? DEFAULT_ACQUISITION : acquisition(readOptions(options, SYNC_OPTIONS, 'acquireSync (it never waits; use acquire)'));
-    return traceAcquireSync(() => {
-      return this.#lease(native.acquire(this.#handle, n, this.#flags(a), a.key), n, a);
-    }, this.#message(n, a));
+    const a = options === undefined ? DEFAULT_ACQUISITION : readAcquisition(options, false);
+    const acquire = (): Lease => this.#lease(native.acquire(this.#handle, n, this.#flags(a), a.key), n, a);
+    return tracing() ? traceAcquireSync(acquire, this.#message(n, a)) : acquire();
   }
 
   /** Acquires the lock; with `wait`, waits for it (FIFO within this process), bounded by `timeout`
@@ -284,15 +281,14 @@ export class LockSpace {
     let a: Acquisition;
     try {
       n = this.#name(name);
-      const opts = readOptions<AcquireWaitOptions | AcquireNowOptions>(options, ASYNC_OPTIONS, 'acquire');
-      a = acquisition(opts);
+      a = options === undefined ? DEFAULT_ACQUISITION : readAcquisition(options, true);
       if (!a.wait && (a.timeout !== undefined || a.signal !== undefined)) {
         throw invalidArgValue('options', options, 'sets timeout or signal without wait: true');
       }
     } catch (err) {
       return Promise.reject(err);
     }
-    return traceAcquire(() => this.#acquire(n, a), this.#message(n, a));
+    return tracing() ? traceAcquire(() => this.#acquire(n, a), this.#message(n, a)) : this.#acquire(n, a);
   }
 
   async #acquire(n: string, a: Acquisition): Promise<Lease> {
@@ -384,22 +380,6 @@ export class LockSpace {
       owners: owners.map(ownerFromKey),
     }));
   }
-}
-
-const DEFAULT_ACQUISITION: Acquisition = { shared: false, autoCreate: false, owner: THREAD_ID, key: THREAD_OWNER_KEY, wait: false };
-
-function acquisition(opts: Partial<AcquireWaitOptions> | Partial<AcquireNowOptions>): Acquisition {
-  const owner = opts.owner ?? THREAD_ID;
-  const a: Acquisition = {
-    shared: opts.shared === true,
-    autoCreate: opts.autoCreate === true,
-    owner,
-    key: opts.owner === undefined ? THREAD_OWNER_KEY : ownerKey(owner),
-    wait: opts.wait === true,
-  };
-  if (opts.timeout !== undefined) a.timeout = opts.timeout;
-  if (opts.signal !== undefined) a.signal = opts.signal;
-  return a;
 }
 
 export { LockspaceError };

@@ -141,13 +141,22 @@ describe('--wait behind an --auto-create holder', () => {
 
   test('--wait=SECONDS bounds the wait for the file too', async () => {
     const file = path.join(dir, 'job');
-    fs.writeFileSync(file, '');
-    const holder = started(cliAsync(['run', '--auto-create', dir, 'job', '--', 'sh', '-c', 'echo ready; exec sleep 0.2']));
-    await waitFor(() => holder.out().includes('ready'), 'holder ready');
-    const r = cli(['run', '--wait=1', dir, 'job', '--', 'echo', 'ran']);
-    await holder.done;
+    const holder = spawn(process.execPath, [CLI, 'run', '--auto-create', dir, 'job', '--', 'sh', '-c', 'echo ready; read x'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    children.push(holder);
+    let holderOut = '';
+    holder.stdout.setEncoding('utf8').on('data', (d) => (holderOut += d));
+    await waitFor(() => holderOut.includes('ready'), 'holder ready');
+    const waiter = started(cliAsync(['run', '--wait=1', dir, 'job', '--', 'echo', 'ran']));
+    await waitFor(() => fs.readFileSync('/proc/locks', 'utf8').includes(`-> POSIX  ADVISORY  WRITE ${waiter.child.pid} `), 'waiter blocked');
+    holder.stdin.end('\n');
+    // The file is gone and nobody creates it again: the waiter gives up after the second.
+    const r = await waiter.done;
     expect(r.status).toBe(75);
+    expect(r.stdout).toBe('');
     expect(r.stderr).toContain(`timed out after 1 s waiting for '${file}'`);
+    expect(fs.existsSync(file)).toBe(false);
   });
 });
 
@@ -179,6 +188,16 @@ except OSError:
     // Relative, from the current directory.
     const rel = cli(['run', '-', 'link/../disk', '--', python(), '-c', probeBoth, kernels, lexical], { cwd: path.join(dir, 'a') });
     expect(rel.stdout).toBe('busy free\n');
+  });
+
+  test('run a/link/../locks NAME uses the lockspace directory the kernel reaches', () => {
+    layout();
+    const b = path.join(dir, 'b');
+    fs.mkdirSync(path.join(dir, 'a', 'locks'));
+    const r = cli(['run', '--auto-create', `${dir}/a/link/../locks`, 'r', '--', python(), '-c', PROBE, path.join(b, 'locks', 'r')]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('busy\n');
+    expect(fs.readdirSync(path.join(dir, 'a', 'locks'))).toEqual([]);
   });
 
   test('name a/link/../disk hashes the file the kernel reaches', () => {

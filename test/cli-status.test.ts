@@ -101,6 +101,19 @@ describe('names that are not UTF-8', () => {
   });
 });
 
+test('status a/link/../locks lists the directory the kernel reaches', () => {
+  fs.mkdirSync(path.join(dir, 'a'));
+  fs.mkdirSync(path.join(dir, 'b', 'c'), { recursive: true });
+  fs.symlinkSync('../b/c', path.join(dir, 'a', 'link'));
+  for (const side of ['a', 'b']) {
+    fs.mkdirSync(path.join(dir, side, 'locks'));
+    fs.writeFileSync(path.join(dir, side, 'locks', `in-${side}`), '');
+  }
+  const st = json([`${dir}/a/link/../locks`]);
+  expect(st.directory).toBe(path.join(dir, 'b', 'locks'));
+  expect(st.resources.map((r: any) => r.name)).toEqual(['in-b']);
+});
+
 describe('btrfs', () => {
   let image: string;
   let mnt: string;

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 
 import type * as Api from '../index';
+import { absoluteAsKernel } from '../paths';
 import { commandName, FileLocks, Holder, locksOn, readProcLocks, superblockDevice } from '../proc-locks';
 import { errCode, Exit, EX_NOINPUT, lib, onePositional, out, parse, systemExit } from './args';
 import { escapeControls, escapeName, isUtf8, table } from './text';
@@ -96,7 +97,7 @@ function fromProcLocks(found: FileLocks, probeIt: () => Probed | undefined): Omi
 
 function openDirectory(arg: string): string {
   try {
-    const directory = fs.realpathSync.native(nodePath.resolve(arg));
+    const directory = fs.realpathSync.native(absoluteAsKernel(arg)); // link/.. as the kernel means it
     if (!fs.statSync(directory).isDirectory()) throw new Exit(`'${arg}' is not a directory`, EX_NOINPUT);
     return directory;
   } catch (err) {

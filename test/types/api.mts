@@ -2,10 +2,14 @@
 // `@ts-expect-error`, which fails the check when the line compiles) what must not.
 import lockspace, {
   AbortError,
+  isLockspaceError,
   Lease,
   LockSpace,
   LockspaceError,
   resourceNameForPath,
+  type Lock,
+  type LockManagerSnapshot,
+  type LockspaceErrorCode,
   type AcquireOptions,
   type AcquireSyncOptions,
   type LockSpaceOptions,
@@ -74,7 +78,8 @@ async function usage(signal: AbortSignal): Promise<void> {
     await ls.acquire('web');
   } catch (err) {
     if (err instanceof LockspaceError) {
-      expectType<Equal<typeof err.code, string>>();
+      expectType<Equal<typeof err.code, LockspaceErrorCode>>();
+      if (err.code === 'EBUSY' || err.code === 'ERR_LOCK_NOT_HELD' || err.code === 'ETIMEDOUT') void err;
       expectType<Equal<typeof err.errno, number | undefined>>();
       expectType<Equal<typeof err.syscall, string | undefined>>();
       expectType<Equal<typeof err.path, string | undefined>>();
@@ -86,7 +91,39 @@ async function usage(signal: AbortSignal): Promise<void> {
   }
 }
 
+async function conventions(ls: LockSpace, err: unknown, signal: AbortSignal): Promise<void> {
+  if (isLockspaceError(err, 'EBUSY')) expectType<Equal<typeof err.code, 'EBUSY'>>();
+  if (isLockspaceError(err)) expectType<Equal<typeof err, LockspaceError>>();
+  const result = await ls.locks.request('job', (lock) => {
+    expectType<Equal<typeof lock, Lock | null>>();
+    return 42;
+  });
+  expectType<Equal<typeof result, number>>();
+  const shared = await ls.locks.request('job', { mode: 'shared', ifAvailable: true }, async (lock) => lock?.mode);
+  expectType<Equal<typeof shared, 'exclusive' | 'shared' | undefined>>();
+  await ls.locks.request('job', { signal }, () => undefined);
+  expectType<Equal<Awaited<ReturnType<typeof ls.locks.query>>, LockManagerSnapshot>>();
+  // Options accept undefined explicitly.
+  await ls.acquire('web', { wait: true, timeout: undefined, signal: undefined, owner: undefined });
+  await ls.acquire('web', { wait: undefined, shared: undefined, autoCreate: undefined });
+}
+
 async function misuse(ls: LockSpace, lease: Lease): Promise<void> {
+  const err = await ls.acquire('web').then(() => undefined, (e: LockspaceError) => e);
+  // @ts-expect-error -- no such code: a misspelt code does not compile
+  if (err?.code === 'EBSUY') return;
+  // @ts-expect-error -- timeout only with wait: true
+  await ls.acquire('web', { timeout: 10 });
+  // @ts-expect-error -- signal only with wait: true
+  await ls.acquire('web', { wait: false, signal: new AbortController().signal });
+  // @ts-expect-error -- not a code lockspace produces
+  isLockspaceError(lease, 'EBSUY');
+  // @ts-expect-error -- steal is not supported
+  await ls.locks.request('job', { steal: true }, () => 1);
+  // @ts-expect-error -- Web Locks modes are 'exclusive' and 'shared'
+  await ls.locks.request('job', { mode: 'read' }, () => 1);
+  // @ts-expect-error -- test hooks are not in the public entry
+  lockspace._debug.stats();
   // @ts-expect-error -- the constructor is private: use LockSpace.open
   new LockSpace();
   // @ts-expect-error -- a directory is required (null for path mode)
@@ -120,4 +157,5 @@ async function misuse(ls: LockSpace, lease: Lease): Promise<void> {
 }
 
 void usage;
+void conventions;
 void misuse;
