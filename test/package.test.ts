@@ -247,6 +247,23 @@ test('without a binary that loads, the error names each file tried and how to bu
   expect(r2.stderr).toMatch(/prebuilt binary .*lockspace\.node: .*lockspace\.node: (file too short|invalid ELF header)\n/);
 });
 
+test('the binary is chosen by the running C library: with no glibc in the report, the musl one', () => {
+  // Node's report names the glibc it runs on; a preload that hides it makes this process look like
+  // musl's. The musl binary is then the one tried, and here (glibc) it cannot load.
+  const preload = path.join(work, 'as-musl.js');
+  fs.writeFileSync(
+    preload,
+    `const real = process.report.getReport.bind(process.report);
+     process.report.getReport = (...a) => { const r = real(...a); delete r.header.glibcVersionRuntime; return r; };`,
+  );
+  const r = run(process.execPath, ['-r', preload, '-e', "require('lockspace')"], consumer);
+  expect(r.status).not.toBe(0);
+  const musl = `${process.platform}-${process.arch}-musl`;
+  expect(r.stderr).toContain(`lockspace: no native addon loads on ${musl} (Node.js ${process.version}).`);
+  expect(r.stderr).toContain(`prebuilt binary ${path.join(fs.realpathSync(installed), 'prebuilds', musl, 'lockspace.node')}: `);
+  expect(r.stderr).not.toMatch(/prebuilt binary [^\n]*: not found/);
+});
+
 test('`npm run build-from-source` in the installed package builds build/Release, which is then loaded first', () => {
   const built = ok(run('npm', ['run', 'build-from-source'], installed), 'npm run build-from-source');
   const file = path.join(fs.realpathSync(installed), 'build', 'Release', 'lockspace.node');
