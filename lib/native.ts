@@ -82,6 +82,9 @@ function load(): Binding {
   } catch (err) {
     cause = err;
   }
+  // Another copy of lockspace in this process owns the lock table and this one cannot join it: no
+  // other binary of this copy would do better (native/core/shared_table.h).
+  if ((cause as { code?: unknown }).code === 'ERR_LOCKSPACE_INCOMPATIBLE_COPY') throw cause;
   // `bindings` stops at the first file that exists but fails to load; give a local build its turn.
   if (!Array.isArray((cause as { tries?: unknown }).tries)) {
     try {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/registry.h"
+#include "core/shared_table.h"
 
 namespace {
 
@@ -516,7 +517,8 @@ struct HookData {
   std::shared_ptr<Mailbox> mailbox;
 };
 
-Napi::Object Init(Napi::Env env, Napi::Object exports) {
+// Registers the binding on env: this copy owns the process's lock table (see core/shared_table.h).
+Napi::Object InitOwner(Napi::Env env, Napi::Object exports) {
   pinSelf();
   auto* a = new Addon();
   a->envId = nextEnvId++;
@@ -563,6 +565,44 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("releaseOwnerAsync", Napi::Function::New(env, ReleaseOwnerAsync));
   exports.Set("setDispatcher", Napi::Function::New(env, SetDispatcher));
   return exports;
+}
+
+void* ownerModuleInit(void* env, void* exports) {
+  return Napi::RegisterModule(static_cast<napi_env>(env), static_cast<napi_value>(exports), InitOwner);
+}
+
+}  // namespace
+
+// This copy's entry in the process (see core/shared_table.h): found by the copies loaded after it.
+extern "C" {
+__attribute__((visibility("default")))
+lockspace_table lockspace_shared_table = {LOCKSPACE_TABLE_FORMAT, 0, LOCKSPACE_VERSION, ownerModuleInit};
+}
+
+namespace {
+
+const lockspace_table* tableOwner = nullptr;  // elected as this copy loads
+
+__attribute__((constructor)) void electTableOwner() {
+  try {
+    tableOwner = lockspace::shared::electOwner(&lockspace_shared_table);
+  } catch (...) {  // out of memory while loading: this copy then refuses to load (see Init)
+  }
+}
+
+// Every Node environment that loads this copy: the binding of the copy that owns the table.
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  const lockspace_table* mine = &lockspace_shared_table;
+  if (tableOwner == mine) return InitOwner(env, exports);
+  if (tableOwner == nullptr) throw Napi::Error::New(env, "lockspace: cannot find the process's lock table");
+  if (tableOwner->format != mine->format) {
+    Napi::Error err = Napi::Error::New(env, lockspace::shared::refusal(mine, tableOwner));
+    err.Set("code", Napi::String::New(env, "ERR_LOCKSPACE_INCOMPATIBLE_COPY"));
+    throw err;
+  }
+  napi_value joined = static_cast<napi_value>(tableOwner->moduleInit(env, exports));
+  if (joined == nullptr) throw Napi::Error::New(env);  // the owner's init threw: pass its exception on
+  return Napi::Object(env, joined);
 }
 
 }  // namespace

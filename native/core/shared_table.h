@@ -1,0 +1,59 @@
+// One lock table per process, however many copies of lockspace are loaded in it.
+//
+// npm installs two copies of a package when two dependencies need different versions of it. Each
+// copy's addon is another file, which Node loads with RTLD_LOCAL, so each would have its own statics
+// and so its own table: two fds on one file, and a release in one copy closing the fd whose close drops
+// the POSIX lock the other copy still reports held. Instead, every copy exports one C symbol,
+// `lockspace_shared_table` (default visibility, plain data), and as it is loaded (an ELF constructor)
+// it looks for the copies loaded before it: it walks the loaded objects in load order
+// (dl_iterate_phdr), opens each with dlopen(RTLD_NOLOAD) and asks it for that symbol. The first copy
+// that found none owns the table; every later copy joins it: its module init hands its Node
+// environments to the owner's module init, so all of them run the owner's binding and table (one
+// registry, one set of environment and request ids, one kernel-wait machinery), in the main thread
+// and in workers alike. A copy whose table format differs from the owner's refuses to load, naming
+// both copies' paths and versions.
+//
+// Constructors of objects loaded with dlopen run one at a time (glibc and musl hold a process-wide
+// loader lock while they run), so two copies loaded at once on two threads still elect one owner.
+#pragma once
+
+#include <stdint.h>
+
+#include <string>
+
+#ifndef LOCKSPACE_TABLE_FORMAT
+// Bump it whenever a copy's lib/ could not use another copy's binding: the binding's exports (names,
+// arguments, results, error records) or what the table does with them changed. A copy that joins
+// runs the owner's native code under its own lib/.
+#define LOCKSPACE_TABLE_FORMAT 1
+#endif
+#ifndef LOCKSPACE_VERSION
+#define LOCKSPACE_VERSION "unknown"
+#endif
+
+extern "C" {
+// What every copy exports. The first three fields keep this layout in every format, so that any two
+// copies can at least tell each other apart; the fields after them belong to the format.
+struct lockspace_table {
+  uint32_t format;      // LOCKSPACE_TABLE_FORMAT of this copy
+  uint32_t owner;       // non-zero: this copy owns the process's table (set while it loads)
+  const char* version;  // this copy's package version
+  // Format 1: the owner's module init, napi_value (napi_env, napi_value) behind void pointers. It
+  // registers the binding on the environment it is given, as the owner's own module init does.
+  void* (*moduleInit)(void* env, void* exports);
+};
+}
+
+namespace lockspace::shared {
+
+// Decides, once per copy as it loads, which copy owns the table: the earliest loaded copy that owns
+// one, or this copy (mine->owner is set then). Returns the owner's table.
+const lockspace_table* electOwner(lockspace_table* mine);
+
+// The file a copy was loaded from (dladdr of its table), or "(unknown path)".
+std::string pathOf(const lockspace_table* table);
+
+// Why this copy cannot load next to the owner, for the error it throws.
+std::string refusal(const lockspace_table* mine, const lockspace_table* owner);
+
+}  // namespace lockspace::shared
