@@ -571,12 +571,15 @@ void* ownerModuleInit(void* env, void* exports) {
   return Napi::RegisterModule(static_cast<napi_env>(env), static_cast<napi_value>(exports), InitOwner);
 }
 
+// This copy's table entry (see core/shared_table.h). This copy refers to it directly: if the
+// process loaded another copy RTLD_GLOBAL, its exported symbol would win over ours by name.
+lockspace_table thisCopy = {LOCKSPACE_TABLE_FORMAT, 0, LOCKSPACE_VERSION, ownerModuleInit};
+
 }  // namespace
 
-// This copy's entry in the process (see core/shared_table.h): found by the copies loaded after it.
+// What the copies loaded after this one look for.
 extern "C" {
-__attribute__((visibility("default")))
-lockspace_table lockspace_shared_table = {LOCKSPACE_TABLE_FORMAT, 0, LOCKSPACE_VERSION, ownerModuleInit};
+__attribute__((visibility("default"))) lockspace_table* lockspace_shared_table = &thisCopy;
 }
 
 namespace {
@@ -585,14 +588,14 @@ const lockspace_table* tableOwner = nullptr;  // elected as this copy loads
 
 __attribute__((constructor)) void electTableOwner() {
   try {
-    tableOwner = lockspace::shared::electOwner(&lockspace_shared_table);
+    tableOwner = lockspace::shared::electOwner(&thisCopy);
   } catch (...) {  // out of memory while loading: this copy then refuses to load (see Init)
   }
 }
 
 // Every Node environment that loads this copy: the binding of the copy that owns the table.
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  const lockspace_table* mine = &lockspace_shared_table;
+  const lockspace_table* mine = &thisCopy;
   if (tableOwner == mine) return InitOwner(env, exports);
   if (tableOwner == nullptr) throw Napi::Error::New(env, "lockspace: cannot find the process's lock table");
   if (tableOwner->format != mine->format) {

@@ -96,8 +96,8 @@ beforeEach(() => {
   for (const f of ['r', 'x', 'h', 'w', 'w2', 'i']) fs.writeFileSync(path.join(locks, f), '');
 });
 
-test('two copies in the main thread work through one table', async () => {
-  const out = await run('main');
+test.each(['plain', 'global'])('two copies in the main thread work through one table (%s)', async (how) => {
+  const out = await run('main', how);
   expect(out).toEqual({
     joinedLeases: [2, 2], // each copy sees both leases: one table
     afterBRelease: { aHeld: true, outside: 'busy' }, // B's release kept A's kernel lock

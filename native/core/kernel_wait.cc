@@ -25,7 +25,10 @@ extern "C" void* trampoline(void* p) {
 }  // namespace
 
 Interruptible::Interruptible() noexcept { pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old_); }
-Interruptible::~Interruptible() { pthread_setcancelstate(old_, nullptr); }
+void Interruptible::end() noexcept {
+  if (open_) pthread_setcancelstate(old_, nullptr);
+  open_ = false;
+}
 
 void interrupt(pthread_t thread) noexcept { pthread_cancel(thread); }
 

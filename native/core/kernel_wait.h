@@ -26,12 +26,14 @@ int spawn(void (*fn)(void*), void* arg, pthread_t* thread);
 class Interruptible {
  public:
   Interruptible() noexcept;
-  ~Interruptible();
+  ~Interruptible() { end(); }
   Interruptible(const Interruptible&) = delete;
   Interruptible& operator=(const Interruptible&) = delete;
+  void end() noexcept;  // the section ends here (or at the end of the scope)
 
  private:
   int old_;
+  bool open_ = true;
 };
 
 // Asks a thread started by spawn() to end at its next (or current) blocking call in an Interruptible

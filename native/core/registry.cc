@@ -10,8 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cxxabi.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -1137,19 +1135,33 @@ void Registry::runKernelWait(Entry* e) {
   Registry& r = instance();
   Lock lk(r.mu_, std::defer_lock);
   bool countedOut = false;
+  // An interrupt ends this thread by unwinding it from its blocking call (see kernel_wait.h), where it
+  // is never counted out; this destructor then does the bookkeeping on the way out.
+  struct OnInterrupt {
+    Registry& r;
+    Lock& lk;
+    Entry* e;
+    bool armed = true;
+    ~OnInterrupt() {
+      if (!armed) return;
+      if (!lk.owns_lock()) lk.lock();
+      try {
+        r.kernelWaitInterrupted(lk, e);
+      } catch (const std::exception&) {  // out of memory: as below
+      }
+    }
+  } onInterrupt{r, lk, e};
   try {
     lk.lock();
     r.kernelWaitLoop(lk, e, countedOut);  // counts itself out of kernelWaits_ before its outcome is delivered
-  } catch (abi::__forced_unwind&) {       // interrupted while blocking (never counted out there)
-    if (!lk.owns_lock()) lk.lock();
-    r.kernelWaitInterrupted(lk, e);
-    throw;  // the thread must go on unwinding to its end
-  } catch (...) {
+  } catch (const std::exception&) {
     // Only allocation failures can land here; there is no sane way on: do not take the process down
-    // with an exception escaping a thread, leave the entry to the process's exit.
+    // with an exception escaping a thread, leave the entry to the process's exit. (Not catch (...):
+    // an interrupt's unwinding must go on to the end of the thread.)
     if (!lk.owns_lock()) lk.lock();
     if (!countedOut) --r.kernelWaits_;
   }
+  onInterrupt.armed = false;
 }
 
 void Registry::closeAbandoned(Lock& lk, Entry* e) {
@@ -1179,29 +1191,26 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e, bool& countedOut) {
     const bool wantShared = e->waiters().front().req.shared;
     e->extra->blocking = true;  // until the mutex is taken again, interrupt() ends this thread
     lk.unlock();
-    int rc, err;
-    bool deadlocked;
-    {
-      kwait::Interruptible interruptible;  // the fcntl and the back-off sleep below
-      rc = setLock(e->fd.get(), e->kind, wantShared ? F_RDLCK : F_WRLCK, true);
-      err = errno;
-      if (rc != 0 && err == EDEADLK && deadlockSince == Clock::time_point()) deadlockSince = Clock::now();
-      if (rc == 0 || err != EDEADLK) deadlockSince = Clock::time_point();
-      deadlocked = rc != 0 && err == EDEADLK && Clock::now() - deadlockSince > kDeadlockPatience;
-      if (rc != 0 && err == EDEADLK && !deadlocked) {
-        // POSIX locks belong to processes, so the kernel sees a cycle when two processes each have one
-        // thread holding what a thread of the other waits for, although every thread will go on and
-        // release. It refuses to block: retry with a bounded back-off instead (an interrupt ends the
-        // sleep too, so timeouts and aborts still work). A real deadlock waits like any wait.
-        struct timespec pause {
-          0, deadlockBackoffNs
-        };
-        ::nanosleep(&pause, nullptr);
-        deadlockBackoffNs = std::min<long>(deadlockBackoffNs * 2, 32'000'000);
-      } else {
-        deadlockBackoffNs = 500'000;
-      }
+    kwait::Interruptible interruptible;  // the fcntl and the back-off sleep below
+    int rc = setLock(e->fd.get(), e->kind, wantShared ? F_RDLCK : F_WRLCK, true);
+    int err = errno;
+    if (rc != 0 && err == EDEADLK && deadlockSince == Clock::time_point()) deadlockSince = Clock::now();
+    if (rc == 0 || err != EDEADLK) deadlockSince = Clock::time_point();
+    const bool deadlocked = rc != 0 && err == EDEADLK && Clock::now() - deadlockSince > kDeadlockPatience;
+    if (rc != 0 && err == EDEADLK && !deadlocked) {
+      // POSIX locks belong to processes, so the kernel sees a cycle when two processes each have one
+      // thread holding what a thread of the other waits for, although every thread will go on and
+      // release. It refuses to block: retry with a bounded back-off instead (an interrupt ends the
+      // sleep too, so timeouts and aborts still work). A real deadlock waits like any wait.
+      struct timespec pause {
+        0, deadlockBackoffNs
+      };
+      ::nanosleep(&pause, nullptr);
+      deadlockBackoffNs = std::min<long>(deadlockBackoffNs * 2, 32'000'000);
+    } else {
+      deadlockBackoffNs = 500'000;
     }
+    interruptible.end();
     lk.lock();
     e->extra->blocking = false;
     if (rc != 0) {

@@ -15,10 +15,11 @@ const lockspace_table* tableIn(const std::string& file, ElfW(Addr) base) {
   // RTLD_NOLOAD: never loads anything, only takes a reference to an object that is already there.
   void* handle = ::dlopen(file.c_str(), RTLD_LAZY | RTLD_LOCAL | RTLD_NOLOAD);
   if (handle == nullptr) return nullptr;
-  auto* table = static_cast<const lockspace_table*>(::dlsym(handle, kSymbol));
+  auto* symbol = static_cast<const lockspace_table* const*>(::dlsym(handle, kSymbol));
   Dl_info info{};
-  if (table != nullptr && (::dladdr(table, &info) == 0 || reinterpret_cast<ElfW(Addr)>(info.dli_fbase) != base))
-    table = nullptr;
+  const bool own =
+      symbol != nullptr && ::dladdr(symbol, &info) != 0 && reinterpret_cast<ElfW(Addr)>(info.dli_fbase) == base;
+  const lockspace_table* table = own ? *symbol : nullptr;
   ::dlclose(handle);
   return table;
 }

@@ -4,7 +4,8 @@
 // copy's addon is another file, which Node loads with RTLD_LOCAL, so each would have its own statics
 // and so its own table: two fds on one file, and a release in one copy closing the fd whose close drops
 // the POSIX lock the other copy still reports held. Instead, every copy exports one C symbol,
-// `lockspace_shared_table` (default visibility, plain data), and as it is loaded (an ELF constructor)
+// `lockspace_shared_table` (default visibility, plain data: a pointer to its lockspace_table), and as
+// it is loaded (an ELF constructor)
 // it looks for the copies loaded before it: it walks the loaded objects in load order
 // (dl_iterate_phdr), opens each with dlopen(RTLD_NOLOAD) and asks it for that symbol. The first copy
 // that found none owns the table; every later copy joins it: its module init hands its Node
