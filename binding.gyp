@@ -3,7 +3,7 @@
     "lockspace_asan%": "<!(node -p \"process.env.LOCKSPACE_ASAN==='1'?1:0\")",
     "with_tests%": "<!(node -p \"require('fs').existsSync('native/test/core_test.cc')?1:0\")",
     "werror%": "<!(node -p \"process.env.CI==='true'||process.env.LOCKSPACE_WERROR==='1'?1:0\")",
-    "lockspace_version%": "<!(node -p \"require('./package.json').version\")",
+    "lockspace_version%": "<!(node -p \"require('fs').existsSync('package.json')?require('./package.json').version:'unknown'\")",
     # Tests only: build a copy whose lock table format differs (see native/core/shared_table.h).
     "lockspace_table_format%": "<!(node -p \"process.env.LOCKSPACE_TEST_TABLE_FORMAT||1\")"
   },

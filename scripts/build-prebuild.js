@@ -54,6 +54,7 @@ function main(argv) {
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'lockspace-prebuild-'));
   try {
     fs.cpSync(path.join(root, 'binding.gyp'), path.join(scratch, 'binding.gyp'));
+    fs.cpSync(path.join(root, 'package.json'), path.join(scratch, 'package.json')); // the version the addon reports
     fs.cpSync(path.join(root, 'native'), path.join(scratch, 'native'), { recursive: true });
     // binding.gyp asks node for node-addon-api's include dir: let it resolve from the scratch dir.
     fs.symlinkSync(path.join(root, 'node_modules'), path.join(scratch, 'node_modules'), 'dir');

@@ -13,7 +13,7 @@ const GYP = require.resolve('node-gyp/bin/node-gyp.js', { paths: [ROOT] });
 
 let project = '';
 let locks = '';
-const copies = { a: '', b: '', c: '' };
+const copies = { a: '', b: '', c: '', d: '' };
 const versions = { a: '', b: '0.1.1-copy', c: '9.9.9-format' };
 
 /** Installs the package's files (what `npm pack` ships) as project/node_modules/<dep>/node_modules/lockspace. */
@@ -56,6 +56,9 @@ beforeAll(async () => {
   copies.a = install('dep-a', versions.a);
   fs.mkdirSync(path.join(copies.a, 'build', 'Release'), { recursive: true });
   fs.cpSync(path.join(ROOT, 'build', 'Release', 'lockspace.node'), path.join(copies.a, 'build', 'Release', 'lockspace.node'));
+  copies.d = install('dep-d', versions.a); // byte for byte copy A, at another path
+  fs.mkdirSync(path.join(copies.d, 'build', 'Release'), { recursive: true });
+  fs.cpSync(path.join(copies.a, 'build', 'Release', 'lockspace.node'), path.join(copies.d, 'build', 'Release', 'lockspace.node'));
   copies.b = install('dep-b', versions.b);
   copies.c = install('dep-c', versions.c);
   const nodedir = execFileSync('npm', ['config', 'get', 'nodedir'], { encoding: 'utf8' }).trim();
@@ -67,8 +70,8 @@ beforeAll(async () => {
 
 afterAll(() => rmTmpDir(project));
 
-function run(scenario: string, arg?: string): Promise<any> {
-  const cfg = { scenario, arg, dir: locks, a: copies.a, b: copies.b, c: copies.c };
+function run(scenario: string, arg?: string, b = copies.b): Promise<any> {
+  const cfg = { scenario, arg, dir: locks, a: copies.a, b, c: copies.c };
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(FIXTURES, 'copies-child.js'), JSON.stringify(cfg)], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -96,8 +99,12 @@ beforeEach(() => {
   for (const f of ['r', 'x', 'h', 'w', 'w2', 'i']) fs.writeFileSync(path.join(locks, f), '');
 });
 
-test.each(['plain', 'global'])('two copies in the main thread work through one table (%s)', async (how) => {
-  const out = await run('main', how);
+test.each([
+  ['plain', 'b'],
+  ['global', 'b'],
+  ['plain', 'd'],
+])('two copies in the main thread work through one table (%s, copy %s)', async (how, other) => {
+  const out = await run('main', how, other === 'b' ? copies.b : copies.d);
   expect(out).toEqual({
     joinedLeases: [2, 2], // each copy sees both leases: one table
     afterBRelease: { aHeld: true, outside: 'busy' }, // B's release kept A's kernel lock
