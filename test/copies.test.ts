@@ -96,7 +96,7 @@ function run(scenario: string, arg?: string, b = copies.b): Promise<any> {
 const busyHere = { code: 'EBUSY', message: expect.stringContaining('in this process') };
 
 beforeEach(() => {
-  for (const f of ['r', 'x', 'h', 'w', 'w2', 'i']) fs.writeFileSync(path.join(locks, f), '');
+  for (const f of ['r', 'x', 'h', 'w', 'w2', 'g', 'g2', 'i']) fs.writeFileSync(path.join(locks, f), '');
 });
 
 test.each([
@@ -131,6 +131,19 @@ test.each(['main', 'worker'])('a copy loaded only in a worker shares the table (
     secondWorker: { held: true, leases: 2 },
     mainOnSecondWorker: busyHere,
     afterTerminate: 'locked',
+    leasesAtEnd: 0,
+  });
+});
+
+test('a copy that owns the table from a worker keeps it after that worker exits', async () => {
+  const out = await run('workerGone');
+  expect(out).toEqual({
+    worker: { held: true, leases: 1 },
+    mainHolds: { held: true, outside: 'busy' },
+    secondWorker: { held: true, leases: 2 },
+    mainOnSecondWorker: busyHere,
+    afterTerminate: 'locked',
+    afterRelease: 'locked',
     leasesAtEnd: 0,
   });
 });
