@@ -5,7 +5,7 @@
     "werror%": "<!(node -p \"process.env.CI==='true'||process.env.LOCKSPACE_WERROR==='1'?1:0\")",
     "lockspace_version%": "<!(node -p \"require('fs').existsSync('package.json')?require('./package.json').version:'unknown'\")",
     # Tests only: build a copy whose lock table format differs (see native/core/shared_table.h).
-    "lockspace_table_format%": "<!(node -p \"process.env.LOCKSPACE_TEST_TABLE_FORMAT||1\")"
+    "lockspace_test_table_format%": "<!(node -p \"process.env.LOCKSPACE_TEST_TABLE_FORMAT||0\")"
   },
   "target_defaults": {
     "cflags!": ["-fno-exceptions"],
@@ -35,8 +35,10 @@
       "defines": [
         "NAPI_VERSION=8",
         "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
-        "LOCKSPACE_VERSION=\"<(lockspace_version)\"",
-        "LOCKSPACE_TABLE_FORMAT=<(lockspace_table_format)"
+        "LOCKSPACE_VERSION=\"<(lockspace_version)\""
+      ],
+      "conditions": [
+        ["lockspace_test_table_format!=0", { "defines": ["LOCKSPACE_TABLE_FORMAT=<(lockspace_test_table_format)"] }]
       ],
       "libraries": ["-ldl", "-lpthread"]
     }

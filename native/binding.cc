@@ -1,6 +1,7 @@
 // The N-API binding: unpacks arguments, calls the plain C++ core (native/core), converts results and
 // errors, and delivers the outcome of waiting requests to the JS thread that made them. No lock table
-// or fd logic lives here.
+// or fd logic lives here. Every copy of the package loaded in the process ends up in the binding of
+// one copy, the one that owns the lock table (core/shared_table.h; Init at the end).
 #include <dlfcn.h>
 #include <malloc.h>
 

@@ -5,9 +5,9 @@
 // and so its own table: two fds on one file, and a release in one copy closing the fd whose close drops
 // the POSIX lock the other copy still reports held. Instead, every copy exports one C symbol,
 // `lockspace_shared_table` (default visibility, plain data: a pointer to its lockspace_table), and as
-// it is loaded (an ELF constructor)
-// it looks for the copies loaded before it: it walks the loaded objects in load order
-// (dl_iterate_phdr), opens each with dlopen(RTLD_NOLOAD) and asks it for that symbol. The first copy
+// it is loaded (an ELF constructor) it looks for the copies loaded before it: it walks the loaded
+// objects in load order (dl_iterate_phdr), opens each with dlopen(RTLD_NOLOAD) and asks it for that
+// symbol (Node loads addons RTLD_LOCAL: dlsym(RTLD_DEFAULT) would not see it). The first copy
 // that found none owns the table; every later copy joins it: its module init hands its Node
 // environments to the owner's module init, so all of them run the owner's binding and table (one
 // registry, one set of environment and request ids, one kernel-wait machinery), in the main thread
@@ -22,7 +22,7 @@
 
 #include <string>
 
-#ifndef LOCKSPACE_TABLE_FORMAT
+#ifndef LOCKSPACE_TABLE_FORMAT  // (defined elsewhere only by tests: LOCKSPACE_TEST_TABLE_FORMAT in binding.gyp)
 // Bump it whenever a copy's lib/ could not use another copy's binding: the binding's exports (names,
 // arguments, results, error records) or what the table does with them changed. A copy that joins
 // runs the owner's native code under its own lib/.
