@@ -6,6 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { execFileSync, spawn } from 'child_process';
+import { binding } from '../lib/native';
 import { mkTmpDir, python, rmTmpDir, FIXTURES } from './helpers';
 
 const ROOT = path.join(__dirname, '..');
@@ -162,4 +163,36 @@ test.each(['a', 'c'])('a copy with another table format refuses to load, naming 
   );
   expect(out.firstStillWorks).toEqual({ held: true, outside: 'busy' });
   expect(out.afterRelease).toBe('locked');
+});
+
+// A copy that joins runs the owner's binding under its own lib/, so the binding's interface is part
+// of the table format. A tripwire for one part of it, the export names: when they change, update this
+// list, and bump LOCKSPACE_TABLE_FORMAT (native/core/shared_table.h) if a released version had the old one.
+test('the binding exports what table format 1 promises', () => {
+  expect(Object.keys(binding).filter((k) => k !== 'path' /* set by `bindings` */).sort()).toEqual([
+    'acquire',
+    'acquireAsync',
+    'acquireWait',
+    'acquireWaitAsync',
+    'cancel',
+    'closeIdleFds',
+    'create',
+    'createAsync',
+    'isHeld',
+    'isRemote',
+    'openDir',
+    'release',
+    'releaseAsync',
+    'releaseByName',
+    'releaseByNameAsync',
+    'releaseOwner',
+    'releaseOwnerAsync',
+    'remove',
+    'removeAsync',
+    'resources',
+    'setDispatcher',
+    'setForceRemote',
+    'setIdleLimit',
+    'stats',
+  ]);
 });
