@@ -503,7 +503,8 @@ void deliver(Napi::Env env, Napi::Function, void*, std::nullptr_t*) {
 }
 
 // Keep the shared object mapped for the life of the process: the lock table and its threads live in
-// it, and Node would otherwise dlclose an addon loaded only by workers when the last one exits.
+// it, and Node would otherwise dlclose an addon loaded only by workers when the last one exits. (A copy
+// that does not own the table stays too: the earliest copy holds the election, see shared_table.h.)
 void pinSelf() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -520,7 +521,6 @@ struct HookData {
 
 // Registers the binding on env: this copy owns the process's lock table (see core/shared_table.h).
 Napi::Object InitOwner(Napi::Env env, Napi::Object exports) {
-  pinSelf();
   auto* a = new Addon();
   a->envId = nextEnvId++;
   env.SetInstanceData<Addon>(a);
@@ -574,7 +574,7 @@ void* ownerModuleInit(void* env, void* exports) {
 
 // This copy's table entry (see core/shared_table.h). This copy refers to it directly: if the
 // process loaded another copy RTLD_GLOBAL, its exported symbol would win over ours by name.
-lockspace_table thisCopy = {LOCKSPACE_TABLE_FORMAT, 0, LOCKSPACE_VERSION, ownerModuleInit};
+lockspace_table thisCopy = {LOCKSPACE_TABLE_FORMAT, LOCKSPACE_VERSION, nullptr, ownerModuleInit};
 
 }  // namespace
 
@@ -585,26 +585,24 @@ __attribute__((visibility("default"))) lockspace_table* lockspace_shared_table =
 
 namespace {
 
-const lockspace_table* tableOwner = nullptr;  // elected as this copy loads
-
-__attribute__((constructor)) void electTableOwner() {
-  try {
-    tableOwner = lockspace::shared::electOwner(&thisCopy);
-  } catch (...) {  // out of memory while loading: this copy then refuses to load (see Init)
-  }
-}
-
 // Every Node environment that loads this copy: the binding of the copy that owns the table.
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  pinSelf();
   const lockspace_table* mine = &thisCopy;
-  if (tableOwner == mine) return InitOwner(env, exports);
-  if (tableOwner == nullptr) throw Napi::Error::New(env, "lockspace: cannot find the process's lock table");
-  if (tableOwner->format != mine->format) {
-    Napi::Error err = Napi::Error::New(env, lockspace::shared::refusal(mine, tableOwner));
+  const lockspace_table* owner;
+  try {
+    static const lockspace_table* const elected = lockspace::shared::electOwner(&thisCopy);
+    owner = elected;
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(env, "lockspace: out of memory");
+  }
+  if (owner == mine) return InitOwner(env, exports);
+  if (owner->format != mine->format) {
+    Napi::Error err = Napi::Error::New(env, lockspace::shared::refusal(mine, owner));
     err.Set("code", Napi::String::New(env, "ERR_LOCKSPACE_INCOMPATIBLE_COPY"));
     throw err;
   }
-  napi_value joined = static_cast<napi_value>(tableOwner->moduleInit(env, exports));
+  napi_value joined = static_cast<napi_value>(owner->moduleInit(env, exports));
   if (joined == nullptr) throw Napi::Error::New(env);  // the owner's init threw: pass its exception on
   return Napi::Object(env, joined);
 }

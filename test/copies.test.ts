@@ -97,7 +97,7 @@ function run(scenario: string, arg?: string, b = copies.b): Promise<any> {
 const busyHere = { code: 'EBUSY', message: expect.stringContaining('in this process') };
 
 beforeEach(() => {
-  for (const f of ['r', 'x', 'h', 'w', 'w2', 'g', 'g2', 'i']) fs.writeFileSync(path.join(locks, f), '');
+  for (const f of ['r', 'x', 'h', 'w', 'w2', 'g', 'g2', 'z', 'i']) fs.writeFileSync(path.join(locks, f), '');
 });
 
 test.each([
@@ -147,6 +147,17 @@ test('a copy that owns the table from a worker keeps it after that worker exits'
     afterRelease: 'locked',
     leasesAtEnd: 0,
   });
+});
+
+test('two copies loading at the same moment on two threads elect one owner', async () => {
+  for (let i = 0; i < 5; i++) {
+    expect(await run('race')).toEqual({
+      worker: 'held',
+      mainOnWorker: busyHere,
+      released: 'released',
+      mainHolds: { held: true, outside: 'busy' },
+    });
+  }
 });
 
 test.each(['a', 'c'])('a copy with another table format refuses to load, naming both (%s loads first)', async (first) => {

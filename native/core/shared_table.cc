@@ -11,15 +11,15 @@ namespace {
 constexpr const char* kSymbol = "lockspace_shared_table";
 
 // The table a loaded object defines itself (not one of its dependencies), or null.
-const lockspace_table* tableIn(const std::string& file, ElfW(Addr) base) {
+lockspace_table* tableIn(const std::string& file, ElfW(Addr) base) {
   // RTLD_NOLOAD: never loads anything, only takes a reference to an object that is already there.
   void* handle = ::dlopen(file.c_str(), RTLD_LAZY | RTLD_LOCAL | RTLD_NOLOAD);
   if (handle == nullptr) return nullptr;
-  auto* symbol = static_cast<const lockspace_table* const*>(::dlsym(handle, kSymbol));
+  auto* symbol = static_cast<lockspace_table* const*>(::dlsym(handle, kSymbol));
   Dl_info info{};
   const bool own =
       symbol != nullptr && ::dladdr(symbol, &info) != 0 && reinterpret_cast<ElfW(Addr)>(info.dli_fbase) == base;
-  const lockspace_table* table = own ? *symbol : nullptr;
+  lockspace_table* table = own ? *symbol : nullptr;
   ::dlclose(handle);
   return table;
 }
@@ -37,13 +37,20 @@ const lockspace_table* electOwner(lockspace_table* mine) {
         return 0;
       },
       &objects);
+  lockspace_table* earliest = mine;
   for (const auto& [file, base] : objects) {
-    const lockspace_table* table = tableIn(file, base);
-    if (table == mine) break;  // every copy loaded before this one has been looked at
-    if (table != nullptr && table->owner != 0) return table;
+    if (lockspace_table* table = tableIn(file, base)) {
+      earliest = table;
+      break;
+    }
   }
-  mine->owner = 1;
-  return mine;
+  // The first copy to put itself into the earliest copy's field owns the table.
+  const lockspace_table* owner = nullptr;
+  if (__atomic_compare_exchange_n(&earliest->owner, &owner, mine, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+    owner = mine;
+  // Also here, should a copy ever find this one first (if the earliest were unloaded after all).
+  if (earliest != mine) __atomic_store_n(&mine->owner, owner, __ATOMIC_RELEASE);
+  return owner;
 }
 
 std::string pathOf(const lockspace_table* table) {
