@@ -2,7 +2,10 @@
   "variables": {
     "lockspace_asan%": "<!(node -p \"process.env.LOCKSPACE_ASAN==='1'?1:0\")",
     "with_tests%": "<!(node -p \"require('fs').existsSync('native/test/core_test.cc')?1:0\")",
-    "werror%": "<!(node -p \"process.env.CI==='true'||process.env.LOCKSPACE_WERROR==='1'?1:0\")"
+    "werror%": "<!(node -p \"process.env.CI==='true'||process.env.LOCKSPACE_WERROR==='1'?1:0\")",
+    "lockspace_version%": "<!(node -p \"require('fs').existsSync('package.json')?require('./package.json').version:'unknown'\")",
+    # Tests only: build a copy whose lock table format differs (see native/core/shared_table.h).
+    "lockspace_test_table_format%": "<!(node -p \"process.env.LOCKSPACE_TEST_TABLE_FORMAT||0\")"
   },
   "target_defaults": {
     "cflags!": ["-fno-exceptions"],
@@ -24,11 +27,19 @@
       "sources": [
         "native/core/registry.cc",
         "native/core/kernel_wait.cc",
+        "native/core/shared_table.cc",
         "native/binding.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
-      "defines": ["NAPI_VERSION=8", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
+        "LOCKSPACE_VERSION=\"<(lockspace_version)\""
+      ],
+      "conditions": [
+        ["lockspace_test_table_format!=0", { "defines": ["LOCKSPACE_TABLE_FORMAT=<(lockspace_test_table_format)"] }]
+      ],
       "libraries": ["-ldl", "-lpthread"]
     }
   ],

@@ -77,6 +77,12 @@ function runningLibc(): 'glibc' | 'musl' {
   }
 }
 
+/** Another copy of lockspace in this process owns the lock table and this one cannot join it: no
+ *  other binary of this copy would do better (native/core/shared_table.h). */
+function incompatibleCopy(err: unknown): void {
+  if ((err as { code?: unknown }).code === 'ERR_LOCKSPACE_INCOMPATIBLE_COPY') throw err;
+}
+
 /** Why `bindings` gave up: it found no file (then it lists what it tried), or a file did not load. */
 function reason(err: unknown): string {
   if (Array.isArray((err as { tries?: unknown }).tries)) return 'not found';
@@ -104,6 +110,7 @@ function load(): Binding {
       ['module_root', 'build', 'Debug', 'bindings'],
     ]);
   } catch (err) {
+    incompatibleCopy(err);
     localFailure = reason(err);
   }
   const target = `${process.platform}-${process.arch}-${runningLibc()}`;
@@ -111,6 +118,7 @@ function load(): Binding {
   try {
     return attempt([['module_root', 'prebuilds', 'prebuild', 'bindings']], target);
   } catch (err) {
+    incompatibleCopy(err);
     prebuiltFailure = reason(err);
   }
   const file = (...parts: string[]) => path.join(moduleRoot, ...parts, 'lockspace.node');

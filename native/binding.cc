@@ -1,6 +1,7 @@
 // The N-API binding: unpacks arguments, calls the plain C++ core (native/core), converts results and
 // errors, and delivers the outcome of waiting requests to the JS thread that made them. No lock table
-// or fd logic lives here.
+// or fd logic lives here. Every copy of the package loaded in the process ends up in the binding of
+// one copy, the one that owns the lock table (core/shared_table.h; Init at the end).
 #include <dlfcn.h>
 
 #include <atomic>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "core/registry.h"
+#include "core/shared_table.h"
 
 namespace {
 
@@ -515,7 +517,8 @@ void deliver(Napi::Env env, Napi::Function, void*, std::nullptr_t*) {
 }
 
 // Keep the shared object mapped for the life of the process: the lock table and its threads live in
-// it, and Node would otherwise dlclose an addon loaded only by workers when the last one exits.
+// it, and Node would otherwise dlclose an addon loaded only by workers when the last one exits. (A copy
+// that does not own the table stays too: the earliest copy holds the election, see shared_table.h.)
 void pinSelf() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -530,8 +533,8 @@ struct HookData {
   std::shared_ptr<Mailbox> mailbox;
 };
 
-Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  pinSelf();
+// Registers the binding on env: this copy owns the process's lock table (see core/shared_table.h).
+Napi::Object InitOwner(Napi::Env env, Napi::Object exports) {
   auto* a = new Addon();
   a->envId = nextEnvId++;
   env.SetInstanceData<Addon>(a);
@@ -577,6 +580,45 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("releaseOwnerAsync", Napi::Function::New(env, ReleaseOwnerAsync));
   exports.Set("setDispatcher", Napi::Function::New(env, SetDispatcher));
   return exports;
+}
+
+void* ownerModuleInit(void* env, void* exports) {
+  return Napi::RegisterModule(static_cast<napi_env>(env), static_cast<napi_value>(exports), InitOwner);
+}
+
+// This copy's table entry (see core/shared_table.h). This copy refers to it directly: if the
+// process loaded another copy RTLD_GLOBAL, its exported symbol would win over ours by name.
+lockspace_table thisCopy = {LOCKSPACE_TABLE_FORMAT, LOCKSPACE_VERSION, nullptr, ownerModuleInit};
+
+}  // namespace
+
+// What the copies loaded after this one look for.
+extern "C" {
+__attribute__((visibility("default"))) lockspace_table* lockspace_shared_table = &thisCopy;
+}
+
+namespace {
+
+// Every Node environment that loads this copy: the binding of the copy that owns the table.
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  pinSelf();
+  const lockspace_table* mine = &thisCopy;
+  const lockspace_table* owner;
+  try {
+    static const lockspace_table* const elected = lockspace::shared::electOwner(&thisCopy);
+    owner = elected;
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(env, "lockspace: out of memory");
+  }
+  if (owner == mine) return InitOwner(env, exports);
+  if (owner->format != mine->format) {
+    Napi::Error err = Napi::Error::New(env, lockspace::shared::refusal(mine, owner));
+    err.Set("code", Napi::String::New(env, "ERR_LOCKSPACE_INCOMPATIBLE_COPY"));
+    throw err;
+  }
+  napi_value joined = static_cast<napi_value>(owner->moduleInit(env, exports));
+  if (joined == nullptr) throw Napi::Error::New(env);  // the owner's init threw: pass its exception on
+  return Napi::Object(env, joined);
 }
 
 }  // namespace

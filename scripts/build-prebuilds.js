@@ -41,7 +41,7 @@ const TARGETS = [
 ];
 
 // Everything else stays local to the shared object.
-const EXPORTS_MAP = '{\n  global: napi_register_module_v1; node_api_module_get_api_version_v1;\n  local: *;\n};\n';
+const EXPORTS_MAP = '{\n  global: napi_register_module_v1; node_api_module_get_api_version_v1; lockspace_shared_table;\n  local: *;\n};\n';
 
 function fail(message) {
   console.error(`build-prebuilds: ${message}`);
@@ -72,9 +72,10 @@ function nodedir() {
   return dir && dir !== 'undefined' && dir !== 'null' ? dir : undefined;
 }
 
-/** The sources of one build, relative to the repo: binding.gyp and native/ without the core test. */
+/** The sources of one build, relative to the repo: binding.gyp, package.json (binding.gyp reads the
+ *  version the addon reports to other copies of lockspace in a process) and native/ without the core test. */
 function sourceFiles() {
-  const out = ['binding.gyp'];
+  const out = ['binding.gyp', 'package.json'];
   const walk = (rel) => {
     for (const e of fs.readdirSync(path.join(root, rel), { withFileTypes: true })) {
       const r = path.join(rel, e.name);

@@ -3,28 +3,10 @@
 #include <errno.h>
 #include <signal.h>
 
-#include <mutex>
 #include <new>
 
 namespace lockspace::kwait {
 namespace {
-
-extern "C" void onInterrupt(int) {}  // only there to make F_SETLKW return EINTR
-
-int chooseSignal() {
-  // Highest real-time signal nobody has claimed (glibc keeps the lowest ones for itself).
-  for (int sig = SIGRTMAX - 1; sig >= SIGRTMIN + 2; --sig) {
-    struct sigaction old {};
-    if (sigaction(sig, nullptr, &old) != 0) continue;
-    if ((old.sa_flags & SA_SIGINFO) != 0 || old.sa_handler != SIG_DFL) continue;
-    struct sigaction sa {};
-    sa.sa_handler = onInterrupt;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;  // no SA_RESTART: the blocked fcntl must return EINTR
-    if (sigaction(sig, &sa, nullptr) == 0) return sig;
-  }
-  return 0;
-}
 
 struct Start {
   void (*fn)(void*);
@@ -34,24 +16,26 @@ struct Start {
 extern "C" void* trampoline(void* p) {
   Start start = *static_cast<Start*>(p);
   delete static_cast<Start*>(p);
-  start.fn(start.arg);  // fn is noexcept by contract
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, nullptr);  // enabled only inside Interruptible
+  pthread_setname_np(pthread_self(), "lockspace-wait");
+  start.fn(start.arg);  // an interrupt unwinds through here to the end of the thread
   return nullptr;
 }
 
 }  // namespace
 
-int interruptSignal() {
-  static int sig = chooseSignal();
-  return sig;
+Interruptible::Interruptible() noexcept { pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old_); }
+void Interruptible::end() noexcept {
+  if (open_) pthread_setcancelstate(old_, nullptr);
+  open_ = false;
 }
 
+void interrupt(pthread_t thread) noexcept { pthread_cancel(thread); }
+
 int spawn(void (*fn)(void*), void* arg, pthread_t* thread) {
-  int sig = interruptSignal();
-  if (sig == 0) return ENOSYS;
   sigset_t all, old;
   sigfillset(&all);
-  sigdelset(&all, sig);
-  // The new thread inherits this mask: block everything (process signals stay with Node's threads).
+  // The new thread inherits this mask: block everything (glibc keeps the cancellation signal open).
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pthread_attr_t attr;
   pthread_attr_init(&attr);

@@ -66,6 +66,7 @@ struct Extra {
   std::vector<UniqueFd> spare;  // other fds of this inode: closing them while locked would drop the lock
   std::deque<Waiter> waiters;   // queued requests, FIFO
   pthread_t thread{};           // the kernel-wait thread while KernelWait
+  bool blocking = false;        // that thread is between unlocking to block and locking again
 };
 
 // One resource. Allocated with its full path right behind it (see make), the name being the path's
@@ -1235,16 +1236,12 @@ Stats Registry::stats() {
 
 namespace {
 void kernelWaitThread(void* arg) { Registry::runKernelWait(static_cast<Entry*>(arg)); }
-void interrupterThread(void*) { Registry::runInterrupter(); }
 }  // namespace
 
 void Registry::startKernelWait(Entry* e) {
   // Called with the mutex held, e in state KernelWait with at least one waiter.
-  if (!interrupterStarted_) {
-    pthread_t t;
-    if (kwait::spawn(interrupterThread, nullptr, &t) == 0) interrupterStarted_ = true;
-  }
-  int rc = interrupterStarted_ ? kwait::spawn(kernelWaitThread, e, &e->ext().thread) : EAGAIN;
+  e->ext().blocking = false;
+  int rc = kwait::spawn(kernelWaitThread, e, &e->ext().thread);
   if (rc == 0) {
     ++kernelWaits_;
     return;
@@ -1270,33 +1267,45 @@ void Registry::failWaiters(Entry* e, const SysError& err) {
 }
 
 void Registry::interrupt(Entry* e) {
-  interrupts_.insert(e);
-  interruptCv_.notify_one();
+  // Called with the mutex held. A kernel-wait thread that is not blocking will look at the queue again
+  // before it blocks; one that is blocking (or about to) is ended there, and a new one takes over.
+  if (!e->extra->blocking) return;
+  e->extra->blocking = false;
+  kwait::interrupt(e->extra->thread);  // alive: it cannot finish before it has taken the mutex again
 }
 
-void Registry::runInterrupter() noexcept {
-  Registry& r = instance();
-  const int sig = kwait::interruptSignal();
-  Lock lk(r.mu_);
-  for (;;) {
-    while (r.interrupts_.empty()) r.interruptCv_.wait(lk);
-    // A thread leaves the set (under the mutex) as soon as its fcntl returns, so it is alive here.
-    for (Entry* e : r.interrupts_) pthread_kill(e->extra->thread, sig);
-    // Signal again until acknowledged: a signal that lands just before the thread enters fcntl is lost.
-    r.interruptCv_.wait_for(lk, std::chrono::milliseconds(2));
+void Registry::kernelWaitInterrupted(Lock& lk, Entry* e) {
+  // Called with the mutex held by the kernel-wait thread of e, which is unwinding (see kernel_wait.h).
+  // Its fcntl may have got the lock just before it ended: nobody in this process holds the file while
+  // the entry waits, so let that go, then wait again for what is still queued, on a new thread.
+  e->extra->blocking = false;
+  setLock(e->fd.get(), e->kind, F_UNLCK, false);
+  --kernelWaits_;
+  if (!e->hasWaiters()) return closeAbandoned(lk, e);
+  startKernelWait(e);  // counts the new thread in, or fails the queue if there can be none
+}
+
+// The cleanup handler of an interrupted kernel wait: runs on that thread as it ends, without the mutex.
+void Registry::onKernelWaitInterrupted(void* arg) {
+  const KernelWaitExit& exit = *static_cast<KernelWaitExit*>(arg);
+  Lock lk(exit.registry->mu_);
+  try {
+    exit.registry->kernelWaitInterrupted(lk, exit.entry);
+  } catch (const std::exception&) {  // out of memory: the entry is left to the process's exit
   }
 }
 
-void Registry::runKernelWait(Entry* e) noexcept {
+void Registry::runKernelWait(Entry* e) {
   Registry& r = instance();
   Lock lk(r.mu_, std::defer_lock);
   bool countedOut = false;
   try {
     lk.lock();
     r.kernelWaitLoop(lk, e, countedOut);  // counts itself out of kernelWaits_ before its outcome is delivered
-  } catch (...) {
+  } catch (const std::exception&) {
     // Only allocation failures can land here; there is no sane way on: do not take the process down
-    // with an exception escaping a thread, leave the entry to the process's exit.
+    // with an exception escaping a thread, leave the entry to the process's exit. (Not catch (...):
+    // an interrupt's unwinding must go on to the end of the thread.)
     if (!lk.owns_lock()) lk.lock();
     if (!countedOut) --r.kernelWaits_;
   }
@@ -1304,7 +1313,6 @@ void Registry::runKernelWait(Entry* e) noexcept {
 
 void Registry::closeAbandoned(Lock& lk, Entry* e) {
   // Called with the mutex held by the kernel-wait thread of e. Closing drops the lock if we had it.
-  interrupts_.erase(e);
   e->state = State::Closing;
   lk.unlock();
   e->fd.reset();
@@ -1328,17 +1336,27 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e, bool& countedOut) {
       return closeAbandoned(lk, e);
     }
     const bool wantShared = e->waiters().front().req.shared;
+    e->extra->blocking = true;  // until the mutex is taken again, interrupt() ends this thread
     lk.unlock();
-    int rc = setLock(e->fd.get(), e->kind, wantShared ? F_RDLCK : F_WRLCK, true);
-    int err = errno;
+    // An interrupt ends this thread inside this section (see kernel_wait.h): the cleanup handler then
+    // does its bookkeeping. A pthread cleanup handler, not a destructor, because musl ends a cancelled
+    // thread without unwinding its C++ frames; glibc runs it while unwinding.
+    int rc = 0;
+    int err = 0;
+    bool deadlocked = false;
+    KernelWaitExit onInterrupt{this, e};
+    pthread_cleanup_push(onKernelWaitInterrupted, &onInterrupt);
+    kwait::Interruptible interruptible;  // the fcntl and the back-off sleep below
+    rc = setLock(e->fd.get(), e->kind, wantShared ? F_RDLCK : F_WRLCK, true);
+    err = errno;
     if (rc != 0 && err == EDEADLK && deadlockSince == Clock::time_point()) deadlockSince = Clock::now();
     if (rc == 0 || err != EDEADLK) deadlockSince = Clock::time_point();
-    const bool deadlocked = rc != 0 && err == EDEADLK && Clock::now() - deadlockSince > kDeadlockPatience;
+    deadlocked = rc != 0 && err == EDEADLK && Clock::now() - deadlockSince > kDeadlockPatience;
     if (rc != 0 && err == EDEADLK && !deadlocked) {
       // POSIX locks belong to processes, so the kernel sees a cycle when two processes each have one
       // thread holding what a thread of the other waits for, although every thread will go on and
-      // release. It refuses to block: retry with a bounded back-off instead (the sleep ends early on
-      // the interrupt signal, so timeouts and aborts still work). A real deadlock waits like any wait.
+      // release. It refuses to block: retry with a bounded back-off instead (an interrupt ends the
+      // sleep too, so timeouts and aborts still work). A real deadlock waits like any wait.
       struct timespec pause {
         0, deadlockBackoffNs
       };
@@ -1347,9 +1365,11 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e, bool& countedOut) {
     } else {
       deadlockBackoffNs = 500'000;
     }
+    interruptible.end();
+    pthread_cleanup_pop(0);
     if (rc == 0) LS_TEST_POINT("kwait.locked", e->cname());
     lk.lock();
-    interrupts_.erase(e);  // acknowledged: the interrupter stops signalling this thread
+    e->extra->blocking = false;
     if (rc != 0) {
       if (err == EINTR || (err == EDEADLK && !deadlocked)) continue;
       // A lasting EDEADLK is a real deadlock; any other error is final too: fail the queued requests
@@ -1372,7 +1392,6 @@ void Registry::kernelWaitLoop(Lock& lk, Entry* e, bool& countedOut) {
       continue;
     }
     // Locked: grant the front of the queue, each request only if its name still reaches this file.
-    interrupts_.erase(e);
     e->state = State::Granting;
     e->shared = wantShared;
     --kernelWaits_;

@@ -200,9 +200,8 @@ class Registry {
   size_t closeIdleFds();
   void setIdleLimit(size_t limit);
 
-  // Thread bodies (see kernel_wait.h).
-  static void runKernelWait(Entry* e) noexcept;
-  static void runInterrupter() noexcept;
+  // The kernel-wait thread's body (see kernel_wait.h): ends by unwinding when it is interrupted.
+  static void runKernelWait(Entry* e);
 
  private:
   Registry();
@@ -248,6 +247,12 @@ class Registry {
   void failWaiters(Entry* e, const SysError& err);
   void startKernelWait(Entry* e);
   void interrupt(Entry* e);
+  void kernelWaitInterrupted(Lock& lk, Entry* e);
+  struct KernelWaitExit {
+    Registry* registry;
+    Entry* entry;
+  };
+  static void onKernelWaitInterrupted(void* arg);
   void kernelWaitLoop(Lock& lk, Entry* e, bool& countedOut);
   void dropDeadHead(Entry* e);
   static bool namesInode(const char* path, const InodeKey& key);
@@ -290,9 +295,6 @@ class Registry {
   std::unordered_set<uint64_t> inFlight_;                         // requests being re-dispatched (file replaced)
   std::unordered_set<uint64_t> cancelledInFlight_;
   std::unordered_set<uint64_t> announced_;  // announced requests not run yet (see announce)
-  std::unordered_set<Entry*> interrupts_;   // kernel-wait threads to signal until they wake
-  std::condition_variable interruptCv_;
-  bool interrupterStarted_ = false;
   std::unordered_map<dev_t, bool> remoteDevs_;
   std::unordered_set<uint32_t> deadEnvs_;  // JS environments torn down (ids are never reused)
   std::unordered_map<std::string, std::weak_ptr<Dir>> dirs_;

@@ -2,6 +2,7 @@
 // run by test/core.test.ts and under valgrind. One function a scenario, like libvirt's
 // tests/virlockspacetest.c. Exits non-zero on the first failure.
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -519,7 +520,7 @@ void testKernelWaitNoUpgradeInPlace() {
   armPoint("kwait.locked", "res", [] { CHECK(reg().cancel(501)); });
   CHECK(ofdLock(out, F_RDLCK));
   eventually([] { return pointAction.done.load(); });
-  // (the wait is interrupted and resumed while the cancel's signal is re-sent: it blocks again)
+  // (the kernel-wait thread sees the new head, lets its shared lock go and blocks again, exclusive)
   const bool blocked = eventually(kernelWaiterBlocked);
   disarmPoint();
   CHECK(pointAction.done && blocked);
@@ -585,11 +586,51 @@ void testAnnouncedRequests() {
 
 }  // namespace
 
+// Another library took every real-time signal (main() ignores them all before any scenario runs). A
+// kernel wait whose head is cancelled while blocked is ended and taken over by a new thread for the
+// request behind it, which then waits in its own mode; a wait cancelled alone ends and leaves nothing.
+void testKernelWaitInterruptedWithoutSignals() {
+  auto [d, p, out] = sceneWithOutsider("kwnosig");
+  auto sink = std::make_shared<TestSink>();
+  CHECK(reg().acquire(d, "res", req(false), 801, sink).queued);
+  CHECK(reg().acquire(d, "res", req(true), 802, sink).queued);
+  CHECK(eventually(kernelWaiterBlocked));
+  CHECK(reg().cancel(801));
+  CHECK(eventually([] { return reg().stats().waiters == 1; }));
+  CHECK(eventually(kernelWaiterBlocked) && reg().stats().kernelWaits == 1);
+  CHECK(ofdLock(out, F_RDLCK));  // the outsider goes shared: the shared request gets in beside it
+  CHECK(sink->waitFor(1) && sink->grants.size() == 1 && sink->grants[0].first == 802);
+  CHECK(!outsiderCanLock(p, false) && outsiderCanLock(p, true));
+  releaseGrantsAndClose(*sink, out);
+
+  auto [d2, p2, out2] = sceneWithOutsider("kwnosig2");
+  CHECK(reg().acquire(d2, "res", req(), 803, sink).queued);
+  CHECK(eventually(kernelWaiterBlocked));
+  CHECK(reg().cancel(803));
+  CHECK(eventually([] {
+    Stats s = reg().stats();
+    return s.resources == 0 && s.waiters == 0 && s.kernelWaits == 0;
+  }));
+  CHECK(!kernelWaiterBlocked());
+  CHECK(ofdLock(out2, F_UNLCK) && outsiderCanLock(p2, false));
+  ::close(out2);
+}
+
+// What another native library may do to the real-time signals: lockspace must not depend on them.
+void ignoreRealtimeSignals() {
+  for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) {
+    struct sigaction sa {};
+    sa.sa_handler = SIG_IGN;
+    sigaction(sig, &sa, nullptr);
+  }
+}
+
 int main() {
   setvbuf(stdout, nullptr, _IONBF, 0);
   char tmpl[] = "/tmp/lockspace-core-XXXXXX";
   if (!mkdtemp(tmpl)) return 2;
   root = tmpl;
+  ignoreRealtimeSignals();
   struct {
     const char* name;
     void (*fn)();
@@ -609,6 +650,7 @@ int main() {
       {"kernel wait: no upgrade in place", testKernelWaitNoUpgradeInPlace},
       {"kernel wait: alias replaced", testKernelWaitAliasReplaced},
       {"announced requests", testAnnouncedRequests},
+      {"kernel wait: interrupted without signals", testKernelWaitInterruptedWithoutSignals},
   };
   for (auto& t : tests) {
     int before = failures;
