@@ -3,7 +3,6 @@
 import { ChildProcess, spawn, spawnSync } from 'child_process';
 import * as path from 'path';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 export const cluster = require('./cluster') as {
   MOUNT: string;
   onHost(host: string, argv: string[]): [string, string[]];
