@@ -8,7 +8,7 @@ import { checkOptions } from './validate';
 
 export { AbortError, LockspaceError } from './errors';
 export { Lease, LockSpace } from './lockspace';
-export type { AcquireOptions, AcquireSyncOptions, LockSpaceOptions, LockType, Owner, ResourceInfo } from './lockspace';
+export type { AcquireOptions, AcquireSyncOptions, InspectInfo, LockHolder, LockSpaceOptions, LockType, Owner, ResourceInfo } from './lockspace';
 
 export interface ResourceNameOptions {
   /** Resolve symlinks, `.` and `..` first (default true). Pass false to match virtlockd, which hashes

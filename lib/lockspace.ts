@@ -2,8 +2,9 @@ import { resolve as resolvePath } from 'node:path';
 import { debuglog } from 'node:util';
 import { threadId } from 'node:worker_threads';
 
-import { AbortError, ErrorRecord, fromRecord, invalidArgType, invalidArgValue, LockspaceError, timeoutError } from './errors';
-import { AUTO_CREATE, binding, Delivery, DirHandle, isErrorRecord, OFD, SHARED } from './native';
+import { AbortError, ErrorRecord, fromRecord, invalidArgType, invalidArgValue, LockspaceError, systemError, timeoutError } from './errors';
+import { AUTO_CREATE, binding, Delivery, DirHandle, InspectRecord, isErrorRecord, LeaseCheck, OFD, SHARED, VerifyRecord } from './native';
+import { kernelLocksOn } from './proclocks';
 import { checkName, checkOptions, checkOwner, Owner, ownerFromKey, ownerKey } from './validate';
 
 const debug = debuglog('lockspace');
@@ -22,6 +23,9 @@ export type LockType = 'posix' | 'ofd';
 export interface LockSpaceOptions {
   /** Default `'posix'`. */
   lockType?: LockType;
+  /** Network file systems: how often (ms) held leases are checked in the background, so that a lost
+   *  lock aborts `lease.signal` without a call by the holder. Default 2000; 0 turns it off. */
+  checkInterval?: number;
 }
 
 export interface AcquireSyncOptions {
@@ -52,12 +56,21 @@ export interface ResourceInfo {
 
 const SYNC_OPTIONS = { shared: 'boolean', autoCreate: 'boolean', owner: 'owner' } as const;
 const ASYNC_OPTIONS = { ...SYNC_OPTIONS, wait: 'boolean', timeout: 'number', signal: 'signal' } as const;
-const OPEN_OPTIONS = { lockType: 'string' } as const;
+const OPEN_OPTIONS = { lockType: 'string', checkInterval: 'number' } as const;
+const DEFAULT_CHECK_INTERVAL = 2000;
 
 const disposeSymbol: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('nodejs.dispose');
 const asyncDisposeSymbol: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose');
 
 const LEASE_TOKEN: unique symbol = Symbol('lockspace.lease');
+
+// Lease internals the lockspace and its lease checker use (set by Lease's static block).
+let leaseInternals: {
+  id(lease: Lease): number;
+  watch(lease: Lease, checker: LeaseChecker): void;
+  take(lease: Lease, record: VerifyRecord): boolean;
+  remote(lease: Lease, remote: boolean): void;
+};
 
 /** A held lock. Release it once (further releases do nothing); `await using` releases it too. */
 export class Lease {
@@ -69,6 +82,11 @@ export class Lease {
   #prefix: string;
   #remote: boolean;
   #released = false;
+  // Lost locks (see "Lost locks" below): the error once known lost, the signal's controller (made
+  // on first use of `signal`), and the background checker watching this lease.
+  #lost: LockspaceError | undefined;
+  #controller: AbortController | undefined;
+  #checker: LeaseChecker | undefined;
 
   /** Leases come from `acquire`/`acquireSync` only: the token is not exported. */
   constructor(token: typeof LEASE_TOKEN, id: number, name: string, prefix: string, shared: boolean, owner: Owner, remote: boolean) {
@@ -95,6 +113,7 @@ export class Lease {
   releaseSync(): void {
     if (this.#released) return;
     this.#released = true;
+    this.#checker?.remove(this);
     const released = native.release(this.#id);
     if (debug.enabled && released) debug('release %s owner=%j', this.path, this.owner);
   }
@@ -103,12 +122,78 @@ export class Lease {
     if (!this.#remote) return this.releaseSync();
     if (this.#released) return;
     this.#released = true;
+    this.#checker?.remove(this);
     const released = await native.releaseAsync(this.#id);
     if (debug.enabled && released) debug('release %s owner=%j', this.path, this.owner);
   }
 
   [disposeSymbol](): void {
     this.releaseSync();
+  }
+
+  /* ---------------------------------------------------------------- lost locks */
+
+  /**
+   * Aborts when the lock is known lost (the file system's client or server failed, another host
+   * took it, its file was unlinked or replaced); `signal.reason` is a LockspaceError with code
+   * `'ERR_LOCK_LOST'`, the path and a `cause`. Pass it to the work the lock protects. A lease that
+   * is released (and not lost) never aborts.
+   */
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#lost) this.#controller.abort(this.#lost);
+    }
+    return this.#controller.signal;
+  }
+
+  /**
+   * Resolves if the lock is still held and the name still reaches its file. Otherwise aborts
+   * `signal` and rejects with the ERR_LOCK_LOST error (ERR_LOCK_NOT_HELD once released). On a
+   * network file system it asks the server about the held descriptor (F_GETLK / F_OFD_GETLK: a
+   * query, never a change of the lock), on the threadpool.
+   */
+  async verify(): Promise<void> {
+    if (this.#lost) throw this.#lost;
+    if (this.#released) throw notHeldError(this.path);
+    const record = this.#remote ? (await native.verifyAsync([this.#id]))[0] : native.verify(this.#id);
+    this.#take(record);
+    if (this.#lost) throw this.#lost;
+    if (record[0] === LeaseCheck.NotHeld) {
+      this.#released = true;
+      throw notHeldError(this.path);
+    }
+  }
+
+  /** Records a verify outcome; true when the lease is still worth checking. */
+  #take(record: VerifyRecord): boolean {
+    const check = record[0];
+    if (check === LeaseCheck.Held) return true;
+    if (check === LeaseCheck.NotHeld) {
+      this.#checker?.remove(this);
+      return false;
+    }
+    if (!this.#lost && !this.#released) {
+      this.#lost = lostError(record);
+      this.#checker?.remove(this);
+      if (debug.enabled) debug('lost %s: %s', this.path, this.#lost.message);
+      this.#controller?.abort(this.#lost);
+    }
+    return false;
+  }
+
+  static {
+    leaseInternals = {
+      id: (lease) => lease.#id,
+      watch: (lease, checker) => {
+        lease.#checker = checker;
+        checker.add(lease);
+      },
+      take: (lease, record) => lease.#take(record),
+      remote: (lease, remote) => {
+        lease.#remote = remote;
+      },
+    };
   }
 
   [asyncDisposeSymbol](): Promise<void> {
@@ -157,6 +242,7 @@ export class LockSpace {
   #remote: boolean;
   #kind: number;
   #prefix: string;
+  #checker: LeaseChecker | undefined;
 
   private constructor(handle: DirHandle, directory: string | null, remote: boolean, lockType: LockType) {
     this.#handle = handle;
@@ -182,7 +268,10 @@ export class LockSpace {
     const opts = checkOpenOptions(options);
     const lockType = opts.lockType ?? 'posix';
     const opened = throwIfError(native.openDir(directory === null ? null : resolvePath(directory)));
-    return new LockSpace(opened.handle, opened.path, opened.remote, lockType);
+    const ls = new LockSpace(opened.handle, opened.path, opened.remote, lockType);
+    const interval = opts.checkInterval ?? DEFAULT_CHECK_INTERVAL;
+    if (interval > 0) ls.#checker = new LeaseChecker(interval);
+    return ls;
   }
 
   /** Closes the descriptors kept open (unlocked) after releases for fast re-acquisition. */
@@ -209,7 +298,33 @@ export class LockSpace {
       throw err;
     }
     if (debug.enabled) debug('acquire %s %s owner=%j', this.#path(name), shared ? 'shared' : 'exclusive', owner);
-    return new Lease(LEASE_TOKEN, result as number, name, this.#prefix, shared, owner, this.#remote);
+    const lease = new Lease(LEASE_TOKEN, result as number, name, this.#prefix, shared, owner, this.#remote);
+    if (this.directory === null || this.#remote) this.#watch(lease, name);
+    return lease;
+  }
+
+  /** Network file systems: the lease is checked in the background (path mode: per name). */
+  #watch(lease: Lease, name: string): void {
+    const remote = this.#remoteFor(name);
+    leaseInternals.remote(lease, remote);
+    if (remote && this.#checker) leaseInternals.watch(lease, this.#checker);
+  }
+
+  /**
+   * Who holds `name`: `state` and `holders` are the kernel's view ([{ pid, mode, kind }], pid null
+   * when unknown or on another host): from /proc/locks on local file systems, from a lock query to
+   * the server (F_GETLK) on network ones, which names one other holder at most. `owners` are this
+   * process's owners of it, `waiters` how many of its requests wait for it. Opens nothing for
+   * writing, locks nothing, never drops a lock of this process. ENOENT if the file does not exist.
+   */
+  async inspect(name: string): Promise<InspectInfo> {
+    const n = this.#name(name);
+    const record = this.#remoteFor(n) ? await native.inspectAsync(this.#handle, n) : native.inspect(this.#handle, n);
+    return inspectInfo(n, throwIfError(record));
+  }
+
+  inspectSync(name: string): InspectInfo {
+    return inspectInfo(name, throwIfError(native.inspect(this.#handle, this.#name(name))));
   }
 
   /** Creates the resource file (mode 0600). EEXIST if it exists; EBUSY if this process holds it. */
@@ -384,12 +499,137 @@ function checkOpenOptions(options: unknown): LockSpaceOptions {
       throw invalidArgValue('options', options, `has an unknown property "${key}" for LockSpace.open (known: lockType)`);
     }
   }
-  const { lockType } = options as LockSpaceOptions;
+  const { lockType, checkInterval } = options as LockSpaceOptions;
   if (lockType !== undefined && lockType !== 'posix' && lockType !== 'ofd') {
     if (typeof lockType !== 'string') throw invalidArgType('options.lockType', 'of type string', lockType);
     throw invalidArgValue('options.lockType', lockType, "must be 'posix' or 'ofd'");
   }
+  if (checkInterval !== undefined) {
+    if (typeof checkInterval !== 'number') throw invalidArgType('options.checkInterval', 'of type number', checkInterval);
+    if (!Number.isInteger(checkInterval) || checkInterval < 0 || checkInterval > 2 ** 31 - 1) {
+      throw invalidArgValue('options.checkInterval', checkInterval, 'must be an integer from 0 (off) to 2147483647 (ms)');
+    }
+  }
   return options as LockSpaceOptions;
+}
+
+/* ------------------------------------------------------------------ lost locks and inspection */
+
+/**
+ * Checks the leases of one lockspace on a network file system every `interval` ms: one threadpool
+ * job for all of them at a time, never more. Its timer never keeps the process alive and never
+ * throws.
+ */
+class LeaseChecker {
+  #leases = new Set<Lease>();
+  #timer: NodeJS.Timeout | undefined;
+  #running = false;
+
+  constructor(readonly interval: number) {}
+
+  add(lease: Lease): void {
+    this.#leases.add(lease);
+    if (!this.#timer) {
+      this.#timer = setInterval(() => this.#tick(), this.interval);
+      this.#timer.unref();
+    }
+  }
+
+  remove(lease: Lease): void {
+    this.#leases.delete(lease);
+    if (this.#leases.size === 0 && this.#timer) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #tick(): void {
+    if (this.#running || this.#leases.size === 0) return;
+    this.#running = true;
+    const leases = [...this.#leases];
+    native.verifyAsync(leases.map((l) => leaseInternals.id(l))).then(
+      (records) => {
+        this.#running = false;
+        records.forEach((record, i) => {
+          try {
+            leaseInternals.take(leases[i], record);
+          } catch (err) {
+            debug('lease check: %s', err); // a listener of lease.signal threw: not ours to rethrow
+          }
+        });
+      },
+      (err: unknown) => {
+        this.#running = false;
+        debug('lease check failed: %s', err);
+      },
+    );
+  }
+}
+
+function notHeldError(path: string): LockspaceError {
+  return new LockspaceError(`ERR_LOCK_NOT_HELD: lock not held (released), verify '${path}'`, { code: 'ERR_LOCK_NOT_HELD', path });
+}
+
+const EAGAIN = 11;
+const ENOENT = 2;
+
+/** The ERR_LOCK_LOST error for a verify outcome that says the lock is gone. */
+function lostError([check, errnum, syscall, path]: VerifyRecord): LockspaceError {
+  let cause: LockspaceError;
+  let what: string;
+  switch (check) {
+    case LeaseCheck.Conflict:
+      cause = systemError(EAGAIN, 'fcntl', path, 'another host or process holds a conflicting lock');
+      what = 'another host or process holds it now';
+      break;
+    case LeaseCheck.Unlinked:
+      cause = systemError(ENOENT, 'stat', path, 'the lock file was unlinked');
+      what = 'its file was unlinked';
+      break;
+    case LeaseCheck.Replaced:
+      cause = new LockspaceError(`ERR_LOCK_FILE_REPLACED: the name reaches another file now, '${path}'`, {
+        code: 'ERR_LOCK_FILE_REPLACED',
+        path,
+      });
+      what = 'its file was replaced';
+      break;
+    default:
+      cause = systemError(errnum, syscall, path, 'the file system failed the lock query');
+      what = `the file system reports ${cause.code}`;
+  }
+  return new LockspaceError(`ERR_LOCK_LOST: lock lost (${what}), '${path}'`, { code: 'ERR_LOCK_LOST', path, cause });
+}
+
+export interface LockHolder {
+  /** null when unknown (OFD locks) or on another host. */
+  pid: number | null;
+  mode: 'shared' | 'exclusive';
+  kind: LockType;
+}
+
+export interface InspectInfo {
+  name: string;
+  path: string;
+  state: 'free' | 'shared' | 'exclusive';
+  holders: LockHolder[];
+  /** This process's owners of it. */
+  owners: Owner[];
+  /** How many requests of this process wait for it. */
+  waiters: number;
+}
+
+function inspectInfo(name: string, r: InspectRecord): InspectInfo {
+  const holders: LockHolder[] = [];
+  if (!r.remote) {
+    const locks = kernelLocksOn(r.major, r.minor, r.ino) ?? [];
+    for (const l of locks) if (!l.blocked) holders.push({ pid: l.pid, mode: l.mode, kind: l.kind });
+  } else {
+    // The server does not tell this process's own locks (they do not conflict with themselves).
+    if (r.held) holders.push({ pid: process.pid, mode: r.heldShared ? 'shared' : 'exclusive', kind: r.heldOfd ? 'ofd' : 'posix' });
+    if (r.otherHeld) holders.push({ pid: null, mode: r.otherShared ? 'shared' : 'exclusive', kind: r.otherOfd ? 'ofd' : 'posix' });
+  }
+  const state = holders.some((h) => h.mode === 'exclusive') ? 'exclusive' : holders.length > 0 ? 'shared' : 'free';
+  return { name, path: r.path, state, holders, owners: r.owners.map(ownerFromKey), waiters: r.waiters };
 }
 
 export { LockspaceError };

@@ -25,7 +25,6 @@ export interface ErrorJson {
   message: string;
   path?: string;
   holderPid?: number;
-  hasHolderPid?: boolean;
   cause?: ErrorJson;
 }
 

@@ -18,7 +18,6 @@ function send(obj) {
 function errorJson(err) {
   if (!err || typeof err !== 'object') return { message: String(err) };
   const out = { name: err.name, code: err.code, message: err.message, path: err.path, holderPid: err.holderPid };
-  if ('holderPid' in err) out.hasHolderPid = true;
   if (err.cause) out.cause = errorJson(err.cause);
   return out;
 }
