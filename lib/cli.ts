@@ -61,7 +61,10 @@ List every resource (regular file) in the lockspace directory DIR and whether it
 OFDLCK for open-file-description locks, whose pid the kernel does not tell), and the processes
 waiting for it. Only locks on byte 0 count, as lockspace and libvirt take them.
 
-The kernel's lock list (/proc/locks) is read, so nothing is locked or opened. Where it cannot be
+The kernel's lock list (/proc/locks) is read, so nothing is locked or opened. Locks on network
+file systems (NFS, GlusterFS and other FUSE mounts) are not in that list: a resource it shows as
+free is asked about with a lock query (F_GETLK through a read-only descriptor, which changes no
+lock); a holder on another host shows without pid. Where /proc/locks cannot be
 read, or with --probe, each resource is probed by taking and dropping its lock without waiting:
 this tells free/shared/exclusive and one POSIX holder's pid, and sees locks held by other hosts
 on NFS, but it needs write permission and briefly holds the lock, so another process's
@@ -385,6 +388,20 @@ function probe(ls: Api.LockSpace, name: string): Pick<ResourceStatus, 'state' | 
   }
 }
 
+/** The holders inspect finds (a lock query to the server on network file systems); null on error. */
+function inspectHolders(ls: Api.LockSpace, name: string): Holder[] | null {
+  try {
+    return ls.inspectSync(name).holders.map((h) => ({
+      pid: h.pid,
+      command: h.pid === null ? null : commandName(h.pid),
+      type: h.kind === 'ofd' ? 'OFDLCK' : 'POSIX',
+      mode: h.mode,
+    }));
+  } catch {
+    return null; // deleted meanwhile, or unreadable: /proc/locks's answer stands
+  }
+}
+
 function status(args: string[]): number {
   const p = parse('status', args, { json: { kind: 'flag' }, probe: { kind: 'flag' } });
   if (p.help) return help('status');
@@ -411,7 +428,7 @@ function status(args: string[]): number {
   const names = entries.filter((e) => e.isFile()).map((e) => e.name).sort();
 
   const procLocks = p.options.has('probe') ? null : readProcLocks();
-  const ls = procLocks === null && names.length > 0 ? lib().LockSpace.open(directory) : undefined;
+  const ls = names.length > 0 ? lib().LockSpace.open(directory, { checkInterval: 0 }) : undefined;
   const resources: ResourceStatus[] = [];
   for (const name of names) {
     const path = nodePath.join(directory, name);
@@ -423,7 +440,10 @@ function status(args: string[]): number {
         continue; // deleted meanwhile (an autoCreate resource released)
       }
       if (!st.isFile()) continue;
-      const { holders, waiters } = locksOn(procLocks, st);
+      const found = locksOn(procLocks, st);
+      const { waiters } = found;
+      // Locks a FUSE or NFS client hands to its server are not in /proc/locks: ask the file system.
+      const holders = found.holders.length === 0 && waiters.length === 0 ? (inspectHolders(ls!, name) ?? []) : found.holders;
       resources.push({ name, path, state: stateOf(holders), holders, waiters });
     } else {
       const r = probe(ls!, name);
@@ -507,7 +527,9 @@ function describeHolders(path: string, err: unknown): string {
   }
   if (holders.length === 0) {
     const pid = (err as Api.LockspaceError | undefined)?.holderPid;
-    if (pid === undefined) return '';
+    // No pid and not in /proc/locks: a network file system's lock (F_GETLK's pid there is one on
+    // the holder's own host, so lockspace reports none).
+    if (pid === undefined) return ' (held by another host or process)';
     holders = [{ pid, command: commandName(pid), type: 'POSIX', mode: 'exclusive' }];
   }
   const mode = holders.some((h) => h.mode === 'exclusive') ? 'exclusive' : 'shared';

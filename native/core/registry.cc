@@ -743,7 +743,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
         eraseEntry(e);  // the process holds no lock on this inode: closing drops nothing
       }
       notifyTransition(key);
-      if (err == ESTALE) {  // the file went away on the server under a cached name: look again
+      if (err == ESTALE || err == ENOENT) {  // the file went away on the server (a cached name): look again
         lk.unlock();
         staleNamePause(stale);
         lk.lock();

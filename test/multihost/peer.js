@@ -51,6 +51,16 @@ const ops = {
     }
     return { lease: id, at: Date.now() };
   },
+  /** Releases a lease and acquires the same name again at once: the race of a hand-off. */
+  async handoff({ lease: id, space, name, options = {} }) {
+    await lease(id).release();
+    leases.delete(id);
+    try {
+      return await ops.acquire({ space, name, options });
+    } catch (err) {
+      return { error: errorJson(err) };
+    }
+  },
   async release({ lease: id }) {
     await lease(id).release();
     leases.delete(id);
