@@ -293,6 +293,18 @@ async function startBrick() {
   return brickPid(state);
 }
 
+/** Waits until host `name`'s client serves the mount again (after a brick restart it reconnects
+ *  on its own timer, a few seconds). */
+async function waitMount(name, ms = 30_000) {
+  await waitUntil(
+    () => spawnSync(...onHost(name, ['stat', '-f', MOUNT + '/.']), { timeout: 15_000 }).status === 0 &&
+      spawnSync(...onHost(name, ['ls', MOUNT]), { timeout: 15_000 }).status === 0,
+    `host ${name} to reach the volume`,
+    ms,
+    200,
+  );
+}
+
 /* ------------------------------------------------------------------ up / down */
 
 function glusterdVolfile(state) {
@@ -421,6 +433,7 @@ module.exports = {
   killBrick,
   startBrick,
   brickPid,
+  waitMount,
   waitUntil,
   sleep,
 };

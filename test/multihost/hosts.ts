@@ -15,6 +15,7 @@ export const cluster = require('./cluster') as {
   killBrick(): Promise<number>;
   startBrick(): Promise<number>;
   brickPid(): number;
+  waitMount(host: string, ms?: number): Promise<void>;
   waitUntil<T>(fn: () => T | Promise<T>, what: string, ms?: number, step?: number): Promise<T>;
   sleep(ms: number): Promise<void>;
 };
