@@ -681,6 +681,16 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       if (::fstat(fd.get(), &fst) != 0) {
         err = errno;
         lk.lock();
+        if ((err == ESTALE || err == ENOENT) && exists) {
+          // Network file systems: the file went away on the server under a cached name. The fd
+          // reaches the inode the name showed; park it with that inode's entry, if held, and look again.
+          closeOrPark(lk, fd, InodeKey{st.st_dev, st.st_ino});
+          lk.unlock();
+          staleNamePause(stale);
+          lk.lock();
+          ++stale;
+          continue;
+        }
         throw SysError(err, "fstat", dir->fullPath(name));  // cannot happen on an fd we just opened
       }
       if (!S_ISREG(fst.st_mode)) {
@@ -1120,6 +1130,23 @@ int queryLock(int fd, LockKind kind, short type, struct flock& fl) {
 }
 }  // namespace
 
+void Registry::closeOrPark(Lock& lk, UniqueFd& fd, const InodeKey& key) {
+  // Closing any fd of an inode drops every POSIX lock this process holds on it: an fd of an inode
+  // this table has an entry for goes with that entry (spares close with it); else it is closed.
+  Entry* holder = byInode_.find(key);
+  while (holder && holder->transient()) {
+    waitTransition(lk, key);  // keeps fd open until the other thread is done with the inode
+    holder = byInode_.find(key);
+  }
+  if (!holder) return fd.reset();
+  try {
+    holder->ext().spare.push_back(std::move(fd));
+  } catch (...) {
+    (void)fd.release();  // out of memory: leak it rather than drop the entry's lock
+    throw;
+  }
+}
+
 void Registry::closeEntryFd(Entry* e) noexcept {
   // On a network file system close() alone lets the unlock reach the server after it returns (the
   // other host still sees the lock for a while): unlock first, so a release is seen when it is done.
@@ -1241,22 +1268,24 @@ InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
       UniqueFd own(::openat(dir->fd(), cname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
       const int err = own ? 0 : errno;
       struct stat fst {};
-      const bool same = own && ::fstat(own.get(), &fst) == 0 && fst.st_dev == key.dev && fst.st_ino == key.ino;
+      const bool statted = own && ::fstat(own.get(), &fst) == 0;
+      const int fstatErr = statted ? 0 : errno;
       lk.lock();
       if (!own) {
         if (err == ENOENT || err == ESTALE) continue;
         throw SysError(err, "open", out.path);
       }
-      if (!same || byInode_.find(key)) {
-        // Replaced meanwhile, or acquired meanwhile: an entry of this inode may hold a lock now, so
-        // our fd must not be closed while it might; it goes with that entry (spares close with it).
-        if (Entry* other = byInode_.find(key); other && !other->transient()) {
-          other->ext().spare.push_back(std::move(own));
-        } else if (other) {
-          waitTransition(lk, key);  // keeps own open until the other thread is done with the inode
-          if (Entry* settled = byInode_.find(key)) settled->ext().spare.push_back(std::move(own));
-        }
-        continue;  // a closed own (no entry of this inode) drops nothing
+      if (!statted) {
+        (void)own.release();  // cannot happen on an fd just opened; never close an fd of an unknown inode
+        throw SysError(fstatErr, "fstat", out.path);
+      }
+      // The file opened may be held by this process by now (acquired meanwhile, or the name replaced
+      // by a file held under another name): then our fd must not be closed while that entry may hold
+      // a lock; it goes with the entry (spares close with it) and we look again.
+      const InodeKey ownKey{fst.st_dev, fst.st_ino};
+      if (byInode_.find(ownKey) || !(ownKey == key)) {
+        closeOrPark(lk, own, ownKey);
+        continue;
       }
       Request req;
       reserved = insertEntry(dir, name, key, std::move(own), req);

@@ -295,6 +295,7 @@ class Registry {
   SysError busyHere(const Entry* e, const std::string& path) const;
   void fillOwnView(const Entry* e, InspectResult& out) const;
   static void closeEntryFd(Entry* e) noexcept;
+  void closeOrPark(Lock& lk, UniqueFd& fd, const InodeKey& key);
 
   std::mutex mu_;
   Stripe stripes_[kStripes];  // an Opening/Closing entry settled (by inode hash)
