@@ -140,6 +140,19 @@ describe('inspect', () => {
     });
   }
 
+  test('network file system: inspect by a hard link of a held file drops nothing', async () => {
+    _debug.setForceRemote(true);
+    const ls = LockSpace.open(tmp.dir, { checkInterval: 0 });
+    const l = await ls.acquire('r', { autoCreate: true, owner: 'vm' });
+    fs.linkSync(l.path, path.join(tmp.dir, 'link'));
+    const info = await ls.inspect('link');
+    expect(info).toMatchObject({ name: 'link', state: 'exclusive', owners: ['vm'] });
+    expect(await outsideProbe(l.path)).toBe('busy');
+    await l.verify();
+    await l.release();
+    expect(await outsideProbe(l.path)).toBe('locked');
+  });
+
   test('an OFD holder is reported as such, and a missing file is ENOENT', async () => {
     const ls = LockSpace.open(tmp.dir, { lockType: 'ofd' });
     const l = await ls.acquire('r', { autoCreate: true });
