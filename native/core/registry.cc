@@ -735,7 +735,8 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
     lk.unlock();
     if (setLock(e->fd.get(), req.kind, req.shared ? F_RDLCK : F_WRLCK, false) != 0) {
       const int err = errno;
-      const int pid = isBusyErrno(err) && !e->remote ? holderPid(e->fd.get(), req.kind, req.shared) : 0;
+      const bool remote = e->remote;  // e may be gone below
+      const int pid = isBusyErrno(err) && !remote ? holderPid(e->fd.get(), req.kind, req.shared) : 0;
       lk.lock();
       const std::string path = dir->fullPath(name);
       if (isBusyErrno(err) && req_sink) {
@@ -761,7 +762,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
         continue;
       }
       if (!isBusyErrno(err)) throw SysError(err, "fcntl", path);
-      SysError busy(EBUSY, "fcntl", path, otherHolder(e->remote));
+      SysError busy(EBUSY, "fcntl", path, otherHolder(remote));
       busy.holderPid = pid;
       throw busy;
     }
