@@ -159,7 +159,8 @@ export class Lease {
     const record = this.#remote ? (await native.verifyAsync([this.#id]))[0] : native.verify(this.#id);
     this.#take(record);
     if (this.#lost) throw this.#lost;
-    if (record[0] === LeaseCheck.NotHeld) {
+    if (record[0] !== LeaseCheck.Held || this.#released) {
+      // Released meanwhile (here, by name, by releaseOwner or by the worker's exit).
       this.#released = true;
       throw notHeldError(this.path);
     }
