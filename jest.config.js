@@ -3,6 +3,8 @@ module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
+  // The multihost suite needs its GlusterFS cluster: npm run test:multihost runs it.
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/multihost/'],
   moduleFileExtensions: ['ts', 'js', 'json', 'node'],
   transform: {
     '^.+\\.ts$': ['ts-jest', { tsconfig: 'test/tsconfig.json' }],

@@ -7,13 +7,17 @@ export type NotHeldRecord = ['ERR_LOCK_NOT_HELD', string];
 export type ErrorRecord = SysRecord | NotHeldRecord;
 
 const errorMap: Map<number, [string, string]> = util.getSystemErrorMap();
-// libuv's map lacks a few errors that fcntl locks can report.
-for (const [code, description] of [
-  ['EDEADLK', 'resource deadlock would occur'],
-  ['ENOLCK', 'no locks available'],
-  ['ESTALE', 'stale file handle'],
+// libuv's map lacks a few errors that fcntl locks can report, network file systems above all
+// (Linux numbers where os.constants lacks the name).
+for (const [code, linuxErrno, description] of [
+  ['EDEADLK', 35, 'resource deadlock would occur'],
+  ['ENOLCK', 37, 'no locks available'],
+  ['ESTALE', 116, 'stale file handle'],
+  ['EBADFD', 77, 'file descriptor in bad state'],
+  ['ENOTCONN', 107, 'transport endpoint is not connected'],
+  ['EIO', 5, 'input/output error'],
 ] as const) {
-  const errnum = (os.constants.errno as Record<string, number>)[code];
+  const errnum = (os.constants.errno as Record<string, number>)[code] ?? (process.platform === 'linux' ? linuxErrno : undefined);
   if (errnum !== undefined && !errorMap.has(-errnum)) errorMap.set(-errnum, [code, description]);
 }
 
@@ -72,9 +76,10 @@ export class LockspaceError extends Error {
       path?: string;
       heldByThisProcess?: boolean;
       holderPid?: number;
+      cause?: unknown;
     },
   ) {
-    super(message);
+    super(message, props.cause === undefined ? undefined : { cause: props.cause });
     this.name = 'LockspaceError';
     this.code = props.code as LockspaceErrorCode;
     if (props.errno !== undefined) this.errno = props.errno;

@@ -18,6 +18,7 @@ export type {
   Owner,
   ResourceInfo,
 } from './lockspace';
+export type { InspectInfo, LockHolder } from './inspect';
 export type { Lock, LockGrantedCallback, LockInfo, LockManager, LockManagerSnapshot, LockMode, LockOptions } from './locks';
 export type { AcquireMessage, LostMessage, ReleaseMessage } from './diagnostics';
 

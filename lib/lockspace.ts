@@ -2,9 +2,11 @@ import { debuglog } from 'node:util';
 import { isMainThread, threadId } from 'node:worker_threads';
 
 import { Acquisition, DEFAULT_ACQUISITION, readAcquisition } from './acquisition';
-import { AcquireMessage, publishRelease, releaseObserved, traceAcquire, traceAcquireSync, tracing } from './diagnostics';
+import { AcquireMessage, publishLost, publishRelease, releaseObserved, traceAcquire, traceAcquireSync, tracing } from './diagnostics';
 import { ErrorRecord, fromRecord, invalidArgValue, LockspaceError } from './errors';
-import { AUTO_CREATE, binding, DirHandle, isErrorRecord, OFD, SHARED } from './native';
+import { InspectInfo, inspectInfo } from './inspect';
+import { LeaseChecker, lostError, notHeldError } from './lost';
+import { AUTO_CREATE, binding, DirHandle, isErrorRecord, LeaseCheck, OFD, SHARED, VerifyRecord } from './native';
 import { absoluteAsKernel } from './paths';
 import { checkName, checkOwner, checkPath, Owner, ownerFromKey, ownerKey, readOptions, signalAborted } from './validate';
 import { abortError, awaitGrant } from './waits';
@@ -27,6 +29,9 @@ export type LockType = 'posix' | 'ofd';
 export interface LockSpaceOptions {
   /** Default `'posix'`. */
   lockType?: LockType | undefined;
+  /** Network file systems: how often (ms) held leases are checked in the background, so that a lost
+   *  lock aborts `lease.signal` without a call by the holder. Default 2000; 0 turns it off. */
+  checkInterval?: number | undefined;
 }
 
 export interface AcquireSyncOptions {
@@ -78,6 +83,8 @@ declare global {
   }
 }
 
+const DEFAULT_CHECK_INTERVAL = 2000;
+
 const disposeSymbol: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('nodejs.dispose');
 const asyncDisposeSymbol: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose');
 
@@ -92,6 +99,13 @@ if (heldAtExit) {
   });
 }
 
+// Lease internals the lockspace and its lease checker use (set by Lease's static block).
+let leaseInternals: {
+  id(lease: Lease): number;
+  watch(lease: Lease, checker: LeaseChecker<Lease>): void;
+  take(lease: Lease, record: VerifyRecord): boolean;
+};
+
 /** A held lock. Release it once (further releases do nothing); `await using` releases it too. */
 export class Lease {
   /** The resource name it was acquired by. */
@@ -103,6 +117,11 @@ export class Lease {
   /** Whether its file's syscalls run on libuv's threadpool (a network file system). */
   #onPool: boolean;
   #released = false;
+  // Lost locks (see "Lost locks" below): the error once known lost, the signal's controller (made
+  // on first use of `signal`), and the background checker watching this lease.
+  #lost: LockspaceError | undefined;
+  #controller: AbortController | undefined;
+  #checker: LeaseChecker<Lease> | undefined;
 
   /** Leases come from `acquire`/`acquireSync` only: the token is not exported. */
   constructor(token: typeof LEASE_TOKEN, id: number, name: string, prefix: string, shared: boolean, owner: Owner, onPool: boolean) {
@@ -130,6 +149,7 @@ export class Lease {
   releaseSync(): void {
     if (this.#released) return;
     this.#released = true;
+    this.#checker?.remove(this);
     this.#afterRelease(native.release(this.#id));
   }
 
@@ -137,6 +157,7 @@ export class Lease {
     if (!this.#onPool) return this.releaseSync();
     if (this.#released) return;
     this.#released = true;
+    this.#checker?.remove(this);
     this.#afterRelease((await native.releaseAsync(this.#id)) !== 0);
   }
 
@@ -149,6 +170,71 @@ export class Lease {
 
   [disposeSymbol](): void {
     this.releaseSync();
+  }
+
+  /* ---------------------------------------------------------------- lost locks */
+
+  /**
+   * Aborts when the lock is known lost (the file system's client or server failed, another host
+   * took it, its file was unlinked or replaced); `signal.reason` is a LockspaceError with code
+   * `'ERR_LOCK_LOST'`, the path and a `cause`. Pass it to the work the lock protects. A lease that
+   * is released (and not lost) never aborts.
+   */
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#lost) this.#controller.abort(this.#lost);
+    }
+    return this.#controller.signal;
+  }
+
+  /**
+   * Resolves if the lock is still held and the name still reaches its file. Otherwise aborts
+   * `signal` and rejects with the ERR_LOCK_LOST error (ERR_LOCK_NOT_HELD once released). On a
+   * network file system it asks the server about the held descriptor (F_GETLK / F_OFD_GETLK: a
+   * query, never a change of the lock), on the threadpool.
+   */
+  async verify(): Promise<void> {
+    if (this.#lost) throw this.#lost;
+    if (this.#released) throw notHeldError(this.path);
+    const record = this.#onPool ? (await native.verifyAsync([this.#id]))[0] : native.verify(this.#id);
+    this.#take(record);
+    if (this.#lost) throw this.#lost;
+    if (record[0] !== LeaseCheck.Held || this.#released) {
+      // Released meanwhile (here, by name, by releaseOwner or by the worker's exit).
+      this.#released = true;
+      throw notHeldError(this.path);
+    }
+  }
+
+  /** Records a verify outcome; true when the lease is still worth checking. */
+  #take(record: VerifyRecord): boolean {
+    const check = record[0];
+    if (check === LeaseCheck.Held) return true;
+    if (check === LeaseCheck.NotHeld) {
+      this.#checker?.remove(this);
+      return false;
+    }
+    if (!this.#lost && !this.#released) {
+      this.#lost = lostError(record);
+      this.#checker?.remove(this);
+      if (debug.enabled) debug('lost %s: %s', this.path, this.#lost.message);
+      const reason = this.#lost;
+      publishLost(() => ({ name: this.name, path: this.path, shared: this.shared, owner: this.owner, reason }));
+      this.#controller?.abort(reason);
+    }
+    return false;
+  }
+
+  static {
+    leaseInternals = {
+      id: (lease) => lease.#id,
+      watch: (lease, checker) => {
+        lease.#checker = checker;
+        checker.add(lease);
+      },
+      take: (lease, record) => lease.#take(record),
+    };
   }
 
   [asyncDisposeSymbol](): Promise<void> {
@@ -174,6 +260,7 @@ export class LockSpace {
   #kind: number;
   #prefix: string;
   #locks: LockManager | undefined;
+  #checker: LeaseChecker<Lease> | undefined;
 
   private constructor(handle: DirHandle, directory: string | null, remote: boolean, lockType: LockType) {
     this.#handle = handle;
@@ -191,10 +278,13 @@ export class LockSpace {
    */
   static open(directory: string | null, options?: LockSpaceOptions): LockSpace {
     const dir = checkPath('directory', directory, true);
-    const opts = readOptions<LockSpaceOptions>(options, { lockType: 'lockType' }, 'LockSpace.open');
+    const opts = readOptions<LockSpaceOptions>(options, { lockType: 'lockType', checkInterval: 'interval' }, 'LockSpace.open');
     const lockType = opts.lockType ?? 'posix';
     const opened = throwIfError(native.openDir(dir === null ? null : absoluteAsKernel(dir)));
-    return new LockSpace(opened.handle, opened.path, opened.remote, lockType);
+    const ls = new LockSpace(opened.handle, opened.path, opened.remote, lockType);
+    const interval = opts.checkInterval ?? DEFAULT_CHECK_INTERVAL;
+    if (interval > 0) ls.#checker = new LeaseChecker<Lease>(interval, leaseInternals);
+    return ls;
   }
 
   /** Closes the descriptors kept open (unlocked) after releases for fast re-acquisition. */
@@ -232,7 +322,11 @@ export class LockSpace {
       throw err;
     }
     if (debug.enabled) debug('acquire %s %s owner=%j', this.#path(name), a.shared ? 'shared' : 'exclusive', a.owner);
-    return new Lease(LEASE_TOKEN, result, name, this.#prefix, a.shared, a.owner, onPool ?? this.#onPool(name));
+    const pool = onPool ?? this.#onPool(name);
+    const lease = new Lease(LEASE_TOKEN, result, name, this.#prefix, a.shared, a.owner, pool);
+    // Network file systems: the lease is checked in the background.
+    if (pool && this.#checker) leaseInternals.watch(lease, this.#checker);
+    return lease;
   }
 
   #flags(a: Acquisition): number {
@@ -241,6 +335,24 @@ export class LockSpace {
 
   #message(name: string, a: Acquisition): () => AcquireMessage {
     return () => ({ name, path: this.#path(name), shared: a.shared, owner: a.owner, wait: a.wait });
+  }
+
+  /**
+   * Who holds `name`: `state` and `holders` are the kernel's view ([{ pid, mode, kind }], pid null
+   * when unknown or on another host): from /proc/locks on local file systems, from a lock query to
+   * the server (F_GETLK) on network ones, which names one other holder at most. `owners` are this
+   * process's owners of it, `waiters` how many of its requests wait for it. Opens nothing for
+   * writing, locks nothing, never drops a lock of this process. ENOENT if the file does not exist.
+   */
+  async inspect(name: string): Promise<InspectInfo> {
+    const n = this.#name(name);
+    const record = this.#onPool(n) ? await native.inspectAsync(this.#handle, n) : native.inspect(this.#handle, n);
+    return inspectInfo(n, throwIfError(record));
+  }
+
+  inspectSync(name: string): InspectInfo {
+    const n = this.#name(name);
+    return inspectInfo(n, throwIfError(native.inspect(this.#handle, n)));
   }
 
   /** Creates the resource file (mode 0600). EEXIST if it exists; EBUSY if this process holds it. */

@@ -54,6 +54,36 @@ export interface Binding {
   setIdleLimit(limit: number): void;
   setForceRemote(on: boolean): void;
   setDispatcher(fn: (batch: Delivery[]) => void): void;
+  verify(lease: number): VerifyRecord;
+  /** One threadpool job checking every lease given. */
+  verifyAsync(leases: number[]): Promise<VerifyRecord[]>;
+  inspect(dir: DirHandle, name: string): InspectRecord | ErrorRecord;
+  inspectAsync(dir: DirHandle, name: string): Promise<InspectRecord | ErrorRecord>;
+}
+
+/** What verify found (native LeaseCheck). */
+export const LeaseCheck = { Held: 0, NotHeld: 1, Error: 2, Conflict: 3, Unlinked: 4, Replaced: 5 } as const;
+export type LeaseCheck = (typeof LeaseCheck)[keyof typeof LeaseCheck];
+
+/** [check, errno (Error), syscall (Error), path of the lease's name] */
+export type VerifyRecord = [LeaseCheck, number, string, string];
+
+/** The native inspect result: the file the name reaches, a network file system's answer to a lock
+ *  query (other*), and this process's table view. */
+export interface InspectRecord {
+  path: string;
+  major: number;
+  minor: number;
+  ino: string;
+  remote: boolean;
+  otherHeld: boolean;
+  otherShared: boolean;
+  otherOfd: boolean;
+  held: boolean;
+  heldShared: boolean;
+  heldOfd: boolean;
+  owners: string[];
+  waiters: number;
 }
 
 export const SHARED = 1;

@@ -101,7 +101,7 @@ export function onAbort(signal: AbortSignal, listener: () => void): () => void {
 
 /* ------------------------------------------------------------------ options objects */
 
-export type Kind = 'boolean' | 'timeout' | 'owner' | 'signal' | 'lockType' | 'mode';
+export type Kind = 'boolean' | 'timeout' | 'interval' | 'owner' | 'signal' | 'lockType' | 'mode';
 export type Spec = Record<string, Kind>;
 
 function checkValue(key: string, kind: Kind, value: unknown): void {
@@ -113,6 +113,12 @@ function checkValue(key: string, kind: Kind, value: unknown): void {
     case 'timeout':
       if (typeof value !== 'number') throw invalidArgType(arg, 'of type number', value);
       if (Number.isNaN(value) || value < 0) throw invalidArgValue(arg, value, 'must be a non-negative number');
+      return;
+    case 'interval': // milliseconds for a timer: 0 (off) up to what setInterval takes
+      if (typeof value !== 'number') throw invalidArgType(arg, 'of type number', value);
+      if (!Number.isInteger(value) || value < 0 || value > 2 ** 31 - 1) {
+        throw invalidArgValue(arg, value, 'must be an integer from 0 (off) to 2147483647 (ms)');
+      }
       return;
     case 'owner':
       checkOwner(value, arg);

@@ -3,6 +3,7 @@
 // or fd logic lives here. Every copy of the package loaded in the process ends up in the binding of
 // one copy, the one that owns the lock table (core/shared_table.h; Init at the end).
 #include <dlfcn.h>
+#include <sys/sysmacros.h>
 
 #include <atomic>
 #include <cstddef>
@@ -20,11 +21,13 @@ namespace {
 using lockspace::AcquireResult;
 using lockspace::ArgError;
 using lockspace::DirPtr;
+using lockspace::InspectResult;
 using lockspace::LockKind;
 using lockspace::NotHeldError;
 using lockspace::Registry;
 using lockspace::Request;
 using lockspace::SysError;
+using lockspace::VerifyResult;
 
 constexpr uint32_t kShared = 1, kAutoCreate = 2, kOfd = 4;
 
@@ -444,6 +447,132 @@ Napi::Value IsRemote(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), Registry::instance().isRemotePath(stringArg(info, 1, "name")));
 }
 
+// --- lost locks and inspection ---------------------------------------------------------------------
+
+// [check, errno, syscall, path]: check is the LeaseCheck value (0 held, 1 not held, 2 error,
+// 3 conflict, 4 unlinked, 5 replaced).
+Napi::Value verifyRecord(Napi::Env env, const VerifyResult& r) {
+  Napi::Array a = Napi::Array::New(env, 4);
+  a.Set(0u, Napi::Number::New(env, static_cast<double>(r.check)));
+  a.Set(1u, Napi::Number::New(env, r.err));
+  a.Set(2u, Napi::String::New(env, r.syscall));
+  a.Set(3u, Napi::String::New(env, r.path));
+  return a;
+}
+
+Napi::Value inspectRecord(Napi::Env env, const InspectResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("path", Napi::String::New(env, r.path));
+  o.Set("major", Napi::Number::New(env, major(r.dev)));
+  o.Set("minor", Napi::Number::New(env, minor(r.dev)));
+  o.Set("ino", Napi::String::New(env, std::to_string(r.ino)));  // 64-bit on some network file systems
+  o.Set("remote", Napi::Boolean::New(env, r.remote));
+  o.Set("otherHeld", Napi::Boolean::New(env, r.otherHeld));
+  o.Set("otherShared", Napi::Boolean::New(env, r.otherShared));
+  o.Set("otherOfd", Napi::Boolean::New(env, r.otherOfd));
+  o.Set("held", Napi::Boolean::New(env, r.held));
+  o.Set("heldShared", Napi::Boolean::New(env, r.heldShared));
+  o.Set("heldOfd", Napi::Boolean::New(env, r.heldKind == LockKind::Ofd));
+  Napi::Array owners = Napi::Array::New(env, r.owners.size());
+  for (size_t i = 0; i < r.owners.size(); ++i) owners.Set(i, Napi::String::New(env, r.owners[i]));
+  o.Set("owners", owners);
+  o.Set("waiters", Napi::Number::New(env, static_cast<double>(r.waiters)));
+  return o;
+}
+
+// Runs work on the threadpool and resolves with convert(result), or with the error record of a
+// SysError it threw (network file systems: every query may wait on the server).
+template <typename Result>
+class ResultWorker : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<Result()>;
+  using Convert = std::function<Napi::Value(Napi::Env, const Result&)>;
+  ResultWorker(Napi::Env env, Work work, Convert convert)
+      : Napi::AsyncWorker(env, "lockspace.io"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)),
+        convert_(std::move(convert)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      result_ = work_();
+    } catch (const SysError& e) {
+      sys_.reset(new SysError(e));
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    deferred_.Resolve(sys_ ? errorRecord(env, *sys_) : convert_(env, result_));
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Work work_;
+  Convert convert_;
+  Result result_{};
+  std::unique_ptr<SysError> sys_;
+};
+
+template <typename Result>
+Napi::Value queueResult(Napi::Env env, typename ResultWorker<Result>::Work work,
+                        typename ResultWorker<Result>::Convert convert) {
+  auto* worker = new ResultWorker<Result>(env, std::move(work), std::move(convert));
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
+// verify(lease) -> [check, errno, syscall, path]
+Napi::Value Verify(const Napi::CallbackInfo& info) {
+  return verifyRecord(info.Env(), Registry::instance().verify(idArg(info, 0)));
+}
+
+// verifyAsync(leases[]) -> Promise<[check, errno, syscall, path][]>: one threadpool job for them all.
+Napi::Value VerifyAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "leases must be an array");
+  Napi::Array ids = info[0].As<Napi::Array>();
+  std::vector<uint64_t> leases;
+  for (uint32_t i = 0; i < ids.Length(); ++i) {
+    Napi::Value v = ids.Get(i);
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : 0;
+    leases.push_back(d >= 1 && d < 9007199254740992.0 ? static_cast<uint64_t>(d) : 0);
+  }
+  using Results = std::vector<VerifyResult>;
+  return queueResult<Results>(
+      env,
+      [leases]() {
+        Results out;
+        for (uint64_t lease : leases) out.push_back(Registry::instance().verify(lease));
+        return out;
+      },
+      [](Napi::Env e, const Results& results) -> Napi::Value {
+        Napi::Array a = Napi::Array::New(e, results.size());
+        for (size_t i = 0; i < results.size(); ++i) a.Set(i, verifyRecord(e, results[i]));
+        return a;
+      });
+}
+
+// inspect(handle, name) -> inspect record | error record
+Napi::Value Inspect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DirPtr dir = dirArg(info, 0);
+  std::string name = stringArg(info, 1, "name");
+  return guarded(env, [&]() -> Napi::Value { return inspectRecord(env, Registry::instance().inspect(dir, name)); });
+}
+
+Napi::Value InspectAsync(const Napi::CallbackInfo& info) {
+  DirPtr dir = dirArg(info, 0);
+  std::string name = stringArg(info, 1, "name");
+  return queueResult<InspectResult>(
+      info.Env(), [dir, name]() { return Registry::instance().inspect(dir, name); }, inspectRecord);
+}
+
 // Bytes in use from malloc, process-wide (glibc's mallinfo2), or -1 where the C library cannot say.
 // mallinfo2 is new in glibc 2.33 and musl has no mallinfo at all, so the prebuilt binaries (glibc 2.28
 // and musl) look it up in the running process instead of linking it. The struct mirrors glibc's
@@ -579,6 +708,10 @@ Napi::Object InitOwner(Napi::Env env, Napi::Object exports) {
   exports.Set("releaseByNameAsync", Napi::Function::New(env, ReleaseByNameAsync));
   exports.Set("releaseOwnerAsync", Napi::Function::New(env, ReleaseOwnerAsync));
   exports.Set("setDispatcher", Napi::Function::New(env, SetDispatcher));
+  exports.Set("verify", Napi::Function::New(env, Verify));
+  exports.Set("verifyAsync", Napi::Function::New(env, VerifyAsync));
+  exports.Set("inspect", Napi::Function::New(env, Inspect));
+  exports.Set("inspectAsync", Napi::Function::New(env, InspectAsync));
   return exports;
 }
 

@@ -72,7 +72,9 @@ test('release(name, owner) runs on the threadpool; ERR_LOCK_NOT_HELD for another
   expect(l.released).toBe(false);
   await ls.release('r', 'vm1');
   expect(l.released).toBe(true);
-  expect(fs.existsSync(path.join(tmp.dir, 'r'))).toBe(false); // autoCreate: deleted at the last release
+  // autoCreate on a network file system: the file stays, unlocked (another host may wait on its inode)
+  expect(fs.existsSync(path.join(tmp.dir, 'r'))).toBe(true);
+  expect(await outsideProbe(path.join(tmp.dir, 'r'))).toBe('locked');
 });
 
 test('releaseOwner runs on the threadpool', async () => {
@@ -81,7 +83,8 @@ test('releaseOwner runs on the threadpool', async () => {
   const b = await ls.acquire('b', { owner: 'vm', autoCreate: true });
   expect(await ls.releaseOwner('vm')).toBe(2);
   expect(a.released && b.released).toBe(true);
-  expect(fs.readdirSync(tmp.dir)).toEqual([]);
+  expect(fs.readdirSync(tmp.dir).sort()).toEqual(['a', 'b']); // autoCreate files stay on network file systems
+  expect(await outsideProbe(path.join(tmp.dir, 'a'))).toBe('locked');
   expect(await ls.releaseOwner('vm')).toBe(0);
 });
 
@@ -164,8 +167,7 @@ test('a process with remote waits exits on its own once they are settled', () =>
       const a = await ls.acquire('r', { owner: 'a', autoCreate: true });
       const waiting = ls.acquire('r', { owner: 'b', wait: true });
       setTimeout(() => a.release(), 50);
-      (await waiting).releaseSync();
-      ls.createSync('r');
+      (await waiting).releaseSync(); // the autoCreate file stays on a network file system
       const ac = new AbortController();
       // Aborted before the threadpool ran it, or granted just before: either way, settled.
       const aborted = ls.acquire('r', { wait: true, signal: ac.signal }).then((l) => (l.releaseSync(), 'granted'), (e) => e.code);

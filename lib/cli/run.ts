@@ -66,7 +66,9 @@ function describeHolders(path: string, err: unknown): string {
   }
   if (holders.length === 0) {
     const pid = (err as Api.LockspaceError | undefined)?.holderPid;
-    if (pid === undefined) return '';
+    // No pid and not in /proc/locks: a network file system's lock (F_GETLK's pid there is one on
+    // the holder's own host, so lockspace reports none).
+    if (pid === undefined) return ' (held by another host or process)';
     holders = [{ pid, command: commandName(pid), type: 'POSIX', mode: 'exclusive' }];
   }
   const mode = holders.some((h) => h.mode === 'exclusive') ? 'exclusive' : 'shared';

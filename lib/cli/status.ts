@@ -78,6 +78,20 @@ function probe(ls: Api.LockSpace, name: string): Probed {
   }
 }
 
+/** The holders inspect finds (a lock query to the server on network file systems); null on error. */
+function inspectHolders(ls: Api.LockSpace, name: string): Holder[] | null {
+  try {
+    return ls.inspectSync(name).holders.map((h) => ({
+      pid: h.pid,
+      command: h.pid === null ? null : commandName(h.pid),
+      type: h.kind === 'ofd' ? 'OFDLCK' : 'POSIX',
+      mode: h.mode,
+    }));
+  } catch {
+    return null; // deleted meanwhile, or unreadable: /proc/locks's answer stands
+  }
+}
+
 /** /proc/locks' answer for one resource; an ambiguous one (btrfs) checked against a probe. */
 function fromProcLocks(found: FileLocks, probeIt: () => Probed | undefined): Omit<ResourceStatus, 'name' | 'path'> {
   const state = stateOf(found.holders);
@@ -126,7 +140,7 @@ export function status(args: string[]): number {
   const procLocks = p.options.has('probe') ? null : readProcLocks();
   const sb = procLocks === null ? undefined : superblockDevice(directory);
   let ls: Api.LockSpace | undefined;
-  const lockspace = (): Api.LockSpace => (ls ??= lib().LockSpace.open(directory));
+  const lockspace = (): Api.LockSpace => (ls ??= lib().LockSpace.open(directory, { checkInterval: 0 }));
   const dirBytes = Buffer.from(`${directory}/`);
   const resources: ResourceStatus[] = [];
   for (const raw of files) {
@@ -145,7 +159,16 @@ export function status(args: string[]): number {
         continue; // deleted meanwhile (an autoCreate resource released)
       }
       if (!st.isFile()) continue;
-      resources.push({ ...named, ...fromProcLocks(locksOn(procLocks, st, sb), probeIt) });
+      const found = locksOn(procLocks, st, sb);
+      // Locks a FUSE or NFS client hands to its server are not in /proc/locks: ask the file system.
+      if (utf8 && found.holders.length === 0 && found.waiters.length === 0) {
+        const holders = inspectHolders(lockspace(), name);
+        if (holders && holders.length > 0) {
+          resources.push({ ...named, state: stateOf(holders), holders, waiters: [] });
+          continue;
+        }
+      }
+      resources.push({ ...named, ...fromProcLocks(found, probeIt) });
     } else {
       const r = probeIt();
       if (r.error?.startsWith('ENOENT')) continue; // deleted meanwhile

@@ -156,6 +156,19 @@ int holderPid(int fd, LockKind kind, bool shared) {
 
 bool isBusyErrno(int err) { return err == EAGAIN || err == EACCES; }
 
+// On a network file system F_GETLK reports the holder's pid on its own host (or nothing useful), so
+// no pid is given there and the holder is not named a process of this host.
+const char* otherHolder(bool remote) { return remote ? "held by another host or process" : "held by another process"; }
+
+// ESTALE: the client's cached name of a file that another host deleted or replaced. A fresh lookup
+// finds the current file; give the client's cache a moment to let go (bounded by kMaxAttempts).
+void staleNamePause(int attempt) {
+  struct timespec pause {
+    0, std::min(1L << std::min(attempt, 5), 32L) * 1'000'000L
+  };
+  ::nanosleep(&pause, nullptr);
+}
+
 void checkRegular(mode_t mode, const std::string& path) {
   if (S_ISREG(mode)) return;
   if (S_ISLNK(mode)) throw SysError(ELOOP, "open", path, "resource path is a symbolic link");
@@ -617,8 +630,8 @@ AcquireResult Registry::joinOrQueue(Lock&, Entry* e, const DirPtr& dir, const st
   }
   std::string path = dir->fullPath(name);
   if (e->state == State::KernelWait) {
-    SysError err(EBUSY, "fcntl", path, "held by another process");
-    err.holderPid = holderPid(e->fd.get(), e->kind, req.shared);
+    SysError err(EBUSY, "fcntl", path, otherHolder(e->remote));
+    err.holderPid = e->remote ? 0 : holderPid(e->fd.get(), e->kind, req.shared);
     throw err;
   }
   throw busyHere(e, path);
@@ -731,8 +744,9 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       }
       if (!fd) {
         if (exists || (err == ENOENT && create)) err = errno;
+        if (err == ESTALE) staleNamePause(stale);
         lk.lock();
-        if (err == ENOENT && exists) {  // vanished between stat and open: look again
+        if ((err == ENOENT && exists) || err == ESTALE) {  // vanished between stat and open: look again
           ++stale;
           continue;
         }
@@ -749,6 +763,16 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       if (::fstat(fd.get(), &fst) != 0) {
         err = errno;
         lk.lock();
+        if ((err == ESTALE || err == ENOENT) && exists) {
+          // Network file systems: the file went away on the server under a cached name. The fd
+          // reaches the inode the name showed; park it with that inode's entry, if held, and look again.
+          closeOrPark(lk, fd, InodeKey{st.st_dev, st.st_ino});
+          lk.unlock();
+          staleNamePause(stale);
+          lk.lock();
+          ++stale;
+          continue;
+        }
         throw SysError(err, "fstat", path);  // cannot happen on an fd we just opened
       }
       if (!S_ISREG(fst.st_mode)) {
@@ -795,7 +819,8 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
     lk.unlock();
     if (setLock(e->fd.get(), req.kind, req.shared ? F_RDLCK : F_WRLCK, false) != 0) {
       const int err = errno;
-      const int pid = isBusyErrno(err) ? holderPid(e->fd.get(), req.kind, req.shared) : 0;
+      const bool remote = e->remote;  // e may be gone below
+      const int pid = isBusyErrno(err) && !remote ? holderPid(e->fd.get(), req.kind, req.shared) : 0;
       lk.lock();
       const std::string path = dir->fullPath(name);
       if (isBusyErrno(err) && req_sink) {
@@ -813,8 +838,15 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
         eraseEntry(e);  // the process holds no lock on this inode: closing drops nothing
       }
       notifyTransition(key);
+      if (err == ESTALE || err == ENOENT) {  // the file went away on the server (a cached name): look again
+        lk.unlock();
+        staleNamePause(stale);
+        lk.lock();
+        ++stale;
+        continue;
+      }
       if (!isBusyErrno(err)) throw SysError(err, "fcntl", path);
-      SysError busy(EBUSY, "fcntl", path, "held by another process");
+      SysError busy(EBUSY, "fcntl", path, otherHolder(remote));
       busy.holderPid = pid;
       throw busy;
     }
@@ -880,6 +912,10 @@ int Registry::releaseLocked(Lock& lk, uint64_t lease, Purpose purpose) {
 // The last owner is gone and nobody waits: unlock (keep the fd idle) or close, unlinking first when
 // asked. Returns the unlink error when the unlink was a must (delete), else 0.
 int Registry::finishLastRelease(Lock& lk, Entry* e, Unlink unlink) {
+  // Network file systems: an autoCreate file stays. A client of another host keeps seeing a deleted
+  // file by its cached name for about a second, so a waiter there would be granted the deleted
+  // inode while a new acquire here creates and locks a new file: two holders. Only delete unlinks.
+  if (e->remote && unlink == Unlink::Yes) unlink = Unlink::No;
   e->state = State::Closing;
   const bool cacheableNow = cacheable(e) && e->named;  // reads idleLimit_: under the mutex
   lk.unlock();
@@ -900,7 +936,7 @@ int Registry::finishLastRelease(Lock& lk, Entry* e, Unlink unlink) {
     }
   }
   const bool keep = !deleted && cacheableNow && setLock(e->fd.get(), e->kind, F_UNLCK, false) == 0;
-  if (!keep) e->fd.reset();  // drops the lock; the spares go with the entry, under the mutex
+  if (!keep) closeEntryFd(e);  // drops the lock; the spares go with the entry, under the mutex
   lk.lock();
   const InodeKey key = e->key;
   if (keep)
@@ -1232,6 +1268,207 @@ Stats Registry::stats() {
   return s;
 }
 
+// --- lost locks and inspection --------------------------------------------------------------------
+// Network file systems can lose a held lock (the client dies, the server restarts, a partition
+// outlasts the server's timeout) and other hosts can unlink or replace a held file. verify() finds
+// out without changing anything: a lock query on the held fd and a lookup of the name. A query,
+// not a re-assertion: re-locking would silently take back a lock lost while nobody held it.
+
+namespace {
+// The first lock of another owner that conflicts with type on byte 0, via fd; F_UNLCK when none.
+int queryLock(int fd, LockKind kind, short type, struct flock& fl) {
+  fl = {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 1;
+  return ::fcntl(fd, kind == LockKind::Ofd ? F_OFD_GETLK : F_GETLK, &fl);
+}
+}  // namespace
+
+void Registry::closeOrPark(Lock& lk, UniqueFd& fd, const InodeKey& key) {
+  // Closing any fd of an inode drops every POSIX lock this process holds on it: an fd of an inode
+  // this table has an entry for goes with that entry (spares close with it); else it is closed.
+  Entry* holder = byInode_.find(key);
+  while (holder && holder->transient()) {
+    waitTransition(lk, key);  // keeps fd open until the other thread is done with the inode
+    holder = byInode_.find(key);
+  }
+  if (!holder) return fd.reset();
+  try {
+    holder->ext().spare.push_back(std::move(fd));
+  } catch (...) {
+    (void)fd.release();  // out of memory: leak it rather than drop the entry's lock
+    throw;
+  }
+}
+
+void Registry::closeEntryFd(Entry* e) noexcept {
+  // On a network file system close() alone lets the unlock reach the server after it returns (the
+  // other host still sees the lock for a while): unlock first, so a release is seen when it is done.
+  if (e->remote && e->fd) setLock(e->fd.get(), e->kind, F_UNLCK, false);
+  e->fd.reset();
+}
+
+VerifyResult Registry::verify(uint64_t lease) {
+  Lock lk(mu_);
+  Entry* e = leaseEntry(lease);
+  VerifyResult out;
+  if (!e || !e->locked()) {
+    out.check = LeaseCheck::NotHeld;
+    return out;
+  }
+  // While the lease is held its entry keeps its fd open (fds close only once every lease is gone),
+  // so the fd is used outside the mutex and the answer counts only if the lease is still held after.
+  const uint32_t serial = e->serial;
+  const int fd = e->fd.get();
+  const LockKind kind = e->kind;
+  const InodeKey key = e->key;
+  const Dir* via = ownerDir(e, lease);
+  DirPtr dir = via == e->dir ? e->dir->self_ : aliases_.at(lease)->dir;
+  const std::string name(ownerName(e, lease));
+  const short type = e->shared ? F_RDLCK : F_WRLCK;  // a reader of a shared lock is no conflict
+  out.path = dir->fullPath(name);
+  lk.unlock();
+
+  struct flock fl {};
+  const int rc = queryLock(fd, kind, type, fl);
+  const int queryErr = rc == 0 ? 0 : errno;
+  struct stat st {};
+  const int statRc = ::lstat(out.path.c_str(), &st);
+  const int statErr = statRc == 0 ? 0 : errno;
+
+  lk.lock();
+  Entry* again = leaseEntry(lease);
+  if (again != e || e->serial != serial) {
+    out.check = LeaseCheck::NotHeld;
+    return out;
+  }
+  if (rc != 0) {
+    out.check = LeaseCheck::Error;
+    out.err = queryErr;
+    out.syscall = "fcntl";
+  } else if (fl.l_type != F_UNLCK) {
+    out.check = LeaseCheck::Conflict;
+  } else if (statErr == ENOENT || statErr == ESTALE) {
+    out.check = LeaseCheck::Unlinked;
+  } else if (statRc != 0) {
+    out.check = LeaseCheck::Error;
+    out.err = statErr;
+    out.syscall = "stat";
+  } else if (st.st_dev != key.dev || st.st_ino != key.ino) {
+    out.check = LeaseCheck::Replaced;
+  }
+  return out;
+}
+
+void Registry::fillOwnView(const Entry* e, InspectResult& out) const {
+  out.owners.clear();
+  out.held = e->locked() && !e->owners.empty();
+  out.heldShared = e->shared;
+  out.heldKind = e->kind;
+  for (const Owner& o : e->owners) out.owners.push_back(ownerKey(o.owner));
+  out.waiters = e->extra ? e->extra->waiters.size() : 0;
+}
+
+InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
+  if (!dir) throw ArgError("invalid lockspace handle");
+  validateName(*dir, name);
+  InspectResult out;
+  out.path = dir->fullPath(name);
+  out.remote = dir->pathMode() ? isRemotePath(out.path) : dir->remote();
+  Lock lk(mu_);
+  for (int attempt = 0;; ++attempt) {
+    if (attempt >= kMaxAttempts) throw SysError(EAGAIN, "stat", out.path, "the file kept being replaced");
+    lk.unlock();
+    struct stat st {};
+    if (::lstat(out.path.c_str(), &st) != 0) {
+      const int err = errno;
+      if (err == ESTALE) {
+        staleNamePause(attempt);
+        lk.lock();
+        continue;
+      }
+      lk.lock();
+      throw SysError(err, "stat", out.path);
+    }
+    checkRegular(st.st_mode, out.path);
+    const InodeKey key{st.st_dev, st.st_ino};
+    out.dev = st.st_dev;
+    out.ino = st.st_ino;
+    lk.lock();
+    out.owners.clear();
+    out.held = false;
+    out.waiters = 0;
+    Entry* e = byInode_.find(key);
+    if (e && e->transient()) {
+      waitTransition(lk, key);
+      continue;
+    }
+    if (e) fillOwnView(e, out);
+    if (!out.remote) return out;  // the caller reads /proc/locks
+
+    // Network file system: ask the server. With an entry, through its fd (this process's own locks
+    // do not conflict with themselves there); else through a read-only fd of our own, reserved in
+    // the table while open so that no acquire of this inode can start meanwhile: closing it must not
+    // drop a lock of this process.
+    Entry* reserved = nullptr;
+    int fd = -1;
+    uint32_t serial = 0;
+    if (e) {
+      fd = e->fd.get();
+      serial = e->serial;
+    } else {
+      lk.unlock();
+      UniqueFd own(::open(out.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
+      const int err = own ? 0 : errno;
+      struct stat fst {};
+      const bool statted = own && ::fstat(own.get(), &fst) == 0;
+      const int fstatErr = statted ? 0 : errno;
+      lk.lock();
+      if (!own) {
+        if (err == ENOENT || err == ESTALE) continue;
+        throw SysError(err, "open", out.path);
+      }
+      if (!statted) {
+        (void)own.release();  // cannot happen on an fd just opened; never close an fd of an unknown inode
+        throw SysError(fstatErr, "fstat", out.path);
+      }
+      // The file opened may be held by this process by now (acquired meanwhile, or the name replaced
+      // by a file held under another name): then our fd must not be closed while that entry may hold
+      // a lock; it goes with the entry (spares close with it) and we look again.
+      const InodeKey ownKey{fst.st_dev, fst.st_ino};
+      if (byInode_.find(ownKey) || !(ownKey == key)) {
+        closeOrPark(lk, own, ownKey);
+        continue;
+      }
+      Request req;
+      reserved = insertEntry(dir, name, key, std::move(own), req);
+      fd = reserved->fd.get();
+    }
+    lk.unlock();
+    struct flock fl {};
+    // POSIX F_GETLK sees every other owner's lock, OFD ones too (their pid shows as -1).
+    const int rc = queryLock(fd, LockKind::Posix, F_WRLCK, fl);
+    const int err = rc == 0 ? 0 : errno;
+    lk.lock();
+    if (reserved) {
+      reserved->fd.reset();  // still reserved: nothing of this process holds a lock on the inode
+      eraseEntry(reserved);
+      notifyTransition(key);
+    } else {
+      Entry* now = byInode_.find(key);
+      if (!now || now->serial != serial || now->transient()) continue;  // its fd may have been closed
+      fillOwnView(now, out);
+    }
+    if (rc != 0) throw SysError(err, "fcntl", out.path);
+    out.otherHeld = fl.l_type != F_UNLCK;
+    out.otherShared = fl.l_type == F_RDLCK;
+    out.otherOfd = fl.l_pid == -1;
+    return out;
+  }
+}
+
 // --- kernel waits ----------------------------------------------------------------------------------
 
 namespace {
@@ -1315,7 +1552,7 @@ void Registry::closeAbandoned(Lock& lk, Entry* e) {
   // Called with the mutex held by the kernel-wait thread of e. Closing drops the lock if we had it.
   e->state = State::Closing;
   lk.unlock();
-  e->fd.reset();
+  closeEntryFd(e);
   lk.lock();
   const InodeKey key = e->key;
   eraseEntry(e);

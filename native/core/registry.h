@@ -151,6 +151,42 @@ struct ResourceInfo {
   std::vector<std::string> owners;
 };
 
+// What verify() found about a lease.
+enum class LeaseCheck : uint8_t {
+  Held,      // still locked (as far as the file system tells) and the name still reaches the file
+  NotHeld,   // released meanwhile: nothing to say
+  Error,     // the file system failed the lock query (ENOTCONN, EBADFD, EIO, ...): error says which
+  Conflict,  // another host or process holds a conflicting lock: ours is gone
+  Unlinked,  // the name no longer exists
+  Replaced,  // the name reaches another file now
+};
+
+struct VerifyResult {
+  LeaseCheck check = LeaseCheck::Held;
+  int err = 0;               // Error: the errno
+  const char* syscall = "";  // Error: the syscall that failed
+  std::string path;          // the name the lease was acquired by, in full
+};
+
+// The kernel's and this process's view of one resource (inspect). Nothing is locked to learn it.
+struct InspectResult {
+  std::string path;
+  dev_t dev = 0;  // the file the name reaches now
+  ino_t ino = 0;
+  bool remote = false;
+  // Network file systems: one conflicting lock of another host or process (F_GETLK/F_OFD_GETLK with
+  // a write lock), if any. Local file systems leave this to /proc/locks.
+  bool otherHeld = false;
+  bool otherShared = false;
+  bool otherOfd = false;  // the lock reports pid -1: an OFD lock
+  // This process.
+  bool held = false;  // Held in the table (leases exist)
+  bool heldShared = false;
+  LockKind heldKind = LockKind::Posix;
+  std::vector<std::string> owners;  // owner keys
+  size_t waiters = 0;
+};
+
 struct Stats {
   size_t resources = 0;  // entries held, waited for or in transition (not the idle ones)
   size_t leases = 0;
@@ -196,6 +232,11 @@ class Registry {
   void remove(const DirPtr& dir, const std::string& name, LockKind kind);  // "delete"
 
   std::vector<ResourceInfo> resources(const DirPtr& dir);
+  // Is the lease's lock still there? Asks the file system about the held fd (a lock query, never a
+  // change of it) and checks that the lease's name still reaches the locked file.
+  VerifyResult verify(uint64_t lease);
+  // Who holds name: opens nothing for writing, locks nothing, never closes an fd of a locked inode.
+  InspectResult inspect(const DirPtr& dir, const std::string& name);
   Stats stats();
   size_t closeIdleFds();
   void setIdleLimit(size_t limit);
@@ -267,6 +308,9 @@ class Registry {
   bool evictOneIdle();
   bool remoteDev(dev_t dev, int fd);
   SysError busyHere(const Entry* e, const std::string& path) const;
+  void fillOwnView(const Entry* e, InspectResult& out) const;
+  static void closeEntryFd(Entry* e) noexcept;
+  void closeOrPark(Lock& lk, UniqueFd& fd, const InodeKey& key);
 
   std::mutex mu_;
   Stripe stripes_[kStripes];  // an Opening/Closing entry settled (by inode hash)

@@ -584,6 +584,96 @@ void testAnnouncedRequests() {
   CHECK(st.leases == 0 && st.waiters == 0);
 }
 
+// A child process holding an exclusive POSIX lock on path until the returned fd is closed.
+struct OutsideHolder {
+  pid_t pid = -1;
+  int release = -1;
+  explicit OutsideHolder(const std::string& path) {
+    int toChild[2], fromChild[2];
+    if (pipe(toChild) != 0 || pipe(fromChild) != 0) return;
+    pid = fork();
+    if (pid == 0) {
+      ::close(toChild[1]);  // else the read below never sees EOF
+      ::close(fromChild[0]);
+      int fd = ::open(path.c_str(), O_RDWR);
+      struct flock fl {};
+      fl.l_type = F_WRLCK;
+      fl.l_len = 1;
+      char ok = fd >= 0 && ::fcntl(fd, F_SETLK, &fl) == 0 ? 'y' : 'n';
+      if (::write(fromChild[1], &ok, 1) != 1) _exit(1);
+      char c;
+      while (::read(toChild[0], &c, 1) > 0) {
+      }
+      _exit(0);
+    }
+    ::close(toChild[0]);
+    ::close(fromChild[1]);
+    char ok = 0;
+    if (::read(fromChild[0], &ok, 1) != 1 || ok != 'y') pid = -1;
+    ::close(fromChild[0]);
+    release = toChild[1];
+  }
+  ~OutsideHolder() {
+    ::close(release);
+    int status;
+    if (pid > 0) waitpid(pid, &status, 0);
+  }
+};
+
+void testVerifyAndInspect() {
+  DirPtr d = reg().openDir(freshDir("verify"));
+  std::string p = d->path() + "/res";
+  uint64_t a = reg().acquire(d, "res", req(false, true)).lease;
+  CHECK(reg().verify(a).check == LeaseCheck::Held);
+  CHECK(reg().verify(a).path == p);
+  ::unlink(p.c_str());
+  CHECK(reg().verify(a).check == LeaseCheck::Unlinked);
+  reg().release(a);
+  CHECK(reg().verify(a).check == LeaseCheck::NotHeld);
+
+  reg().create(d, "res");
+  a = reg().acquire(d, "res", req()).lease;
+  int other = ::open((d->path() + "/new").c_str(), O_CREAT | O_WRONLY, 0600);
+  ::close(other);
+  ::rename((d->path() + "/new").c_str(), p.c_str());
+  CHECK(reg().verify(a).check == LeaseCheck::Replaced);
+  reg().release(a);
+
+  // The close trap drops the lock; another process takes it: verify sees the conflict.
+  a = reg().acquire(d, "res", req()).lease;
+  ::close(::open(p.c_str(), O_RDONLY));
+  {
+    OutsideHolder holder(p);
+    CHECK(holder.pid > 0);
+    CHECK(reg().verify(a).check == LeaseCheck::Conflict);
+    reg().release(a);
+
+    // inspect, local and as on a network file system, of a file another process holds.
+    InspectResult local = reg().inspect(d, "res");
+    CHECK(!local.remote && !local.held && local.owners.empty());
+    Registry::setForceRemote(true);
+    InspectResult remote = reg().inspect(d, "res");
+    CHECK(remote.remote && remote.otherHeld && !remote.otherShared && !remote.held);
+    Registry::setForceRemote(false);
+  }
+  CHECK(reg().stats().resources == 0);  // the inspect reservation is gone
+
+  // As on a network file system: an inspect while this process holds it drops nothing, and an
+  // autoCreate file stays at the last release. (Idle entries keep the file system kind they had.)
+  reg().closeIdleFds();
+  Registry::setForceRemote(true);
+  a = reg().acquire(d, "res", req(true, true, "vm")).lease;
+  InspectResult mine = reg().inspect(d, "res");
+  CHECK(mine.held && mine.heldShared && !mine.otherHeld && mine.owners.size() == 1 && mine.owners[0] == "vm");
+  CHECK(!outsiderCanLock(p, false) && outsiderCanLock(p, true));
+  CHECK(reg().verify(a).check == LeaseCheck::Held);
+  reg().release(a);
+  CHECK(exists(p) && outsiderCanLock(p, false));
+  CHECK(errnoOf([&] { reg().inspect(d, "missing"); }) == ENOENT);
+  Registry::setForceRemote(false);
+  CHECK(reg().stats().resources == 0);
+}
+
 }  // namespace
 
 // Another library took every real-time signal (main() ignores them all before any scenario runs). A
@@ -651,6 +741,7 @@ int main() {
       {"kernel wait: alias replaced", testKernelWaitAliasReplaced},
       {"announced requests", testAnnouncedRequests},
       {"kernel wait: interrupted without signals", testKernelWaitInterruptedWithoutSignals},
+      {"verify and inspect", testVerifyAndInspect},
   };
   for (auto& t : tests) {
     int before = failures;

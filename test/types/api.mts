@@ -12,6 +12,8 @@ import lockspace, {
   type LockspaceErrorCode,
   type AcquireOptions,
   type AcquireSyncOptions,
+  type InspectInfo,
+  type LockHolder,
   type LockSpaceOptions,
   type LockType,
   type Owner,
@@ -41,6 +43,15 @@ async function usage(signal: AbortSignal): Promise<void> {
   expectType<Equal<typeof lease.owner, Owner>>();
   expectType<Equal<typeof lease.released, boolean>>();
   expectType<Equal<ReturnType<typeof lease.release>, Promise<void>>>();
+  expectType<Equal<typeof lease.signal, AbortSignal>>();
+  expectType<Equal<ReturnType<typeof lease.verify>, Promise<void>>>();
+  const info = await ls.inspect('web');
+  expectType<Equal<typeof info, InspectInfo>>();
+  expectType<Equal<typeof info.state, 'free' | 'shared' | 'exclusive'>>();
+  expectType<Equal<typeof info.holders, LockHolder[]>>();
+  expectType<Equal<LockHolder, { pid: number | null; mode: 'shared' | 'exclusive'; kind: LockType }>>();
+  expectType<Equal<ReturnType<typeof ls.inspectSync>, InspectInfo>>();
+  LockSpace.open('/var/lib/myapp/locks', { checkInterval: 0 });
   lease.releaseSync();
 
   const sync = ls.acquireSync('web', { owner: 7 });
