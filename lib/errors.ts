@@ -26,7 +26,7 @@ const ERRNO_NAMES = new Map(Object.entries(os.constants.errno).map(([name, n]) =
 
 /** The system error codes a LockspaceError can carry (Linux errno names; EUNKNOWN for any other). */
 const SYSTEM_CODES = [
-  'E2BIG', 'EACCES', 'EADDRINUSE', 'EADDRNOTAVAIL', 'EAFNOSUPPORT', 'EAGAIN', 'EALREADY', 'EBADF', 'EBADMSG',
+  'E2BIG', 'EACCES', 'EADDRINUSE', 'EADDRNOTAVAIL', 'EAFNOSUPPORT', 'EAGAIN', 'EALREADY', 'EBADF', 'EBADFD', 'EBADMSG',
   'EBUSY', 'ECANCELED', 'ECHILD', 'ECONNABORTED', 'ECONNREFUSED', 'ECONNRESET', 'EDEADLK', 'EDESTADDRREQ',
   'EDOM', 'EDQUOT', 'EEXIST', 'EFAULT', 'EFBIG', 'EHOSTUNREACH', 'EIDRM', 'EILSEQ', 'EINPROGRESS', 'EINTR',
   'EINVAL', 'EIO', 'EISCONN', 'EISDIR', 'ELOOP', 'EMFILE', 'EMLINK', 'EMSGSIZE', 'EMULTIHOP', 'ENAMETOOLONG',
@@ -38,10 +38,14 @@ const SYSTEM_CODES = [
   'EREMOTEIO', 'EFTYPE', 'ESOCKTNOSUPPORT', 'EUNATCH', 'EUNKNOWN',
 ] as const;
 
-/** `LockspaceError#code`: a system error code, or ERR_LOCK_NOT_HELD for a release by a non-holder. */
-export type LockspaceErrorCode = (typeof SYSTEM_CODES)[number] | 'ERR_LOCK_NOT_HELD';
+/** The package's own codes: a release (or verify) of what is not held, a lease known lost, and the
+ *  cause of a loss when the lease's name reaches another file now. */
+const PACKAGE_CODES = ['ERR_LOCK_NOT_HELD', 'ERR_LOCK_LOST', 'ERR_LOCK_FILE_REPLACED'] as const;
 
-const KNOWN_CODES: ReadonlySet<string> = new Set<string>([...SYSTEM_CODES, 'ERR_LOCK_NOT_HELD']);
+/** `LockspaceError#code`: a system error code, or one of the package's own (PACKAGE_CODES). */
+export type LockspaceErrorCode = (typeof SYSTEM_CODES)[number] | (typeof PACKAGE_CODES)[number];
+
+const KNOWN_CODES: ReadonlySet<string> = new Set<string>([...SYSTEM_CODES, ...PACKAGE_CODES]);
 
 /** `code` as a LockspaceErrorCode: an unknown one becomes EUNKNOWN (libuv's name for it). */
 function knownCode(code: string): LockspaceErrorCode {

@@ -189,6 +189,8 @@ test('the binding exports what table format 1 promises', () => {
     'closeIdleFds',
     'create',
     'createAsync',
+    'inspect',
+    'inspectAsync',
     'isHeld',
     'isRemote',
     'openDir',
@@ -205,5 +207,7 @@ test('the binding exports what table format 1 promises', () => {
     'setForceRemote',
     'setIdleLimit',
     'stats',
+    'verify',
+    'verifyAsync',
   ]);
 });

@@ -4,7 +4,8 @@
  * same against a real distributed file system. */
 import * as fs from 'fs';
 import * as path from 'path';
-import { _debug, LockSpace, LockspaceError } from '../lib';
+import { LockSpace, LockspaceError } from '../lib';
+import { _debug } from '../lib/internal';
 import { systemError } from '../lib/errors';
 import { catchErr, catchErrSync, outsideProbe, spawnPythonHolder, stats, useTmpDir, waitFor } from './helpers';
 

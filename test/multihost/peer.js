@@ -6,6 +6,7 @@ const readline = require('readline');
 const path = require('path');
 
 const lockspace = require(path.join(__dirname, '../../dist/lib/index.js'));
+const { _debug } = require(path.join(__dirname, '../../dist/lib/internal.js'));
 
 const spaces = new Map();
 const leases = new Map();
@@ -84,7 +85,7 @@ const ops = {
     await spaces.get(space).delete(name);
   },
   stats() {
-    return lockspace._debug.stats();
+    return _debug.stats();
   },
   pid() {
     return process.pid;
