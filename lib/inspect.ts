@@ -2,7 +2,7 @@
 // lock query to the server on network ones) and this process's table.
 import type { LockType } from './lockspace';
 import type { InspectRecord } from './native';
-import { kernelLocksOn } from './proclocks';
+import { locksOnFile, readProcLocks } from './proc-locks';
 import { ownerFromKey, Owner } from './validate';
 
 export interface LockHolder {
@@ -26,8 +26,8 @@ export interface InspectInfo {
 export function inspectInfo(name: string, r: InspectRecord): InspectInfo {
   const holders: LockHolder[] = [];
   if (!r.remote) {
-    const locks = kernelLocksOn(r.major, r.minor, r.ino) ?? [];
-    for (const l of locks) if (!l.blocked) holders.push({ pid: l.pid, mode: l.mode, kind: l.kind });
+    const found = locksOnFile(readProcLocks() ?? [], { major: r.major, minor: r.minor }, BigInt(r.ino));
+    for (const h of found.holders) holders.push({ pid: h.pid, mode: h.mode, kind: h.type === 'OFDLCK' ? 'ofd' : 'posix' });
   } else {
     // The server does not tell this process's own locks (they do not conflict with themselves).
     if (r.held) holders.push({ pid: process.pid, mode: r.heldShared ? 'shared' : 'exclusive', kind: r.heldOfd ? 'ofd' : 'posix' });

@@ -128,14 +128,23 @@ export interface FileLocks {
 
 /** The locks on byte 0 of the file with stat `st`, whose file system's superblock device is `sb`. */
 export function locksOn(all: ProcLock[], st: fs.BigIntStats, sb?: { major: number; minor: number }): FileLocks {
-  const own = devParts(st.dev);
+  return locksOnFile(all, devParts(st.dev), st.ino, sb);
+}
+
+/** The same for a file named by its device numbers and inode number. */
+export function locksOnFile(
+  all: ProcLock[],
+  own: { major: number; minor: number },
+  ino: bigint,
+  sb?: { major: number; minor: number },
+): FileLocks {
   const sbDiffers = sb !== undefined && (sb.major !== own.major || sb.minor !== own.minor);
   const holders: Holder[] = [];
   const waiters: Holder[] = [];
   const seen = new Set<string>();
   let ambiguous = false;
   for (const l of all) {
-    if (l.ino !== st.ino || l.start !== 0n) continue;
+    if (l.ino !== ino || l.start !== 0n) continue;
     const ownDevice = l.major === own.major && l.minor === own.minor;
     const sbDevice = sbDiffers && l.major === sb.major && l.minor === sb.minor;
     if (!ownDevice && !sbDevice) continue;
