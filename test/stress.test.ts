@@ -83,13 +83,13 @@ describe('journal checker', () => {
 });
 
 describe('stress driver (shortened)', () => {
-  test('2 processes x 3 workers on 4 resources, then the unlink/recreate race: zero violations, no leaked fds', async () => {
+  test('2 processes x 3 workers on 4 resources, the unlink/recreate race, renames over held files: zero violations, no leaked fds', async () => {
     const r = await runStress(['--procs', '2', '--workers', '3', '--resources', '4', '--ops', '150', '--race-ops', '200']);
     if (r.status !== 0) console.error(r.stdout, r.stderr);
     expect(r.stderr).toBe('');
     expect(r.summary).toBeDefined();
-    const [mix, race] = r.summary.phases;
-    for (const p of [mix, race]) {
+    const [mix, race, rename] = r.summary.phases;
+    for (const p of [mix, race, rename]) {
       expect({ mode: p.mode, violations: p.violations, crashes: p.crashes, leakedFds: p.leakedFds, tableNotEmpty: p.tableNotEmpty }).toEqual({
         mode: p.mode,
         violations: Object.fromEntries(Object.keys(p.violations).map((k) => [k, 0])),
@@ -104,6 +104,8 @@ describe('stress driver (shortened)', () => {
     expect(mix.mode).toBe('mix');
     expect(race.mode).toBe('race');
     expect(race.resources).toBe(1);
+    expect(rename.mode).toBe('rename');
+    expect(rename.renames).toBeGreaterThan(0);
     expect(r.summary.ok).toBe(true);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^stress: OK$/m);

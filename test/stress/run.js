@@ -5,7 +5,10 @@
 // Phase "mix": P processes x W worker threads on K resources, mixing shared and exclusive, autoCreate
 // on, off and both, sync/async/waiting acquires (with timeouts and aborts), posix and ofd lockspaces and
 // every release route. Phase "race": P processes x 2 workers hammer ONE autoCreate resource (so its
-// file is deleted and created all the time, with deletes thrown in): zero double holders.
+// file is deleted and created all the time, with deletes thrown in): zero double holders. Phase
+// "rename": P processes x 2 workers on two resources whose exclusive holders often rename a new file
+// over the name while they hold it (the holder keeps the old file, the name reaches the new one): each
+// section is journalled under name@inode, so zero double holders means zero holders of one file.
 // After each phase check.js proves from the journals that no exclusive section overlapped another
 // section on the same resource and that the counters kept under the locks are exact; each process
 // proves it leaked no fd (/proc/self/fd before and after) and left its lock table empty.
@@ -101,17 +104,21 @@ async function phase(opts, root, mode) {
   if (mode === 'race') {
     names = ['hot'];
     autoKinds = ['auto'];
+  } else if (mode === 'rename') {
+    names = ['moved', 'moved-auto'];
+    autoKinds = ['plain', 'mixed'];
+    fs.writeFileSync(path.join(dir, names[0]), '');
   } else {
     names = Array.from({ length: opts.resources }, (_, k) => `r${k}`);
     autoKinds = names.map((_, k) => ['plain', 'auto', 'mixed'][k % 3]);
     for (let k = 0; k < names.length; k++) if (autoKinds[k] !== 'auto') fs.writeFileSync(path.join(dir, names[k]), '');
   }
-  const workers = mode === 'race' ? 2 : opts.workers;
-  const ops = mode === 'race' ? opts.raceOps : opts.ops;
+  const workers = mode === 'mix' ? opts.workers : 2;
+  const ops = mode === 'mix' ? opts.ops : opts.raceOps;
   const started = process.hrtime.bigint();
   const reports = await Promise.all(
     Array.from({ length: opts.procs }, (_, index) =>
-      runProc({ lib: LIB, dir, dataDir, journalDir, names, autoKinds, workers, ops, seed: opts.seed + (mode === 'race' ? 1 : 0), mode, index, unlocked: opts.unlocked }),
+      runProc({ lib: LIB, dir, dataDir, journalDir, names, autoKinds, workers, ops, seed: opts.seed + ['mix', 'race', 'rename'].indexOf(mode), mode, index, unlocked: opts.unlocked }),
     ),
   );
   const ms = Number((process.hrtime.bigint() - started) / 1000000n);
@@ -128,6 +135,7 @@ async function phase(opts, root, mode) {
     exclusive: journal.exclusive,
     shared: journal.shared,
     deletes: 0,
+    renames: 0,
     expectedErrors: {},
     violations: {
       overlap: journal.overlaps.count,
@@ -165,6 +173,7 @@ async function phase(opts, root, mode) {
       if (!t) continue;
       s.ops += t.ops;
       s.deletes += t.deletes;
+      s.renames += t.renames;
       tallySections += t.sections;
       for (const [code, n] of Object.entries(t.errors)) s.expectedErrors[code] = (s.expectedErrors[code] || 0) + n;
       for (const [kind, n] of Object.entries(t.violations)) s.violations[kind] += n;
@@ -186,7 +195,8 @@ function describe(s) {
   const lines = [
     `${s.mode}: ${s.processes} processes x ${s.workers} workers on ${s.resources} resource(s), ${s.ms} ms`,
     `  operations ${s.ops}: critical sections ${s.sections} (exclusive ${s.exclusive}, shared ${s.shared})` +
-      (s.mode === 'race' ? `, deletes ${s.deletes}` : ''),
+      (s.mode === 'race' ? `, deletes ${s.deletes}` : '') +
+      (s.mode === 'rename' ? `, renamed over while held ${s.renames}` : ''),
     `  expected refusals: ${errs}`,
     `  violations ${s.totalViolations} (${v})`,
     `  leaked fds ${s.leakedFds}, processes with a non-empty table ${s.tableNotEmpty}, crashes ${s.crashes.length}`,
@@ -206,7 +216,7 @@ async function main() {
   );
   const phases = [];
   try {
-    for (const mode of ['mix', 'race']) {
+    for (const mode of ['mix', 'race', 'rename']) {
       const s = await phase(opts, root, mode);
       phases.push(s);
       process.stdout.write(`${describe(s)}\n`);

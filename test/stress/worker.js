@@ -40,6 +40,7 @@ const tally = {
   exclusive: 0,
   shared: 0,
   deletes: 0,
+  renames: 0,
   errors: {}, // expected failures by code
   violations: { inProcess: 0, marker: 0, sharedRead: 0, released: 0 },
   examples: [],
@@ -62,14 +63,39 @@ function readCounter(file) {
   }
 }
 
+// Phase "rename": the file a name reaches changes while held, so a section belongs to name@inode (the
+// inode the name reached at the grant: only the exclusive holder of that file renames it, once).
+const renaming = cfg.mode === 'rename';
+
+function sectionKey(name) {
+  if (!renaming) return name;
+  try {
+    return `${name}@${fs.statSync(path.join(cfg.dir, name)).ino}`;
+  } catch (e) {
+    if (e.code !== 'ENOENT' || !cfg.unlocked) throw e; // held: the name reaches our file
+    return `${name}@absent`;
+  }
+}
+
+function renameOver(name) {
+  const fresh = path.join(cfg.dataDir, `fresh-${cfg.pid}-${threadId}`);
+  fs.writeFileSync(fresh, '');
+  fs.renameSync(fresh, path.join(cfg.dir, name));
+  tally.renames++;
+}
+
 async function criticalSection(k, shared) {
   const name = cfg.names[k];
   const enter = process.hrtime.bigint();
-  const marker = path.join(cfg.dataDir, `${name}.excl`);
-  const counter = path.join(cfg.dataDir, `${name}.count`);
+  const key = sectionKey(name);
+  const marker = path.join(cfg.dataDir, `${key}.excl`);
+  const counter = path.join(cfg.dataDir, `${key}.count`);
+  // Holders of one name but different files may overlap in this process: the journal checks them.
+  const inProcess = !renaming;
+  if (!shared && renaming && rand() < 0.3) renameOver(name);
   if (shared) {
     Atomics.add(counts, 2 * k + 1, 1);
-    if (Atomics.load(counts, 2 * k) !== 0) violation('inProcess', `${name}: shared entered while exclusive held`);
+    if (inProcess && Atomics.load(counts, 2 * k) !== 0) violation('inProcess', `${name}: shared entered while exclusive held`);
     if (fs.existsSync(marker)) violation('marker', `${name}: shared entered while an exclusive marker exists`);
     const before = readCounter(counter);
     await pause();
@@ -79,8 +105,8 @@ async function criticalSection(k, shared) {
     Atomics.sub(counts, 2 * k + 1, 1);
     tally.shared++;
   } else {
-    if (Atomics.add(counts, 2 * k, 1) !== 0) violation('inProcess', `${name}: two exclusive holders in this process`);
-    if (Atomics.load(counts, 2 * k + 1) !== 0) violation('inProcess', `${name}: exclusive entered while shared held`);
+    if (Atomics.add(counts, 2 * k, 1) !== 0 && inProcess) violation('inProcess', `${name}: two exclusive holders in this process`);
+    if (inProcess && Atomics.load(counts, 2 * k + 1) !== 0) violation('inProcess', `${name}: exclusive entered while shared held`);
     let marked = true;
     try {
       fs.mkdirSync(marker);
@@ -97,7 +123,7 @@ async function criticalSection(k, shared) {
     tally.exclusive++;
   }
   const exit = process.hrtime.bigint();
-  fs.writeSync(journal, `${name} ${shared ? 's' : 'x'} ${enter} ${exit} ${cfg.pid} ${threadId}\n`);
+  fs.writeSync(journal, `${key} ${shared ? 's' : 'x'} ${enter} ${exit} ${cfg.pid} ${threadId}\n`);
   tally.sections++;
 }
 
