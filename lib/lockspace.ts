@@ -1,5 +1,5 @@
 import { debuglog } from 'node:util';
-import { isMainThread, threadId } from 'node:worker_threads';
+import { threadId } from 'node:worker_threads';
 
 import { Acquisition, DEFAULT_ACQUISITION, readAcquisition } from './acquisition';
 import { AcquireMessage, publishLost, publishRelease, releaseObserved, traceAcquire, traceAcquireSync, tracing } from './diagnostics';
@@ -90,15 +90,6 @@ const asyncDisposeSymbol: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Sy
 
 const LEASE_TOKEN: unique symbol = Symbol('lockspace.lease');
 
-/** Worker threads, with NODE_DEBUG=lockspace: the leases still held when the thread exits, which
- *  the exit releases (a normal exit runs 'exit' listeners; terminate() runs no JavaScript). */
-const heldAtExit: Set<Lease> | undefined = debug.enabled && !isMainThread ? new Set() : undefined;
-if (heldAtExit) {
-  process.once('exit', () => {
-    for (const lease of heldAtExit) if (!lease.released) debug('release %s owner=%j (worker exit)', lease.path, lease.owner);
-  });
-}
-
 // Lease internals the lockspace and its lease checker use (set by Lease's static block).
 let leaseInternals: {
   id(lease: Lease): number;
@@ -132,7 +123,6 @@ export class Lease {
     this.shared = shared;
     this.owner = owner;
     this.#onPool = onPool;
-    heldAtExit?.add(this);
   }
 
   /** The file it locks. */
@@ -162,7 +152,6 @@ export class Lease {
   }
 
   #afterRelease(released: boolean | number): void {
-    heldAtExit?.delete(this);
     if (!released) return;
     if (debug.enabled) debug('release %s owner=%j', this.path, this.owner);
     if (releaseObserved()) publishRelease(() => ({ name: this.name, path: this.path, owner: this.owner, via: 'lease' }));

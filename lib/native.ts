@@ -53,7 +53,8 @@ export interface Binding {
   closeIdleFds(): number;
   setIdleLimit(limit: number): void;
   setForceRemote(on: boolean): void;
-  setDispatcher(fn: (batch: Delivery[]) => void): void;
+  /** logExitReleases: NODE_DEBUG=lockspace in a worker, the addon logs what the worker's exit releases. */
+  setDispatcher(fn: (batch: Delivery[]) => void, logExitReleases?: boolean): void;
   verify(lease: number): VerifyRecord;
   /** One threadpool job checking every lease given. */
   verifyAsync(leases: number[]): Promise<VerifyRecord[]>;

@@ -5,6 +5,9 @@
  * Rule: every delivery reaches its consumer or, when none can take it, its lease is released; one
  * consumer's failure never stops the deliveries after it.
  */
+import { debuglog } from 'node:util';
+import { isMainThread } from 'node:worker_threads';
+
 import { AbortError, ErrorRecord, fromRecord, timeoutError } from './errors';
 import { binding as native, Delivery, isErrorRecord } from './native';
 import { onAbort, signalAborted, signalReason } from './validate';
@@ -31,6 +34,10 @@ function deliver(request: number, lease: number, error: ErrorRecord | undefined)
   }
 }
 
+// NODE_DEBUG=lockspace in a worker: the addon logs the releases its exit makes (terminate() runs no
+// JavaScript, so the addon's env cleanup hook does it).
+const logExitReleases = debuglog('lockspace').enabled && !isMainThread;
+
 native.setDispatcher((batch: Delivery[]) => {
   for (const [request, lease, error] of batch) {
     try {
@@ -42,7 +49,7 @@ native.setDispatcher((batch: Delivery[]) => {
       });
     }
   }
-});
+}, logExitReleases);
 
 export function abortError(signal: AbortSignal): AbortError {
   return new AbortError(undefined, { cause: signalReason(signal) });

@@ -4,8 +4,10 @@
 // one copy, the one that owns the lock table (core/shared_table.h; Init at the end).
 #include <dlfcn.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -131,6 +133,9 @@ std::atomic<uint64_t> nextRequestId{1};
 struct Addon {
   uint32_t envId = 0;
   std::shared_ptr<Mailbox> mailbox;
+  // NODE_DEBUG=lockspace in a worker (set by lib through setDispatcher): log what the env's exit
+  // releases. Shared with the cleanup hook, which may run after the instance data is gone.
+  std::shared_ptr<std::atomic<bool>> logExitReleases = std::make_shared<std::atomic<bool>>(false);
   Napi::FunctionReference dispatcher;
   size_t pending = 0;  // queued requests: keep the event loop alive while there are any
 };
@@ -620,10 +625,40 @@ Napi::Value SetForceRemote(const Napi::CallbackInfo& info) {
 }
 
 // setDispatcher(fn): fn(batch) receives [request, lease, errorRecord | undefined][] on this thread.
+// setDispatcher(fn, logExitReleases?)
 Napi::Value SetDispatcher(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction()) throw Napi::TypeError::New(info.Env(), "dispatcher must be a function");
-  addon(info.Env()).dispatcher = Napi::Persistent(info[0].As<Napi::Function>());
+  Addon& a = addon(info.Env());
+  a.dispatcher = Napi::Persistent(info[0].As<Napi::Function>());
+  if (info.Length() > 1 && info[1].IsBoolean()) *a.logExitReleases = info[1].As<Napi::Boolean>().Value();
   return info.Env().Undefined();
+}
+
+// One NODE_DEBUG=lockspace line for a lease an env's exit released, as lib's debuglog writes them
+// ("LOCKSPACE <pid>: release <path> owner=<JSON> (worker exit)"): no JavaScript runs at that point.
+void logExitRelease(const Registry::ReleasedLease& r) {
+  std::string owner;
+  if (!r.owner.empty() && r.owner[0] == 'n') {
+    owner = r.owner.substr(1);
+  } else {
+    owner = "\"";
+    for (size_t i = 1; i < r.owner.size(); ++i) {
+      const unsigned char c = static_cast<unsigned char>(r.owner[i]);
+      if (c == '"' || c == '\\') {
+        owner += '\\';
+        owner += static_cast<char>(c);
+      } else if (c < 0x20) {
+        char esc[8];
+        std::snprintf(esc, sizeof esc, "\\u%04x", c);
+        owner += esc;
+      } else {
+        owner += static_cast<char>(c);
+      }
+    }
+    owner += '"';
+  }
+  const std::string line = "LOCKSPACE " + std::to_string(getpid()) + ": release " + r.path + " owner=" + owner + " (worker exit)\n";
+  (void)!::write(STDERR_FILENO, line.data(), line.size());
 }
 
 // Runs on the env's JS thread when the mailbox has items.
@@ -660,6 +695,7 @@ void pinSelf() {
 struct HookData {
   uint32_t envId;
   std::shared_ptr<Mailbox> mailbox;
+  std::shared_ptr<std::atomic<bool>> logExitReleases;
 };
 
 // Registers the binding on env: this copy owns the process's lock table (see core/shared_table.h).
@@ -678,11 +714,14 @@ Napi::Object InitOwner(Napi::Env env, Napi::Object exports) {
         std::unique_ptr<HookData> data(static_cast<HookData*>(arg));
         data->mailbox->close();
         try {
-          Registry::instance().releaseEnv(data->envId);
+          std::vector<Registry::ReleasedLease> released;
+          const bool log = *data->logExitReleases;
+          Registry::instance().releaseEnv(data->envId, log ? &released : nullptr);
+          for (const auto& r : released) logExitRelease(r);
         } catch (...) {
         }
       },
-      new HookData{a->envId, a->mailbox});
+      new HookData{a->envId, a->mailbox, a->logExitReleases});
 
   exports.Set("openDir", Napi::Function::New(env, OpenDir));
   exports.Set("acquire", Napi::Function::New(env, Acquire));

@@ -1,3 +1,4 @@
+import * as fs from 'fs';
 /* Node's observability conventions: diagnostics_channel (tracingChannel 'lockspace:acquire',
  * channels 'lockspace:release' and 'lockspace:lost') and NODE_DEBUG=lockspace for the releases a
  * worker's exit makes. */
@@ -151,5 +152,27 @@ describe('NODE_DEBUG=lockspace', () => {
     expect(r.stderr).toMatch(/^LOCKSPACE \d+: release .*\/kept owner="w" \(worker exit\)$/m);
     expect(r.stderr).toMatch(/^LOCKSPACE \d+: release .*\/let-go owner=\d+$/m);
     expect(r.stderr).not.toMatch(/let-go.*worker exit/);
+  });
+
+  test('logs the releases of a worker stopped with terminate() too, where no JavaScript runs', () => {
+    const script = `
+      const { Worker } = require('worker_threads');
+      const w = new Worker(\`
+        const { parentPort } = require('worker_threads');
+        const { LockSpace } = require(${JSON.stringify(DIST_INDEX)});
+        const ls = LockSpace.open(${JSON.stringify(tmp.dir)});
+        ls.acquireSync('held', { autoCreate: true, owner: 7 });
+        ls.acquireSync('shared', { autoCreate: true, shared: true, owner: 'x"y' });
+        parentPort.postMessage('holding');
+        setInterval(() => {}, 1000);
+      \`, { eval: true });
+      w.on('message', () => w.terminate());
+      w.on('exit', (code) => console.log('worker exit', code));
+    `;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, NODE_DEBUG: 'lockspace' } });
+    expect(r.stdout).toBe('worker exit 1\n');
+    expect(r.stderr).toMatch(/^LOCKSPACE \d+: release .*\/held owner=7 \(worker exit\)$/m);
+    expect(r.stderr).toMatch(/^LOCKSPACE \d+: release .*\/shared owner="x\\"y" \(worker exit\)$/m);
+    expect(fs.readdirSync(tmp.dir)).toEqual([]); // released for real: autoCreate deleted both
   });
 });

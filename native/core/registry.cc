@@ -1173,7 +1173,7 @@ size_t Registry::releaseOwner(const DirPtr& dir, const std::string& owner) {
   return mine.size();
 }
 
-size_t Registry::releaseEnv(uint32_t env) {
+size_t Registry::releaseEnv(uint32_t env, std::vector<ReleasedLease>* released) {
   Lock lk(mu_);
   deadEnvs_.insert(env);  // from now on nothing is granted to it
   std::vector<uint64_t> requests, leases;
@@ -1181,8 +1181,11 @@ size_t Registry::releaseEnv(uint32_t env) {
     if (e->hasWaiters())
       for (const Waiter& w : e->waiters())
         if (w.req.env == env) requests.push_back(w.request);
-    for (const Owner& o : e->owners)
-      if (o.env == env) leases.push_back(o.lease);
+    for (const Owner& o : e->owners) {
+      if (o.env != env) continue;
+      leases.push_back(o.lease);
+      if (released) released->push_back({ownerDir(e, o.lease)->fullPath(ownerName(e, o.lease)), ownerKey(o.owner)});
+    }
   });
   // Cancel in the same critical section that marked the env dead: a release in between must never
   // hand the lock over to (or pick the lock mode for) a waiter of a thread that is gone.

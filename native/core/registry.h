@@ -225,8 +225,13 @@ class Registry {
   // libvirt-style release by name and owner key; throws NotHeldError.
   void releaseByName(const DirPtr& dir, const std::string& name, const std::string& owner);
   size_t releaseOwner(const DirPtr& dir, const std::string& owner);
-  // Called when a JS environment goes away: cancels its queued requests and releases its leases.
-  size_t releaseEnv(uint32_t env);
+  // Called when a JS environment goes away: cancels its queued requests and releases its leases
+  // (their paths and owner keys go to *released, when given).
+  struct ReleasedLease {
+    std::string path;
+    std::string owner;
+  };
+  size_t releaseEnv(uint32_t env, std::vector<ReleasedLease>* released = nullptr);
 
   void create(const DirPtr& dir, const std::string& name);
   void remove(const DirPtr& dir, const std::string& name, LockKind kind);  // "delete"
