@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cstdio>
 #include <cstddef>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -657,7 +657,8 @@ void logExitRelease(const Registry::ReleasedLease& r) {
     }
     owner += '"';
   }
-  const std::string line = "LOCKSPACE " + std::to_string(getpid()) + ": release " + r.path + " owner=" + owner + " (worker exit)\n";
+  const std::string line =
+      "LOCKSPACE " + std::to_string(getpid()) + ": release " + r.path + " owner=" + owner + " (worker exit)\n";
   (void)!::write(STDERR_FILENO, line.data(), line.size());
 }
 
