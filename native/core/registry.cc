@@ -1152,9 +1152,12 @@ void Registry::releaseByName(const DirPtr& dir, const std::string& name, const s
   if (!lease) {
     byInode_.forEach([&](Entry* e) {
       if (lease || !e->locked()) return;
-      for (const Owner& o : e->owners)
-        if (ownerKey(o.owner) == owner && ownerDir(e, o.lease) == dir.get() && ownerName(e, o.lease) == name)
-          lease = o.lease;
+      for (const Owner& o : e->owners) {
+        if (ownerKey(o.owner) == owner && ownerDir(e, o.lease) == dir.get() && ownerName(e, o.lease) == name) {
+          lease = o.lease;  // the owner's first lease of it, as by a name that still reaches the file
+          break;
+        }
+      }
     });
   }
   if (!lease) throw NotHeldError(path);
