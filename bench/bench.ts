@@ -1,5 +1,5 @@
 /**
- * lockspace benchmark (issue 3): lockspace and its baselines measured in one process run.
+ * lockspace benchmark: lockspace and its baselines measured in one process run.
  * usage: npm run bench -- [--quick] [--json]
  */
 import * as fs from 'fs';

@@ -1,4 +1,4 @@
-/** lockspace's uncontended per-op cases (issue 3, figures 1 to 3). */
+/** lockspace's uncontended per-op cases. */
 import { timeAsync, timeSync } from './clock';
 import { Case } from './measure';
 import { LockspaceModule } from './lockspace';

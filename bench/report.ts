@@ -96,7 +96,7 @@ export function renderReport(r: BenchResults): string {
     scaleSection(r),
     contentionSection(r),
     handoffSection(r),
-    r.targets.length ? ['Targets (issue 3)', targetTable(r.targets)] : [],
+    r.targets.length ? ['Targets', targetTable(r.targets)] : [],
     r.notes.length ? ['Notes', ...r.notes.map((n) => `- ${n}`)] : [],
   ];
   return sections.filter((s) => s.length > 0).map((s) => s.join('\n')).join('\n\n') + '\n';

@@ -1,4 +1,4 @@
-/** Issue 3's targets, each checked against figures measured in this run. */
+/** The speed and memory targets, each checked against figures measured in this run. */
 import type { ContentionResult } from './contention';
 import type { HandoffResult } from './handoff';
 import type { CaseResult } from './measure';

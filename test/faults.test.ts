@@ -1,4 +1,4 @@
-/* Hostile input and faults (issue 5, item 5), beyond what errors.test.ts covers: a directory we may not
+/* Hostile input and faults, beyond what errors.test.ts covers: a directory we may not
  * write (as an unprivileged user), a read-only file system, directories that vanish, are swapped for a
  * symlink or are not directories at all, a world-writable lockspace directory with hostile entries
  * planted in it (watched with inotify: nothing outside is created, opened for writing or deleted),

@@ -1,4 +1,4 @@
-/* Model-based fuzzing (issue 5, item 4). fast-check generates sequences of create, delete, acquire
+/* Model-based fuzzing. fast-check generates sequences of create, delete, acquire
  * (shared or exclusive, autoCreate or not, sync, async or waiting, named or default owners), release
  * (lease, by name and owner, releaseOwner), abort of a wait, worker termination, and outside changes to
  * the files (unlink, replace, create), issued from several lockspaces (two handles and a symlinked path

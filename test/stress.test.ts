@@ -1,4 +1,4 @@
-/* Exclusion under load (issue 5, items 1 and 2), shortened for the Jest suite: the stress driver
+/* Exclusion under load, shortened for the Jest suite: the stress driver
  * (test/stress/run.js, `npm run stress`) with fewer processes and operations, its negative control
  * (no locks at all: the checks must catch it), and the journal checker on hand-made journals. */
 import * as fs from 'fs';

@@ -1,4 +1,4 @@
-/* Crash and exit (issue 5, item 3). A SIGKILLed holder frees its locks for others at once.
+/* Crash and exit. A SIGKILLed holder frees its locks for others at once.
  * worker.terminate() in every phase (idle, mid-acquire, mid-wait in the table and in the kernel, grant
  * in flight, holding shared with other owners) leaves the lock table and the fd count exactly as if the
  * worker had released; an addon loaded only inside workers survives the last worker's exit. The
