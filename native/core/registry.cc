@@ -640,11 +640,11 @@ AcquireResult Registry::joinOrQueue(Lock&, Entry* e, const DirPtr& dir, const st
 // A table entry found for the name (by name, or by the inode a stat of it gave): before it is joined,
 // waited for or reported busy, a stat must show that the name still reaches its file. Returns the entry
 // to use, or nullptr to look again (something changed; *moved: the name reaches another file now).
-Entry* Registry::confirmEntry(Lock& lk, Entry* e, const char* path, bool* moved) {
+Entry* Registry::confirmEntry(Lock& lk, Entry* e, const std::string& path, bool* moved) {
   const bool wasHeld = e->state == State::Held;
   const InodeKey key = e->key;
   const uint32_t serial = e->serial;
-  const NameCheck check = checkName(lk, path, key, serial);
+  const NameCheck check = checkName(lk, path.c_str(), key, serial);  // path: not e's memory (e may go)
   *moved = check == NameCheck::Moved;
   if (check != NameCheck::Reaches) return nullptr;
   e = byInode_.find(key);
@@ -684,7 +684,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
       }
       if (e->state != State::Idle) {
         bool moved = false;
-        Entry* same = confirmEntry(lk, e, e->cpath(), &moved);
+        Entry* same = confirmEntry(lk, e, e->path(), &moved);  // a copy: e may be freed meanwhile
         if (!same) {
           if (moved) {
             detachName(e);  // moved implies e is still the same entry (same serial)
@@ -732,7 +732,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const DirPtr& dir, const std::st
           // Held under another name, or the stat saw a file since deleted whose inode number the
           // held one reuses: only a confirmed match may join (or be refused as busy).
           bool moved = false;
-          if (Entry* same = confirmEntry(lk, other, cpath, &moved))
+          if (Entry* same = confirmEntry(lk, other, path, &moved))
             return joinOrQueue(lk, same, dir, name, req, req_id, req_sink);
           continue;
         }
@@ -1213,7 +1213,7 @@ void Registry::create(const DirPtr& dir, const std::string& name) {
       Entry* e = byInode_.find(InodeKey{st.st_dev, st.st_ino});
       if (e && !e->transient() && e->state != State::Idle) {
         bool moved = false;
-        if (Entry* same = confirmEntry(lk, e, path.c_str(), &moved)) throw busyHere(same, path);
+        if (Entry* same = confirmEntry(lk, e, path, &moved)) throw busyHere(same, path);
       }
     }
   }

@@ -268,7 +268,7 @@ class Registry {
                               uint64_t request, const SinkPtr& sink, Purpose purpose);
   AcquireResult joinOrQueue(Lock& lk, Entry* e, const DirPtr& dir, const std::string& name, const Request& req,
                             uint64_t request, const SinkPtr& sink);
-  Entry* confirmEntry(Lock& lk, Entry* e, const char* path, bool* moved);
+  Entry* confirmEntry(Lock& lk, Entry* e, const std::string& path, bool* moved);
   NameCheck checkName(Lock& lk, const char* path, const InodeKey& key, uint32_t serial);
   void detachName(Entry* e);
   SysError openError(int err, const Dir& dir, const std::string& path) const;
