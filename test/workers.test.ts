@@ -196,6 +196,38 @@ describe('worker exit and terminate', () => {
     again.releaseSync();
   });
 
+  test('terminate lets in every shared wait that the worker’s queued exclusive ones held back', async () => {
+    // Queue on a resource held shared: worker X, main S, worker X, main S. The worker's end removes
+    // both X; both S must join the shared holder, not just the first.
+    const ls = LockSpace.open(tmp.dir);
+    const file = path.join(tmp.dir, 'r');
+    fs.writeFileSync(file, '');
+    const held = ls.acquireSync('r', { shared: true });
+    const w = await startWorker();
+    const shared: ReturnType<typeof track>[] = [];
+    for (let i = 0; i < 2; i++) {
+      const waiters = stats().waiters;
+      void w.call('acquire', { name: 'r', options: { wait: true } }).catch(() => undefined);
+      await waitFor(() => stats().waiters === waiters + 1, 'worker exclusive wait queued');
+      shared.push(track(ls.acquire('r', { shared: true, wait: true })));
+    }
+    expect(stats().waiters).toBe(4);
+
+    await w.terminate();
+    await waitFor(() => shared.every((s) => s.settled), 'both shared waits granted');
+    expect(shared.map((s) => ({ error: s.error, shared: (s.value as any)?.shared }))).toEqual([
+      { error: undefined, shared: true },
+      { error: undefined, shared: true },
+    ]);
+    expect(ls.resources()).toEqual([{ name: 'r', path: file, shared: true, autoCreate: false, owners: [0, 0, 0] }]);
+    expect(await outsideProbe(file, 'shared')).toBe('locked');
+    expect(await outsideProbe(file, 'exclusive')).toBe('busy');
+    for (const s of shared) await (s.value as any).release();
+    held.releaseSync();
+    expect(await outsideProbe(file, 'exclusive')).toBe('locked');
+    expect(stats()).toMatchObject({ resources: 0, leases: 0, waiters: 0 });
+  });
+
   test('terminate while waiting for another process: the kernel wait is abandoned', async () => {
     const file = path.join(tmp.dir, 'r');
     fs.writeFileSync(file, '');

@@ -994,6 +994,14 @@ void Registry::dropDeadHead(Entry* e) {
 // Called with the mutex held, e reserved (Granting) and its kernel lock held in mode e->shared; drops
 // the mutex for the stats (nothing can change e's lock meanwhile: it is reserved).
 void Registry::grantFront(Lock& lk, Entry* e, std::vector<Waiter>& moved) {
+  // The queue may change under a round (a cancel while the mutex is dropped, a dead thread's request
+  // dropped from the head): whenever a round stops at a request it did not check, the policy is asked
+  // again, so nobody the policy admits is left queued behind requests that are gone.
+  while (grantRound(lk, e, moved) == Round::StoppedUnchecked) {
+  }
+}
+
+Registry::Round Registry::grantRound(Lock& lk, Entry* e, std::vector<Waiter>& moved) {
   dropDeadHead(e);
   // 1. The batch the policy admits now, and the paths it came through (mostly just the entry's own).
   std::vector<uint64_t> batch;
@@ -1007,7 +1015,7 @@ void Registry::grantFront(Lock& lk, Entry* e, std::vector<Waiter>& moved) {
       if (std::find(paths.begin(), paths.end(), p) == paths.end()) paths.push_back(std::move(p));
     }
   }
-  if (batch.empty()) return;
+  if (batch.empty()) return Round::Done;
   lk.unlock();
   LS_TEST_POINT("grant.checking", e->cname());
   std::vector<char> reaches(paths.size());
@@ -1022,7 +1030,7 @@ void Registry::grantFront(Lock& lk, Entry* e, std::vector<Waiter>& moved) {
   if (ownNameMoved) detachName(e);
   for (dropDeadHead(e); e->hasWaiters(); dropDeadHead(e)) {
     Waiter& w = e->waiters().front();
-    if (std::find(batch.begin(), batch.end(), w.request) == batch.end()) break;  // not checked
+    if (std::find(batch.begin(), batch.end(), w.request) == batch.end()) return Round::StoppedUnchecked;
     const std::string p = w.dir->fullPath(w.name);
     const size_t at = static_cast<size_t>(std::find(paths.begin(), paths.end(), p) - paths.begin());
     if (!reaches[at]) {
@@ -1038,10 +1046,10 @@ void Registry::grantFront(Lock& lk, Entry* e, std::vector<Waiter>& moved) {
       lease = addOwner(e, w.dir, w.name, w.req);
     } catch (const SysError& err) {  // too many leases: fail what is queued, never strand it
       failWaiters(e, err);
-      return;
+      return Round::Done;
     } catch (const std::bad_alloc&) {
       failWaiters(e, SysError(ENOMEM, "acquire", std::string()));
-      return;
+      return Round::Done;
     }
     e->autoCreate = e->autoCreate || w.req.autoCreate;
     requests_.erase(w.request);
@@ -1050,6 +1058,7 @@ void Registry::grantFront(Lock& lk, Entry* e, std::vector<Waiter>& moved) {
     e->waiters().pop_front();
     sink->granted(request, lease);
   }
+  return Round::Done;
 }
 
 bool Registry::cancel(uint64_t request, bool* runnerReports) {

@@ -290,6 +290,8 @@ class Registry {
   int finishLastRelease(Lock& lk, Entry* e, Unlink unlink);
   void handOff(Lock& lk, Entry* e);
   void grantFront(Lock& lk, Entry* e, std::vector<Waiter>& moved);
+  enum class Round { Done, StoppedUnchecked };  // StoppedUnchecked: the queue changed under the round
+  Round grantRound(Lock& lk, Entry* e, std::vector<Waiter>& moved);
   void failWaiters(Entry* e, const SysError& err);
   void startKernelWait(Entry* e);
   void interrupt(Entry* e);

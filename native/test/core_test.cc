@@ -530,6 +530,43 @@ void testKernelWaitNoUpgradeInPlace() {
   expectSoleExclusiveGrant(*sink, 502, p, out);
 }
 
+// Held shared; queued: exclusive, shared, exclusive, shared. When both exclusive requests go, both
+// shared ones must join, however they go: their thread ends (its requests are dropped in one sweep),
+// or the second is cancelled while the grant let in by the first is checking names.
+void testSharedJoinBehindCancelledExclusives() {
+  for (int how = 0; how < 2; ++how) {
+    DirPtr d = reg().openDir(freshDir(how == 0 ? "joins-env" : "joins-cancel"));
+    reg().create(d, "res");
+    const std::string p = d->path() + "/res";
+    auto sink = std::make_shared<TestSink>();
+    uint64_t held = reg().acquire(d, "res", req(true)).lease;
+    Request other = req(false);
+    other.env = 9;
+    CHECK(reg().acquire(d, "res", other, 601, sink).queued);
+    CHECK(reg().acquire(d, "res", req(true), 602, sink).queued);
+    CHECK(reg().acquire(d, "res", other, 603, sink).queued);
+    CHECK(reg().acquire(d, "res", req(true), 604, sink).queued);
+    if (how == 0) {
+      reg().releaseEnv(9);
+    } else {
+      armPoint("grant.checking", "res", [] { CHECK(reg().cancel(603)); });
+      CHECK(reg().cancel(601));
+      disarmPoint();
+      CHECK(pointAction.done);
+    }
+    CHECK(sink->waitFor(2));
+    {
+      std::lock_guard<std::mutex> lk(sink->mu);
+      CHECK(sink->grants.size() == 2 && sink->failures.empty());
+    }
+    CHECK(reg().stats().waiters == 0 && reg().stats().leases == 3);
+    CHECK(outsiderCanLock(p, true) && !outsiderCanLock(p, false));
+    reg().release(held);
+    for (auto& g : sink->grants) reg().release(g.second);
+    CHECK(reg().stats().leases == 0 && outsiderCanLock(p, false));
+  }
+}
+
 // A request queued through a hard link "b" while the entry is known as "a". "b" is replaced while the
 // kernel wait blocks: the request must start over on the new "b", not be granted the old inode.
 void testKernelWaitAliasReplaced() {
@@ -739,6 +776,7 @@ int main() {
       {"cancel during a restart", testCancelDuringRestart},
       {"kernel wait: no upgrade in place", testKernelWaitNoUpgradeInPlace},
       {"kernel wait: alias replaced", testKernelWaitAliasReplaced},
+      {"shared joins behind cancelled exclusives", testSharedJoinBehindCancelledExclusives},
       {"announced requests", testAnnouncedRequests},
       {"kernel wait: interrupted without signals", testKernelWaitInterruptedWithoutSignals},
       {"verify and inspect", testVerifyAndInspect},
