@@ -228,6 +228,46 @@ describe('worker exit and terminate', () => {
     expect(stats()).toMatchObject({ resources: 0, leases: 0, waiters: 0 });
   });
 
+  test('a thread’s end releases its leases oldest first', async () => {
+    // The worker holds the old "r"; the main thread waits for it (through a symlinked directory); "r"
+    // is replaced and the worker takes the new one shared with autoCreate (in path mode). Released
+    // oldest first, the wait moves on to the new "r" and the last shared release leaves the file to
+    // it; newest first would delete the file under it. Several rounds: the table's iteration order
+    // (by inode) must not decide.
+    const alias = path.join(path.dirname(tmp.dir), `${path.basename(tmp.dir)}-alias`);
+    fs.symlinkSync(tmp.dir, alias);
+    const ls = LockSpace.open(alias);
+    const start = async (): Promise<WorkerClient> => {
+      const w = await startWorker();
+      await w.call('open', { directory: null, space: 'paths' });
+      return w;
+    };
+    let w = await start();
+    try {
+      for (let round = 0; round < 16; round++) {
+        const file = path.join(tmp.dir, `r${round}`);
+        fs.writeFileSync(file, '');
+        await w.call('acquireSync', { name: `r${round}` });
+        const waiting = track(ls.acquire(`r${round}`, { wait: true }));
+        await waitFor(() => stats().waiters === 1, 'main thread queued');
+        fs.writeFileSync(`${file}.new`, '');
+        fs.renameSync(`${file}.new`, file);
+        await w.call('acquireSync', { space: 'paths', name: file, options: { shared: true, autoCreate: true } });
+        const next = await start();
+        await w.terminate();
+        w = next;
+        await waitFor(() => waiting.settled, 'the wait settled');
+        expect({ round, error: waiting.error?.code, shared: (waiting.value as any)?.shared }).toEqual({ round, error: undefined, shared: false });
+        expect(fs.existsSync(file)).toBe(true);
+        expect(await outsideProbe(file, 'shared')).toBe('busy');
+        await (waiting.value as any).release();
+      }
+    } finally {
+      fs.unlinkSync(alias);
+    }
+    expect(stats()).toMatchObject({ resources: 0, leases: 0, waiters: 0 });
+  });
+
   test('terminate while waiting for another process: the kernel wait is abandoned', async () => {
     const file = path.join(tmp.dir, 'r');
     fs.writeFileSync(file, '');

@@ -51,6 +51,7 @@ struct Owner {
   uint64_t lease;
   uint32_t owner;  // interned owner key
   uint32_t env;
+  uint64_t order;  // when it was granted: a thread's end releases its leases oldest first
 };
 
 struct Waiter {
@@ -387,7 +388,7 @@ uint64_t Registry::addOwner(Entry* e, const DirPtr& via, const std::string& name
   try {
     lease = newLease(e);
     if (via.get() != e->dir || name != e->name()) aliases_.emplace(lease, new Alias{via, name});
-    e->owners.push_back(Owner{lease, owner, req.env});
+    e->owners.push_back(Owner{lease, owner, req.env, ++grantOrder_});
   } catch (...) {
     if (lease) {
       aliases_.erase(lease);
@@ -1188,21 +1189,25 @@ size_t Registry::releaseOwner(const DirPtr& dir, const std::string& owner) {
 size_t Registry::releaseEnv(uint32_t env, std::vector<ReleasedLease>* released) {
   Lock lk(mu_);
   deadEnvs_.insert(env);  // from now on nothing is granted to it
-  std::vector<uint64_t> requests, leases;
+  std::vector<uint64_t> requests;
+  std::vector<std::pair<uint64_t, uint64_t>> leases;  // (order, lease)
   byInode_.forEach([&](Entry* e) {
     if (e->hasWaiters())
       for (const Waiter& w : e->waiters())
         if (w.req.env == env) requests.push_back(w.request);
     for (const Owner& o : e->owners) {
       if (o.env != env) continue;
-      leases.push_back(o.lease);
+      leases.emplace_back(o.order, o.lease);
       if (released) released->push_back({ownerDir(e, o.lease)->fullPath(ownerName(e, o.lease)), ownerKey(o.owner)});
     }
   });
   // Cancel in the same critical section that marked the env dead: a release in between must never
   // hand the lock over to (or pick the lock mode for) a waiter of a thread that is gone.
   for (uint64_t r : requests) cancelLocked(lk, r);
-  for (uint64_t lease : leases) releaseLocked(lk, lease, Purpose::Lock);
+  // Oldest first, as the thread would most likely have released them, and never in the table's
+  // (inode hash) order: which release comes first decides what a waiter whose name moved finds.
+  std::sort(leases.begin(), leases.end());
+  for (const auto& l : leases) releaseLocked(lk, l.second, Purpose::Lock);
   return leases.size();
 }
 

@@ -363,6 +363,7 @@ class Registry {
   const SinkPtr nullSink_;
   size_t kernelWaits_ = 0;
   uint32_t nextSerial_ = 0;
+  uint64_t grantOrder_ = 0;  // stamps each owner (Owner::order)
 };
 
 }  // namespace lockspace
