@@ -33,6 +33,9 @@ export interface CancelOptions {
   ownSignalWaits: number[];
   sharedSignalWaits: number;
   rounds: number;
+  /** No round starts after this much wall time (the first always runs): a quadratic cancel
+   *  misses its target by far in one round, and must not make the bench run for minutes. */
+  budgetMs: number;
 }
 
 const HOLDER = 'cancel-holder';
@@ -111,7 +114,8 @@ export async function runCancel(lockspace: LockspaceModule, dir: string, options
     const own = options.ownSignalWaits.map((waits) => ({ waits, samples: [] as number[] }));
     const shared: number[] = [];
     let notAborted = 0;
-    for (let round = 0; round < options.rounds; round++) {
+    const start = nowNs();
+    for (let round = 0; round < options.rounds && (round === 0 || elapsedNs(start) < options.budgetMs * 1e6); round++) {
       for (const level of own) level.samples.push(await ownSignals(lockspace, ls, level.waits));
       const s = await sharedSignal(lockspace, ls, options.sharedSignalWaits);
       shared.push(s.ms);

@@ -37,6 +37,6 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     idleWaitMs: quick ? 200 : 500,
     idleWaitRounds: quick ? 2 : 5,
     scaleLevels: [10, 10_000, 50_000],
-    cancel: { ownSignalWaits: [10_000, 40_000], sharedSignalWaits: 20_000, rounds: 3 },
+    cancel: { ownSignalWaits: [10_000, 40_000], sharedSignalWaits: 20_000, rounds: 3, budgetMs: quick ? 5000 : 30_000 },
   };
 }
