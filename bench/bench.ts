@@ -6,37 +6,19 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { baselineCases } from './baselines';
-import { ContentionResult, runContention } from './contention';
+import { runCancel } from './cancel';
+import { runContention } from './contention';
 import { compileFloor, floorCases } from './floor';
-import { HandoffResult, runHandoff } from './handoff';
-import { loadLockspace, LockspaceModule } from './lockspace';
+import { runHandoff } from './handoff';
+import { libvirtCase } from './libvirt';
+import { loadLockspace, type LockspaceModule } from './lockspace';
 import { lockspaceCases } from './lockspace-cases';
-import { Case, CaseResult, runCases } from './measure';
-import { BenchOptions, parseOptions } from './options';
+import { type Case, runCases } from './measure';
+import { type BenchOptions, parseOptions } from './options';
 import { renderReport } from './report';
+import type { BenchResults, Machine } from './results';
 import { runScale } from './scale';
-import type { ScaleResult } from './scale-child';
-import { checkTargets, TargetCheck } from './targets';
-
-export interface Machine {
-  cpus: number;
-  cpuModel: string;
-  memoryGiB: number;
-  kernel: string;
-  node: string;
-  fsType: string;
-}
-
-export interface BenchResults {
-  machine: Machine;
-  options: BenchOptions;
-  cases: CaseResult[];
-  scale?: ScaleResult & { launcher: string };
-  contention?: ContentionResult;
-  handoff?: HandoffResult;
-  targets: TargetCheck[];
-  notes: string[];
-}
+import { checkTargets } from './targets';
 
 const FS_MAGIC: Record<number, string> = {
   0xef53: 'ext4',
@@ -85,10 +67,14 @@ function perOpCases(root: string, lockspace: LockspaceModule | undefined, notes:
   const baselines = baselineCases(subdir(root, 'baselines'));
   notes.push(...baselines.notes);
   const ours = lockspace ? lockspaceCases(lockspace, subdir(root, 'lockspace')) : [];
-  // Within a round each lockspace case runs right after the C floor it is compared with.
+  const libvirt = libvirtCase(root, subdir(root, 'libvirt'));
+  if (typeof libvirt === 'string') notes.push(libvirt);
+  const peers = typeof libvirt === 'string' ? [] : [libvirt];
+  // Within a round each lockspace case runs right after (or between) the C cases it is compared with.
   const floor = floorCases(compileFloor(root), floorDir);
   const byId = (list: Case[], id: string) => list.filter((c) => c.id === id);
   const paired = [
+    ...byId(peers, 'peer:libvirt'),
     ...byId(floor, 'floor:open-lock-close'),
     ...byId(ours, 'lockspace:sync'),
     ...byId(ours, 'lockspace:async'),
@@ -116,6 +102,7 @@ async function measure(options: BenchOptions, root: string): Promise<BenchResult
       runContention(lockspace, subdir(root, 'contention'), reps, options.contentionMs),
     );
     results.handoff = await part('hand-off', notes, () => runHandoff(lockspace, subdir(root, 'handoff'), options));
+    results.cancel = await part('cancel', notes, () => runCancel(lockspace, subdir(root, 'cancel'), options.cancel));
   }
   results.targets = checkTargets(results);
   return results;

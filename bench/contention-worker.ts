@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'worker_threads';
 import { nowNs, sleepSync } from './clock';
 import { requireLockspace } from './lockspace';
-import type { ContentionWorkerData, RunCommand, RunReport } from './contention';
+import type { ContentionWorkerData, RunCommand, RunReport } from './contention-protocol';
 
 const WRITER = -1;
 /** A lease lost to an error must not stall the run: waits give up after this. */

@@ -6,31 +6,9 @@ import { once } from 'events';
 import * as path from 'path';
 import { Worker } from 'worker_threads';
 import { nowNs } from './clock';
-import { LockspaceModule } from './lockspace';
+import type { ContentionWorkerData, RunCommand, RunReport } from './contention-protocol';
+import type { LockspaceModule } from './lockspace';
 import { Summary, summarize } from './stats';
-
-export interface ContentionWorkerData {
-  dir: string;
-  resources: number;
-  exclusiveShare: number;
-  criticalSpins: number;
-  counters: SharedArrayBuffer;
-}
-
-export interface RunCommand {
-  /** process.hrtime.bigint() at which every worker starts, as a string. */
-  startAt: string;
-  durationMs: number;
-}
-
-export interface RunReport {
-  ops: number;
-  violations: number;
-  /** Acquires or releases that threw (they should not: every acquire waits). */
-  errors: number;
-  firstError?: string;
-  endAt: string;
-}
 
 export interface ContentionResult {
   threads: number;

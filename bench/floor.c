@@ -5,6 +5,8 @@
  * usage: floor MODE ITERATIONS DIR
  *   open-lock-close  open(O_RDWR|O_CLOEXEC) + fcntl(F_SETLK, F_WRLCK, byte 0 len 1) + close, existing file
  *   lock-unlock      fcntl(F_SETLK) F_WRLCK then F_UNLCK on one already open fd
+ *   reacquire        fcntl(F_SETLK, F_WRLCK) + fstatat(path) inode re-check + fcntl(F_SETLK, F_UNLCK)
+ *                    on one already open fd: the syscalls of lockspace's cycle on a file it keeps open
  *   autocreate       open(O_CREAT|O_RDWR|O_CLOEXEC|O_NOFOLLOW, 0600) + fstat + fcntl(F_SETLK, F_WRLCK)
  *                    + fstatat(path) inode re-check + unlink + close
  * Prints the mean nanoseconds per cycle on stdout.
@@ -67,7 +69,7 @@ static long long now_ns(void) {
 
 int main(int argc, char **argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: floor open-lock-close|lock-unlock|autocreate ITERATIONS DIR\n");
+        fprintf(stderr, "usage: floor open-lock-close|lock-unlock|reacquire|autocreate ITERATIONS DIR\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -85,6 +87,15 @@ int main(int argc, char **argv) {
     } else if (strcmp(mode, "lock-unlock") == 0) {
         for (long i = 0; i < iterations; i++) {
             set_lock(held_fd, F_WRLCK, path);
+            set_lock(held_fd, F_UNLCK, path);
+        }
+    } else if (strcmp(mode, "reacquire") == 0) {
+        struct stat by_fd, by_path;
+        if (fstat(held_fd, &by_fd) < 0) die("fstat", path);
+        for (long i = 0; i < iterations; i++) {
+            set_lock(held_fd, F_WRLCK, path);
+            if (fstatat(AT_FDCWD, path, &by_path, AT_SYMLINK_NOFOLLOW) < 0) die("fstatat", path);
+            if (by_fd.st_ino != by_path.st_ino || by_fd.st_dev != by_path.st_dev) die("inode changed", path);
             set_lock(held_fd, F_UNLCK, path);
         }
     } else if (strcmp(mode, "autocreate") == 0) {

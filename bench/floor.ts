@@ -3,13 +3,14 @@ import { execFileSync } from 'child_process';
 import * as path from 'path';
 import { Case } from './measure';
 
-export type FloorMode = 'open-lock-close' | 'lock-unlock' | 'autocreate';
+export type FloorMode = 'open-lock-close' | 'lock-unlock' | 'reacquire' | 'autocreate';
 
 const SOURCE = path.join(__dirname, '..', '..', 'bench', 'floor.c');
 
 const LABELS: Record<FloorMode, string> = {
   'open-lock-close': 'C open+F_SETLK+close',
   'lock-unlock': 'C F_SETLK lock+unlock (open fd)',
+  reacquire: 'C F_SETLK+fstatat+F_SETLK (open fd)',
   autocreate: 'C autoCreate syscalls',
 };
 

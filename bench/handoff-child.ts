@@ -4,8 +4,8 @@
  */
 import { nowNs, sleep } from './clock';
 import { childParams } from './child';
-import { Lease, requireLockspace } from './lockspace';
-import type { ChildCommand, ChildParams, ChildReply } from './handoff';
+import type { ChildCommand, ChildParams, ChildReply } from './handoff-protocol';
+import { requireLockspace, type Lease } from './lockspace';
 
 const { dir, name } = childParams<ChildParams>();
 const ls = requireLockspace().LockSpace.open(dir);

@@ -6,7 +6,7 @@ import { parentPort, workerData } from 'worker_threads';
 import { nowNs, sleepSync } from './clock';
 import { signal, waitFor } from './atomics';
 import { requireLockspace } from './lockspace';
-import { DONE, HELD, QUEUED, type HandoffWorkerData } from './handoff';
+import { DONE, HELD, QUEUED, type HandoffWorkerData } from './handoff-protocol';
 
 const QUEUE_WAIT_LIMIT_NS = 20_000_000n;
 

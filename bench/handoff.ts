@@ -7,30 +7,9 @@ import { once } from 'events';
 import * as path from 'path';
 import { Worker } from 'worker_threads';
 import { elapsedNs, nowNs, sleep } from './clock';
-import { LockSpace, LockspaceModule } from './lockspace';
+import type { ChildCommand, ChildParams, ChildReply, HandoffWorkerData } from './handoff-protocol';
+import type { LockSpace, LockspaceModule } from './lockspace';
 import { percentile } from './stats';
-
-/** Indexes of the in-process round counters. */
-export const HELD = 0;
-export const QUEUED = 1;
-export const DONE = 2;
-
-export interface HandoffWorkerData {
-  role: 'holder' | 'waiter';
-  dir: string;
-  name: string;
-  rounds: number;
-  control: SharedArrayBuffer;
-  releasedAt: SharedArrayBuffer;
-  latencies: SharedArrayBuffer;
-}
-
-export interface ChildParams {
-  dir: string;
-  name: string;
-}
-export type ChildCommand = { cmd: 'hold' } | { cmd: 'release'; afterMs?: number };
-export type ChildReply = { ready: true } | { held: true } | { releasedAt: string };
 
 export interface Latency {
   rounds: number;

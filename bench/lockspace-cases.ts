@@ -1,7 +1,7 @@
 /** lockspace's uncontended per-op cases. */
 import { timeAsync, timeSync } from './clock';
 import { Case } from './measure';
-import { LockspaceModule } from './lockspace';
+import type { LockspaceModule } from './lockspace';
 
 export function lockspaceCases(lockspace: LockspaceModule, dir: string): Case[] {
   const ls = lockspace.LockSpace.open(dir);

@@ -1,56 +1,17 @@
 /**
- * The part of lockspace's API contract (notes/API.md) the bench uses, and its loader. lockspace is
- * loaded at run time from dist/lib so that the bench builds and measures its baselines before the
- * library exists.
+ * Loading lockspace at run time from dist/lib, so that the bench builds and measures its baselines
+ * before the library exists. Its types are the library's own (type imports compile to nothing).
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import type * as Lockspace from '../lib/index';
+import type { _debug } from '../lib/internal';
 
-export interface Lease {
-  readonly name: string;
-  readonly released: boolean;
-  release(): Promise<void>;
-  releaseSync(): void;
-}
+export type { AcquireOptions, Lease, LockSpace } from '../lib/index';
+export type { NativeStats } from '../lib/internal';
 
-export interface SyncAcquireOptions {
-  shared?: boolean;
-  autoCreate?: boolean;
-  owner?: number | string;
-}
-
-export interface AcquireOptions extends SyncAcquireOptions {
-  wait?: boolean;
-  timeout?: number;
-  signal?: AbortSignal;
-}
-
-export interface LockSpace {
-  readonly directory: string | null;
-  acquire(name: string, options?: AcquireOptions): Promise<Lease>;
-  acquireSync(name: string, options?: SyncAcquireOptions): Lease;
-  createSync(name: string): void;
-}
-
-export interface DebugStats {
-  resources: number;
-  leases: number;
-  waiters: number;
-  kernelWaits: number;
-  idleFds: number;
-  /** Not in the contract: bytes held by the native table, if lockspace ever counts them itself. */
-  nativeBytes?: number;
-  /** Not in the contract: malloc's bytes in use (mallinfo2().uordblks), process-wide. */
-  heapBytes?: number;
-}
-
-export interface LockspaceModule {
-  LockSpace: {
-    open(directory: string | null, options?: { lockType?: 'posix' | 'ofd' }): LockSpace;
-    closeIdleFds(): number;
-  };
-  _debug: { stats(): DebugStats };
-}
+/** The public module plus the introspection hooks of its internal entry. */
+export type LockspaceModule = typeof Lockspace & { _debug: typeof _debug };
 
 const ROOT = path.join(__dirname, '..', '..');
 const REQUIRED = [path.join(ROOT, 'build', 'Release', 'lockspace.node'), path.join(ROOT, 'dist', 'lib', 'index.js')];
@@ -60,9 +21,8 @@ export function loadLockspace(): LockspaceModule | string {
   const missing = REQUIRED.filter((file) => !fs.existsSync(file));
   if (missing.length > 0) return `lockspace not built (missing ${missing.map((f) => path.relative(ROOT, f)).join(', ')})`;
   try {
-    // Test hooks live in the internal entry, beside the public one.
-    const internal = require(path.join(ROOT, 'dist', 'lib', 'internal.js')) as Pick<LockspaceModule, '_debug'>;
-    return { ...(require(REQUIRED[1]) as LockspaceModule), _debug: internal._debug };
+    const internal = require(path.join(ROOT, 'dist', 'lib', 'internal.js')) as { _debug: typeof _debug };
+    return { ...(require(REQUIRED[1]) as typeof Lockspace), _debug: internal._debug };
   } catch (e) {
     return `lockspace failed to load: ${(e as Error).message.split('\n')[0]}`;
   }

@@ -1,4 +1,5 @@
 /** Command line of `npm run bench -- [--quick] [--json]` and the effort each mode spends. */
+import type { CancelOptions } from './cancel';
 
 export interface BenchOptions {
   quick: boolean;
@@ -15,6 +16,7 @@ export interface BenchOptions {
   idleWaitMs: number;
   idleWaitRounds: number;
   scaleLevels: number[];
+  cancel: CancelOptions;
 }
 
 const USAGE = 'usage: npm run bench -- [--quick] [--json]';
@@ -35,5 +37,6 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     idleWaitMs: quick ? 200 : 500,
     idleWaitRounds: quick ? 2 : 5,
     scaleLevels: [10, 10_000, 50_000],
+    cancel: { ownSignalWaits: [10_000, 40_000], sharedSignalWaits: 20_000, rounds: 3, budgetMs: quick ? 5000 : 30_000 },
   };
 }

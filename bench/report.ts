@@ -1,5 +1,5 @@
 /** The human-readable report: aligned text tables. */
-import type { BenchResults } from './bench';
+import type { BenchResults } from './results';
 import type { CaseResult } from './measure';
 import type { TargetCheck } from './targets';
 
@@ -73,9 +73,22 @@ function handoffSection(r: BenchResults): string[] {
   ];
 }
 
+function cancelSection(r: BenchResults): string[] {
+  const c = r.cancel;
+  if (!c) return [];
+  const own = c.ownSignal.map((t) => `${fmt(t.waits)} in ${fmt(t.ms, 1)} ms`).join(', ');
+  return [
+    'Cancelling queued waits (wait: true behind a lease this process holds), wall time of all the aborts',
+    `  each with its own AbortController: ${own} (growth ${fmt(c.growth, 2)}x)`,
+    `  one AbortSignal shared by ${fmt(c.sharedSignal.waits)}: ${fmt(c.sharedSignal.ms, 1)} ms` +
+      `, ${c.sharedSignal.notAborted} not rejected with AbortError`,
+  ];
+}
+
 function targetValue(t: TargetCheck): string {
   if (t.unit === 'x') return `${fmt(t.value, 2)}x`;
   if (t.unit === 'µs') return `${fmt(t.value, 1)} µs`;
+  if (t.unit === 'ms') return `${fmt(t.value, 1)} ms`;
   if (t.unit === 'B') return `${fmt(t.value)} B`;
   return Number.isInteger(t.value) ? String(t.value) : fmt(t.value, 4);
 }
@@ -96,6 +109,7 @@ export function renderReport(r: BenchResults): string {
     scaleSection(r),
     contentionSection(r),
     handoffSection(r),
+    cancelSection(r),
     r.targets.length ? ['Targets', targetTable(r.targets)] : [],
     r.notes.length ? ['Notes', ...r.notes.map((n) => `- ${n}`)] : [],
   ];

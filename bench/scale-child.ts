@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import { childParams, NofileLimit, readNofile } from './child';
 import { elapsedNs, nowNs, timeSync } from './clock';
-import { requireLockspace, Lease, LockSpace, DebugStats } from './lockspace';
+import { requireLockspace, type Lease, type LockSpace, type NativeStats } from './lockspace';
 import { runCases } from './measure';
 import { Summary } from './stats';
 
@@ -28,11 +28,11 @@ export interface ScaleLevel {
 
 export interface MemoryPerLock {
   /**
-   * nativeBytes / heapBytes: lockspace's own counters (heapBytes is mallinfo2's bytes in use: every
-   * malloc'd block below the mmap threshold). malloc heap growth: growth of the resident brk heap ([heap]
-   * in smaps), the main thread's small native allocations. None includes the V8 heap.
+   * heapBytes: lockspace's own counter, mallinfo2's bytes in use (every malloc'd block below the
+   * mmap threshold). malloc heap growth, where the C library has no mallinfo2: growth of the resident
+   * brk heap ([heap] in smaps), the main thread's small native allocations. Neither includes the V8 heap.
    */
-  method: 'nativeBytes' | 'heapBytes' | 'malloc heap growth';
+  method: 'heapBytes' | 'malloc heap growth';
   bytes: number;
   /** Growth of the process's anonymous resident memory (RssAnon) per lock: native + JS + slack. */
   anonRssBytes: number;
@@ -65,7 +65,7 @@ interface MemorySnapshot {
   mallocHeap: number;
   anonRss: number;
   v8Heap: number;
-  stats: DebugStats;
+  stats: NativeStats;
 }
 
 function kilobytes(text: string, pattern: RegExp): number {
@@ -73,7 +73,7 @@ function kilobytes(text: string, pattern: RegExp): number {
   return match ? Number(match[1]) * 1024 : NaN;
 }
 
-function snapshot(stats: () => DebugStats): MemorySnapshot {
+function snapshot(stats: () => NativeStats): MemorySnapshot {
   (globalThis as { gc?: () => void }).gc?.();
   const smaps = fs.readFileSync('/proc/self/smaps', 'utf8');
   const heapAt = smaps.indexOf('[heap]');
@@ -88,10 +88,8 @@ function snapshot(stats: () => DebugStats): MemorySnapshot {
 function memoryPerLock(before: MemorySnapshot, after: MemorySnapshot, locks: number): MemoryPerLock {
   const per = (key: 'mallocHeap' | 'anonRss' | 'v8Heap') => (after[key] - before[key]) / locks;
   const common = { anonRssBytes: per('anonRss'), v8HeapBytes: per('v8Heap'), locks };
-  for (const counter of ['nativeBytes', 'heapBytes'] as const) {
-    const [b, a] = [before.stats[counter], after.stats[counter]];
-    if (typeof a === 'number' && typeof b === 'number') return { method: counter, bytes: (a - b) / locks, ...common };
-  }
+  const [b, a] = [before.stats.heapBytes, after.stats.heapBytes];
+  if (typeof a === 'number' && typeof b === 'number') return { method: 'heapBytes', bytes: (a - b) / locks, ...common };
   return { method: 'malloc heap growth', bytes: per('mallocHeap'), ...common };
 }
 

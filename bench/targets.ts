@@ -1,4 +1,5 @@
 /** The speed and memory targets, each checked against figures measured in this run. */
+import type { CancelResult } from './cancel';
 import type { ContentionResult } from './contention';
 import type { HandoffResult } from './handoff';
 import type { CaseResult } from './measure';
@@ -21,6 +22,7 @@ export interface Measured {
   scale?: ScaleResult;
   contention?: ContentionResult;
   handoff?: HandoffResult;
+  cancel?: CancelResult;
 }
 
 /** "Waiting burns no core": the waiter's CPU time stays under this share of the wait's wall time. */
@@ -50,8 +52,9 @@ function ratio(cases: CaseResult[], numerator: string, denominator: string): num
 
 function perOpChecks(cases: CaseResult[]): TargetCheck[] {
   const specs: [number, string, string, string, '<=' | '>=', number][] = [
-    [1, 'acquireSync+releaseSync / C floor cycle', 'lockspace:sync', 'floor:open-lock-close', '<=', 1.5],
-    [2, 'await acquire+release / C floor cycle', 'lockspace:async', 'floor:open-lock-close', '<=', 3],
+    [1, 'acquireSync+releaseSync / C floor cycle', 'lockspace:sync', 'floor:open-lock-close', '<=', 1.1],
+    [1, "acquireSync+releaseSync / libvirt's virLockSpace cycle", 'lockspace:sync', 'peer:libvirt', '<=', 1],
+    [2, 'await acquire+release / C floor cycle', 'lockspace:async', 'floor:open-lock-close', '<=', 1.5],
     [2, 'await acquire+release / fs.promises open+close', 'lockspace:async', 'node:promises', '<=', 1],
     [3, 'autoCreate cycle / same syscalls in C', 'lockspace:autocreate', 'floor:autocreate', '<=', 1.5],
     [7, 'proper-lockfile / await acquire+release', 'peer:proper-lockfile', 'lockspace:async', '>=', 20],
@@ -79,7 +82,7 @@ function scaleChecks(scale: ScaleResult): TargetCheck[] {
 
 function contentionChecks(c: ContentionResult): TargetCheck[] {
   return [
-    check(5, `${c.threads} threads / 1 thread throughput`, c.ratio, 'x', '>=', 0.8),
+    check(5, `${c.threads} threads / 1 thread throughput`, c.ratio, 'x', '>=', 1),
     check(5, 'exclusivity violations', c.violations, '', '==', 0),
     check(5, 'acquire/release errors', c.errors, '', '==', 0, c.firstError?.slice(0, 90)),
   ];
@@ -93,11 +96,23 @@ function handoffChecks(h: HandoffResult): TargetCheck[] {
   ];
 }
 
+/** The whole of a cancel should grow linearly with the queue: 4x the waits within 6x the time. */
+function cancelChecks(c: CancelResult): TargetCheck[] {
+  const [shortest, longest] = [c.ownSignal[0], c.ownSignal[c.ownSignal.length - 1]];
+  const s = c.sharedSignal;
+  return [
+    check(8, `abort ${longest.waits} queued waits / abort ${shortest.waits} (own AbortControllers)`, c.growth, 'x', '<=', 6),
+    check(8, `one AbortSignal aborting ${s.waits} queued waits (ms)`, s.ms, 'ms', '<=', 100),
+    check(8, 'waits the shared signal did not reject with AbortError', s.notAborted, '', '==', 0),
+  ];
+}
+
 export function checkTargets(m: Measured): TargetCheck[] {
   return [
     ...perOpChecks(m.cases),
     ...(m.scale ? scaleChecks(m.scale) : []),
     ...(m.contention ? contentionChecks(m.contention) : []),
     ...(m.handoff ? handoffChecks(m.handoff) : []),
+    ...(m.cancel ? cancelChecks(m.cancel) : []),
   ].sort((a, b) => a.figure - b.figure);
 }

@@ -1,7 +1,7 @@
 /* Lost locks surfaced to the holder: host a holds a lock; a fault takes it away (its FUSE client
  * dies, the brick dies or restarts, a partition lets host b in, host b unlinks the file), and a's
- * lease.signal aborts with ERR_LOCK_LOST / lease.verify() rejects with it. The 15 s bounds are the
- * issue's requirement: the check interval (1 s here) plus the client's own timeout (10 s here). */
+ * lease.signal aborts with ERR_LOCK_LOST / lease.verify() rejects with it, within 15 s: the check
+ * interval (1 s here) plus the client's own timeout (10 s here), with room to spare. */
 import * as path from 'path';
 import { cluster, onHostSync, Peer, probe } from './hosts';
 
