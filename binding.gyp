@@ -26,6 +26,13 @@
       "target_name": "lockspace",
       "sources": [
         "native/core/registry.cc",
+        "native/core/registry_release.cc",
+        "native/core/registry_kernel_wait.cc",
+        "native/core/registry_inspect.cc",
+        "native/core/dir.cc",
+        "native/core/idle_list.cc",
+        "native/core/lock_file.cc",
+        "native/core/network_fs.cc",
         "native/core/kernel_wait.cc",
         "native/core/shared_table.cc",
         "native/binding.cc"
@@ -51,6 +58,13 @@
         "type": "executable",
         "sources": [
           "native/core/registry.cc",
+          "native/core/registry_release.cc",
+          "native/core/registry_kernel_wait.cc",
+          "native/core/registry_inspect.cc",
+          "native/core/dir.cc",
+          "native/core/idle_list.cc",
+          "native/core/lock_file.cc",
+          "native/core/network_fs.cc",
           "native/core/kernel_wait.cc",
           "native/test/core_test.cc"
         ],
