@@ -66,7 +66,10 @@
           "native/core/lock_file.cc",
           "native/core/network_fs.cc",
           "native/core/kernel_wait.cc",
-          "native/test/core_test.cc"
+          "native/test/core_test.cc",
+          "native/test/parts_test.cc",
+          "native/test/support.cc",
+          "native/test/wait_test.cc"
         ],
         "defines": ["LOCKSPACE_TEST_POINTS"],
         "libraries": ["-lpthread"]
