@@ -262,7 +262,7 @@ AcquireResult Registry::joinOrQueue(Entry* e, const Attempt& a) {
 }
 
 // 1. known, 2. opened by name, 3. reserved, 4. locked (each step may send it round again).
-AcquireResult Registry::acquireLocked(Lock& lk, const Attempt& asked) {
+AcquireResult Registry::acquireLocked(Lock& lk, const Attempt& a) {
   // Whatever happens, the caller gets the mutex back locked (some callers go on after an error).
   struct Relock {
     Lock& lk;
@@ -270,11 +270,6 @@ AcquireResult Registry::acquireLocked(Lock& lk, const Attempt& asked) {
       if (!lk.owns_lock()) lk.lock();
     }
   } relock{lk};
-  // delete never joins nor waits: it is an exclusive, non-waiting acquire followed by an unlink.
-  static const SinkPtr noSink;
-  const bool forDelete = asked.purpose == Purpose::Delete;
-  const Attempt a{asked.dir,    asked.name, asked.req, forDelete ? 0 : asked.request, forDelete ? noSink : asked.sink,
-                  asked.purpose};
   for (Tries tries;;) {
     if (tries.stale >= kMaxAttempts)
       throw SysError(EAGAIN, "open", a.dir->fullPath(a.name), "the file kept being replaced while locking it");
@@ -316,80 +311,100 @@ Registry::Next Registry::useKnown(Lock& lk, const Attempt& a, Entry* e, Tries& t
   return Next::Reserved;
 }
 
-// 2. Not known by name: stat it, and look the inode up before opening anything. With autoCreate, first
-//    try to create it (one syscall where it is absent): O_EXCL opens nothing that exists, so no FIFO,
-//    device or symlink is ever opened; whatever is in the way takes the stat path. Then 3: reserve it.
+// What a name is now, learned outside the mutex: created (fd), there (st), or an error (err).
+struct Registry::NameNow {
+  UniqueFd fd;
+  struct stat st {};
+  bool exists = false;
+  int err = 0;
+};
+
+// With create, first try to create it (one syscall where it is absent): O_EXCL opens nothing that
+// exists, so no FIFO, device or symlink is ever opened; whatever is in the way takes the stat path.
+void Registry::lookUpName(const char* path, bool create, NameNow& now) {
+  if (create) {
+    now.fd = lockfile::createNew(path);
+    now.err = now.fd ? 0 : errno;
+  }
+  if (now.fd || (create && now.err != EEXIST)) return;
+  now.exists = ::lstat(path, &now.st) == 0;
+  if (now.exists) return;
+  now.err = errno;
+  if (now.err == ENOENT && create) {  // gone again since the create found it
+    now.fd = lockfile::openOrCreate(path);
+    now.err = now.fd ? 0 : errno;
+  }
+}
+
+// 2. Not known by name: stat it, and look the inode up before opening anything; then open it, and 3.
+//    reserve it in the table.
 Registry::Next Registry::openByName(Lock& lk, const Attempt& a, Tries& tries, Entry*& reserved, AcquireResult& res) {
   const std::string path = a.dir->fullPath(a.name);
-  const char* cpath = path.c_str();
   lk.unlock();
-  struct stat st {};
-  UniqueFd fd;
-  int err = 0;
-  bool exists = false;
-  const bool create = a.req.autoCreate && a.purpose != Purpose::Delete;
-  if (create) {
-    fd = lockfile::createNew(cpath);
-    err = fd ? 0 : errno;
-  }
-  if (!fd && (!create || err == EEXIST)) {
-    exists = ::lstat(cpath, &st) == 0;
-    if (!exists) {
-      err = errno;
-      if (err == ENOENT && create) {
-        fd = lockfile::openOrCreate(cpath);
-        err = fd ? 0 : errno;
-      }
-    }
-  }
-  if (exists) {
-    lockfile::checkRegular(st.st_mode, path);
+  NameNow now;
+  lookUpName(path.c_str(), a.req.autoCreate && a.purpose != Purpose::Delete, now);
+  if (now.exists) {
+    lockfile::checkRegular(now.st.st_mode, path);
     LS_TEST_POINT("acquire.statted", a.name.c_str());
     lk.lock();
-    if (Entry* other = byInode_.find(InodeKey{st.st_dev, st.st_ino})) {
-      if (other->transient()) {
-        waitTransition(lk, other->key);
-        return Next::Retry;
-      }
-      if (other->state == State::Idle) {
-        dropIdle(other);  // idle under another name: close it and open this name afresh
-        return Next::Retry;
-      }
-      // Held under another name, or the stat saw a file since deleted whose inode number the held one
-      // reuses: only a confirmed match may join (or be refused as busy).
-      bool moved = false;
-      Entry* same = confirmEntry(lk, other, path, &moved);
-      if (!same) return Next::Retry;
-      res = joinOrQueue(same, a);
-      return Next::Answered;
-    }
+    if (Entry* other = byInode_.find(InodeKey{now.st.st_dev, now.st.st_ino})) return meetEntry(lk, a, other, path, res);
     lk.unlock();
-    fd = lockfile::open(cpath);
-    err = fd ? 0 : errno;
+    now.fd = lockfile::open(path.c_str());
+    now.err = now.fd ? 0 : errno;
   }
-  if (!fd) {
-    if (err == ESTALE) lockfile::staleNamePause(tries.stale);
-    lk.lock();
-    if ((err == ENOENT && exists) || err == ESTALE) {  // vanished between stat and open: look again
-      ++tries.stale;
-      return Next::Retry;
-    }
-    // Out of descriptors: the idle ones are ours to give back, once.
-    if ((err == EMFILE || err == ENFILE) && !tries.droppedIdleFds && idle_.size() > 0) {
-      while (Entry* oldest = idle_.oldest()) dropIdle(oldest);
-      tries.droppedIdleFds = true;
-      return Next::Retry;
-    }
-    throw a.dir->openError(err, path);
+  if (!now.fd) return openFailed(lk, a, tries, now, path);
+  return reserveOpened(lk, a, tries, now, path, reserved);
+}
+
+// The name's inode is in the table (under another name, or the stat saw a file since deleted whose
+// inode number the held one reuses): only a confirmed match may join (or be refused as busy).
+Registry::Next Registry::meetEntry(Lock& lk, const Attempt& a, Entry* other, const std::string& path,
+                                   AcquireResult& res) {
+  if (other->transient()) {
+    waitTransition(lk, other->key);
+    return Next::Retry;
   }
+  if (other->state == State::Idle) {
+    dropIdle(other);  // idle under another name: close it and open this name afresh
+    return Next::Retry;
+  }
+  bool moved = false;
+  Entry* same = confirmEntry(lk, other, path, &moved);
+  if (!same) return Next::Retry;
+  res = joinOrQueue(same, a);
+  return Next::Answered;
+}
+
+// The open failed (mutex not held): look again if the file vanished meanwhile; out of descriptors,
+// give the idle ones back once; else it is the caller's error.
+Registry::Next Registry::openFailed(Lock& lk, const Attempt& a, Tries& tries, const NameNow& now,
+                                    const std::string& path) {
+  if (now.err == ESTALE) lockfile::staleNamePause(tries.stale);
+  lk.lock();
+  if ((now.err == ENOENT && now.exists) || now.err == ESTALE) {  // vanished between stat and open
+    ++tries.stale;
+    return Next::Retry;
+  }
+  if ((now.err == EMFILE || now.err == ENFILE) && !tries.droppedIdleFds && idle_.size() > 0) {
+    while (Entry* oldest = idle_.oldest()) dropIdle(oldest);
+    tries.droppedIdleFds = true;
+    return Next::Retry;
+  }
+  throw a.dir->openError(now.err, path);
+}
+
+// An fd of the name (mutex not held): a regular file not in the table meanwhile is reserved.
+Registry::Next Registry::reserveOpened(Lock& lk, const Attempt& a, Tries& tries, NameNow& now, const std::string& path,
+                                       Entry*& reserved) {
+  UniqueFd& fd = now.fd;
   struct stat fst {};
   if (::fstat(fd.get(), &fst) != 0) {
-    err = errno;
+    const int err = errno;
     lk.lock();
-    if ((err == ESTALE || err == ENOENT) && exists) {
+    if ((err == ESTALE || err == ENOENT) && now.exists) {
       // Network file systems: the file went away on the server under a cached name. The fd reaches
       // the inode the name showed; park it with that inode's entry, if held, and look again.
-      closeOrPark(lk, fd, InodeKey{st.st_dev, st.st_ino});
+      closeOrPark(lk, fd, InodeKey{now.st.st_dev, now.st.st_ino});
       lk.unlock();
       lockfile::staleNamePause(tries.stale);
       lk.lock();

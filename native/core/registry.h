@@ -119,7 +119,8 @@ class Registry {
   enum class Next : uint8_t { Retry, Answered, Reserved };
   enum class Round : uint8_t { Done, StoppedUnchecked };  // StoppedUnchecked: the queue changed under the round
 
-  // One acquire as acquireLocked runs it (delete: exclusive, never joining nor waiting).
+  // One acquire as acquireLocked runs it. A delete is exclusive and never joins nor waits (request 0,
+  // no sink): an exclusive, non-waiting acquire followed by an unlink.
   struct Attempt {
     const DirPtr& dir;
     const std::string& name;
@@ -134,6 +135,7 @@ class Registry {
     int stale = 0;
     bool droppedIdleFds = false;
   };
+  struct NameNow;  // what a name is now (registry.cc)
 
   // --- tables (registry.cc) ---
   struct Stripe {
@@ -163,6 +165,10 @@ class Registry {
   AcquireResult acquireLocked(Lock& lk, const Attempt& a);
   Next useKnown(Lock& lk, const Attempt& a, Entry* known, Tries& tries, Entry*& e, AcquireResult& res);
   Next openByName(Lock& lk, const Attempt& a, Tries& tries, Entry*& e, AcquireResult& res);
+  static void lookUpName(const char* path, bool create, NameNow& now);
+  Next meetEntry(Lock& lk, const Attempt& a, Entry* other, const std::string& path, AcquireResult& res);
+  Next openFailed(Lock& lk, const Attempt& a, Tries& tries, const NameNow& now, const std::string& path);
+  Next reserveOpened(Lock& lk, const Attempt& a, Tries& tries, NameNow& now, const std::string& path, Entry*& e);
   Next lockReserved(Lock& lk, const Attempt& a, Entry* e, Tries& tries, AcquireResult& res);
   AcquireResult joinOrQueue(Entry* e, const Attempt& a);
 
