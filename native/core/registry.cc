@@ -182,14 +182,14 @@ Registry::NameCheck Registry::checkName(Lock& lk, const char* path, const InodeK
 
 // A table entry found for the name (by name, or by the inode a stat of it gave): before it is joined,
 // waited for or reported busy, a stat must show that the name still reaches its file. Returns the entry
-// to use, or nullptr to look again (something changed; *moved: the name reaches another file now).
-Entry* Registry::confirmEntry(Lock& lk, Entry* e, const std::string& path, bool* moved) {
+// to use, or nullptr to look again (something changed; *check says what: Moved, the name reaches
+// another file now).
+Entry* Registry::confirmEntry(Lock& lk, Entry* e, const std::string& path, NameCheck* check) {
   const bool wasHeld = e->state == State::Held;
   const InodeKey key = e->key;
   const uint32_t serial = e->serial;
-  const NameCheck check = checkName(lk, path.c_str(), key, serial);  // path: not e's memory (e may go)
-  *moved = check == NameCheck::Moved;
-  if (check != NameCheck::Reaches) return nullptr;
+  *check = checkName(lk, path.c_str(), key, serial);  // path: not e's memory (e may go)
+  if (*check != NameCheck::Reaches) return nullptr;
   e = byInode_.find(key);
   // A join needs the name checked while the lock was held: one that became Held meanwhile is looked at again.
   if (e->transient() || e->state == State::Idle || (e->state == State::Held && !wasHeld)) return nullptr;
@@ -290,10 +290,10 @@ Registry::Next Registry::useKnown(Lock& lk, const Attempt& a, Entry* e, Tries& t
     return Next::Retry;
   }
   if (e->state != State::Idle) {
-    bool moved = false;
-    Entry* same = confirmEntry(lk, e, e->path(), &moved);  // a copy: e may be freed meanwhile
+    NameCheck check;
+    Entry* same = confirmEntry(lk, e, e->path(), &check);  // a copy: e may be freed meanwhile
     if (!same) {
-      if (moved) {
+      if (check == NameCheck::Moved) {
         detachName(e);  // moved implies e is still the same entry (same serial)
         ++tries.stale;
       }
@@ -368,8 +368,8 @@ Registry::Next Registry::meetEntry(Lock& lk, const Attempt& a, Entry* other, con
     dropIdle(other);  // idle under another name: close it and open this name afresh
     return Next::Retry;
   }
-  bool moved = false;
-  Entry* same = confirmEntry(lk, other, path, &moved);
+  NameCheck check;
+  Entry* same = confirmEntry(lk, other, path, &check);
   if (!same) return Next::Retry;
   res = joinOrQueue(same, a);
   return Next::Answered;

@@ -154,7 +154,7 @@ class Registry {
   const Dir* ownerDir(const Entry* e, uint64_t lease) const;
   std::string_view ownerName(const Entry* e, uint64_t lease) const;
   NameCheck checkName(Lock& lk, const char* path, const InodeKey& key, uint32_t serial);
-  Entry* confirmEntry(Lock& lk, Entry* e, const std::string& path, bool* moved);
+  Entry* confirmEntry(Lock& lk, Entry* e, const std::string& path, NameCheck* check);
   void detachName(Entry* e);
   SysError busyHere(const Entry* e, const std::string& path) const;
   void closeOrPark(Lock& lk, UniqueFd& fd, const InodeKey& key);

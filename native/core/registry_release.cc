@@ -381,8 +381,8 @@ void Registry::create(const DirPtr& dir, const std::string& name) {
       Lock lk(mu_);
       Entry* e = byInode_.find(InodeKey{st.st_dev, st.st_ino});
       if (e && !e->transient() && e->state != State::Idle) {
-        bool moved = false;
-        if (Entry* same = confirmEntry(lk, e, path, &moved)) throw busyHere(same, path);
+        NameCheck check;
+        if (Entry* same = confirmEntry(lk, e, path, &check)) throw busyHere(same, path);
       }
     }
   }
