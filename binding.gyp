@@ -26,6 +26,13 @@
       "target_name": "lockspace",
       "sources": [
         "native/core/registry.cc",
+        "native/core/registry_release.cc",
+        "native/core/registry_kernel_wait.cc",
+        "native/core/registry_inspect.cc",
+        "native/core/dir.cc",
+        "native/core/idle_list.cc",
+        "native/core/lock_file.cc",
+        "native/core/network_fs.cc",
         "native/core/kernel_wait.cc",
         "native/core/shared_table.cc",
         "native/binding.cc"
@@ -51,8 +58,18 @@
         "type": "executable",
         "sources": [
           "native/core/registry.cc",
+          "native/core/registry_release.cc",
+          "native/core/registry_kernel_wait.cc",
+          "native/core/registry_inspect.cc",
+          "native/core/dir.cc",
+          "native/core/idle_list.cc",
+          "native/core/lock_file.cc",
+          "native/core/network_fs.cc",
           "native/core/kernel_wait.cc",
-          "native/test/core_test.cc"
+          "native/test/core_test.cc",
+          "native/test/parts_test.cc",
+          "native/test/support.cc",
+          "native/test/wait_test.cc"
         ],
         "defines": ["LOCKSPACE_TEST_POINTS"],
         "libraries": ["-lpthread"]

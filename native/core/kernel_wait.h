@@ -6,9 +6,16 @@
 // cancellation signal (sigaction refuses to change it, sigprocmask does not block it), so no other
 // library in the process can ignore it or put a restarting handler on it, and a cancel request is
 // sticky, so one made just before the thread blocks still ends the wait when it blocks: one request is
-// enough, nothing re-signals. The price: an interrupted thread does not go on, it unwinds and ends
-// (its owner catches abi::__forced_unwind, does its bookkeeping and rethrows); a new thread takes over
-// whatever still has to be waited for.
+// enough, nothing re-signals. The price: an interrupted thread does not go on, it ends; a new thread
+// takes over whatever still has to be waited for. Its owner does its bookkeeping in a pthread cleanup
+// handler pushed around the Interruptible section (pthread_cleanup_push), not in a destructor or a
+// catch: musl ends a cancelled thread without unwinding its C++ frames, glibc unwinds them (a forced
+// unwind, abi::__forced_unwind, that no catch (...) may swallow and no noexcept function may meet) and
+// runs the handler on the way.
+//
+// Interface: spawn (a detached waiting thread), Interruptible (where an interrupt may end it),
+// interrupt. The registry's side (what the thread waits for, what its handler does) is in
+// registry_kernel_wait.cc.
 #pragma once
 
 #include <pthread.h>
@@ -17,7 +24,7 @@ namespace lockspace::kwait {
 
 // Starts a detached thread named "lockspace-wait" running fn(arg) with every signal blocked (process
 // signals stay with Node's threads), cancellation disabled (see Interruptible) and a small stack.
-// fn must let abi::__forced_unwind through. Returns 0 or an errno value.
+// fn must let an interrupt end the thread (see above). Returns 0 or an errno value.
 int spawn(void (*fn)(void*), void* arg, pthread_t* thread);
 
 // While one exists, an interrupt() of this thread ends it at its blocking call (fcntl F_SETLKW,

@@ -1,0 +1,95 @@
+#include "lock_file.h"
+
+#include <errno.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace lockspace::lockfile {
+namespace {
+
+constexpr int kOpenFlags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+
+short typeOf(Mode mode) { return mode == Mode::Shared ? F_RDLCK : F_WRLCK; }
+
+int setLock(int fd, LockKind kind, short type, bool wait) {
+  struct flock fl {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 1;
+  int cmd = kind == LockKind::Ofd ? (wait ? F_OFD_SETLKW : F_OFD_SETLK) : (wait ? F_SETLKW : F_SETLK);
+  return ::fcntl(fd, cmd, &fl) == 0 ? 0 : errno;
+}
+
+}  // namespace
+
+UniqueFd open(const char* path) { return UniqueFd(::open(path, kOpenFlags)); }
+UniqueFd createNew(const char* path) { return UniqueFd(::open(path, kOpenFlags | O_CREAT | O_EXCL, 0600)); }
+UniqueFd openOrCreate(const char* path) { return UniqueFd(::open(path, kOpenFlags | O_CREAT, 0600)); }
+UniqueFd openForQuery(const char* path) {
+  return UniqueFd(::open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
+}
+
+int makeFile(const char* path) {
+  // mknod: a regular file, never following a symlink and never truncating.
+  return ::mknod(path, S_IFREG | 0600, 0) == 0 ? 0 : errno;
+}
+
+void checkRegular(mode_t mode, const std::string& path) {
+  if (S_ISREG(mode)) return;
+  if (S_ISLNK(mode)) throw SysError(ELOOP, "open", path, "resource path is a symbolic link");
+  if (S_ISDIR(mode)) throw SysError(EISDIR, "open", path, "resource path is a directory");
+  const char* what = S_ISFIFO(mode) ? "a FIFO" : S_ISSOCK(mode) ? "a socket" : "a device";
+  throw SysError(EINVAL, "open", path, std::string("resource path is ") + what + ", not a regular file");
+}
+
+int tryLock(int fd, LockKind kind, Mode mode) noexcept { return setLock(fd, kind, typeOf(mode), false); }
+int waitLock(int fd, LockKind kind, Mode mode) { return setLock(fd, kind, typeOf(mode), true); }
+int unlock(int fd, LockKind kind) noexcept { return setLock(fd, kind, F_UNLCK, false); }
+bool isBusy(int err) noexcept { return err == EAGAIN || err == EACCES; }
+
+int query(int fd, LockKind kind, Mode mode, struct flock& conflict) noexcept {
+  conflict = {};
+  conflict.l_type = typeOf(mode);
+  conflict.l_whence = SEEK_SET;
+  conflict.l_start = 0;
+  conflict.l_len = 1;
+  return ::fcntl(fd, kind == LockKind::Ofd ? F_OFD_GETLK : F_GETLK, &conflict) == 0 ? 0 : errno;
+}
+
+int holderPid(int fd, LockKind kind, Mode mode) noexcept {
+  struct flock fl {};
+  if (query(fd, kind, mode, fl) != 0) return 0;
+  return fl.l_type == F_UNLCK || fl.l_pid <= 0 ? 0 : fl.l_pid;  // OFD locks report -1
+}
+
+bool namesInode(const char* path, const InodeKey& key) noexcept {
+  struct stat st {};
+  return ::lstat(path, &st) == 0 && st.st_dev == key.dev && st.st_ino == key.ino;
+}
+
+int deleteHeld(int fd, LockKind kind, Mode held, const char* path, const InodeKey& key) noexcept {
+  // Never delete a file another process still holds: be exclusive first (upgrade a shared lock).
+  if (held == Mode::Shared) {
+    const int err = tryLock(fd, kind, Mode::Exclusive);
+    if (err != 0) return isBusy(err) ? EBUSY : err;
+  }
+  if (!namesInode(path, key)) return ENOENT;
+  return ::unlink(path) == 0 ? 0 : errno;
+}
+
+void closeLocked(UniqueFd& fd, LockKind kind, bool remote) noexcept {
+  if (remote && fd) unlock(fd.get(), kind);
+  fd.reset();
+}
+
+void staleNamePause(int attempt) {
+  struct timespec pause {
+    0, std::min(1L << std::min(attempt, 5), 32L) * 1'000'000L
+  };
+  ::nanosleep(&pause, nullptr);
+}
+
+}  // namespace lockspace::lockfile

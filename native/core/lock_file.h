@@ -1,0 +1,65 @@
+// Every syscall on a resource file, in one place: how it is opened and created (never following a
+// symlink, never blocking on a FIFO, never becoming a controlling terminal), locked and unlocked per
+// lock kind, asked who holds it, checked against its name, unlinked and closed. Plain C++/POSIX, no
+// N-API, no state: the registry decides when; these functions only know how.
+//
+// Errors come back as errno values (0: done), so that a caller never reads a stale errno.
+//
+// Interface: open/createNew/openOrCreate/openForQuery/makeFile/checkRegular (names to fds),
+// tryLock/waitLock/unlock/isBusy/holderPid/query (the lock on byte 0), namesInode/deleteHeld
+// (names against the locked inode), closeLocked (the last fd of a locked file), staleNamePause.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <string>
+
+#include "types.h"
+#include "unique_fd.h"
+
+namespace lockspace::lockfile {
+
+enum class Mode : uint8_t { Exclusive, Shared };
+inline Mode modeOf(bool shared) noexcept { return shared ? Mode::Shared : Mode::Exclusive; }
+
+// --- names to fds (each returns an invalid fd and sets errno on failure) --------------------------
+UniqueFd open(const char* path);          // an existing file, read-write
+UniqueFd createNew(const char* path);     // only if nothing is there (O_EXCL): mode 0600
+UniqueFd openOrCreate(const char* path);  // mode 0600 if created
+UniqueFd openForQuery(const char* path);  // read-only: to ask about locks, never to take one
+// A new empty regular file, mode 0600, without opening it (no fd to close); 0 or errno.
+int makeFile(const char* path);
+// Throws the error an acquire reports for a name that is not a regular file.
+void checkRegular(mode_t mode, const std::string& path);
+
+// --- the lock (byte 0 of the file, as libvirt's virLockSpace) -------------------------------------
+int tryLock(int fd, LockKind kind, Mode mode) noexcept;  // 0, or errno (isBusy: another holds it)
+// Blocks (F_SETLKW); 0 or errno (EINTR, EDEADLK, ...). A cancellation point: never noexcept, so that an
+// interrupted kernel-wait thread unwinds through it (see kernel_wait.h).
+int waitLock(int fd, LockKind kind, Mode mode);
+int unlock(int fd, LockKind kind) noexcept;  // 0 or errno
+bool isBusy(int err) noexcept;               // the errno of a lock that another process (or fd) holds
+// The pid of another process holding a lock that conflicts with mode, or 0 (none, or an OFD lock).
+int holderPid(int fd, LockKind kind, Mode mode) noexcept;
+// The first lock of another owner that conflicts with mode (F_UNLCK in conflict.l_type: none); 0 or errno.
+int query(int fd, LockKind kind, Mode mode, struct flock& conflict) noexcept;
+
+// --- names against the locked inode ---------------------------------------------------------------
+bool namesInode(const char* path, const InodeKey& key) noexcept;  // path reaches that very file now
+// Unlinks path, held through fd in mode `held`, only if it still reaches key's file and no other
+// process holds it (a shared lock is upgraded first). 0, EBUSY (held elsewhere), ENOENT (the name
+// reaches another file now: not ours to delete) or the unlink's errno.
+int deleteHeld(int fd, LockKind kind, Mode held, const char* path, const InodeKey& key) noexcept;
+
+// Closes the fd of a locked file, which drops the lock. On a network file system close() alone lets
+// the unlock reach the server after it returns (another host still sees the lock for a while): there
+// it unlocks first, so that a release is seen when it is done.
+void closeLocked(UniqueFd& fd, LockKind kind, bool remote) noexcept;
+
+// ESTALE: the client's cached name of a file that another host deleted or replaced. A fresh lookup
+// finds the current file; give the client's cache a moment to let go (grows with the attempt).
+void staleNamePause(int attempt);
+
+}  // namespace lockspace::lockfile

@@ -1,0 +1,209 @@
+// What the table and the file system say, without changing anything: resources, stats, verify and
+// inspect (see registry.h for the parts).
+#include <errno.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "lock_file.h"
+#include "registry.h"
+
+namespace lockspace {
+namespace {
+constexpr int kMaxAttempts = 64;
+}
+
+std::vector<ResourceInfo> Registry::resources(const DirPtr& dir) {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<ResourceInfo> out;
+  byInode_.forEach([&](Entry* e) {
+    if (!e->locked()) return;
+    for (const Owner& o : e->owners) {
+      if (ownerDir(e, o.lease) != dir.get()) continue;
+      std::string name(ownerName(e, o.lease));
+      ResourceInfo info{name, dir->fullPath(name), e->shared, e->autoCreate, {}};
+      for (const Owner& each : e->owners) info.owners.push_back(ownerKey(each.owner));
+      out.push_back(std::move(info));
+      return;
+    }
+  });
+  std::sort(out.begin(), out.end(), [](const ResourceInfo& a, const ResourceInfo& b) { return a.name < b.name; });
+  return out;
+}
+
+Stats Registry::stats() {
+  std::lock_guard<std::mutex> lk(mu_);
+  Stats s;
+  s.resources = byInode_.size() - idle_.size();  // held, waited for, or in transition
+  s.leases = leases_.size();
+  s.waiters = book_.waiting();  // queued, or starting over on a replaced file
+  s.kernelWaits = kernelWaits_;
+  s.idleFds = idle_.size();
+  byInode_.forEach([&](Entry* e) { s.spareFds += e->extra ? e->extra->spare.size() : 0; });
+  return s;
+}
+
+// --- lost locks and inspection --------------------------------------------------------------------
+// Network file systems can lose a held lock (the client dies, the server restarts, a partition
+// outlasts the server's timeout) and other hosts can unlink or replace a held file. verify() finds
+// out without changing anything: a lock query on the held fd and a lookup of the name. A query,
+// not a re-assertion: re-locking would silently take back a lock lost while nobody held it.
+
+VerifyResult Registry::verify(uint64_t lease) {
+  Lock lk(mu_);
+  Entry* e = leases_.find(lease);
+  VerifyResult out;
+  if (!e || !e->locked()) {
+    out.check = LeaseCheck::NotHeld;
+    return out;
+  }
+  // While the lease is held its entry keeps its fd open (fds close only once every lease is gone),
+  // so the fd is used outside the mutex and the answer counts only if the lease is still held after.
+  const uint32_t serial = e->serial;
+  const int fd = e->fd.get();
+  const LockKind kind = e->kind;
+  const InodeKey key = e->key;
+  const Dir* via = ownerDir(e, lease);
+  DirPtr dir = via == e->dir ? e->dir->self_ : aliases_.at(lease)->dir;
+  const std::string name(ownerName(e, lease));
+  const lockfile::Mode mode = lockfile::modeOf(e->shared);  // a reader of a shared lock is no conflict
+  out.path = dir->fullPath(name);
+  lk.unlock();
+
+  struct flock fl {};
+  const int queryErr = lockfile::query(fd, kind, mode, fl);
+  struct stat st {};
+  const int statRc = ::lstat(out.path.c_str(), &st);
+  const int statErr = statRc == 0 ? 0 : errno;
+
+  lk.lock();
+  Entry* again = leases_.find(lease);
+  if (again != e || e->serial != serial) {
+    out.check = LeaseCheck::NotHeld;
+    return out;
+  }
+  if (queryErr != 0) {
+    out.check = LeaseCheck::Error;
+    out.err = queryErr;
+    out.syscall = "fcntl";
+  } else if (fl.l_type != F_UNLCK) {
+    out.check = LeaseCheck::Conflict;
+  } else if (statErr == ENOENT || statErr == ESTALE) {
+    out.check = LeaseCheck::Unlinked;
+  } else if (statRc != 0) {
+    out.check = LeaseCheck::Error;
+    out.err = statErr;
+    out.syscall = "stat";
+  } else if (st.st_dev != key.dev || st.st_ino != key.ino) {
+    out.check = LeaseCheck::Replaced;
+  }
+  return out;
+}
+
+void Registry::fillOwnView(const Entry* e, InspectResult& out) const {
+  out.owners.clear();
+  out.held = e->locked() && !e->owners.empty();
+  out.heldShared = e->shared;
+  out.heldKind = e->kind;
+  for (const Owner& o : e->owners) out.owners.push_back(ownerKey(o.owner));
+  out.waiters = e->extra ? e->extra->waiters.size() : 0;
+}
+
+InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
+  if (!dir) throw ArgError("invalid lockspace handle");
+  dir->checkName(name);
+  InspectResult out;
+  out.path = dir->fullPath(name);
+  out.remote = dir->pathMode() ? isRemotePath(out.path) : dir->remote();
+  Lock lk(mu_);
+  for (int attempt = 0;; ++attempt) {
+    if (attempt >= kMaxAttempts) throw SysError(EAGAIN, "stat", out.path, "the file kept being replaced");
+    lk.unlock();
+    struct stat st {};
+    if (::lstat(out.path.c_str(), &st) != 0) {
+      const int err = errno;
+      if (err == ESTALE) {
+        lockfile::staleNamePause(attempt);
+        lk.lock();
+        continue;
+      }
+      lk.lock();
+      throw SysError(err, "stat", out.path);
+    }
+    lockfile::checkRegular(st.st_mode, out.path);
+    const InodeKey key{st.st_dev, st.st_ino};
+    out.dev = st.st_dev;
+    out.ino = st.st_ino;
+    lk.lock();
+    out.owners.clear();
+    out.held = false;
+    out.waiters = 0;
+    Entry* e = byInode_.find(key);
+    if (e && e->transient()) {
+      waitTransition(lk, key);
+      continue;
+    }
+    if (e) fillOwnView(e, out);
+    if (!out.remote) return out;  // the caller reads /proc/locks
+
+    // Network file system: ask the server. With an entry, through its fd (this process's own locks
+    // do not conflict with themselves there); else through a read-only fd of our own, reserved in
+    // the table while open so that no acquire of this inode can start meanwhile: closing it must not
+    // drop a lock of this process.
+    Entry* reserved = nullptr;
+    int fd = -1;
+    uint32_t serial = 0;
+    if (e) {
+      fd = e->fd.get();
+      serial = e->serial;
+    } else {
+      lk.unlock();
+      UniqueFd own = lockfile::openForQuery(out.path.c_str());
+      const int err = own ? 0 : errno;
+      struct stat fst {};
+      const bool statted = own && ::fstat(own.get(), &fst) == 0;
+      const int fstatErr = statted ? 0 : errno;
+      lk.lock();
+      if (!own) {
+        if (err == ENOENT || err == ESTALE) continue;
+        throw SysError(err, "open", out.path);
+      }
+      if (!statted) {
+        (void)own.release();  // cannot happen on an fd just opened; never close an fd of an unknown inode
+        throw SysError(fstatErr, "fstat", out.path);
+      }
+      // The file opened may be held by this process by now (acquired meanwhile, or the name replaced
+      // by a file held under another name): then our fd must not be closed while that entry may hold
+      // a lock; it goes with the entry (spares close with it) and we look again.
+      const InodeKey ownKey{fst.st_dev, fst.st_ino};
+      if (byInode_.find(ownKey) || !(ownKey == key)) {
+        closeOrPark(lk, own, ownKey);
+        continue;
+      }
+      Request req;
+      reserved = insertEntry(dir, name, key, std::move(own), req);
+      fd = reserved->fd.get();
+    }
+    lk.unlock();
+    struct flock fl {};
+    // POSIX F_GETLK sees every other owner's lock, OFD ones too (their pid shows as -1).
+    const int err = lockfile::query(fd, LockKind::Posix, lockfile::Mode::Exclusive, fl);
+    lk.lock();
+    if (reserved) {
+      reserved->fd.reset();  // still reserved: nothing of this process holds a lock on the inode
+      eraseEntry(reserved);
+      notifyTransition(key);
+    } else {
+      Entry* now = byInode_.find(key);
+      if (!now || now->serial != serial || now->transient()) continue;  // its fd may have been closed
+      fillOwnView(now, out);
+    }
+    if (err != 0) throw SysError(err, "fcntl", out.path);
+    out.otherHeld = fl.l_type != F_UNLCK;
+    out.otherShared = fl.l_type == F_RDLCK;
+    out.otherOfd = fl.l_pid == -1;
+    return out;
+  }
+}
+
+}  // namespace lockspace

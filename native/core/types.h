@@ -1,0 +1,139 @@
+// The vocabulary every part of the core shares: errors, requests, outcomes, inode keys. Plain C++, no
+// N-API; the binding converts these records to and from JavaScript.
+//
+// Interface: SysError / NotHeldError / ArgError (what the core throws), Request and Sink (an acquire
+// and who hears a queued one's outcome), AcquireResult, ResourceInfo, VerifyResult, InspectResult,
+// Stats (what it answers), InodeKey (a file's identity).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace lockspace {
+
+// An expected failure, reported to the caller as a Node-style system error.
+struct SysError : std::exception {
+  int err;              // positive errno value
+  const char* syscall;  // the syscall (or operation) that failed
+  std::string path;
+  std::string detail;     // extra words for the message ("held in this process", ...)
+  bool busyHere = false;  // EBUSY: the holder is this process (lock table)
+  int holderPid = 0;      // EBUSY: pid of another process holding a POSIX lock (from F_GETLK), else 0
+  SysError(int e, const char* sc, std::string p, std::string d = {})
+      : err(e), syscall(sc), path(std::move(p)), detail(std::move(d)) {}
+  const char* what() const noexcept override { return "lockspace system error"; }
+};
+
+// Releasing something that is not held by that owner (ERR_LOCK_NOT_HELD).
+struct NotHeldError : std::exception {
+  std::string path;
+  explicit NotHeldError(std::string p) : path(std::move(p)) {}
+  const char* what() const noexcept override { return "lock not held"; }
+};
+
+// A caller broke the API contract (bad name, bad handle): the binding turns it into a TypeError.
+struct ArgError : std::exception {
+  std::string message;
+  explicit ArgError(std::string m) : message(std::move(m)) {}
+  const char* what() const noexcept override { return message.c_str(); }
+};
+
+// A file's identity: what the lock table is keyed by.
+struct InodeKey {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool operator==(const InodeKey& o) const noexcept { return dev == o.dev && ino == o.ino; }
+};
+struct InodeHash {
+  size_t operator()(const InodeKey& k) const noexcept {
+    return std::hash<uint64_t>()(static_cast<uint64_t>(k.ino) * 0x9E3779B97F4A7C15ULL ^ k.dev);
+  }
+};
+
+// POSIX record locks (owned by the process) or open file description locks (owned by the fd).
+enum class LockKind : uint8_t { Posix, Ofd };
+
+// Receives the outcome of a queued (waiting) acquire. Called with the registry mutex held: it must only
+// hand the result over (queue it and wake the waiter's thread), never call back into the registry.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual void granted(uint64_t request, uint64_t lease) = 0;
+  virtual void failed(uint64_t request, const SysError& error) = 0;
+};
+using SinkPtr = std::shared_ptr<Sink>;
+
+struct Request {
+  bool shared = false;
+  bool autoCreate = false;
+  LockKind kind = LockKind::Posix;
+  std::string owner;  // opaque owner key
+  uint32_t env = 0;   // the JS environment (thread) that acquires: its leases die with it
+};
+
+struct AcquireResult {
+  uint64_t lease = 0;      // non-zero: granted now
+  bool queued = false;     // the request waits; its Sink hears the outcome
+  bool cancelled = false;  // acquireAnnounced: cancelled before it was done; nothing held or queued
+};
+
+struct ResourceInfo {
+  std::string name;
+  std::string path;
+  bool shared;
+  bool autoCreate;
+  std::vector<std::string> owners;
+};
+
+// What verify() found about a lease.
+enum class LeaseCheck : uint8_t {
+  Held,      // still locked (as far as the file system tells) and the name still reaches the file
+  NotHeld,   // released meanwhile: nothing to say
+  Error,     // the file system failed the lock query (ENOTCONN, EBADFD, EIO, ...): error says which
+  Conflict,  // another host or process holds a conflicting lock: ours is gone
+  Unlinked,  // the name no longer exists
+  Replaced,  // the name reaches another file now
+};
+
+struct VerifyResult {
+  LeaseCheck check = LeaseCheck::Held;
+  int err = 0;               // Error: the errno
+  const char* syscall = "";  // Error: the syscall that failed
+  std::string path;          // the name the lease was acquired by, in full
+};
+
+// The kernel's and this process's view of one resource (inspect). Nothing is locked to learn it.
+struct InspectResult {
+  std::string path;
+  dev_t dev = 0;  // the file the name reaches now
+  ino_t ino = 0;
+  bool remote = false;
+  // Network file systems: one conflicting lock of another host or process (F_GETLK/F_OFD_GETLK with
+  // a write lock), if any. Local file systems leave this to /proc/locks.
+  bool otherHeld = false;
+  bool otherShared = false;
+  bool otherOfd = false;  // the lock reports pid -1: an OFD lock
+  // This process.
+  bool held = false;  // Held in the table (leases exist)
+  bool heldShared = false;
+  LockKind heldKind = LockKind::Posix;
+  std::vector<std::string> owners;  // owner keys
+  size_t waiters = 0;
+};
+
+struct Stats {
+  size_t resources = 0;  // entries held, waited for or in transition (not the idle ones)
+  size_t leases = 0;
+  size_t waiters = 0;      // requests queued (or starting over because their file was replaced)
+  size_t kernelWaits = 0;  // threads blocked in F_SETLKW
+  size_t idleFds = 0;
+  size_t spareFds = 0;
+};
+
+}  // namespace lockspace

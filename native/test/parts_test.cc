@@ -1,0 +1,387 @@
+// The C++ core test's scenarios of each part of the core on its own (see native/core/registry.h for
+// the parts): the wait queue's policy against the cases of the TypeScript reference model
+// (test/model.test.ts), grant rounds, the request book, the lease table, owner keys, the idle list,
+// the compact containers, the syscalls on a resource file, the network-fs detector, the directories.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../core/dir.h"
+#include "../core/flat.h"
+#include "../core/idle_list.h"
+#include "../core/lease_table.h"
+#include "../core/lock_file.h"
+#include "../core/network_fs.h"
+#include "../core/owner_keys.h"
+#include "../core/request_book.h"
+#include "../core/wait_queue.h"
+#include "support.h"
+
+namespace lockspace::test {
+namespace {
+
+Waiter waiter(uint64_t request, bool shared) {
+  Waiter w{};
+  w.request = request;
+  w.req.shared = shared;
+  return w;
+}
+
+// The requests a round admits, as ids.
+std::vector<uint64_t> admitted(const WaitQueue& q, bool heldShared, bool hasOwners) {
+  std::vector<uint64_t> out;
+  q.forAdmitted(heldShared, hasOwners, [&](const Waiter& w) { out.push_back(w.request); });
+  return out;
+}
+
+using Ids = std::vector<uint64_t>;
+
+}  // namespace
+
+// The model's rules: join only while nobody is queued; after the last release the head decides the
+// mode (FIFO) and the shared requests right behind a shared head ride along, up to the first exclusive
+// one; while held shared, shared requests at the front join.
+void testWaitQueuePolicy() {
+  // Join: shared on shared, and only while nobody is queued.
+  CHECK(WaitQueue::admitsJoin(true, true, false));
+  CHECK(!WaitQueue::admitsJoin(true, true, true));
+  CHECK(!WaitQueue::admitsJoin(true, false, false));
+  CHECK(!WaitQueue::admitsJoin(false, true, false));
+  CHECK(!WaitQueue::admitsJoin(false, false, false));
+
+  WaitQueue q;
+  for (auto [id, shared] : {std::pair<uint64_t, bool>{1, true}, {2, true}, {3, false}, {4, true}})
+    q.push(waiter(id, shared));
+  // A hand-off to a shared head: the shared batch up to the first exclusive request.
+  CHECK(admitted(q, true, false) == (Ids{1, 2}));
+  // Locked in the other mode than the head wants: nothing (the caller changes the mode first).
+  CHECK(admitted(q, false, false).empty());
+  // Held shared by others: the shared requests at the front join.
+  CHECK(admitted(q, true, true) == (Ids{1, 2}));
+  q.popFront();
+  q.popFront();
+  // An exclusive head: alone, FIFO, and never while others hold it.
+  CHECK(admitted(q, false, false) == Ids{3});
+  CHECK(admitted(q, true, true).empty());
+  CHECK(admitted(q, false, true).empty());
+  q.popFront();
+  CHECK(admitted(q, true, false) == Ids{4});
+  // Exclusive behind exclusive: one at a time.
+  WaitQueue x;
+  x.push(waiter(5, false));
+  x.push(waiter(6, false));
+  CHECK(admitted(x, false, false) == Ids{5});
+}
+
+// Rule 4: a round checks the requests it admitted; cancels meanwhile are skipped, and a request at the
+// front that it did not check stops it, so that the policy is asked again.
+void testGrantRound() {
+  // Held shared; queued X1 S2 X3 S4 (the model's counterexample).
+  WaitQueue q;
+  std::vector<WaitQueue::Handle> at;
+  for (auto [id, shared] : {std::pair<uint64_t, bool>{1, false}, {2, true}, {3, false}, {4, true}})
+    at.push_back(q.push(waiter(id, shared)));
+  CHECK(GrantRound(q, true, true).empty());  // an exclusive head: nobody joins
+  q.erase(at[0]);                            // X1 cancelled
+  GrantRound first(q, true, true);
+  CHECK(first.admitted() == Ids{2});
+  q.erase(at[2]);  // X3 cancelled while S2's name is checked
+  CHECK(first.checked(2));
+  q.popFront();                              // S2 granted
+  CHECK(!first.checked(q.front().request));  // S4: not checked by this round
+  GrantRound second(q, true, true);          // asked again: S4 joins
+  CHECK(second.admitted() == Ids{4} && second.checked(4));
+
+  // Members cancelled during the check are skipped; the others are still checked, in order.
+  WaitQueue s;
+  std::vector<WaitQueue::Handle> h;
+  for (uint64_t id : {7, 8, 9}) h.push_back(s.push(waiter(id, true)));
+  GrantRound round(s, true, false);
+  CHECK(round.admitted() == (Ids{7, 8, 9}));
+  s.erase(h[0]);
+  s.erase(h[1]);
+  CHECK(round.checked(s.front().request) && s.front().request == 9);
+  s.push(waiter(10, true));  // queued after the round was admitted: not one of its
+  s.popFront();
+  CHECK(!round.checked(s.front().request));
+}
+
+// Handles stay valid while others come and go: a cancel is one erase, whatever the queue's length.
+void testWaitQueueHandles() {
+  WaitQueue q;
+  std::vector<WaitQueue::Handle> at;
+  constexpr uint64_t kN = 40000;
+  for (uint64_t id = 1; id <= kN; ++id) at.push_back(q.push(waiter(id, id % 3 == 0)));
+  CHECK(q.isFront(at[0]) && !q.isFront(at[1]));
+  for (uint64_t i = kN; i-- > 1;)
+    if (i % 2 == 1) q.erase(at[i]);  // from the back, every other one
+  CHECK(q.size() == kN / 2);
+  uint64_t expect = 1;
+  bool inOrder = true;
+  for (const Waiter& w : q) {
+    inOrder = inOrder && w.request == expect;
+    expect += 2;
+  }
+  CHECK(inOrder);
+  std::list<Waiter> all = q.takeAll();
+  CHECK(q.empty() && all.size() == kN / 2);
+}
+
+void testRequestBook() {
+  RequestBook book;
+  Entry* const e = reinterpret_cast<Entry*>(&book);  // an address: the book never reads through it
+  WaitQueue q;
+  // Queued: a cancel takes it off (the caller erases the waiter at the handle it gets).
+  WaitQueue::Handle h = q.push(waiter(1, false));
+  book.queue(1, e, h);
+  CHECK(book.waiting() == 1);
+  RequestBook::Cancel c = book.cancel(1);
+  CHECK(c.found == RequestBook::Cancel::Queued && c.entry == e && c.at == h);
+  CHECK(book.waiting() == 0 && book.cancel(1).found == RequestBook::Cancel::Nothing);
+  // Announced, cancelled before it runs: the runner hears it, and reports it.
+  book.announce(2);
+  CHECK(book.waiting() == 0);  // not waiting yet
+  CHECK(book.cancel(2).found == RequestBook::Cancel::Announced && book.withdrawn(2));
+  CHECK(book.cancel(2).found == RequestBook::Cancel::Announced);  // again: still the runner's
+  CHECK(book.settle(2) && !book.find(2));
+  // Announced, run, queued: settled by the runner, then an ordinary queued request.
+  book.announce(3);
+  book.queue(3, e, q.push(waiter(3, false)));
+  CHECK(!book.settle(3) && book.find(3) && book.find(3)->phase == RequestBook::Phase::Queued);
+  CHECK(book.waiting() == 1);
+  book.leave(3);  // granted
+  CHECK(!book.find(3) && book.waiting() == 0);
+  // Announced, cancelled while its acquire runs, which then queues it: the runner sees the mark and
+  // takes it off the queue with a cancel.
+  book.announce(4);
+  CHECK(book.cancel(4).found == RequestBook::Cancel::Announced);
+  book.queue(4, e, q.push(waiter(4, false)));
+  CHECK(book.settle(4));
+  CHECK(book.cancel(4).found == RequestBook::Cancel::Queued && book.waiting() == 0);
+  // Restarting (its name reaches another file now): counted as waiting; a cancel marks it.
+  book.queue(5, e, q.push(waiter(5, false)));
+  book.restart(5);
+  CHECK(book.waiting() == 1 && book.find(5)->phase == RequestBook::Phase::Restarting);
+  CHECK(book.cancel(5).found == RequestBook::Cancel::Restarting);
+  CHECK(book.settle(5) && book.waiting() == 0 && !book.find(5));
+  // A withdrawn request failed off its queue before its runner is back stays booked for the runner.
+  book.announce(6);
+  book.cancel(6);
+  book.queue(6, e, q.push(waiter(6, false)));
+  book.leave(6);
+  CHECK(book.withdrawn(6) && book.waiting() == 0);
+  CHECK(book.settle(6) && !book.find(6));
+}
+
+void testLeaseTable() {
+  LeaseTable<int> t;
+  int a = 1, b = 2;
+  const uint64_t la = t.add(&a), lb = t.add(&b);
+  CHECK(la != 0 && lb != 0 && la != lb && la < (1ULL << 53) && lb < (1ULL << 53));
+  CHECK(t.find(la) == &a && t.find(lb) == &b && t.size() == 2);
+  t.drop(la);
+  CHECK(!t.find(la) && t.size() == 1);
+  const uint64_t lc = t.add(&a);  // reuses la's slot, with another generation
+  CHECK(lc != la && (lc & 0xFFFFFF) == (la & 0xFFFFFF) && !t.find(la) && t.find(lc) == &a);
+  t.drop(la);  // stale: ignored
+  t.drop(0);
+  t.drop(~0ULL);
+  CHECK(t.size() == 2 && t.find(lc) == &a && !t.find(0) && !t.find(~0ULL));
+}
+
+void testOwnerKeys() {
+  OwnerKeys keys;
+  const uint32_t a = keys.intern("vm1");
+  CHECK(keys.intern("vm1") == a && keys.key(a) == "vm1" && keys.size() == 1);
+  const uint32_t b = keys.intern("vm2");
+  CHECK(b != a && keys.size() == 2);
+  keys.unref(a);
+  CHECK(keys.key(a) == "vm1");  // one reference left
+  keys.unref(a);
+  CHECK(keys.size() == 1);
+  CHECK(keys.intern("vm3") == a);  // the free id again
+  CHECK(keys.key(a) == "vm3" && keys.key(b) == "vm2");
+}
+
+namespace {
+struct Node {
+  Node* lruPrev = nullptr;
+  Node* lruNext = nullptr;
+};
+}  // namespace
+
+void testIdleList() {
+  IdleList<Node> idle;
+  CHECK(idle.enabled() && idle.size() == 0 && !idle.oldest());
+  Node n[3];
+  for (Node& x : n) idle.push(&x);
+  CHECK(idle.size() == 3 && idle.oldest() == &n[0] && !idle.overCap());
+  idle.unlink(&n[0]);
+  CHECK(idle.oldest() == &n[1]);
+  idle.push(&n[0]);  // most recently used again
+  idle.unlink(&n[2]);
+  CHECK(idle.oldest() == &n[1] && idle.size() == 2);
+  idle.setLimit(1);
+  CHECK(idle.overCap());
+  idle.unlink(idle.oldest());
+  CHECK(!idle.overCap() && idle.oldest() == &n[0]);
+  idle.setLimit(0);
+  CHECK(!idle.enabled() && idle.overCap());
+  CHECK(idleCapFor(1u << 30) <= (1u << 30) && idleCapFor(5) <= 5);
+}
+
+namespace {
+struct Item {
+  int key;
+};
+struct ItemTraits {
+  using Key = int;
+  static size_t hash(const Key& k) noexcept { return static_cast<size_t>(k) * 7; }  // collisions on purpose
+  static Key key(const Item* i) noexcept { return i->key; }
+  static bool eq(const Key& a, const Key& b) noexcept { return a == b; }
+};
+}  // namespace
+
+void testFlatContainers() {
+  std::vector<Item> items(1000);
+  FlatSet<Item, ItemTraits> set;
+  for (int i = 0; i < 1000; ++i) {
+    items[i].key = i;
+    CHECK(set.insert(&items[i]) == &items[i]);
+  }
+  Item dup{5};
+  CHECK(set.insert(&dup) == &items[5] && set.size() == 1000);
+  for (int i = 0; i < 1000; i += 2) CHECK(set.erase(&items[i]));
+  CHECK(!set.erase(&items[0]) && set.size() == 500);
+  bool found = true;
+  for (int i = 0; i < 1000; ++i) found = found && (set.find(i) == (i % 2 ? &items[i] : nullptr));
+  CHECK(found);  // backward-shift deletion kept every probe run reachable
+  size_t seen = 0;
+  set.forEach([&](Item*) { ++seen; });
+  CHECK(seen == 500);
+
+  SmallVec<uint64_t, 1> v;
+  for (uint64_t i = 0; i < 10; ++i) v.push_back(i);
+  v.erase(v.begin() + 3);
+  CHECK(v.size() == 9 && v.begin()[3] == 4 && v.front() == 0);
+}
+
+void testLockFile() {
+  const std::string dir = freshDir("lockfile");
+  CHECK(::mkdir(dir.c_str(), 0700) == 0);
+  const std::string p = dir + "/res", q = dir + "/other", link = dir + "/link";
+  UniqueFd fd = lockfile::createNew(p.c_str());
+  struct stat st {};
+  CHECK(fd && ::fstat(fd.get(), &st) == 0 && (st.st_mode & 0777) == 0600);
+  CHECK(!lockfile::createNew(p.c_str()) && errno == EEXIST);
+  CHECK(lockfile::makeFile(p.c_str()) == EEXIST);
+  CHECK(::symlink(p.c_str(), link.c_str()) == 0);
+  CHECK(!lockfile::open(link.c_str()) && errno == ELOOP);  // never follows a symlink
+  CHECK(errnoOf([&] { lockfile::checkRegular(S_IFDIR | 0700, dir); }) == EISDIR);
+  CHECK(errnoOf([&] { lockfile::checkRegular(S_IFLNK | 0777, link); }) == ELOOP);
+  CHECK(errnoOf([&] { lockfile::checkRegular(S_IFIFO | 0600, p); }) == EINVAL);
+
+  const InodeKey key{st.st_dev, st.st_ino};
+  CHECK(lockfile::namesInode(p.c_str(), key) && !lockfile::namesInode(link.c_str(), key));
+  CHECK(lockfile::tryLock(fd.get(), LockKind::Posix, lockfile::Mode::Shared) == 0);
+  CHECK(outsiderCanLock(p, true) && !outsiderCanLock(p, false));
+  struct flock fl {};
+  CHECK(lockfile::query(fd.get(), LockKind::Posix, lockfile::Mode::Exclusive, fl) == 0 && fl.l_type == F_UNLCK);
+  CHECK(lockfile::unlock(fd.get(), LockKind::Posix) == 0 && outsiderCanLock(p, false));
+  {
+    OutsideHolder holder(p);
+    CHECK(holder.pid > 0);
+    const int err = lockfile::tryLock(fd.get(), LockKind::Posix, lockfile::Mode::Exclusive);
+    CHECK(lockfile::isBusy(err));
+    CHECK(lockfile::holderPid(fd.get(), LockKind::Posix, lockfile::Mode::Shared) == holder.pid);
+    CHECK(lockfile::query(fd.get(), LockKind::Ofd, lockfile::Mode::Shared, fl) == 0 && fl.l_type == F_WRLCK);
+    // Held by another process: a delete refuses, the file stays.
+    CHECK(lockfile::deleteHeld(fd.get(), LockKind::Ofd, lockfile::Mode::Shared, p.c_str(), key) == EBUSY);
+    CHECK(exists(p));
+  }
+  // The name reaches another file now: not ours to delete.
+  CHECK(lockfile::tryLock(fd.get(), LockKind::Ofd, lockfile::Mode::Exclusive) == 0);
+  ::close(::open(q.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+  CHECK(::rename(q.c_str(), p.c_str()) == 0);
+  CHECK(lockfile::deleteHeld(fd.get(), LockKind::Ofd, lockfile::Mode::Exclusive, p.c_str(), key) == ENOENT);
+  CHECK(exists(p));
+  // Our own file again: deleted.
+  UniqueFd again = lockfile::open(p.c_str());
+  CHECK(again && ::fstat(again.get(), &st) == 0);
+  const InodeKey key2{st.st_dev, st.st_ino};
+  CHECK(lockfile::tryLock(again.get(), LockKind::Posix, lockfile::Mode::Exclusive) == 0);
+  CHECK(lockfile::deleteHeld(again.get(), LockKind::Posix, lockfile::Mode::Exclusive, p.c_str(), key2) == 0);
+  CHECK(!exists(p));
+  // Closing the locked fd drops the lock (also the remote way: unlock first).
+  UniqueFd created = lockfile::openOrCreate(p.c_str());
+  CHECK(created && lockfile::tryLock(created.get(), LockKind::Posix, lockfile::Mode::Exclusive) == 0);
+  CHECK(!outsiderCanLock(p, false));
+  lockfile::closeLocked(created, LockKind::Posix, true);
+  CHECK(!created && outsiderCanLock(p, false));
+  UniqueFd query = lockfile::openForQuery(p.c_str());
+  CHECK(query && lockfile::tryLock(query.get(), LockKind::Posix, lockfile::Mode::Exclusive) != 0);  // read-only
+}
+
+void testNetworkFs() {
+  CHECK(NetworkFs::isNetworkType(0x6969) && NetworkFs::isNetworkType(0x65735546));    // NFS, FUSE
+  CHECK(!NetworkFs::isNetworkType(0xEF53) && !NetworkFs::isNetworkType(0x01021994));  // ext4, tmpfs
+  struct statfs sfs {};
+  CHECK(::statfs(root.c_str(), &sfs) == 0);
+  const bool here = NetworkFs::isNetworkType(sfs.f_type);
+  NetworkFs fs;
+  CHECK(NetworkFs::ofDirectory(root) == here);
+  CHECK(fs.ofParent(root + "/x") == here && fs.ofParent(root + "/y") == here);
+  int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  struct stat st {};
+  CHECK(fd >= 0 && ::fstat(fd, &st) == 0 && fs.ofDevice(st.st_dev, fd) == here);
+  ::close(fd);
+  CHECK(fs.ofDevice(st.st_dev, -1) == here);  // cached by device
+  NetworkFs::setForced(true);
+  CHECK(fs.ofParent(root + "/x"));
+  NetworkFs::setForced(false);
+  CHECK(fs.ofParent(root + "/x") == here);
+}
+
+void testDirCache() {
+  DirCache dirs;
+  const std::string deep = freshDir("dirs") + "/a/b";
+  DirPtr d = dirs.open(deep);
+  struct stat st {};
+  CHECK(d && !d->pathMode() && ::stat(deep.c_str(), &st) == 0 && (st.st_mode & 0777) == 0700);
+  CHECK(::symlink(deep.c_str(), (freshDir("dirs") + "/via").c_str()) == 0);
+  CHECK(dirs.open(freshDir("dirs") + "/via").get() == d.get());  // one Dir per canonical directory
+  CHECK(d->fullPath("res") == d->path() + "/res");
+  d->checkName("res");
+  for (const char* bad : {"", ".", "..", "a/b"}) {
+    bool threw = false;
+    try {
+      d->checkName(bad);
+    } catch (const ArgError&) {
+      threw = true;
+    }
+    CHECK(threw);
+  }
+  const DirPtr& paths = dirs.pathMode();
+  CHECK(paths->pathMode() && paths->fullPath("/x/y") == "/x/y");
+  paths->checkName("/x/y");
+  bool threw = false;
+  try {
+    dirs.open("relative");
+  } catch (const ArgError&) {
+    threw = true;
+  }
+  CHECK(threw);
+  // A file in the way: ENOTDIR, and nothing this call created is left.
+  const std::string file = freshDir("dirs") + "/file";
+  ::close(::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+  CHECK(errnoOf([&] { dirs.open(file); }) == ENOTDIR);
+  CHECK(errnoOf([&] { dirs.open(file + "/sub"); }) == ENOTDIR && !exists(file + "/sub"));
+  CHECK(d->openError(ENOENT, d->fullPath("x")).detail.empty());
+}
+
+}  // namespace lockspace::test
