@@ -1,7 +1,7 @@
 /* The options of one acquire, read once from the caller's object and validated as read. */
 import { threadId } from 'node:worker_threads';
 
-import type { AcquireNowOptions, AcquireSyncOptions, AcquireWaitOptions } from './lockspace';
+import type { AcquireNowOptions, AcquireSyncOptions, AcquireWaitOptions } from './options';
 import { Owner, ownerKey, readOptions } from './validate';
 
 const THREAD_OWNER_KEY = ownerKey(threadId);
