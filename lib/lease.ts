@@ -1,13 +1,10 @@
 /* A held lock: how it is released (once), and how it is known lost (see "Lost locks" below). */
-import { debuglog } from 'node:util';
 
-import { publishLost, publishRelease, releaseObserved } from './diagnostics';
+import { debug, debugging, publishLost, publishRelease, releaseObserved } from './diagnostics';
 import { LockspaceError } from './errors';
 import { LeaseChecker, lostError, notHeldError } from './lost';
 import { binding as native, LeaseCheck, VerifyRecord } from './native';
 import type { Owner } from './validate';
-
-const debug = debuglog('lockspace');
 
 const disposeSymbol: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('nodejs.dispose');
 const asyncDisposeSymbol: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose');
@@ -78,7 +75,7 @@ export class Lease {
 
   #afterRelease(released: boolean): void {
     if (!released) return;
-    if (debug.enabled) debug('release %s owner=%j', this.path, this.owner);
+    if (debugging) debug('release %s owner=%j', this.path, this.owner);
     if (releaseObserved()) publishRelease(() => ({ name: this.name, path: this.path, owner: this.owner, via: 'lease' }));
   }
 
@@ -132,7 +129,7 @@ export class Lease {
     if (!this.#lost && !this.#released) {
       this.#lost = lostError(record);
       this.#checker?.remove(this);
-      if (debug.enabled) debug('lost %s: %s', this.path, this.#lost.message);
+      if (debugging) debug('lost %s: %s', this.path, this.#lost.message);
       const reason = this.#lost;
       publishLost(() => ({ name: this.name, path: this.path, shared: this.shared, owner: this.owner, reason }));
       this.#controller?.abort(reason);

@@ -1,9 +1,8 @@
 /* LockSpace: a directory's (or the path-mode) lockspace and the calls on its resources. */
-import { debuglog } from 'node:util';
 import { threadId } from 'node:worker_threads';
 
 import { Acquisition, DEFAULT_ACQUISITION, readAcquisition } from './acquisition';
-import { AcquireMessage, publishRelease, releaseObserved, traceAcquire, traceAcquireSync, tracing } from './diagnostics';
+import { AcquireMessage, debug, debugging, publishRelease, releaseObserved, traceAcquire, traceAcquireSync, tracing } from './diagnostics';
 import { ErrorRecord, fromRecord, invalidArgValue, LockspaceError } from './errors';
 import { InspectInfo, inspectInfo } from './inspect';
 import { Lease, LEASE_TOKEN, leaseInternals } from './lease';
@@ -15,7 +14,6 @@ import { checkName, checkOwner, checkPath, Owner, ownerFromKey, ownerKey, readOp
 import { abortError, awaitGrant } from './waits';
 import { LockManager } from './locks';
 
-const debug = debuglog('lockspace');
 const native = binding;
 const THREAD_ID = threadId;
 
@@ -53,6 +51,7 @@ export class LockSpace {
   #prefix: string;
   #locks: LockManager | undefined;
   #checker: LeaseChecker<Lease> | undefined;
+  #lastName: string | undefined;
 
   private constructor(handle: DirHandle, directory: string | null, remote: boolean, lockType: LockType) {
     this.#handle = handle;
@@ -103,17 +102,19 @@ export class LockSpace {
     return name === null || native.isRemote(this.#handle, name);
   }
 
+  /** Checks a resource name (checkName): the last one that passed is not checked again. */
   #name(name: unknown): string {
-    return checkName(name, this.directory === null);
+    if (typeof name === 'string' && name === this.#lastName) return name;
+    return (this.#lastName = checkName(name, this.directory === null));
   }
 
   #lease(result: number | ErrorRecord, name: string, a: Acquisition, onPool?: boolean): Lease {
     if (isErrorRecord(result)) {
       const err = fromRecord(result);
-      if (debug.enabled) debug('%s %s: %s', err.code === 'EBUSY' ? 'conflict' : 'acquire failed', this.#path(name), err.message);
+      if (debugging) debug('%s %s: %s', err.code === 'EBUSY' ? 'conflict' : 'acquire failed', this.#path(name), err.message);
       throw err;
     }
-    if (debug.enabled) debug('acquire %s %s owner=%j', this.#path(name), a.shared ? 'shared' : 'exclusive', a.owner);
+    if (debugging) debug('acquire %s %s owner=%j', this.#path(name), a.shared ? 'shared' : 'exclusive', a.owner);
     const pool = onPool ?? this.#onPool(name);
     const lease = new Lease(LEASE_TOKEN, result, name, this.#prefix, a.shared, a.owner, pool);
     // Network file systems: the lease is checked in the background.
@@ -219,12 +220,12 @@ export class LockSpace {
       if (isErrorRecord(result) || result > 0) return this.#lease(result, n, a, onPool);
       request = -result;
     }
-    if (debug.enabled) debug('wait %s %s owner=%j', this.#path(n), a.shared ? 'shared' : 'exclusive', a.owner);
+    if (debugging) debug('wait %s %s owner=%j', this.#path(n), a.shared ? 'shared' : 'exclusive', a.owner);
     let lease: number;
     try {
       lease = await awaitGrant(request, { signal, timeout: a.timeout, path: this.#path(n) }, started);
     } catch (err) {
-      if (debug.enabled) debug('acquire failed %s: %s', this.#path(n), (err as Error).message);
+      if (debugging) debug('acquire failed %s: %s', this.#path(n), (err as Error).message);
       throw err;
     }
     return this.#lease(lease, n, a, onPool);
@@ -247,7 +248,7 @@ export class LockSpace {
 
   #releasedByName(n: string, o: Owner, result: undefined | ErrorRecord): void {
     if (isErrorRecord(result)) throw fromRecord(result, o);
-    if (debug.enabled) debug('release %s owner=%j', this.#path(n), o);
+    if (debugging) debug('release %s owner=%j', this.#path(n), o);
     publishRelease(() => ({ name: n, path: this.#path(n), owner: o, via: 'name' }));
   }
 
@@ -273,7 +274,7 @@ export class LockSpace {
   }
 
   #releasedOwner(owner: Owner, names: string[] | undefined, count: number): number {
-    if (debug.enabled) debug('releaseOwner %j in %s: %d', owner, this.directory, count);
+    if (debugging) debug('releaseOwner %j in %s: %d', owner, this.directory, count);
     for (const name of names ?? []) publishRelease(() => ({ name, path: this.#path(name), owner, via: 'owner' }));
     return count;
   }

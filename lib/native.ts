@@ -167,7 +167,9 @@ function load(): Binding {
   );
 }
 
-export const binding: Binding = load();
+/** The binding's exports, copied into a plain object: the addon's exports object is in V8's slow
+ *  (dictionary) mode, and every call through it would pay for a slow property load. */
+export const binding: Binding = { ...load() };
 
 /** The flag bits of acquire and remove. */
 export const FLAGS = binding.constants.flags;
