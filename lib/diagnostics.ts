@@ -39,8 +39,8 @@ export interface LostMessage {
 
 /** NODE_DEBUG=lockspace logging. Node reads NODE_DEBUG once, at startup, so whether it is on is read
  *  once too: the logger's own `enabled` getter is slow on the hot paths that check it. */
-export const debug = debuglog('lockspace');
-export const debugging: boolean = debug.enabled;
+export const debug: (format: string, ...args: unknown[]) => void = debuglog('lockspace');
+export const debugging: boolean = debuglog('lockspace').enabled;
 
 type Tracing = dc.TracingChannel<object, AcquireMessage>;
 
