@@ -77,20 +77,22 @@ function abortErrors(signal: AbortSignal): () => AbortError {
   };
 }
 
-/**
- * The waits each AbortSignal bounds, behind one 'abort' listener per signal: with one listener per
- * wait, a signal shared by thousands of waits costs quadratic time (EventTarget adds and removes a
- * listener in time linear in their number).
- */
+/** A wait's give-up, given the maker of its AbortError. */
 type Abort = (error: () => Error) => void;
 
 interface SignalWaits {
   readonly aborts: Set<Abort>;
   stopListening(): void;
 }
+
+/**
+ * The waits each AbortSignal bounds, behind one 'abort' listener per signal: with one listener per
+ * wait, a signal shared by thousands of waits costs quadratic time (EventTarget adds and removes a
+ * listener in time linear in their number).
+ */
 const waitsBySignal = new WeakMap<AbortSignal, SignalWaits>();
 
-/** Calls `abort` (given a maker of its AbortError) when `signal` aborts, unless the returned function was called first. */
+/** Calls `abort` when `signal` aborts, unless the returned function was called first. */
 function whenAborted(signal: AbortSignal, abort: Abort): () => void {
   let waits = waitsBySignal.get(signal);
   if (waits === undefined) {
