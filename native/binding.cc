@@ -566,6 +566,7 @@ Napi::Object InitOwner(Napi::Env env, Napi::Object exports) {
         try {
           std::vector<Registry::ReleasedLease> released;
           const bool log = *data->logExitReleases;
+          lockspace::binding::WakeLater wakes;
           Registry::instance().releaseEnv(data->envId, log ? &released : nullptr);
           for (const auto& r : released) logExitRelease(r);
         } catch (...) {

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -18,10 +19,40 @@ void deliver(Napi::Env env, Napi::Function, void*, std::nullptr_t*);
 
 using Tsfn = Napi::TypedThreadSafeFunction<void, std::nullptr_t, deliver>;
 
+class Mailbox;
+
+// While a synchronous binding call runs the core on this thread (a WakeLater on its stack), the
+// mailboxes it fills wake their JS threads when it returns, not at once: the core hands outcomes over with its
+// mutex held, and a wake is a syscall (the TSFN's uv_async_send) that would lengthen the critical
+// section every other thread waits on. Without one (the core's own threads) a mailbox wakes at once.
+class WakeLater {
+ public:
+  WakeLater() : outer_(current_) { current_ = this; }
+  ~WakeLater();
+  WakeLater(const WakeLater&) = delete;
+  WakeLater& operator=(const WakeLater&) = delete;
+
+  // Takes the wake of m if a WakeLater is on this thread's stack.
+  static bool defer(std::shared_ptr<Mailbox> m) {
+    if (current_ == nullptr) return false;
+    try {
+      current_->due_.push_back(std::move(m));
+    } catch (const std::bad_alloc&) {
+      return false;  // then at once
+    }
+    return true;
+  }
+
+ private:
+  static inline thread_local WakeLater* current_ = nullptr;
+  WakeLater* outer_;
+  std::vector<std::shared_ptr<Mailbox>> due_;
+};
+
 // Receives the outcomes of an env's queued requests from any thread and wakes the env's JS thread once
 // per batch (deliver drains everything pushed until it runs). It also counts, on the JS thread, the
 // requests whose outcome is still to come: while there are any, it keeps the env's event loop alive.
-class Mailbox : public lockspace::Sink {
+class Mailbox : public lockspace::Sink, public std::enable_shared_from_this<Mailbox> {
  public:
   struct Item {
     uint64_t request;
@@ -51,6 +82,12 @@ class Mailbox : public lockspace::Sink {
   }
   size_t pending() const { return pending_; }
 
+  // Wakes the JS thread for what push queued (a wake WakeLater deferred).
+  void wake() {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (open_) tsfn_.NonBlockingCall();
+  }
+
   // Env teardown: no calls into the TSFN after this.
   void close() {
     std::lock_guard<std::mutex> lk(mu_);
@@ -65,10 +102,9 @@ class Mailbox : public lockspace::Sink {
     std::lock_guard<std::mutex> lk(mu_);
     if (!open_) return;  // the env is gone; its leases are released by its cleanup hook
     items_.push_back(std::move(item));
-    if (!scheduled_) {
-      scheduled_ = true;
-      tsfn_.NonBlockingCall();
-    }
+    if (scheduled_) return;  // a wake is on its way: deliver drains everything
+    scheduled_ = true;
+    if (!WakeLater::defer(shared_from_this())) tsfn_.NonBlockingCall();
   }
 
   std::mutex mu_;
@@ -78,5 +114,10 @@ class Mailbox : public lockspace::Sink {
   size_t pending_ = 0;  // JS thread only
   Tsfn tsfn_;
 };
+
+inline WakeLater::~WakeLater() {
+  current_ = outer_;
+  for (const auto& m : due_) m->wake();
+}
 
 }  // namespace lockspace::binding

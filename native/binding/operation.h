@@ -17,6 +17,7 @@
 #include <variant>
 
 #include "../core/registry.h"
+#include "mailbox.h"
 
 namespace lockspace::binding {
 
@@ -83,7 +84,10 @@ template <typename Op>
 Napi::Value here(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   typename Op::Args args = Op::args(info);
-  auto outcome = attempt<typename Op::Result>([&] { return Op::run(args); });
+  auto outcome = [&] {
+    WakeLater wakes;  // the outcomes this call hands to waiting threads
+    return attempt<typename Op::Result>([&] { return Op::run(args); });
+  }();
   return settle(env, outcome, [&](auto& result) { return Op::toJs(env, args, result); });
 }
 
@@ -103,7 +107,7 @@ class PoolJob : public Napi::AsyncWorker {
 
  protected:
   void Execute() override {
-    try {
+    try {  // (no WakeLater: on a network file system the rest of the call may take long)
       outcome_ = attempt<typename Op::Result>([&] { return Op::run(args_); });
     } catch (...) {  // copying what the call threw failed
       outcome_ = Unexpected{"lockspace: out of memory"};
