@@ -22,9 +22,10 @@ using Tsfn = Napi::TypedThreadSafeFunction<void, std::nullptr_t, deliver>;
 class Mailbox;
 
 // While a synchronous binding call runs the core on this thread (a WakeLater on its stack), the
-// mailboxes it fills wake their JS threads when it returns, not at once: the core hands outcomes over with its
-// mutex held, and a wake is a syscall (the TSFN's uv_async_send) that would lengthen the critical
-// section every other thread waits on. Without one (the core's own threads) a mailbox wakes at once.
+// mailboxes it fills wake their JS threads when it returns, not at once: the core hands outcomes
+// over with its mutex held, and a wake is a syscall (the TSFN's uv_async_send) that would lengthen
+// the critical section every other thread waits on. Elsewhere (the core's own threads, the pool) a
+// mailbox wakes at once.
 class WakeLater {
  public:
   WakeLater() : outer_(current_) { current_ = this; }
