@@ -1,8 +1,8 @@
 /* The options of one acquire, read once from the caller's object and validated as read. */
 import { threadId } from 'node:worker_threads';
 
-import type { AcquireNowOptions, AcquireSyncOptions, AcquireWaitOptions } from './lockspace';
-import { Owner, ownerKey, readOptions } from './validate';
+import type { AcquireNowOptions, AcquireSyncOptions, AcquireWaitOptions } from './options';
+import { knownOptions, Owner, ownerKey, readOption } from './validate';
 
 const THREAD_OWNER_KEY = ownerKey(threadId);
 
@@ -23,25 +23,27 @@ export interface Acquisition {
 /** No options: exclusive, no autoCreate, owned by this thread, no wait. */
 export const DEFAULT_ACQUISITION: Acquisition = { shared: false, autoCreate: false, owner: threadId, key: THREAD_OWNER_KEY, wait: false };
 
-/** Reads `options` of acquireSync (`wait` false) or acquire (`wait` true). */
+/** Reads `options` of acquireSync (`wait` false) or acquire (`wait` true), as readOptions does: each
+ *  option once, in the order of SYNC_OPTIONS / ASYNC_OPTIONS, validated as read. */
 export function readAcquisition(options: AcquireSyncOptions | AcquireNowOptions | AcquireWaitOptions, wait: boolean): Acquisition {
   const opts = wait
-    ? readOptions<AcquireWaitOptions | AcquireNowOptions>(options, ASYNC_OPTIONS, 'acquire')
-    : readOptions<AcquireSyncOptions>(options, SYNC_OPTIONS, 'acquireSync (it never waits; use acquire)');
-  return acquisition(opts);
-}
-
-function acquisition(opts: Partial<AcquireWaitOptions> | Partial<AcquireNowOptions>): Acquisition {
-  const owner = opts.owner ?? threadId;
+    ? knownOptions(options, ASYNC_OPTIONS, 'acquire')
+    : knownOptions(options, SYNC_OPTIONS, 'acquireSync (it never waits; use acquire)');
+  const shared = readOption(opts, 'shared', SYNC_OPTIONS.shared);
+  const autoCreate = readOption(opts, 'autoCreate', SYNC_OPTIONS.autoCreate);
+  const owner = readOption(opts, 'owner', SYNC_OPTIONS.owner) as Owner | undefined;
   const a: Acquisition = {
-    shared: opts.shared === true,
-    autoCreate: opts.autoCreate === true,
-    owner,
-    key: opts.owner === undefined ? THREAD_OWNER_KEY : ownerKey(owner),
-    wait: opts.wait === true,
+    shared: shared === true,
+    autoCreate: autoCreate === true,
+    owner: owner ?? threadId,
+    key: owner === undefined ? THREAD_OWNER_KEY : ownerKey(owner),
+    wait: false,
   };
-  if (opts.timeout !== undefined) a.timeout = opts.timeout;
-  if (opts.signal !== undefined) a.signal = opts.signal;
+  if (!wait) return a;
+  a.wait = readOption(opts, 'wait', ASYNC_OPTIONS.wait) === true;
+  const timeout = readOption(opts, 'timeout', ASYNC_OPTIONS.timeout) as number | undefined;
+  const signal = readOption(opts, 'signal', ASYNC_OPTIONS.signal) as AbortSignal | undefined;
+  if (timeout !== undefined) a.timeout = timeout;
+  if (signal !== undefined) a.signal = signal;
   return a;
 }
-

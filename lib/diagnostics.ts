@@ -8,6 +8,7 @@
  *  - channel('lockspace:lost'): a LostMessage when a lease is known to be lost (publishLost).
  */
 import * as dc from 'node:diagnostics_channel';
+import { debuglog } from 'node:util';
 
 import type { Owner } from './validate';
 
@@ -35,6 +36,11 @@ export interface LostMessage {
   /** Why the lease is known to be lost. */
   reason: Error;
 }
+
+/** NODE_DEBUG=lockspace logging. Node reads NODE_DEBUG once, at startup, so whether it is on is read
+ *  once too: the logger's own `enabled` getter is slow on the hot paths that check it. */
+export const debug: (format: string, ...args: unknown[]) => void = debuglog('lockspace');
+export const debugging: boolean = debuglog('lockspace').enabled;
 
 type Tracing = dc.TracingChannel<object, AcquireMessage>;
 

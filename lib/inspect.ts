@@ -1,6 +1,6 @@
 // ls.inspect(): who holds a resource, from the kernel's view (/proc/locks on local file systems, a
 // lock query to the server on network ones) and this process's table.
-import type { LockType } from './lockspace';
+import type { LockType } from './options';
 import type { InspectRecord } from './native';
 import { locksOnFile, readProcLocks } from './proc-locks';
 import { ownerFromKey, Owner } from './validate';

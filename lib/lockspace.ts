@@ -1,235 +1,36 @@
-import { debuglog } from 'node:util';
+/* LockSpace: a directory's (or the path-mode) lockspace and the calls on its resources. */
 import { threadId } from 'node:worker_threads';
 
 import { Acquisition, DEFAULT_ACQUISITION, readAcquisition } from './acquisition';
-import { AcquireMessage, publishLost, publishRelease, releaseObserved, traceAcquire, traceAcquireSync, tracing } from './diagnostics';
+import { AcquireMessage, debug, debugging, publishRelease, releaseObserved, traceAcquire, traceAcquireSync, tracing } from './diagnostics';
 import { ErrorRecord, fromRecord, invalidArgValue, LockspaceError } from './errors';
 import { InspectInfo, inspectInfo } from './inspect';
-import { LeaseChecker, lostError, notHeldError } from './lost';
-import { AUTO_CREATE, binding, DirHandle, isErrorRecord, LeaseCheck, OFD, SHARED, VerifyRecord } from './native';
+import { Lease, LEASE_TOKEN, leaseInternals } from './lease';
+import { LeaseChecker } from './lost';
+import { binding, DirHandle, FLAGS, isErrorRecord } from './native';
+import type { AcquireOptions, AcquireSyncOptions, LockSpaceOptions, LockType, ResourceInfo } from './options';
 import { absoluteAsKernel } from './paths';
 import { checkName, checkOwner, checkPath, Owner, ownerFromKey, ownerKey, readOptions, signalAborted } from './validate';
 import { abortError, awaitGrant } from './waits';
 import { LockManager } from './locks';
 
-const debug = debuglog('lockspace');
 const native = binding;
 const THREAD_ID = threadId;
 
 export type { Owner } from './validate';
 
-/** `'posix'`: classic fcntl record locks (F_SETLK), owned by the process, holder pid visible to
- *  `F_GETLK`/`lslocks`. `'ofd'`: Linux open-file-description locks (F_OFD_SETLK), owned by the open
- *  file, so no other descriptor's close can drop them; holder pid shows as -1. Both conflict with
- *  other processes' POSIX locks (virtlockd, `fcntl.lockf`). */
-export type LockType = 'posix' | 'ofd';
-
-// Every option also accepts `undefined` explicitly (for `exactOptionalPropertyTypes` users).
-
-export interface LockSpaceOptions {
-  /** Default `'posix'`. */
-  lockType?: LockType | undefined;
-  /** Network file systems: how often (ms) held leases are checked in the background, so that a lost
-   *  lock aborts `lease.signal` without a call by the holder. Default 2000; 0 turns it off. */
-  checkInterval?: number | undefined;
-}
-
-export interface AcquireSyncOptions {
-  /** Shared (read) lock instead of exclusive (write). Shared holders in this process join one lock. */
-  shared?: boolean | undefined;
-  /** Create the file (mode 0600) if missing, and delete it when the last owner releases it. */
-  autoCreate?: boolean | undefined;
-  /** Who holds it (any number or non-empty string); default: the calling thread's `threadId`. */
-  owner?: Owner | undefined;
-}
-
-/** Acquire without waiting: EBUSY at once when held. */
-export interface AcquireNowOptions extends AcquireSyncOptions {
-  wait?: false | undefined;
-  timeout?: undefined;
-  signal?: undefined;
-}
-
-/** Acquire, waiting until the lock is free (FIFO within this process). */
-export interface AcquireWaitOptions extends AcquireSyncOptions {
-  wait: true;
-  /** Give up after this many milliseconds (rejects with ETIMEDOUT); any non-negative number. */
-  timeout?: number | undefined;
-  /** Abort the wait (rejects with an AbortError). */
-  signal?: AbortSignal | undefined;
-}
-
-/** `timeout` and `signal` go with `wait: true` only. */
-export type AcquireOptions = AcquireNowOptions | AcquireWaitOptions;
-
-export interface ResourceInfo {
-  name: string;
-  path: string;
-  shared: boolean;
-  autoCreate: boolean;
-  owners: Owner[];
-}
-
-
-// What these declarations need from the host, declared here so that they compile without @types/node
-// or the DOM library (both declare the same members, and these merge with them).
-declare global {
-  interface AbortSignal {
-    readonly aborted: boolean;
-  }
-  interface SymbolConstructor {
-    readonly dispose: unique symbol;
-    readonly asyncDispose: unique symbol;
-  }
-}
+export type {
+  AcquireNowOptions,
+  AcquireOptions,
+  AcquireSyncOptions,
+  AcquireWaitOptions,
+  LockSpaceOptions,
+  LockType,
+  ResourceInfo,
+} from './options';
+export { Lease } from './lease';
 
 const DEFAULT_CHECK_INTERVAL = 2000;
-
-const disposeSymbol: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('nodejs.dispose');
-const asyncDisposeSymbol: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose');
-
-const LEASE_TOKEN: unique symbol = Symbol('lockspace.lease');
-
-// Lease internals the lockspace and its lease checker use (set by Lease's static block).
-let leaseInternals: {
-  id(lease: Lease): number;
-  watch(lease: Lease, checker: LeaseChecker<Lease>): void;
-  take(lease: Lease, record: VerifyRecord): boolean;
-};
-
-/** A held lock. Release it once (further releases do nothing); `await using` releases it too. */
-export class Lease {
-  /** The resource name it was acquired by. */
-  readonly name: string;
-  readonly shared: boolean;
-  readonly owner: Owner;
-  #id: number;
-  #prefix: string;
-  /** Whether its file's syscalls run on libuv's threadpool (a network file system). */
-  #onPool: boolean;
-  #released = false;
-  // Lost locks (see "Lost locks" below): the error once known lost, the signal's controller (made
-  // on first use of `signal`), and the background checker watching this lease.
-  #lost: LockspaceError | undefined;
-  #controller: AbortController | undefined;
-  #checker: LeaseChecker<Lease> | undefined;
-
-  /** Leases come from `acquire`/`acquireSync` only: the token is not exported. */
-  constructor(token: typeof LEASE_TOKEN, id: number, name: string, prefix: string, shared: boolean, owner: Owner, onPool: boolean) {
-    if (token !== LEASE_TOKEN) throw new TypeError('Illegal constructor: leases come from LockSpace#acquire');
-    this.#id = id;
-    this.name = name;
-    this.#prefix = prefix;
-    this.shared = shared;
-    this.owner = owner;
-    this.#onPool = onPool;
-  }
-
-  /** The file it locks. */
-  get path(): string {
-    return this.#prefix + this.name;
-  }
-
-  /** True once released by any means: this lease, `release(name, owner)`, `releaseOwner`, worker exit. */
-  get released(): boolean {
-    if (!this.#released && !native.isHeld(this.#id)) this.#released = true;
-    return this.#released;
-  }
-
-  releaseSync(): void {
-    if (this.#released) return;
-    this.#released = true;
-    this.#checker?.remove(this);
-    this.#afterRelease(native.release(this.#id));
-  }
-
-  async release(): Promise<void> {
-    if (!this.#onPool) return this.releaseSync();
-    if (this.#released) return;
-    this.#released = true;
-    this.#checker?.remove(this);
-    this.#afterRelease((await native.releaseAsync(this.#id)) !== 0);
-  }
-
-  #afterRelease(released: boolean | number): void {
-    if (!released) return;
-    if (debug.enabled) debug('release %s owner=%j', this.path, this.owner);
-    if (releaseObserved()) publishRelease(() => ({ name: this.name, path: this.path, owner: this.owner, via: 'lease' }));
-  }
-
-  [disposeSymbol](): void {
-    this.releaseSync();
-  }
-
-  /* ---------------------------------------------------------------- lost locks */
-
-  /**
-   * Aborts when the lock is known lost (the file system's client or server failed, another host
-   * took it, its file was unlinked or replaced); `signal.reason` is a LockspaceError with code
-   * `'ERR_LOCK_LOST'`, the path and a `cause`. Pass it to the work the lock protects. A lease that
-   * is released (and not lost) never aborts.
-   */
-  get signal(): AbortSignal {
-    if (!this.#controller) {
-      this.#controller = new AbortController();
-      if (this.#lost) this.#controller.abort(this.#lost);
-    }
-    return this.#controller.signal;
-  }
-
-  /**
-   * Resolves if the lock is still held and the name still reaches its file. Otherwise aborts
-   * `signal` and rejects with the ERR_LOCK_LOST error (ERR_LOCK_NOT_HELD once released). On a
-   * network file system it asks the server about the held descriptor (F_GETLK / F_OFD_GETLK: a
-   * query, never a change of the lock), on the threadpool.
-   */
-  async verify(): Promise<void> {
-    if (this.#lost) throw this.#lost;
-    if (this.#released) throw notHeldError(this.path);
-    const record = this.#onPool ? (await native.verifyAsync([this.#id]))[0] : native.verify(this.#id);
-    this.#take(record);
-    if (this.#lost) throw this.#lost;
-    if (record[0] !== LeaseCheck.Held || this.#released) {
-      // Released meanwhile (here, by name, by releaseOwner or by the worker's exit).
-      this.#released = true;
-      throw notHeldError(this.path);
-    }
-  }
-
-  /** Records a verify outcome; true when the lease is still worth checking. */
-  #take(record: VerifyRecord): boolean {
-    const check = record[0];
-    if (check === LeaseCheck.Held) return true;
-    if (check === LeaseCheck.NotHeld) {
-      this.#checker?.remove(this);
-      return false;
-    }
-    if (!this.#lost && !this.#released) {
-      this.#lost = lostError(record);
-      this.#checker?.remove(this);
-      if (debug.enabled) debug('lost %s: %s', this.path, this.#lost.message);
-      const reason = this.#lost;
-      publishLost(() => ({ name: this.name, path: this.path, shared: this.shared, owner: this.owner, reason }));
-      this.#controller?.abort(reason);
-    }
-    return false;
-  }
-
-  static {
-    leaseInternals = {
-      id: (lease) => lease.#id,
-      watch: (lease, checker) => {
-        lease.#checker = checker;
-        checker.add(lease);
-      },
-      take: (lease, record) => lease.#take(record),
-    };
-  }
-
-  [asyncDisposeSymbol](): Promise<void> {
-    return this.release();
-  }
-}
 
 function throwIfError<T>(result: T): Exclude<T, unknown[]> {
   if (isErrorRecord(result)) throw fromRecord(result);
@@ -250,6 +51,7 @@ export class LockSpace {
   #prefix: string;
   #locks: LockManager | undefined;
   #checker: LeaseChecker<Lease> | undefined;
+  #lastName: string | undefined;
 
   private constructor(handle: DirHandle, directory: string | null, remote: boolean, lockType: LockType) {
     this.#handle = handle;
@@ -257,7 +59,7 @@ export class LockSpace {
     this.#prefix = directory === null ? '' : directory.endsWith('/') ? directory : `${directory}/`;
     this.#remote = remote;
     this.lockType = lockType;
-    this.#kind = lockType === 'ofd' ? OFD : 0;
+    this.#kind = lockType === 'ofd' ? FLAGS.ofd : 0;
   }
 
   /**
@@ -300,17 +102,19 @@ export class LockSpace {
     return name === null || native.isRemote(this.#handle, name);
   }
 
+  /** Checks a resource name (checkName): the last one that passed is not checked again. */
   #name(name: unknown): string {
-    return checkName(name, this.directory === null);
+    if (typeof name === 'string' && name === this.#lastName) return name;
+    return (this.#lastName = checkName(name, this.directory === null));
   }
 
   #lease(result: number | ErrorRecord, name: string, a: Acquisition, onPool?: boolean): Lease {
     if (isErrorRecord(result)) {
       const err = fromRecord(result);
-      if (debug.enabled) debug('%s %s: %s', err.code === 'EBUSY' ? 'conflict' : 'acquire failed', this.#path(name), err.message);
+      if (debugging) debug('%s %s: %s', err.code === 'EBUSY' ? 'conflict' : 'acquire failed', this.#path(name), err.message);
       throw err;
     }
-    if (debug.enabled) debug('acquire %s %s owner=%j', this.#path(name), a.shared ? 'shared' : 'exclusive', a.owner);
+    if (debugging) debug('acquire %s %s owner=%j', this.#path(name), a.shared ? 'shared' : 'exclusive', a.owner);
     const pool = onPool ?? this.#onPool(name);
     const lease = new Lease(LEASE_TOKEN, result, name, this.#prefix, a.shared, a.owner, pool);
     // Network file systems: the lease is checked in the background.
@@ -319,7 +123,7 @@ export class LockSpace {
   }
 
   #flags(a: Acquisition): number {
-    return (a.shared ? SHARED : 0) | (a.autoCreate ? AUTO_CREATE : 0) | this.#kind;
+    return (a.shared ? FLAGS.shared : 0) | (a.autoCreate ? FLAGS.autoCreate : 0) | this.#kind;
   }
 
   #message(name: string, a: Acquisition): () => AcquireMessage {
@@ -371,8 +175,12 @@ export class LockSpace {
   acquireSync(name: string, options?: AcquireSyncOptions): Lease {
     const n = this.#name(name);
     const a = options === undefined ? DEFAULT_ACQUISITION : readAcquisition(options, false);
-    const acquire = (): Lease => this.#lease(native.acquire(this.#handle, n, this.#flags(a), a.key), n, a);
-    return tracing() ? traceAcquireSync(acquire, this.#message(n, a)) : acquire();
+    if (tracing()) return traceAcquireSync(() => this.#acquireSync(n, a), this.#message(n, a));
+    return this.#acquireSync(n, a);
+  }
+
+  #acquireSync(n: string, a: Acquisition): Lease {
+    return this.#lease(native.acquire(this.#handle, n, this.#flags(a), a.key), n, a);
   }
 
   /** Acquires the lock; with `wait`, waits for it (FIFO within this process), bounded by `timeout`
@@ -412,12 +220,12 @@ export class LockSpace {
       if (isErrorRecord(result) || result > 0) return this.#lease(result, n, a, onPool);
       request = -result;
     }
-    if (debug.enabled) debug('wait %s %s owner=%j', this.#path(n), a.shared ? 'shared' : 'exclusive', a.owner);
+    if (debugging) debug('wait %s %s owner=%j', this.#path(n), a.shared ? 'shared' : 'exclusive', a.owner);
     let lease: number;
     try {
       lease = await awaitGrant(request, { signal, timeout: a.timeout, path: this.#path(n) }, started);
     } catch (err) {
-      if (debug.enabled) debug('acquire failed %s: %s', this.#path(n), (err as Error).message);
+      if (debugging) debug('acquire failed %s: %s', this.#path(n), (err as Error).message);
       throw err;
     }
     return this.#lease(lease, n, a, onPool);
@@ -440,7 +248,7 @@ export class LockSpace {
 
   #releasedByName(n: string, o: Owner, result: undefined | ErrorRecord): void {
     if (isErrorRecord(result)) throw fromRecord(result, o);
-    if (debug.enabled) debug('release %s owner=%j', this.#path(n), o);
+    if (debugging) debug('release %s owner=%j', this.#path(n), o);
     publishRelease(() => ({ name: n, path: this.#path(n), owner: o, via: 'name' }));
   }
 
@@ -466,7 +274,7 @@ export class LockSpace {
   }
 
   #releasedOwner(owner: Owner, names: string[] | undefined, count: number): number {
-    if (debug.enabled) debug('releaseOwner %j in %s: %d', owner, this.directory, count);
+    if (debugging) debug('releaseOwner %j in %s: %d', owner, this.directory, count);
     for (const name of names ?? []) publishRelease(() => ({ name, path: this.#path(name), owner, via: 'owner' }));
     return count;
   }

@@ -22,8 +22,20 @@ export interface NativeStats {
 /** [request id, lease id (0 on failure), error record or undefined] */
 export type Delivery = [number, number, ErrorRecord | undefined];
 
-/** The N-API binding (native/binding.cc). Results are numbers/undefined, or an ErrorRecord on failure. */
+/** The numbers native code defines and lib passes or reads back (native/binding.cc's `constants`). */
+export interface NativeConstants {
+  /** Bits of the flags argument of acquire and remove. */
+  flags: { shared: number; autoCreate: number; ofd: number };
+  /** What verify found: the first field of a VerifyRecord. */
+  leaseCheck: { Held: number; NotHeld: number; Error: number; Conflict: number; Unlinked: number; Replaced: number };
+}
+
+/**
+ * The N-API binding (native/binding.cc). Results are numbers/undefined, or an ErrorRecord on failure.
+ * Each `<name>Async` is `<name>` run on libuv's threadpool (network file systems), as a Promise.
+ */
 export interface Binding {
+  constants: NativeConstants;
   openDir(path: string | null): { handle: DirHandle; path: string | null; remote: boolean } | ErrorRecord;
   acquire(dir: DirHandle, name: string, flags: number, owner: string): number | ErrorRecord;
   acquireAsync(dir: DirHandle, name: string, flags: number, owner: string): Promise<number | ErrorRecord>;
@@ -37,7 +49,7 @@ export interface Binding {
   ): [number, Promise<number | ErrorRecord>];
   cancel(request: number): boolean;
   release(lease: number): boolean;
-  releaseAsync(lease: number): Promise<number>;
+  releaseAsync(lease: number): Promise<boolean>;
   isHeld(lease: number): boolean;
   releaseByName(dir: DirHandle, name: string, owner: string): undefined | ErrorRecord;
   releaseByNameAsync(dir: DirHandle, name: string, owner: string): Promise<undefined | ErrorRecord>;
@@ -55,19 +67,15 @@ export interface Binding {
   setForceRemote(on: boolean): void;
   /** logExitReleases: NODE_DEBUG=lockspace in a worker, the addon logs what the worker's exit releases. */
   setDispatcher(fn: (batch: Delivery[]) => void, logExitReleases?: boolean): void;
-  verify(lease: number): VerifyRecord;
+  verify(leases: number[]): VerifyRecord[];
   /** One threadpool job checking every lease given. */
   verifyAsync(leases: number[]): Promise<VerifyRecord[]>;
   inspect(dir: DirHandle, name: string): InspectRecord | ErrorRecord;
   inspectAsync(dir: DirHandle, name: string): Promise<InspectRecord | ErrorRecord>;
 }
 
-/** What verify found (native LeaseCheck). */
-export const LeaseCheck = { Held: 0, NotHeld: 1, Error: 2, Conflict: 3, Unlinked: 4, Replaced: 5 } as const;
-export type LeaseCheck = (typeof LeaseCheck)[keyof typeof LeaseCheck];
-
-/** [check, errno (Error), syscall (Error), path of the lease's name] */
-export type VerifyRecord = [LeaseCheck, number, string, string];
+/** [check (a constants.leaseCheck value), errno (error), syscall (error), path of the lease's name] */
+export type VerifyRecord = [number, number, string, string];
 
 /** The native inspect result: the file the name reaches, a network file system's answer to a lock
  *  query (other*), and this process's table view. */
@@ -86,10 +94,6 @@ export interface InspectRecord {
   owners: string[];
   waiters: number;
 }
-
-export const SHARED = 1;
-export const AUTO_CREATE = 2;
-export const OFD = 4;
 
 type BindingsOptions = { bindings: string; module_root: string; prebuild?: string; try: string[][] };
 type Bindings = ((opts: BindingsOptions) => Binding) & { getRoot(file: string): string };
@@ -163,7 +167,15 @@ function load(): Binding {
   );
 }
 
-export const binding: Binding = load();
+/** The binding's exports, copied into a plain object: the addon's exports object is in V8's slow
+ *  (dictionary) mode, and every call through it would pay for a slow property load. */
+export const binding: Binding = { ...load() };
+
+/** The flag bits of acquire and remove. */
+export const FLAGS = binding.constants.flags;
+
+/** What verify found (native LeaseCheck). */
+export const LeaseCheck = binding.constants.leaseCheck;
 
 export function isErrorRecord(value: unknown): value is ErrorRecord {
   return Array.isArray(value);

@@ -144,21 +144,35 @@ function checkValue(key: string, kind: Kind, value: unknown): void {
  */
 export function readOptions<T extends object>(options: unknown, spec: Spec, what: string): Partial<T> {
   if (options === undefined) return {};
+  const opts = knownOptions(options, spec, what);
+  const read: Record<string, unknown> = {};
+  for (const key of Object.keys(spec)) {
+    const value = readOption(opts, key, spec[key]);
+    if (value !== undefined) read[key] = value;
+  }
+  return read as Partial<T>;
+}
+
+const hasOwn = (o: object, key: string): boolean => Object.prototype.hasOwnProperty.call(o, key);
+
+/** The first half of readOptions: `options` as an object with no unknown own property. */
+export function knownOptions(options: unknown, spec: Spec, what: string): Record<string, unknown> {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw invalidArgType('options', 'of type object', options);
   }
-  const opts = options as Record<string, unknown>;
-  for (const key of Object.keys(opts)) {
-    if (!Object.prototype.hasOwnProperty.call(spec, key)) {
+  // for-in and not Object.keys: no array per call (the own keys come first, in the same order).
+  for (const key in options) {
+    if (hasOwn(options, key) && !hasOwn(spec, key)) {
       throw invalidArgValue('options', options, `has an unknown property "${key}" for ${what} (known: ${Object.keys(spec).join(', ')})`);
     }
   }
-  const read: Record<string, unknown> = {};
-  for (const key of Object.keys(spec)) {
-    const value = opts[key];
-    if (value === undefined) continue;
-    checkValue(key, spec[key], value);
-    read[key] = value;
-  }
-  return read as Partial<T>;
+  return options as Record<string, unknown>;
+}
+
+/** The second half: one option, read once and validated (undefined when not set). A hot path that
+ *  reads its options with constant keys in spec order gets fast property loads. */
+export function readOption(opts: Record<string, unknown>, key: string, kind: Kind): unknown {
+  const value = opts[key];
+  if (value !== undefined) checkValue(key, kind, value);
+  return value;
 }

@@ -55,6 +55,74 @@ export function abortError(signal: AbortSignal): AbortError {
   return new AbortError(undefined, { cause: signalReason(signal) });
 }
 
+/**
+ * Makes the AbortErrors of the waits one abort ends: each its own object, all with the stack of the
+ * first (they are made at one place), so that a signal shared by thousands of waits captures one
+ * stack, which is most of an error's cost.
+ */
+function abortErrors(signal: AbortSignal): () => AbortError {
+  let first: AbortError | undefined;
+  return () => {
+    if (first === undefined) return (first = abortError(signal));
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    let err: AbortError;
+    try {
+      err = abortError(signal);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
+    err.stack = first.stack;
+    return err;
+  };
+}
+
+/** A wait's give-up, given the maker of its AbortError. */
+type Abort = (error: () => Error) => void;
+
+interface SignalWaits {
+  readonly aborts: Set<Abort>;
+  stopListening(): void;
+}
+
+/**
+ * The waits each AbortSignal bounds, behind one 'abort' listener per signal: with one listener per
+ * wait, a signal shared by thousands of waits costs quadratic time (EventTarget adds and removes a
+ * listener in time linear in their number).
+ */
+const waitsBySignal = new WeakMap<AbortSignal, SignalWaits>();
+
+/** Calls `abort` when `signal` aborts, unless the returned function was called first. */
+function whenAborted(signal: AbortSignal, abort: Abort): () => void {
+  let waits = waitsBySignal.get(signal);
+  if (waits === undefined) {
+    const aborts = new Set<Abort>();
+    const stopListening = onAbort(signal, () => {
+      waitsBySignal.delete(signal);
+      const error = abortErrors(signal);
+      for (const each of aborts) {
+        try {
+          each(error);
+        } catch (err) {
+          // One wait's failure never stops the others (as with separate listeners).
+          queueMicrotask(() => {
+            throw err;
+          });
+        }
+      }
+    });
+    waits = { aborts, stopListening };
+    waitsBySignal.set(signal, waits);
+  }
+  const { aborts, stopListening } = waits;
+  aborts.add(abort);
+  return () => {
+    if (!aborts.delete(abort) || aborts.size > 0) return;
+    if (waitsBySignal.get(signal)?.aborts === aborts) waitsBySignal.delete(signal);
+    stopListening();
+  };
+}
+
 /** setTimeout's longest delay; longer ones are re-armed until the deadline has really passed. */
 const MAX_DELAY = 2 ** 31 - 1;
 
@@ -116,17 +184,17 @@ export function awaitGrant(request: number, bounds: WaitBounds, started?: Promis
       },
     };
     // Only a request still queued can be given up; otherwise its outcome is already on its way.
-    const giveUp = (error: Error): void => {
+    const giveUp = (error: () => Error): void => {
       if (settled || !native.cancel(request)) return;
-      consumer.fail(error);
+      consumer.fail(error());
     };
     consumers.set(request, consumer);
     if (timeout !== undefined && timeout !== Infinity) {
-      stopTimer = deadline(timeout, () => giveUp(timeoutError(bounds.path, timeout)));
+      stopTimer = deadline(timeout, () => giveUp(() => timeoutError(bounds.path, timeout)));
     }
     if (signal) {
-      stopListening = onAbort(signal, () => giveUp(abortError(signal)));
-      if (signalAborted(signal)) giveUp(abortError(signal));
+      if (signalAborted(signal)) giveUp(() => abortError(signal));
+      else stopListening = whenAborted(signal, giveUp);
     }
     started?.then(
       (r) => {

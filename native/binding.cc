@@ -2,6 +2,10 @@
 // errors, and delivers the outcome of waiting requests to the JS thread that made them. No lock table
 // or fd logic lives here. Every copy of the package loaded in the process ends up in the binding of
 // one copy, the one that owns the lock table (core/shared_table.h; Init at the end).
+//
+// Each operation is one struct (see "operations" below and binding/operation.h), exported by here<Op>
+// (run on the calling thread) and, where lib may need it, by onPool<Op> as "<name>Async" (run on
+// libuv's threadpool). binding/mailbox.h brings the outcomes of queued requests to the JS thread.
 #include <dlfcn.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -9,21 +13,30 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdio>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <napi.h>
 #include <vector>
 
+#include "binding/mailbox.h"
+#include "binding/operation.h"
 #include "core/registry.h"
 #include "core/shared_table.h"
 
 namespace {
 
+using lockspace::binding::Done;
+using lockspace::binding::errorRecord;
+using lockspace::binding::here;
+using lockspace::binding::Mailbox;
+using lockspace::binding::onPool;
+using lockspace::binding::queueOnPool;
+
 using lockspace::AcquireResult;
 using lockspace::ArgError;
 using lockspace::DirPtr;
 using lockspace::InspectResult;
+using lockspace::LeaseCheck;
 using lockspace::LockKind;
 using lockspace::NotHeldError;
 using lockspace::Registry;
@@ -31,100 +44,26 @@ using lockspace::Request;
 using lockspace::SysError;
 using lockspace::VerifyResult;
 
+// --- constants lib reads (exported as `constants`: lib/native.ts declares no numbers of its own) ---
+
+// Bits of the flags argument of acquire and remove.
 constexpr uint32_t kShared = 1, kAutoCreate = 2, kOfd = 4;
 
-struct DirHandle {
-  DirPtr dir;
-};
-
-// Error record handed to JS, which builds the Error object (lib/errors.ts):
-// [errno, syscall, path, detail, busyHere, holderPid] or ['ERR_LOCK_NOT_HELD', path].
-Napi::Value errorRecord(Napi::Env env, const SysError& e) {
-  Napi::Array a = Napi::Array::New(env, 6);
-  a.Set(0u, Napi::Number::New(env, e.err));
-  a.Set(1u, Napi::String::New(env, e.syscall));
-  a.Set(2u, Napi::String::New(env, e.path));
-  a.Set(3u, Napi::String::New(env, e.detail));
-  a.Set(4u, Napi::Boolean::New(env, e.busyHere));
-  a.Set(5u, Napi::Number::New(env, e.holderPid));
-  return a;
+Napi::Object constants(Napi::Env env) {
+  Napi::Object flags = Napi::Object::New(env);
+  flags.Set("shared", Napi::Number::New(env, kShared));
+  flags.Set("autoCreate", Napi::Number::New(env, kAutoCreate));
+  flags.Set("ofd", Napi::Number::New(env, kOfd));
+  Napi::Object checks = Napi::Object::New(env);  // what verify found (LeaseCheck): its record's first field
+  const std::pair<const char*, LeaseCheck> names[] = {
+      {"Held", LeaseCheck::Held},         {"NotHeld", LeaseCheck::NotHeld},   {"Error", LeaseCheck::Error},
+      {"Conflict", LeaseCheck::Conflict}, {"Unlinked", LeaseCheck::Unlinked}, {"Replaced", LeaseCheck::Replaced}};
+  for (const auto& [name, check] : names) checks.Set(name, Napi::Number::New(env, static_cast<double>(check)));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("flags", flags);
+  out.Set("leaseCheck", checks);
+  return out;
 }
-
-Napi::Value notHeldRecord(Napi::Env env, const NotHeldError& e) {
-  Napi::Array a = Napi::Array::New(env, 2);
-  a.Set(0u, Napi::String::New(env, "ERR_LOCK_NOT_HELD"));
-  a.Set(1u, Napi::String::New(env, e.path));
-  return a;
-}
-
-// Runs a core call, turning expected failures into error records and contract violations into TypeErrors.
-template <typename F>
-Napi::Value guarded(Napi::Env env, F&& f) {
-  try {
-    return f();
-  } catch (const SysError& e) {
-    return errorRecord(env, e);
-  } catch (const NotHeldError& e) {
-    return notHeldRecord(env, e);
-  } catch (const ArgError& e) {
-    throw Napi::TypeError::New(env, e.message);
-  } catch (const std::bad_alloc&) {
-    throw Napi::Error::New(env, "lockspace: out of memory");
-  }
-}
-
-void deliver(Napi::Env env, Napi::Function, void*, std::nullptr_t*);
-using Tsfn = Napi::TypedThreadSafeFunction<void, std::nullptr_t, deliver>;
-
-// Receives outcomes of queued requests from any thread, hands them to this env's JS thread.
-class Mailbox : public lockspace::Sink {
- public:
-  struct Item {
-    uint64_t request;
-    uint64_t lease;
-    bool failed;
-    SysError error;
-  };
-
-  explicit Mailbox(Tsfn tsfn) : tsfn_(std::move(tsfn)) {}
-
-  void granted(uint64_t request, uint64_t lease) override { push(Item{request, lease, false, SysError(0, "", "")}); }
-  void failed(uint64_t request, const SysError& error) override { push(Item{request, 0, true, error}); }
-
-  std::vector<Item> drain() {
-    std::lock_guard<std::mutex> lk(mu_);
-    scheduled_ = false;
-    return std::move(items_);
-  }
-
-  // Env teardown: no calls into the TSFN after this.
-  void close() {
-    std::lock_guard<std::mutex> lk(mu_);
-    if (!open_) return;
-    open_ = false;
-    items_.clear();
-    tsfn_.Release();
-  }
-
-  Tsfn& tsfn() { return tsfn_; }
-
- private:
-  void push(Item item) {
-    std::lock_guard<std::mutex> lk(mu_);
-    if (!open_) return;  // the env is gone; its leases are released by its cleanup hook
-    items_.push_back(std::move(item));
-    if (!scheduled_) {
-      scheduled_ = true;
-      tsfn_.NonBlockingCall();
-    }
-  }
-
-  std::mutex mu_;
-  bool open_ = true;
-  bool scheduled_ = false;
-  std::vector<Item> items_;
-  Tsfn tsfn_;
-};
 
 std::atomic<uint32_t> nextEnvId{1};
 std::atomic<uint64_t> nextRequestId{1};
@@ -137,42 +76,55 @@ struct Addon {
   // releases. Shared with the cleanup hook, which may run after the instance data is gone.
   std::shared_ptr<std::atomic<bool>> logExitReleases = std::make_shared<std::atomic<bool>>(false);
   Napi::FunctionReference dispatcher;
-  size_t pending = 0;  // queued requests: keep the event loop alive while there are any
 };
 
 Addon& addon(Napi::Env env) { return *env.GetInstanceData<Addon>(); }
 
+// Runs on the env's JS thread when its mailbox has items: one call of the dispatcher for all of them.
+void deliverBatch(Napi::Env env);
+
+// --- arguments (each read with one N-API call, which also checks its type) ---------------------------
+
+struct DirHandle {
+  DirPtr dir;
+};
+
 DirPtr dirArg(const Napi::CallbackInfo& info, size_t i) {
-  if (!info[i].IsExternal()) throw Napi::TypeError::New(info.Env(), "invalid lockspace handle");
-  return info[i].As<Napi::External<DirHandle>>().Data()->dir;
+  void* data = nullptr;
+  if (napi_get_value_external(info.Env(), info[i], &data) != napi_ok)
+    throw Napi::TypeError::New(info.Env(), "invalid lockspace handle");
+  return static_cast<DirHandle*>(data)->dir;
 }
 
+// Names and owner keys are short: one copy through a stack buffer (Utf8Value measures, then copies).
 std::string stringArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (!info[i].IsString()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a string");
+  char buf[256];
+  size_t len = 0;
+  if (napi_get_value_string_utf8(info.Env(), info[i], buf, sizeof buf, &len) != napi_ok)
+    throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a string");
+  // Only whole characters (up to 4 bytes) are copied: with less room left than that, it may be cut.
+  if (len + 4 < sizeof buf) return std::string(buf, len);
   return info[i].As<Napi::String>().Utf8Value();
 }
 
 uint32_t flagsArg(const Napi::CallbackInfo& info, size_t i) {
-  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "flags must be a number");
-  return info[i].As<Napi::Number>().Uint32Value();
+  uint32_t flags = 0;
+  if (napi_get_value_uint32(info.Env(), info[i], &flags) != napi_ok)
+    throw Napi::TypeError::New(info.Env(), "flags must be a number");
+  return flags;
 }
+
+// A lease or request id; 0 (no such id) for anything but an integer from 1 to 2^53.
+uint64_t idOf(double d) { return d >= 1 && d < 9007199254740992.0 ? static_cast<uint64_t>(d) : 0; }
 
 uint64_t idArg(const Napi::CallbackInfo& info, size_t i) {
-  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "id must be a number");
-  double d = info[i].As<Napi::Number>().DoubleValue();
-  return d >= 1 && d < 9007199254740992.0 ? static_cast<uint64_t>(d) : 0;
+  double d = 0;
+  if (napi_get_value_double(info.Env(), info[i], &d) != napi_ok)
+    throw Napi::TypeError::New(info.Env(), "id must be a number");
+  return idOf(d);
 }
 
-Request requestArg(const Napi::CallbackInfo& info, size_t flagsAt, size_t ownerAt) {
-  uint32_t flags = flagsArg(info, flagsAt);
-  Request req;
-  req.shared = flags & kShared;
-  req.autoCreate = flags & kAutoCreate;
-  req.kind = flags & kOfd ? LockKind::Ofd : LockKind::Posix;
-  req.owner = stringArg(info, ownerAt, "owner");
-  req.env = addon(info.Env()).envId;
-  return req;
-}
+LockKind kindOf(uint32_t flags) { return flags & kOfd ? LockKind::Ofd : LockKind::Posix; }
 
 // The (handle, name, flags, owner) arguments of the acquire calls.
 struct AcquireArgs {
@@ -182,401 +134,293 @@ struct AcquireArgs {
 };
 
 AcquireArgs acquireArgs(const Napi::CallbackInfo& info) {
-  return AcquireArgs{dirArg(info, 0), stringArg(info, 1, "name"), requestArg(info, 2, 3)};
-}
-
-// Runs a core call on libuv's threadpool (network file systems only, where even a non-blocking
-// fcntl or open may wait on the server). Resolves with what the synchronous binding would return.
-class CoreWorker : public Napi::AsyncWorker {
- public:
-  enum class Kind { Number, Undefined };
-  // done (optional) runs on the JS thread before the promise settles: (env, value, failed).
-  using Done = std::function<void(Napi::Env, double, bool)>;
-  CoreWorker(Napi::Env env, Kind kind, std::function<double()> work, Done done = nullptr)
-      : Napi::AsyncWorker(env, "lockspace.io"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        kind_(kind),
-        work_(std::move(work)),
-        done_(std::move(done)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-
- protected:
-  void Execute() override {
-    try {
-      value_ = work_();
-    } catch (const SysError& e) {
-      sys_.reset(new SysError(e));
-    } catch (const NotHeldError& e) {
-      notHeld_.reset(new NotHeldError(e));
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (done_) done_(env, value_, sys_ || notHeld_);
-    if (sys_) return deferred_.Resolve(errorRecord(env, *sys_));
-    if (notHeld_) return deferred_.Resolve(notHeldRecord(env, *notHeld_));
-    deferred_.Resolve(kind_ == Kind::Number ? Napi::Number::New(env, value_) : env.Undefined());
-  }
-  void OnError(const Napi::Error& e) override {
-    if (done_) done_(Env(), 0, true);
-    deferred_.Reject(e.Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;  // held by value (node-addon-api#1040)
-  Kind kind_;
-  std::function<double()> work_;
-  Done done_;
-  double value_ = 0;
-  std::unique_ptr<SysError> sys_;
-  std::unique_ptr<NotHeldError> notHeld_;
-};
-
-Napi::Value queueWork(Napi::Env env, CoreWorker::Kind kind, std::function<double()> work,
-                      CoreWorker::Done done = nullptr) {
-  auto* worker = new CoreWorker(env, kind, std::move(work), std::move(done));
-  Napi::Promise p = worker->promise();
-  worker->Queue();
-  return p;
-}
-
-// openDir(path | null) -> handle
-Napi::Value OpenDir(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return guarded(env, [&]() -> Napi::Value {
-    DirPtr dir = info[0].IsNull() ? Registry::instance().pathModeDir()
-                                  : Registry::instance().openDir(stringArg(info, 0, "directory"));
-    auto* handle = new DirHandle{dir};
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("handle", Napi::External<DirHandle>::New(env, handle, [](Napi::Env, DirHandle* h) { delete h; }));
-    out.Set("path", dir->pathMode() ? env.Null() : Napi::String::New(env, dir->path()));
-    out.Set("remote", Napi::Boolean::New(env, dir->remote()));
-    return out;
-  });
-}
-
-// acquire(handle, name, flags, owner) -> lease id | error record
-Napi::Value Acquire(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  AcquireArgs args = acquireArgs(info);
-  return guarded(env, [&]() -> Napi::Value {
-    AcquireResult r = Registry::instance().acquire(args.dir, args.name, args.req);
-    return Napi::Number::New(env, static_cast<double>(r.lease));
-  });
-}
-
-Napi::Value AcquireAsync(const Napi::CallbackInfo& info) {
-  return queueWork(info.Env(), CoreWorker::Kind::Number, [args = acquireArgs(info)]() {
-    return static_cast<double>(Registry::instance().acquire(args.dir, args.name, args.req).lease);
-  });
-}
-
-Napi::Value ReleaseByNameAsync(const Napi::CallbackInfo& info) {
-  DirPtr dir = dirArg(info, 0);
-  std::string name = stringArg(info, 1, "name");
-  std::string owner = stringArg(info, 2, "owner");
-  return queueWork(info.Env(), CoreWorker::Kind::Undefined, [dir, name, owner]() {
-    Registry::instance().releaseByName(dir, name, owner);
-    return 0.0;
-  });
-}
-
-Napi::Value ReleaseOwnerAsync(const Napi::CallbackInfo& info) {
-  DirPtr dir = dirArg(info, 0);
-  std::string owner = stringArg(info, 1, "owner");
-  return queueWork(info.Env(), CoreWorker::Kind::Number,
-                   [dir, owner]() { return static_cast<double>(Registry::instance().releaseOwner(dir, owner)); });
-}
-
-Napi::Value ReleaseAsync(const Napi::CallbackInfo& info) {
-  uint64_t lease = idArg(info, 0);
-  return queueWork(info.Env(), CoreWorker::Kind::Number,
-                   [lease]() { return Registry::instance().release(lease) ? 1.0 : 0.0; });
-}
-
-Napi::Value CreateAsync(const Napi::CallbackInfo& info) {
-  DirPtr dir = dirArg(info, 0);
-  std::string name = stringArg(info, 1, "name");
-  return queueWork(info.Env(), CoreWorker::Kind::Undefined, [dir, name]() {
-    Registry::instance().create(dir, name);
-    return 0.0;
-  });
-}
-
-Napi::Value RemoveAsync(const Napi::CallbackInfo& info) {
-  DirPtr dir = dirArg(info, 0);
-  std::string name = stringArg(info, 1, "name");
-  LockKind kind = flagsArg(info, 2) & kOfd ? LockKind::Ofd : LockKind::Posix;
-  return queueWork(info.Env(), CoreWorker::Kind::Undefined, [dir, name, kind]() {
-    Registry::instance().remove(dir, name, kind);
-    return 0.0;
-  });
-}
-
-// acquireWait(handle, name, flags, owner) -> lease id | -request id (queued) | error record
-Napi::Value AcquireWait(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  AcquireArgs args = acquireArgs(info);
-  Addon& a = addon(env);
-  uint64_t request = nextRequestId++;
-  return guarded(env, [&]() -> Napi::Value {
-    AcquireResult r = Registry::instance().acquire(args.dir, args.name, args.req, request, a.mailbox);
-    if (!r.queued) return Napi::Number::New(env, static_cast<double>(r.lease));
-    if (a.pending++ == 0) a.mailbox->tsfn().Ref(env);
-    return Napi::Number::New(env, -static_cast<double>(request));
-  });
-}
-
-void settled(Napi::Env env) {
-  Addon& a = addon(env);
-  if (a.pending > 0 && --a.pending == 0) a.mailbox->tsfn().Unref(env);
-}
-
-// acquireWaitAsync(handle, name, flags, owner) -> [request id, Promise<lease id | 0 (queued) | -1
-// (cancelled) | error record>]: acquireWait on the threadpool (network file systems). The request id
-// comes back at once so that the caller can route its outcome and cancel it before it has run.
-Napi::Value AcquireWaitAsync(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  AcquireArgs args = acquireArgs(info);
-  Addon& a = addon(env);
-  const uint64_t request = nextRequestId++;
-  std::shared_ptr<Mailbox> sink = a.mailbox;
-  Registry::instance().announce(request);
-  if (a.pending++ == 0) a.mailbox->tsfn().Ref(env);
-  Napi::Value promise = queueWork(
-      env, CoreWorker::Kind::Number,
-      [args = std::move(args), request, sink]() {
-        AcquireResult r = Registry::instance().acquireAnnounced(args.dir, args.name, args.req, request, sink);
-        return r.cancelled ? -1.0 : r.queued ? 0.0 : static_cast<double>(r.lease);
-      },
-      // Queued: the mailbox delivery (or a cancel) settles it. Anything else is settled here.
-      [](Napi::Env e, double value, bool failed) {
-        if (failed || value != 0) settled(e);
-      });
-  Napi::Array out = Napi::Array::New(env, 2);
-  out.Set(0u, Napi::Number::New(env, static_cast<double>(request)));
-  out.Set(1u, promise);
-  return out;
-}
-
-// cancel(request id) -> true if it was still queued or not run yet (the caller settles it), false if
-// an outcome is on its way
-Napi::Value Cancel(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return guarded(env, [&]() -> Napi::Value {
-    bool runnerReports = false;
-    bool cancelled = Registry::instance().cancel(idArg(info, 0), &runnerReports);
-    if (cancelled && !runnerReports) settled(env);  // else acquireWaitAsync's runner settles it
-    return Napi::Boolean::New(env, cancelled);
-  });
-}
-
-Napi::Value Release(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  uint64_t lease = idArg(info, 0);
-  return guarded(env, [&]() -> Napi::Value { return Napi::Boolean::New(env, Registry::instance().release(lease)); });
-}
-
-Napi::Value IsHeld(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), Registry::instance().isHeld(idArg(info, 0)));
-}
-
-Napi::Value ReleaseByName(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  DirPtr dir = dirArg(info, 0);
-  std::string name = stringArg(info, 1, "name");
-  std::string owner = stringArg(info, 2, "owner");
-  return guarded(env, [&]() -> Napi::Value {
-    Registry::instance().releaseByName(dir, name, owner);
-    return env.Undefined();
-  });
-}
-
-Napi::Value ReleaseOwner(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  DirPtr dir = dirArg(info, 0);
-  std::string owner = stringArg(info, 1, "owner");
-  return guarded(env, [&]() -> Napi::Value {
-    return Napi::Number::New(env, static_cast<double>(Registry::instance().releaseOwner(dir, owner)));
-  });
-}
-
-Napi::Value Create(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  DirPtr dir = dirArg(info, 0);
-  std::string name = stringArg(info, 1, "name");
-  return guarded(env, [&]() -> Napi::Value {
-    Registry::instance().create(dir, name);
-    return env.Undefined();
-  });
-}
-
-Napi::Value Remove(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  DirPtr dir = dirArg(info, 0);
-  std::string name = stringArg(info, 1, "name");
-  LockKind kind = flagsArg(info, 2) & kOfd ? LockKind::Ofd : LockKind::Posix;
-  return guarded(env, [&]() -> Napi::Value {
-    Registry::instance().remove(dir, name, kind);
-    return env.Undefined();
-  });
-}
-
-// resources(handle) -> [name, path, shared, autoCreate, ownerKeys[]][]
-Napi::Value Resources(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  DirPtr dir = dirArg(info, 0);
-  auto list = Registry::instance().resources(dir);
-  Napi::Array out = Napi::Array::New(env, list.size());
-  for (size_t i = 0; i < list.size(); ++i) {
-    const auto& r = list[i];
-    Napi::Array owners = Napi::Array::New(env, r.owners.size());
-    for (size_t j = 0; j < r.owners.size(); ++j) owners.Set(j, Napi::String::New(env, r.owners[j]));
-    Napi::Array row = Napi::Array::New(env, 5);
-    row.Set(0u, Napi::String::New(env, r.name));
-    row.Set(1u, Napi::String::New(env, r.path));
-    row.Set(2u, Napi::Boolean::New(env, r.shared));
-    row.Set(3u, Napi::Boolean::New(env, r.autoCreate));
-    row.Set(4u, owners);
-    out.Set(i, row);
-  }
-  return out;
-}
-
-// isRemote(handle, name): should async calls on this resource go to the threadpool?
-Napi::Value IsRemote(const Napi::CallbackInfo& info) {
-  DirPtr dir = dirArg(info, 0);
-  if (!dir->pathMode()) return Napi::Boolean::New(info.Env(), dir->remote());
-  return Napi::Boolean::New(info.Env(), Registry::instance().isRemotePath(stringArg(info, 1, "name")));
-}
-
-// --- lost locks and inspection ---------------------------------------------------------------------
-
-// [check, errno, syscall, path]: check is the LeaseCheck value (0 held, 1 not held, 2 error,
-// 3 conflict, 4 unlinked, 5 replaced).
-Napi::Value verifyRecord(Napi::Env env, const VerifyResult& r) {
-  Napi::Array a = Napi::Array::New(env, 4);
-  a.Set(0u, Napi::Number::New(env, static_cast<double>(r.check)));
-  a.Set(1u, Napi::Number::New(env, r.err));
-  a.Set(2u, Napi::String::New(env, r.syscall));
-  a.Set(3u, Napi::String::New(env, r.path));
+  AcquireArgs a{dirArg(info, 0), stringArg(info, 1, "name"), {}};
+  uint32_t flags = flagsArg(info, 2);
+  a.req.shared = flags & kShared;
+  a.req.autoCreate = flags & kAutoCreate;
+  a.req.kind = kindOf(flags);
+  a.req.owner = stringArg(info, 3, "owner");
+  a.req.env = addon(info.Env()).envId;
   return a;
 }
 
-Napi::Value inspectRecord(Napi::Env env, const InspectResult& r) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("path", Napi::String::New(env, r.path));
-  o.Set("major", Napi::Number::New(env, major(r.dev)));
-  o.Set("minor", Napi::Number::New(env, minor(r.dev)));
-  o.Set("ino", Napi::String::New(env, std::to_string(r.ino)));  // 64-bit on some network file systems
-  o.Set("remote", Napi::Boolean::New(env, r.remote));
-  o.Set("otherHeld", Napi::Boolean::New(env, r.otherHeld));
-  o.Set("otherShared", Napi::Boolean::New(env, r.otherShared));
-  o.Set("otherOfd", Napi::Boolean::New(env, r.otherOfd));
-  o.Set("held", Napi::Boolean::New(env, r.held));
-  o.Set("heldShared", Napi::Boolean::New(env, r.heldShared));
-  o.Set("heldOfd", Napi::Boolean::New(env, r.heldKind == LockKind::Ofd));
-  Napi::Array owners = Napi::Array::New(env, r.owners.size());
-  for (size_t i = 0; i < r.owners.size(); ++i) owners.Set(i, Napi::String::New(env, r.owners[i]));
-  o.Set("owners", owners);
-  o.Set("waiters", Napi::Number::New(env, static_cast<double>(r.waiters)));
-  return o;
-}
-
-// Runs work on the threadpool and resolves with convert(result), or with the error record of a
-// SysError it threw (network file systems: every query may wait on the server).
-template <typename Result>
-class ResultWorker : public Napi::AsyncWorker {
- public:
-  using Work = std::function<Result()>;
-  using Convert = std::function<Napi::Value(Napi::Env, const Result&)>;
-  ResultWorker(Napi::Env env, Work work, Convert convert)
-      : Napi::AsyncWorker(env, "lockspace.io"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        work_(std::move(work)),
-        convert_(std::move(convert)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-
- protected:
-  void Execute() override {
-    try {
-      result_ = work_();
-    } catch (const SysError& e) {
-      sys_.reset(new SysError(e));
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    deferred_.Resolve(sys_ ? errorRecord(env, *sys_) : convert_(env, result_));
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Work work_;
-  Convert convert_;
-  Result result_{};
-  std::unique_ptr<SysError> sys_;
+// The (handle, name) arguments.
+struct NameArgs {
+  DirPtr dir;
+  std::string name;
 };
 
-template <typename Result>
-Napi::Value queueResult(Napi::Env env, typename ResultWorker<Result>::Work work,
-                        typename ResultWorker<Result>::Convert convert) {
-  auto* worker = new ResultWorker<Result>(env, std::move(work), std::move(convert));
-  Napi::Promise p = worker->promise();
-  worker->Queue();
-  return p;
-}
+NameArgs nameArgs(const Napi::CallbackInfo& info) { return NameArgs{dirArg(info, 0), stringArg(info, 1, "name")}; }
 
-// verify(lease) -> [check, errno, syscall, path]
-Napi::Value Verify(const Napi::CallbackInfo& info) {
-  return verifyRecord(info.Env(), Registry::instance().verify(idArg(info, 0)));
-}
+Napi::Value number(Napi::Env env, uint64_t n) { return Napi::Number::New(env, static_cast<double>(n)); }
 
-// verifyAsync(leases[]) -> Promise<[check, errno, syscall, path][]>: one threadpool job for them all.
-Napi::Value VerifyAsync(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "leases must be an array");
-  Napi::Array ids = info[0].As<Napi::Array>();
-  std::vector<uint64_t> leases;
-  for (uint32_t i = 0; i < ids.Length(); ++i) {
-    Napi::Value v = ids.Get(i);
-    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : 0;
-    leases.push_back(d >= 1 && d < 9007199254740992.0 ? static_cast<uint64_t>(d) : 0);
+// --- operations: Args args(info) on the JS thread; Result run(Args&) here or on the pool; toJs --------
+
+// openDir(path | null) -> { handle, path, remote } | error record
+struct OpenDir {
+  using Args = std::string;  // empty: the path-mode lockspace
+  using Result = DirPtr;
+  static Args args(const Napi::CallbackInfo& info) {
+    return info[0].IsNull() ? std::string() : stringArg(info, 0, "directory");
   }
-  using Results = std::vector<VerifyResult>;
-  return queueResult<Results>(
-      env,
-      [leases]() {
-        Results out;
-        for (uint64_t lease : leases) out.push_back(Registry::instance().verify(lease));
-        return out;
-      },
-      [](Napi::Env e, const Results& results) -> Napi::Value {
-        Napi::Array a = Napi::Array::New(e, results.size());
-        for (size_t i = 0; i < results.size(); ++i) a.Set(i, verifyRecord(e, results[i]));
-        return a;
-      });
-}
+  static Result run(const Args& path) {
+    return path.empty() ? Registry::instance().pathModeDir() : Registry::instance().openDir(path);
+  }
+  static Napi::Value toJs(Napi::Env env, const Args&, const DirPtr& dir) {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("handle",
+            Napi::External<DirHandle>::New(env, new DirHandle{dir}, [](Napi::Env, DirHandle* h) { delete h; }));
+    out.Set("path", dir->pathMode() ? env.Null() : Napi::String::New(env, dir->path()));
+    out.Set("remote", Napi::Boolean::New(env, dir->remote()));
+    return out;
+  }
+};
+
+// acquire(handle, name, flags, owner) -> lease id | error record (EBUSY when held: it never waits)
+struct Acquire {
+  using Args = AcquireArgs;
+  using Result = uint64_t;
+  static Args args(const Napi::CallbackInfo& info) { return acquireArgs(info); }
+  static Result run(const Args& a) { return Registry::instance().acquire(a.dir, a.name, a.req).lease; }
+  static Napi::Value toJs(Napi::Env env, const Args&, uint64_t lease) { return number(env, lease); }
+};
+
+// acquireWait(handle, name, flags, owner) -> lease id | -request id (queued: the outcome comes to the
+// dispatcher) | error record.
+// acquireWaitAsync(...) -> [request id, Promise<lease id | 0 (queued) | -1 (cancelled) | error record>]:
+// the request is announced before it goes to the pool, and its id comes back at once, so that the
+// caller can route its outcome and cancel it before it has run.
+struct AcquireWait {
+  struct Args {
+    AcquireArgs at;
+    uint64_t request;
+    std::shared_ptr<Mailbox> mailbox;
+    bool announced = false;
+  };
+  using Result = AcquireResult;
+  static Args args(const Napi::CallbackInfo& info) {
+    return Args{acquireArgs(info), nextRequestId++, addon(info.Env()).mailbox};
+  }
+  static Result run(const Args& a) {
+    Registry& r = Registry::instance();
+    return a.announced ? r.acquireAnnounced(a.at.dir, a.at.name, a.at.req, a.request, a.mailbox)
+                       : r.acquire(a.at.dir, a.at.name, a.at.req, a.request, a.mailbox);
+  }
+  static Napi::Value toJs(Napi::Env env, const Args& a, const AcquireResult& r) {
+    if (r.queued) a.mailbox->waiting(env);
+    if (a.announced) return Napi::Number::New(env, r.cancelled ? -1.0 : r.queued ? 0.0 : static_cast<double>(r.lease));
+    return r.queued ? Napi::Number::New(env, -static_cast<double>(a.request)) : number(env, r.lease);
+  }
+  static Napi::Value startOnPool(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Args args = AcquireWait::args(info);
+    args.announced = true;
+    const uint64_t request = args.request;
+    Registry::instance().announce(request);
+    // Announced, it waits until the job is done (which counts it again if it stays queued).
+    args.mailbox->waiting(env);
+    Napi::Promise started =
+        queueOnPool<AcquireWait>(env, std::move(args), [](Napi::Env e) { addon(e).mailbox->settled(e); });
+    Napi::Array out = Napi::Array::New(env, 2);
+    out.Set(0u, number(env, request));
+    out.Set(1u, started);
+    return out;
+  }
+};
+
+// cancel(request id) -> true if it was still queued or not run yet (the caller settles it), false if
+// an outcome is on its way
+struct Cancel {
+  using Args = uint64_t;
+  struct Result {
+    bool cancelled;
+    bool runnerReports;  // announced, not run yet: acquireWaitAsync's job reports it (and settles it)
+  };
+  static Args args(const Napi::CallbackInfo& info) { return idArg(info, 0); }
+  static Result run(uint64_t request) {
+    Result r{false, false};
+    r.cancelled = Registry::instance().cancel(request, &r.runnerReports);
+    return r;
+  }
+  static Napi::Value toJs(Napi::Env env, uint64_t, const Result& r) {
+    if (r.cancelled && !r.runnerReports) addon(env).mailbox->settled(env);
+    return Napi::Boolean::New(env, r.cancelled);
+  }
+};
+
+// release(lease) -> true, or false if it was not held (released already)
+struct Release {
+  using Args = uint64_t;
+  using Result = bool;
+  static Args args(const Napi::CallbackInfo& info) { return idArg(info, 0); }
+  static Result run(uint64_t lease) { return Registry::instance().release(lease); }
+  static Napi::Value toJs(Napi::Env env, uint64_t, bool released) { return Napi::Boolean::New(env, released); }
+};
+
+// isHeld(lease) -> boolean
+struct IsHeld {
+  using Args = uint64_t;
+  using Result = bool;
+  static Args args(const Napi::CallbackInfo& info) { return idArg(info, 0); }
+  static Result run(uint64_t lease) { return Registry::instance().isHeld(lease); }
+  static Napi::Value toJs(Napi::Env env, uint64_t, bool held) { return Napi::Boolean::New(env, held); }
+};
+
+// releaseByName(handle, name, owner) -> undefined | error record (ERR_LOCK_NOT_HELD)
+struct ReleaseByName {
+  struct Args {
+    NameArgs at;
+    std::string owner;
+  };
+  using Result = Done;
+  static Args args(const Napi::CallbackInfo& info) { return Args{nameArgs(info), stringArg(info, 2, "owner")}; }
+  static Result run(const Args& a) {
+    Registry::instance().releaseByName(a.at.dir, a.at.name, a.owner);
+    return {};
+  }
+  static Napi::Value toJs(Napi::Env env, const Args&, Done) { return env.Undefined(); }
+};
+
+// releaseOwner(handle, owner) -> how many leases it released
+struct ReleaseOwner {
+  struct Args {
+    DirPtr dir;
+    std::string owner;
+  };
+  using Result = size_t;
+  static Args args(const Napi::CallbackInfo& info) { return Args{dirArg(info, 0), stringArg(info, 1, "owner")}; }
+  static Result run(const Args& a) { return Registry::instance().releaseOwner(a.dir, a.owner); }
+  static Napi::Value toJs(Napi::Env env, const Args&, size_t count) { return number(env, count); }
+};
+
+// create(handle, name) -> undefined | error record
+struct Create {
+  using Args = NameArgs;
+  using Result = Done;
+  static Args args(const Napi::CallbackInfo& info) { return nameArgs(info); }
+  static Result run(const Args& a) {
+    Registry::instance().create(a.dir, a.name);
+    return {};
+  }
+  static Napi::Value toJs(Napi::Env env, const Args&, Done) { return env.Undefined(); }
+};
+
+// remove(handle, name, flags) -> undefined | error record ("delete": flags give the lock kind)
+struct Remove {
+  struct Args {
+    NameArgs at;
+    LockKind kind;
+  };
+  using Result = Done;
+  static Args args(const Napi::CallbackInfo& info) { return Args{nameArgs(info), kindOf(flagsArg(info, 2))}; }
+  static Result run(const Args& a) {
+    Registry::instance().remove(a.at.dir, a.at.name, a.kind);
+    return {};
+  }
+  static Napi::Value toJs(Napi::Env env, const Args&, Done) { return env.Undefined(); }
+};
+
+// resources(handle) -> [name, path, shared, autoCreate, ownerKeys[]][]
+struct Resources {
+  using Args = DirPtr;
+  using Result = std::vector<lockspace::ResourceInfo>;
+  static Args args(const Napi::CallbackInfo& info) { return dirArg(info, 0); }
+  static Result run(const DirPtr& dir) { return Registry::instance().resources(dir); }
+  static Napi::Value toJs(Napi::Env env, const DirPtr&, const Result& list) {
+    Napi::Array out = Napi::Array::New(env, list.size());
+    for (size_t i = 0; i < list.size(); ++i) {
+      const auto& r = list[i];
+      Napi::Array owners = Napi::Array::New(env, r.owners.size());
+      for (size_t j = 0; j < r.owners.size(); ++j) owners.Set(j, Napi::String::New(env, r.owners[j]));
+      Napi::Array row = Napi::Array::New(env, 5);
+      row.Set(0u, Napi::String::New(env, r.name));
+      row.Set(1u, Napi::String::New(env, r.path));
+      row.Set(2u, Napi::Boolean::New(env, r.shared));
+      row.Set(3u, Napi::Boolean::New(env, r.autoCreate));
+      row.Set(4u, owners);
+      out.Set(i, row);
+    }
+    return out;
+  }
+};
+
+// isRemote(handle, name): should calls on this resource go to the threadpool?
+struct IsRemote {
+  using Args = NameArgs;
+  using Result = bool;
+  static Args args(const Napi::CallbackInfo& info) {
+    DirPtr dir = dirArg(info, 0);
+    return NameArgs{dir, dir->pathMode() ? stringArg(info, 1, "name") : std::string()};
+  }
+  static Result run(const Args& a) {
+    return a.dir->pathMode() ? Registry::instance().isRemotePath(a.name) : a.dir->remote();
+  }
+  static Napi::Value toJs(Napi::Env env, const Args&, bool remote) { return Napi::Boolean::New(env, remote); }
+};
+
+// verify(leases[]) -> [check, errno, syscall, path][]: check is a constants.leaseCheck value. On the
+// pool, one job checks them all.
+struct Verify {
+  using Args = std::vector<uint64_t>;
+  using Result = std::vector<VerifyResult>;
+  static Args args(const Napi::CallbackInfo& info) {
+    if (!info[0].IsArray()) throw Napi::TypeError::New(info.Env(), "leases must be an array");
+    Napi::Array ids = info[0].As<Napi::Array>();
+    Args leases;
+    for (uint32_t i = 0; i < ids.Length(); ++i) {
+      Napi::Value v = ids.Get(i);
+      leases.push_back(v.IsNumber() ? idOf(v.As<Napi::Number>().DoubleValue()) : 0);
+    }
+    return leases;
+  }
+  static Result run(const Args& leases) {
+    Result out;
+    for (uint64_t lease : leases) out.push_back(Registry::instance().verify(lease));
+    return out;
+  }
+  static Napi::Value toJs(Napi::Env env, const Args&, const Result& results) {
+    Napi::Array out = Napi::Array::New(env, results.size());
+    for (size_t i = 0; i < results.size(); ++i) {
+      const VerifyResult& r = results[i];
+      Napi::Array a = Napi::Array::New(env, 4);
+      a.Set(0u, Napi::Number::New(env, static_cast<double>(r.check)));
+      a.Set(1u, Napi::Number::New(env, r.err));
+      a.Set(2u, Napi::String::New(env, r.syscall));
+      a.Set(3u, Napi::String::New(env, r.path));
+      out.Set(i, a);
+    }
+    return out;
+  }
+};
 
 // inspect(handle, name) -> inspect record | error record
-Napi::Value Inspect(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  DirPtr dir = dirArg(info, 0);
-  std::string name = stringArg(info, 1, "name");
-  return guarded(env, [&]() -> Napi::Value { return inspectRecord(env, Registry::instance().inspect(dir, name)); });
-}
+struct Inspect {
+  using Args = NameArgs;
+  using Result = InspectResult;
+  static Args args(const Napi::CallbackInfo& info) { return nameArgs(info); }
+  static Result run(const Args& a) { return Registry::instance().inspect(a.dir, a.name); }
+  static Napi::Value toJs(Napi::Env env, const Args&, const InspectResult& r) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("path", Napi::String::New(env, r.path));
+    o.Set("major", Napi::Number::New(env, major(r.dev)));
+    o.Set("minor", Napi::Number::New(env, minor(r.dev)));
+    o.Set("ino", Napi::String::New(env, std::to_string(r.ino)));  // 64-bit on some network file systems
+    o.Set("remote", Napi::Boolean::New(env, r.remote));
+    o.Set("otherHeld", Napi::Boolean::New(env, r.otherHeld));
+    o.Set("otherShared", Napi::Boolean::New(env, r.otherShared));
+    o.Set("otherOfd", Napi::Boolean::New(env, r.otherOfd));
+    o.Set("held", Napi::Boolean::New(env, r.held));
+    o.Set("heldShared", Napi::Boolean::New(env, r.heldShared));
+    o.Set("heldOfd", Napi::Boolean::New(env, r.heldKind == LockKind::Ofd));
+    Napi::Array owners = Napi::Array::New(env, r.owners.size());
+    for (size_t i = 0; i < r.owners.size(); ++i) owners.Set(i, Napi::String::New(env, r.owners[i]));
+    o.Set("owners", owners);
+    o.Set("waiters", number(env, r.waiters));
+    return o;
+  }
+};
 
-Napi::Value InspectAsync(const Napi::CallbackInfo& info) {
-  DirPtr dir = dirArg(info, 0);
-  std::string name = stringArg(info, 1, "name");
-  return queueResult<InspectResult>(
-      info.Env(), [dir, name]() { return Registry::instance().inspect(dir, name); }, inspectRecord);
-}
+// --- process-wide settings and statistics --------------------------------------------------------------
 
 // Bytes in use from malloc, process-wide (glibc's mallinfo2), or -1 where the C library cannot say.
 // mallinfo2 is new in glibc 2.33 and musl has no mallinfo at all, so the prebuilt binaries (glibc 2.28
@@ -596,20 +440,20 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = Registry::instance().stats();
   Napi::Object o = Napi::Object::New(env);
-  o.Set("resources", Napi::Number::New(env, static_cast<double>(s.resources)));
-  o.Set("leases", Napi::Number::New(env, static_cast<double>(s.leases)));
-  o.Set("waiters", Napi::Number::New(env, static_cast<double>(s.waiters)));
-  o.Set("kernelWaits", Napi::Number::New(env, static_cast<double>(s.kernelWaits)));
-  o.Set("idleFds", Napi::Number::New(env, static_cast<double>(s.idleFds)));
-  o.Set("spareFds", Napi::Number::New(env, static_cast<double>(s.spareFds)));
+  o.Set("resources", number(env, s.resources));
+  o.Set("leases", number(env, s.leases));
+  o.Set("waiters", number(env, s.waiters));
+  o.Set("kernelWaits", number(env, s.kernelWaits));
+  o.Set("idleFds", number(env, s.idleFds));
+  o.Set("spareFds", number(env, s.spareFds));
   // The bench divides its growth by the locks it holds; absent where the C library cannot say.
   if (double heap = mallocBytesInUse(); heap >= 0) o.Set("heapBytes", Napi::Number::New(env, heap));
-  o.Set("pendingInThisThread", Napi::Number::New(env, static_cast<double>(addon(env).pending)));
+  o.Set("pendingInThisThread", number(env, addon(env).mailbox->pending()));
   return o;
 }
 
 Napi::Value CloseIdleFds(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(Registry::instance().closeIdleFds()));
+  return number(info.Env(), Registry::instance().closeIdleFds());
 }
 
 Napi::Value SetIdleLimit(const Napi::CallbackInfo& info) {
@@ -624,8 +468,10 @@ Napi::Value SetForceRemote(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// setDispatcher(fn): fn(batch) receives [request, lease, errorRecord | undefined][] on this thread.
-// setDispatcher(fn, logExitReleases?)
+// --- deliveries ------------------------------------------------------------------------------------------
+
+// setDispatcher(fn, logExitReleases?): fn(batch) receives [request, lease, errorRecord | undefined][]
+// on this thread.
 Napi::Value SetDispatcher(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction()) throw Napi::TypeError::New(info.Env(), "dispatcher must be a function");
   Addon& a = addon(info.Env());
@@ -662,9 +508,7 @@ void logExitRelease(const Registry::ReleasedLease& r) {
   (void)!::write(STDERR_FILENO, line.data(), line.size());
 }
 
-// Runs on the env's JS thread when the mailbox has items.
-void deliver(Napi::Env env, Napi::Function, void*, std::nullptr_t*) {
-  if (env == nullptr) return;  // teardown
+void deliverBatch(Napi::Env env) {
   Addon& a = addon(env);
   auto items = a.mailbox->drain();
   if (items.empty() || a.dispatcher.IsEmpty()) return;
@@ -672,14 +516,16 @@ void deliver(Napi::Env env, Napi::Function, void*, std::nullptr_t*) {
   for (size_t i = 0; i < items.size(); ++i) {
     const auto& it = items[i];
     Napi::Array row = Napi::Array::New(env, 3);
-    row.Set(0u, Napi::Number::New(env, static_cast<double>(it.request)));
-    row.Set(1u, Napi::Number::New(env, static_cast<double>(it.lease)));
+    row.Set(0u, number(env, it.request));
+    row.Set(1u, number(env, it.lease));
     row.Set(2u, it.failed ? errorRecord(env, it.error) : env.Undefined());
     batch.Set(i, row);
-    settled(env);
+    a.mailbox->settled(env);
   }
   a.dispatcher.Call({batch});
 }
+
+// --- module init -----------------------------------------------------------------------------------------
 
 // Keep the shared object mapped for the life of the process: the lock table and its threads live in
 // it, and Node would otherwise dlclose an addon loaded only by workers when the last one exits. (A copy
@@ -699,14 +545,17 @@ struct HookData {
   std::shared_ptr<std::atomic<bool>> logExitReleases;
 };
 
+template <Napi::Function::Callback F>
+void put(Napi::Env env, Napi::Object exports, const char* name) {
+  exports.Set(name, Napi::Function::New<F>(env, name));
+}
+
 // Registers the binding on env: this copy owns the process's lock table (see core/shared_table.h).
 Napi::Object InitOwner(Napi::Env env, Napi::Object exports) {
   auto* a = new Addon();
   a->envId = nextEnvId++;
   env.SetInstanceData<Addon>(a);
-  Tsfn tsfn = Tsfn::New(env, "lockspace.deliver", 0, 1);
-  tsfn.Unref(env);
-  a->mailbox = std::make_shared<Mailbox>(tsfn);
+  a->mailbox = std::make_shared<Mailbox>(env);
   // When this env goes away (worker exit or terminate, process exit): stop deliveries to it, cancel its
   // queued requests and release every lease it acquired.
   napi_add_env_cleanup_hook(
@@ -717,6 +566,7 @@ Napi::Object InitOwner(Napi::Env env, Napi::Object exports) {
         try {
           std::vector<Registry::ReleasedLease> released;
           const bool log = *data->logExitReleases;
+          lockspace::binding::WakeLater wakes;
           Registry::instance().releaseEnv(data->envId, log ? &released : nullptr);
           for (const auto& r : released) logExitRelease(r);
         } catch (...) {
@@ -724,34 +574,35 @@ Napi::Object InitOwner(Napi::Env env, Napi::Object exports) {
       },
       new HookData{a->envId, a->mailbox, a->logExitReleases});
 
-  exports.Set("openDir", Napi::Function::New(env, OpenDir));
-  exports.Set("acquire", Napi::Function::New(env, Acquire));
-  exports.Set("acquireAsync", Napi::Function::New(env, AcquireAsync));
-  exports.Set("releaseAsync", Napi::Function::New(env, ReleaseAsync));
-  exports.Set("createAsync", Napi::Function::New(env, CreateAsync));
-  exports.Set("removeAsync", Napi::Function::New(env, RemoveAsync));
-  exports.Set("acquireWait", Napi::Function::New(env, AcquireWait));
-  exports.Set("cancel", Napi::Function::New(env, Cancel));
-  exports.Set("release", Napi::Function::New(env, Release));
-  exports.Set("isHeld", Napi::Function::New(env, IsHeld));
-  exports.Set("releaseByName", Napi::Function::New(env, ReleaseByName));
-  exports.Set("releaseOwner", Napi::Function::New(env, ReleaseOwner));
-  exports.Set("create", Napi::Function::New(env, Create));
-  exports.Set("remove", Napi::Function::New(env, Remove));
-  exports.Set("resources", Napi::Function::New(env, Resources));
-  exports.Set("isRemote", Napi::Function::New(env, IsRemote));
-  exports.Set("stats", Napi::Function::New(env, Stats));
-  exports.Set("closeIdleFds", Napi::Function::New(env, CloseIdleFds));
-  exports.Set("setIdleLimit", Napi::Function::New(env, SetIdleLimit));
-  exports.Set("setForceRemote", Napi::Function::New(env, SetForceRemote));
-  exports.Set("acquireWaitAsync", Napi::Function::New(env, AcquireWaitAsync));
-  exports.Set("releaseByNameAsync", Napi::Function::New(env, ReleaseByNameAsync));
-  exports.Set("releaseOwnerAsync", Napi::Function::New(env, ReleaseOwnerAsync));
-  exports.Set("setDispatcher", Napi::Function::New(env, SetDispatcher));
-  exports.Set("verify", Napi::Function::New(env, Verify));
-  exports.Set("verifyAsync", Napi::Function::New(env, VerifyAsync));
-  exports.Set("inspect", Napi::Function::New(env, Inspect));
-  exports.Set("inspectAsync", Napi::Function::New(env, InspectAsync));
+  exports.Set("constants", constants(env));
+  put<here<OpenDir>>(env, exports, "openDir");
+  put<here<Acquire>>(env, exports, "acquire");
+  put<onPool<Acquire>>(env, exports, "acquireAsync");
+  put<here<AcquireWait>>(env, exports, "acquireWait");
+  put<AcquireWait::startOnPool>(env, exports, "acquireWaitAsync");
+  put<here<Cancel>>(env, exports, "cancel");
+  put<here<Release>>(env, exports, "release");
+  put<onPool<Release>>(env, exports, "releaseAsync");
+  put<here<IsHeld>>(env, exports, "isHeld");
+  put<here<ReleaseByName>>(env, exports, "releaseByName");
+  put<onPool<ReleaseByName>>(env, exports, "releaseByNameAsync");
+  put<here<ReleaseOwner>>(env, exports, "releaseOwner");
+  put<onPool<ReleaseOwner>>(env, exports, "releaseOwnerAsync");
+  put<here<Create>>(env, exports, "create");
+  put<onPool<Create>>(env, exports, "createAsync");
+  put<here<Remove>>(env, exports, "remove");
+  put<onPool<Remove>>(env, exports, "removeAsync");
+  put<here<Resources>>(env, exports, "resources");
+  put<here<IsRemote>>(env, exports, "isRemote");
+  put<here<Verify>>(env, exports, "verify");
+  put<onPool<Verify>>(env, exports, "verifyAsync");
+  put<here<Inspect>>(env, exports, "inspect");
+  put<onPool<Inspect>>(env, exports, "inspectAsync");
+  put<Stats>(env, exports, "stats");
+  put<CloseIdleFds>(env, exports, "closeIdleFds");
+  put<SetIdleLimit>(env, exports, "setIdleLimit");
+  put<SetForceRemote>(env, exports, "setForceRemote");
+  put<SetDispatcher>(env, exports, "setDispatcher");
   return exports;
 }
 
@@ -764,6 +615,10 @@ void* ownerModuleInit(void* env, void* exports) {
 lockspace_table thisCopy = {LOCKSPACE_TABLE_FORMAT, LOCKSPACE_VERSION, nullptr, ownerModuleInit};
 
 }  // namespace
+
+void lockspace::binding::deliver(Napi::Env env, Napi::Function, void*, std::nullptr_t*) {
+  if (env != nullptr) deliverBatch(env);  // (null: teardown)
+}
 
 // What the copies loaded after this one look for.
 extern "C" {

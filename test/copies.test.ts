@@ -26,6 +26,7 @@ function install(dep: string, version: string): string {
   fs.cpSync(path.join(ROOT, 'binding.gyp'), path.join(dir, 'binding.gyp'));
   fs.cpSync(path.join(ROOT, 'native', 'core'), path.join(dir, 'native', 'core'), { recursive: true });
   fs.cpSync(path.join(ROOT, 'native', 'binding.cc'), path.join(dir, 'native', 'binding.cc'));
+  fs.cpSync(path.join(ROOT, 'native', 'binding'), path.join(dir, 'native', 'binding'), { recursive: true });
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
   pkg.version = version;
   fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify(pkg, null, 2));
@@ -187,6 +188,7 @@ test('the binding exports what table format 1 promises', () => {
     'acquireWaitAsync',
     'cancel',
     'closeIdleFds',
+    'constants',
     'create',
     'createAsync',
     'inspect',

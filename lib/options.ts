@@ -1,0 +1,66 @@
+/* The public option and result types of LockSpace (lib/lockspace.ts). */
+import type { Owner } from './validate';
+
+/** `'posix'`: classic fcntl record locks (F_SETLK), owned by the process, holder pid visible to
+ *  `F_GETLK`/`lslocks`. `'ofd'`: Linux open-file-description locks (F_OFD_SETLK), owned by the open
+ *  file, so no other descriptor's close can drop them; holder pid shows as -1. Both conflict with
+ *  other processes' POSIX locks (virtlockd, `fcntl.lockf`). */
+export type LockType = 'posix' | 'ofd';
+
+// Every option also accepts `undefined` explicitly (for `exactOptionalPropertyTypes` users).
+
+export interface LockSpaceOptions {
+  /** Default `'posix'`. */
+  lockType?: LockType | undefined;
+  /** Network file systems: how often (ms) held leases are checked in the background, so that a lost
+   *  lock aborts `lease.signal` without a call by the holder. Default 2000; 0 turns it off. */
+  checkInterval?: number | undefined;
+}
+
+export interface AcquireSyncOptions {
+  /** Shared (read) lock instead of exclusive (write). Shared holders in this process join one lock. */
+  shared?: boolean | undefined;
+  /** Create the file (mode 0600) if missing, and delete it when the last owner releases it. */
+  autoCreate?: boolean | undefined;
+  /** Who holds it (any number or non-empty string); default: the calling thread's `threadId`. */
+  owner?: Owner | undefined;
+}
+
+/** Acquire without waiting: EBUSY at once when held. */
+export interface AcquireNowOptions extends AcquireSyncOptions {
+  wait?: false | undefined;
+  timeout?: undefined;
+  signal?: undefined;
+}
+
+/** Acquire, waiting until the lock is free (FIFO within this process). */
+export interface AcquireWaitOptions extends AcquireSyncOptions {
+  wait: true;
+  /** Give up after this many milliseconds (rejects with ETIMEDOUT); any non-negative number. */
+  timeout?: number | undefined;
+  /** Abort the wait (rejects with an AbortError). */
+  signal?: AbortSignal | undefined;
+}
+
+/** `timeout` and `signal` go with `wait: true` only. */
+export type AcquireOptions = AcquireNowOptions | AcquireWaitOptions;
+
+export interface ResourceInfo {
+  name: string;
+  path: string;
+  shared: boolean;
+  autoCreate: boolean;
+  owners: Owner[];
+}
+
+// What these declarations need from the host, declared here so that they compile without @types/node
+// or the DOM library (both declare the same members, and these merge with them).
+declare global {
+  interface AbortSignal {
+    readonly aborted: boolean;
+  }
+  interface SymbolConstructor {
+    readonly dispose: unique symbol;
+    readonly asyncDispose: unique symbol;
+  }
+}
