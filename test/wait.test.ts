@@ -162,6 +162,31 @@ describe('in-process holder', () => {
     expect(l.owner).toBe('next');
     await l.release();
   });
+
+  test('releaseOwner releases oldest first: a waiter whose name moved gets the new file, not ENOENT', async () => {
+    // The owner holds the old "r" and, after it was unlinked, a new "r" with autoCreate; a wait for
+    // "r" is queued on the old one. Oldest first, the wait moves on to the new "r" and the autoCreate
+    // release leaves the file to it; newest first would delete the file under it. Several rounds: the
+    // table's iteration order (by inode) must not decide.
+    const ls = LockSpace.open(tmp.dir);
+    const paths = LockSpace.open(null);
+    for (let round = 0; round < 16; round++) {
+      const file = path.join(tmp.dir, `r${round}`);
+      fs.writeFileSync(file, '');
+      paths.acquireSync(file, { owner: 'vm' });
+      const waiting = track(ls.acquire(`r${round}`, { wait: true, owner: 'next' }));
+      await waitFor(() => stats().waiters === 1, 'queued');
+      fs.unlinkSync(file);
+      paths.acquireSync(file, { owner: 'vm', autoCreate: true });
+      expect(paths.releaseOwnerSync('vm')).toBe(2);
+      await waitFor(() => waiting.settled, 'the wait settled');
+      expect({ round, error: waiting.error?.code, owner: (waiting.value as any)?.owner }).toEqual({ round, error: undefined, owner: 'next' });
+      expect(fs.existsSync(file)).toBe(true);
+      expect(await outsideProbe(file, 'shared')).toBe('busy');
+      await (waiting.value as any).release();
+    }
+    expect(stats()).toMatchObject({ resources: 0, leases: 0, waiters: 0 });
+  });
 });
 
 describe('autoCreate hand-off', () => {

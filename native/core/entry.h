@@ -44,7 +44,7 @@ struct Owner {
   uint64_t lease;
   uint32_t owner;  // interned owner key
   uint32_t env;
-  uint64_t order;  // when it was granted: a thread's end releases its leases oldest first
+  uint64_t order;  // when it was granted: leases released together go oldest first
 };
 
 // What few entries need: allocated on first use.

@@ -177,6 +177,7 @@ class Registry {
   int finishLastRelease(Lock& lk, Entry* e, Unlink unlink);
   void handOff(Lock& lk, Entry* e);
   void grantFront(Lock& lk, Entry* e, std::vector<Waiter>& moved);
+  void releaseOldestFirst(Lock& lk, std::vector<std::pair<uint64_t, uint64_t>>& leases);  // (order, lease)
   Round grantRound(Lock& lk, Entry* e, std::vector<Waiter>& moved);
   void grantInPlace(Lock& lk, Entry* e);
   void dropDeadHead(Entry* e);

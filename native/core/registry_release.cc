@@ -336,14 +336,22 @@ void Registry::releaseByName(const DirPtr& dir, const std::string& name, const s
 
 size_t Registry::releaseOwner(const DirPtr& dir, const std::string& owner) {
   Lock lk(mu_);
-  std::vector<uint64_t> mine;
+  std::vector<std::pair<uint64_t, uint64_t>> mine;  // (order, lease)
   byInode_.forEach([&](Entry* e) {
     if (!e->locked()) return;
     for (const Owner& o : e->owners)
-      if (ownerKey(o.owner) == owner && ownerDir(e, o.lease) == dir.get()) mine.push_back(o.lease);
+      if (ownerKey(o.owner) == owner && ownerDir(e, o.lease) == dir.get()) mine.emplace_back(o.order, o.lease);
   });
-  for (uint64_t lease : mine) releaseLocked(lk, lease, Purpose::Lock);
+  releaseOldestFirst(lk, mine);
   return mine.size();
+}
+
+// Leases released together go oldest first, as their holder would most likely have released them,
+// and never in the table's (inode hash) order: which release comes first decides what a waiter whose
+// name moved finds (the new file handed on, or deleted by an autoCreate release).
+void Registry::releaseOldestFirst(Lock& lk, std::vector<std::pair<uint64_t, uint64_t>>& leases) {
+  std::sort(leases.begin(), leases.end());
+  for (const auto& l : leases) releaseLocked(lk, l.second, Purpose::Lock);
 }
 
 size_t Registry::releaseEnv(uint32_t env, std::vector<ReleasedLease>* released) {
@@ -364,10 +372,7 @@ size_t Registry::releaseEnv(uint32_t env, std::vector<ReleasedLease>* released) 
   // Cancel in the same critical section that marked the env dead: a release in between must never
   // hand the lock over to (or pick the lock mode for) a waiter of a thread that is gone.
   for (uint64_t r : requests) cancelLocked(lk, r);
-  // Oldest first, as the thread would most likely have released them, and never in the table's
-  // (inode hash) order: which release comes first decides what a waiter whose name moved finds.
-  std::sort(leases.begin(), leases.end());
-  for (const auto& l : leases) releaseLocked(lk, l.second, Purpose::Lock);
+  releaseOldestFirst(lk, leases);
   return leases.size();
 }
 
