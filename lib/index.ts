@@ -15,9 +15,9 @@ export type {
   AcquireWaitOptions,
   LockSpaceOptions,
   LockType,
-  Owner,
   ResourceInfo,
-} from './lockspace';
+} from './options';
+export type { Owner } from './validate';
 export type { InspectInfo, LockHolder } from './inspect';
 export type { Lock, LockGrantedCallback, LockInfo, LockManager, LockManagerSnapshot, LockMode, LockOptions } from './locks';
 export type { AcquireMessage, LostMessage, ReleaseMessage } from './diagnostics';

@@ -17,17 +17,6 @@ import { LockManager } from './locks';
 const native = binding;
 const THREAD_ID = threadId;
 
-export type { Owner } from './validate';
-
-export type {
-  AcquireNowOptions,
-  AcquireOptions,
-  AcquireSyncOptions,
-  AcquireWaitOptions,
-  LockSpaceOptions,
-  LockType,
-  ResourceInfo,
-} from './options';
 export { Lease } from './lease';
 
 const DEFAULT_CHECK_INTERVAL = 2000;
