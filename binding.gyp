@@ -17,6 +17,7 @@
       ["werror==1", { "cflags_cc": ["-Werror"] }],
       ["lockspace_asan==1", {
         "cflags_cc": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"],
+        "defines": ["LOCKSPACE_SANITIZED"],
         "ldflags": ["-fsanitize=address,undefined"]
       }]
     ]
@@ -33,7 +34,7 @@
         "native/core/idle_list.cc",
         "native/core/lock_file.cc",
         "native/core/network_fs.cc",
-        "native/core/kernel_wait.cc",
+        "native/core/kernel_wait.c",
         "native/core/shared_table.cc",
         "native/binding.cc"
       ],
@@ -65,7 +66,7 @@
           "native/core/idle_list.cc",
           "native/core/lock_file.cc",
           "native/core/network_fs.cc",
-          "native/core/kernel_wait.cc",
+          "native/core/kernel_wait.c",
           "native/test/core_test.cc",
           "native/test/parts_test.cc",
           "native/test/support.cc",

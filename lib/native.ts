@@ -133,6 +133,8 @@ function reason(err: unknown): string {
  * one. With neither, the error names each file, why it did not load, and how to build from source.
  */
 function load(): Binding {
+  const chosen = process.env.LOCKSPACE_BINARY;
+  if (chosen) return loadChosen(chosen);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const bindings = require('bindings') as Bindings;
   const moduleRoot = bindings.getRoot(__filename); // the package directory: dist/lib/ and lib/ both lie below it
@@ -165,6 +167,21 @@ function load(): Binding {
       'To build the addon from source (needs python3, make and a C++17 compiler), run: ' +
       `cd ${moduleRoot} && npm run build-from-source`,
   );
+}
+
+/**
+ * LOCKSPACE_BINARY=FILE loads exactly that addon (a path relative to the working directory, or
+ * absolute) and nothing else: the test suites run against a packed tarball's prebuilt binary this way.
+ * A file that does not load is an error, never a fall-back to another binary.
+ */
+function loadChosen(file: string): Binding {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(path.resolve(file)) as Binding;
+  } catch (err) {
+    incompatibleCopy(err);
+    throw new Error(`lockspace: LOCKSPACE_BINARY=${file} does not load: ${reason(err)}`, { cause: err });
+  }
 }
 
 /** The binding's exports, copied into a plain object: the addon's exports object is in V8's slow

@@ -11,6 +11,16 @@
 // A version script keeps that private runtime from being exported: only the two N-API entry points are,
 // so the addon's C++ runtime never binds to (or interposes on) the libstdc++ Node itself loads.
 //
+// Which Zig, measured (a C probe of errno after failed calls, and the addon's own suites run on the
+// binaries, see .ci/run): Zig 0.11.0 loses errno after stat, lstat, fstatat, fstat and mknod for glibc
+// targets older than 2.33, where glibc has no stat symbol and Zig's own wrapper around __xstat sets an
+// errno the caller never reads (ziglang/zig issues 17034 and 11878): a missing file read as errno 0
+// (EUNKNOWN), an existing one was "created", and a stale EEXIST leaked into autoCreate races.
+// 0.14.0-dev.2456 (the only newer Zig on the npm registry) reports every one of them right. Debian's g++
+// was the other choice, but it links against glibc 2.36 (GLIBC_2.34 symbol versions without symbol
+// pinning) and libstdc++. Neither toolchain changes how a private C++ runtime meets glibc's thread
+// cancellation: that is why the kernel-wait thread is C (native/core/kernel_wait.h).
+//
 // The compile and link flags come from binding.gyp, through node-gyp (CC/CXX/LINK point at zig), in a
 // scratch copy of binding.gyp and native/ (without native/test), so ./build is neither clobbered nor
 // raced. Results are cached in ~/.cache/lockspace-prebuilds (or $XDG_CACHE_HOME), keyed by everything
@@ -21,7 +31,7 @@
 //
 // usage: node scripts/build-prebuilds.js [--pack]   write prebuilds/ (and, with --pack, scripts/binding.gyp)
 //        node scripts/build-prebuilds.js --clean    remove them
-// LOCKSPACE_ZIG=/path/to/zig uses another Zig 0.11 (the npm package is for x64 hosts only).
+// LOCKSPACE_ZIG=/path/to/zig uses another Zig 0.14 (the npm package is for x64 hosts only).
 const { spawnSync } = require('child_process');
 const crypto = require('crypto');
 const fs = require('fs');
@@ -160,8 +170,10 @@ function main(argv) {
     const cached = path.join(cache, target.dir, 'lockspace.node');
     if (!fs.existsSync(cached)) {
       const started = Date.now();
-      buildOne(target, zig, headers, `${cached}.tmp`);
-      fs.renameSync(`${cached}.tmp`, cached);
+      // A name of this writer's own: two packs at once both build, and the second rename wins.
+      const partial = `${cached}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
+      buildOne(target, zig, headers, partial);
+      fs.renameSync(partial, cached);
       console.log(`build-prebuilds: built ${target.dir} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
     }
     const dest = path.join(prebuildsDir, target.dir, 'lockspace.node');

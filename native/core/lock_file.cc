@@ -13,13 +13,13 @@ constexpr int kOpenFlags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCT
 
 short typeOf(Mode mode) { return mode == Mode::Shared ? F_RDLCK : F_WRLCK; }
 
-int setLock(int fd, LockKind kind, short type, bool wait) {
+int setLock(int fd, LockKind kind, short type) {
   struct flock fl {};
   fl.l_type = type;
   fl.l_whence = SEEK_SET;
   fl.l_start = 0;
   fl.l_len = 1;
-  int cmd = kind == LockKind::Ofd ? (wait ? F_OFD_SETLKW : F_OFD_SETLK) : (wait ? F_SETLKW : F_SETLK);
+  const int cmd = kind == LockKind::Ofd ? F_OFD_SETLK : F_SETLK;
   return ::fcntl(fd, cmd, &fl) == 0 ? 0 : errno;
 }
 
@@ -45,9 +45,11 @@ void checkRegular(mode_t mode, const std::string& path) {
   throw SysError(EINVAL, "open", path, std::string("resource path is ") + what + ", not a regular file");
 }
 
-int tryLock(int fd, LockKind kind, Mode mode) noexcept { return setLock(fd, kind, typeOf(mode), false); }
-int waitLock(int fd, LockKind kind, Mode mode) { return setLock(fd, kind, typeOf(mode), true); }
-int unlock(int fd, LockKind kind) noexcept { return setLock(fd, kind, F_UNLCK, false); }
+int tryLock(int fd, LockKind kind, Mode mode) noexcept { return setLock(fd, kind, typeOf(mode)); }
+BlockingCall blockingLock(int fd, LockKind kind, Mode mode) noexcept {
+  return {fd, kind == LockKind::Ofd ? F_OFD_SETLKW : F_SETLKW, typeOf(mode)};
+}
+int unlock(int fd, LockKind kind) noexcept { return setLock(fd, kind, F_UNLCK); }
 bool isBusy(int err) noexcept { return err == EAGAIN || err == EACCES; }
 
 int query(int fd, LockKind kind, Mode mode, struct flock& conflict) noexcept {

@@ -6,7 +6,7 @@
 // Errors come back as errno values (0: done), so that a caller never reads a stale errno.
 //
 // Interface: open/createNew/openOrCreate/openForQuery/makeFile/checkRegular (names to fds),
-// tryLock/waitLock/unlock/isBusy/holderPid/query (the lock on byte 0), namesInode/deleteHeld
+// tryLock/blockingLock/unlock/isBusy/holderPid/query (the lock on byte 0), namesInode/deleteHeld
 // (names against the locked inode), closeLocked (the last fd of a locked file), staleNamePause.
 #pragma once
 
@@ -36,9 +36,14 @@ void checkRegular(mode_t mode, const std::string& path);
 
 // --- the lock (byte 0 of the file, as libvirt's virLockSpace) -------------------------------------
 int tryLock(int fd, LockKind kind, Mode mode) noexcept;  // 0, or errno (isBusy: another holds it)
-// Blocks (F_SETLKW); 0 or errno (EINTR, EDEADLK, ...). A cancellation point: never noexcept, so that an
-// interrupted kernel-wait thread unwinds through it (see kernel_wait.h).
-int waitLock(int fd, LockKind kind, Mode mode);
+// The blocking lock (F_SETLKW, F_OFD_SETLKW) is made by a kernel-wait thread's C loop, where it can be
+// interrupted (kernel_wait.h): this says what that call is.
+struct BlockingCall {
+  int fd;
+  int cmd;
+  short type;
+};
+BlockingCall blockingLock(int fd, LockKind kind, Mode mode) noexcept;
 int unlock(int fd, LockKind kind) noexcept;  // 0 or errno
 bool isBusy(int err) noexcept;               // the errno of a lock that another process (or fd) holds
 // The pid of another process holding a lock that conflicts with mode, or 0 (none, or an OFD lock).

@@ -42,6 +42,7 @@
 #include "entry.h"
 #include "flat.h"
 #include "idle_list.h"
+#include "kernel_wait.h"
 #include "lease_table.h"
 #include "network_fs.h"
 #include "owner_keys.h"
@@ -194,12 +195,13 @@ class Registry {
   void startKernelWait(Entry* e);
   void interrupt(Entry* e);
   void kernelWaitInterrupted(Lock& lk, Entry* e);
-  void kernelWaitLoop(Lock& lk, Entry* e, bool& countedOut);
-  void runKernelWait(Entry* e);
   void closeAbandoned(Lock& lk, Entry* e);
   struct KernelWaitJob;
-  static void kernelWaitThread(void* job);
-  static void onKernelWaitInterrupted(void* job);
+  enum class AfterLockCall : uint8_t { WaitAgain, BackOff, Ended };
+  bool kernelWaitStep(Lock& lk, KernelWaitJob& job, lockspace_kwait_call& call);
+  AfterLockCall lockCallEnded(Lock& lk, KernelWaitJob& job, int err);
+  static int kernelWaitTurn(void* job, lockspace_kwait_call* call) noexcept;
+  static void onKernelWaitInterrupted(void* job) noexcept;
 
   // --- inspect (registry_inspect.cc) ---
   void fillOwnView(const Entry* e, InspectResult& out) const;
