@@ -57,7 +57,9 @@ beforeAll(async () => {
   versions.a = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
   copies.a = install('dep-a', versions.a);
   fs.mkdirSync(path.join(copies.a, 'build', 'Release'), { recursive: true });
-  fs.cpSync(path.join(ROOT, 'build', 'Release', 'lockspace.node'), path.join(copies.a, 'build', 'Release', 'lockspace.node'));
+  // Copy A's binary is the one under test: LOCKSPACE_BINARY (a shipped one), or this checkout's build.
+  const binaryUnderTest = process.env.LOCKSPACE_BINARY ?? path.join(ROOT, 'build', 'Release', 'lockspace.node');
+  fs.cpSync(binaryUnderTest, path.join(copies.a, 'build', 'Release', 'lockspace.node'));
   copies.d = install('dep-d', versions.a); // byte for byte copy A, at another path
   fs.mkdirSync(path.join(copies.d, 'build', 'Release'), { recursive: true });
   fs.cpSync(path.join(copies.a, 'build', 'Release', 'lockspace.node'), path.join(copies.d, 'build', 'Release', 'lockspace.node'));
@@ -72,12 +74,15 @@ beforeAll(async () => {
 
 afterAll(() => rmTmpDir(project));
 
+/** Each copy loads its own binary in the children: no LOCKSPACE_BINARY. */
+const { LOCKSPACE_BINARY: _chosen, ...childEnv } = process.env;
+
 function run(scenario: string, arg?: string, b = copies.b): Promise<any> {
   const cfg = { scenario, arg, dir: locks, a: copies.a, b, c: copies.c };
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(FIXTURES, 'copies-child.js'), JSON.stringify(cfg)], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, LOCKSPACE_PYTHON: python() },
+      env: { ...childEnv, LOCKSPACE_PYTHON: python() },
     });
     let out = '';
     let err = '';

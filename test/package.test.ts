@@ -20,11 +20,13 @@ let consumer: string;
 let installed: string;
 
 /** The environment for npm and node children: none of the npm_* variables of an enclosing `npm test`
- *  (npm_config_local_prefix and friends would point the child npm at this checkout). */
+ *  (npm_config_local_prefix and friends would point the child npm at this checkout), and no
+ *  LOCKSPACE_BINARY: the installed package chooses its own binary here. */
 function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (/^npm_/i.test(k) && k.toLowerCase() !== 'npm_config_nodedir') continue;
+    if (k === 'LOCKSPACE_BINARY') continue;
     env[k] = v;
   }
   return { ...env, ...extra };
@@ -40,10 +42,9 @@ function ok(r: SpawnSyncReturns<string>, what: string): string {
   return r.stdout;
 }
 
-beforeAll(() => {
-  work = mkTmpDir('lockspace-pkg-');
-  // A scratch copy of what the package is built from, so packing neither rewrites this checkout's
-  // dist/ under the feet of other tests nor leaves a prebuilt binary in it.
+/** Packs a scratch copy of what the package is built from, so that packing neither rewrites this
+ *  checkout's dist/ under the feet of other tests nor leaves a prebuilt binary in it. */
+function pack(): string {
   const src = path.join(work, 'src');
   fs.mkdirSync(src);
   for (const f of ['package.json', 'README.md', 'LICENSE', 'tsconfig.json', 'binding.gyp', 'lib', 'native', 'scripts']) {
@@ -53,9 +54,15 @@ beforeAll(() => {
   ok(run('npm', ['pack', '--pack-destination', work], src), 'npm pack');
   const tarballs = fs.readdirSync(work).filter((f) => f.endsWith('.tgz'));
   expect(tarballs).toHaveLength(1);
-  tarball = path.join(work, tarballs[0]);
   expect(fs.existsSync(path.join(src, 'prebuilds'))).toBe(false); // postpack cleaned up
   expect(fs.existsSync(path.join(src, 'scripts', 'binding.gyp'))).toBe(false);
+  return path.join(work, tarballs[0]);
+}
+
+beforeAll(() => {
+  work = mkTmpDir('lockspace-pkg-');
+  // LOCKSPACE_TARBALL: the tarball under test, packed once by .ci/run for every suite it runs.
+  tarball = process.env.LOCKSPACE_TARBALL ? path.resolve(process.env.LOCKSPACE_TARBALL) : pack();
 
   consumer = path.join(work, 'consumer');
   fs.mkdirSync(consumer);
