@@ -1,7 +1,7 @@
 /* The options of one acquire, read once from the caller's object and validated as read. */
 import { threadId } from 'node:worker_threads';
 
-import type { AcquireNowOptions, AcquireSyncOptions, AcquireWaitOptions } from './options';
+import type { AcquireOptions, AcquireSyncOptions } from './options';
 import { knownOptions, Owner, ownerKey, readOption } from './validate';
 
 const THREAD_OWNER_KEY = ownerKey(threadId);
@@ -25,7 +25,7 @@ export const DEFAULT_ACQUISITION: Acquisition = { shared: false, autoCreate: fal
 
 /** Reads `options` of acquireSync (`wait` false) or acquire (`wait` true), as readOptions does: each
  *  option once, in the order of SYNC_OPTIONS / ASYNC_OPTIONS, validated as read. */
-export function readAcquisition(options: AcquireSyncOptions | AcquireNowOptions | AcquireWaitOptions, wait: boolean): Acquisition {
+export function readAcquisition(options: AcquireSyncOptions | AcquireOptions, wait: boolean): Acquisition {
   const opts = wait
     ? knownOptions(options, ASYNC_OPTIONS, 'acquire')
     : knownOptions(options, SYNC_OPTIONS, 'acquireSync (it never waits; use acquire)');
