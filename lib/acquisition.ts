@@ -1,13 +1,16 @@
 /* The options of one acquire, read once from the caller's object and validated as read. */
 import { threadId } from 'node:worker_threads';
 
-import type { AcquireNowOptions, AcquireSyncOptions, AcquireWaitOptions } from './options';
+import type { AcquireOptions, AcquireSyncOptions } from './options';
 import { knownOptions, Owner, ownerKey, readOption } from './validate';
 
 const THREAD_OWNER_KEY = ownerKey(threadId);
 
 const SYNC_OPTIONS = { shared: 'boolean', autoCreate: 'boolean', owner: 'owner' } as const;
 const ASYNC_OPTIONS = { ...SYNC_OPTIONS, wait: 'boolean', timeout: 'timeout', signal: 'signal' } as const;
+const NEVER_WAITS = 'it never waits; use acquire';
+/** acquire's options that acquireSync does not take, and why. */
+const NOT_SYNC = { wait: NEVER_WAITS, timeout: NEVER_WAITS, signal: NEVER_WAITS };
 
 /** Options as read and validated: each read once from the caller's object. */
 export interface Acquisition {
@@ -25,10 +28,10 @@ export const DEFAULT_ACQUISITION: Acquisition = { shared: false, autoCreate: fal
 
 /** Reads `options` of acquireSync (`wait` false) or acquire (`wait` true), as readOptions does: each
  *  option once, in the order of SYNC_OPTIONS / ASYNC_OPTIONS, validated as read. */
-export function readAcquisition(options: AcquireSyncOptions | AcquireNowOptions | AcquireWaitOptions, wait: boolean): Acquisition {
+export function readAcquisition(options: AcquireSyncOptions | AcquireOptions, wait: boolean): Acquisition {
   const opts = wait
     ? knownOptions(options, ASYNC_OPTIONS, 'acquire')
-    : knownOptions(options, SYNC_OPTIONS, 'acquireSync (it never waits; use acquire)');
+    : knownOptions(options, SYNC_OPTIONS, 'acquireSync', NOT_SYNC);
   const shared = readOption(opts, 'shared', SYNC_OPTIONS.shared);
   const autoCreate = readOption(opts, 'autoCreate', SYNC_OPTIONS.autoCreate);
   const owner = readOption(opts, 'owner', SYNC_OPTIONS.owner) as Owner | undefined;

@@ -1,126 +1,163 @@
 /**
- * `npm run demo`: several worker threads of one process start and stop "virtual machines" that share
- * a few disk images, locking each disk through one lockspace the way libvirt's virtlockd does (the
- * lock file is named by the SHA-256 of the disk path). Every thread goes through the same
- * process-wide lock table, so no two writers ever hold a disk at once, readers share, and nobody's
- * close drops somebody else's lock. A shared counter per disk proves it as the demo runs.
+ * `npm run demo`: the problem lockspace solves, in two worker threads of one process and one file.
+ *
+ * 1. POSIX fcntl locks belong to the process, and closing any descriptor of a file drops them:
+ *    worker 1 locks the file, worker 2 opens and closes it (as code that locks it by itself
+ *    must), and the lock is gone although nobody released it.
+ * 2. Through lockspace, worker 2 never opens a file the process holds: it is told EBUSY, or waits
+ *    and is handed the lock, and the lock stays held throughout.
+ *
+ * After each step another process (python3's fcntl.lockf) tries the lock: that is the only view
+ * that counts, since every thread of this process shares its locks.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, Worker } from 'node:worker_threads';
 
-import { LockSpace, resourceNameForPath } from './index';
+import { isLockspaceError, Lease, LockSpace } from './index';
 
-const DISKS = ['/var/lib/images/web.qcow2', '/var/lib/images/db.qcow2', '/var/lib/images/cache.qcow2', '/var/lib/images/base-ro.qcow2'];
-const WORKERS = 6;
-const ROUNDS = 12;
-
-interface Job {
-  dir: string;
+type Op = 'lock' | 'openClose' | 'acquire' | 'acquireWait' | 'release';
+interface Command {
   id: number;
-  counters: SharedArrayBuffer;
+  op: Op;
+  file: string;
+}
+/** A command's answer (with its id), or a later event (a wait's grant, without one). */
+interface Reply {
+  id?: number;
+  text: string;
 }
 
-interface Report {
-  id: number;
-  started: number;
-  waited: number;
-  timedOut: number;
-  busy: number;
-  violations: number;
-}
+/* ------------------------------------------------------------------ the workers */
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function vmHost(job: Job): Promise<Report> {
-  const ls = LockSpace.open(job.dir);
-  const counters = new Int32Array(job.counters);
-  const report: Report = { id: job.id, started: 0, waited: 0, timedOut: 0, busy: 0, violations: 0 };
-  for (let round = 0; round < ROUNDS; round++) {
-    const disk = Math.floor(Math.random() * DISKS.length);
-    const readOnly = DISKS[disk].includes('-ro');
-    const name = resourceNameForPath(DISKS[disk], { canonicalize: false });
-    const vm = `vm-${job.id}-${round}`;
-    let lease;
+function serve(): void {
+  const paths = LockSpace.open(null); // path mode: names are the files' paths
+  let lease: Lease | undefined;
+  parentPort!.on('message', async ({ id, op, file }: Command) => {
+    const reply = (text: string): void => parentPort!.postMessage({ id, text });
     try {
-      // Try at once first (a scheduler would pick another host); then wait a bounded time.
-      lease = await ls.acquire(name, { shared: readOnly, autoCreate: true, owner: vm });
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'EBUSY') throw err;
-      report.busy++;
-      try {
-        lease = await ls.acquire(name, { shared: readOnly, autoCreate: true, owner: vm, wait: true, timeout: 150 });
-        report.waited++;
-      } catch (e) {
-        if ((e as { code?: string }).code !== 'ETIMEDOUT') throw e;
-        report.timedOut++;
-        log(`worker ${job.id}: ${vm} gave up on ${DISKS[disk]} (timeout)`);
-        continue;
+      switch (op) {
+        case 'lock':
+          // Node has no fcntl of its own: lockspace's kernel lock is the plain F_SETLK write lock on
+          // byte 0 that code locking the file by itself would take.
+          lease = paths.acquireSync(file);
+          return reply('locked');
+        case 'openClose':
+          closeSync(openSync(file, 'r+'));
+          return reply('done');
+        case 'acquire':
+          lease = await paths.acquire(file);
+          return reply('granted');
+        case 'acquireWait': {
+          const granted = paths.acquire(file, { wait: true });
+          reply('waiting');
+          lease = await granted;
+          return parentPort!.postMessage({ text: 'granted' });
+        }
+        case 'release':
+          await lease?.release();
+          return reply('released');
       }
+    } catch (err) {
+      reply(isLockspaceError(err, 'EBUSY') && err.heldByThisProcess ? 'EBUSY: held in this process' : String(err));
     }
-    await using held = lease;
-    // Writers set the counter to -1 and must find 0; readers add 1 and must not find -1.
-    if (readOnly) {
-      if (Atomics.add(counters, disk, 1) < 0) report.violations++;
-    } else if (Atomics.compareExchange(counters, disk, 0, -1) !== 0) {
-      report.violations++;
-    }
-    report.started++;
-    log(`worker ${job.id}: ${vm} running on ${DISKS[disk]} (${held.shared ? 'shared' : 'exclusive'})`);
-    await sleep(5 + Math.random() * 25);
-    if (readOnly) Atomics.sub(counters, disk, 1);
-    else Atomics.store(counters, disk, 0);
-  }
-  return report;
+  });
 }
 
-function log(line: string): void {
-  if (process.env.LOCKSPACE_DEMO_QUIET !== '1') console.log(line);
+/* ------------------------------------------------------------------ the main thread */
+
+const PROBE = `
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+    print('free')
+except OSError:
+    print('held')
+`;
+
+/** What another process sees: 'held' when it cannot take the lock. */
+function outside(file: string): string {
+  const r = spawnSync('python3', ['-c', PROBE, file], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : `unknown (python3: ${r.error?.message ?? r.stderr.trim()})`;
 }
 
-function lslocksSnapshot(dir: string): string {
-  try {
-    const out = execFileSync('lslocks', ['--noheadings', '--output', 'PID,TYPE,MODE,PATH'], { encoding: 'utf8' });
-    const mine = out.split('\n').filter((l) => l.includes(dir));
-    return mine.length ? mine.join('\n') : '(no locks in the demo directory right now)';
-  } catch {
-    return '(lslocks not available)';
-  }
+let lastId = 0;
+function call(worker: Worker, op: Op, file: string): Promise<string> {
+  const id = ++lastId;
+  return new Promise((resolve) => {
+    const onMessage = (m: Reply): void => {
+      if (m.id !== id) return;
+      worker.off('message', onMessage);
+      resolve(m.text);
+    };
+    worker.on('message', onMessage);
+    worker.postMessage({ id, op, file } satisfies Command);
+  });
+}
+
+function event(worker: Worker): Promise<string> {
+  return new Promise((resolve) => {
+    const onMessage = (m: Reply): void => {
+      if (m.id !== undefined) return;
+      worker.off('message', onMessage);
+      resolve(m.text);
+    };
+    worker.on('message', onMessage);
+  });
+}
+
+/** One line per step: who, what, its outcome, and what another process sees afterwards. */
+function show(who: string, what: string, outcome: string, seen: string): string {
+  console.log(`  ${who}  ${what.padEnd(30)}  ${outcome.padEnd(27)}  outside: ${seen}`);
+  return seen;
 }
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'lockspace-demo-'));
-  const counters = new SharedArrayBuffer(4 * DISKS.length);
-  console.log(`lockspace demo: ${WORKERS} worker threads, ${DISKS.length} disk images, lockspace ${dir}`);
-  for (const d of DISKS) console.log(`  ${d} -> ${resourceNameForPath(d, { canonicalize: false })}`);
-  const workers = Array.from({ length: WORKERS }, (_, id) => new Worker(__filename, { workerData: { dir, id, counters } }));
-  const reports = workers.map((w) => new Promise<Report>((resolve, reject) => {
-    w.once('message', resolve);
-    w.once('error', reject);
-  }));
-  // The main thread takes a disk too, shows what another process sees, then lets the workers have it.
-  const ls = LockSpace.open(dir);
-  const mainLease = await ls.acquire(resourceNameForPath(DISKS[0], { canonicalize: false }), {
-    autoCreate: true,
-    owner: 'main-maintenance',
-    wait: true,
-  });
-  console.log(`\nmain thread holds ${DISKS[0]}; what another process sees (lslocks; this demo is pid ${process.pid}):`);
-  console.log(`${lslocksSnapshot(dir)}\n`);
-  await sleep(100);
-  await mainLease.release();
-  const done = await Promise.all(reports);
-  console.log('\nworker  started  waited  busy  timed-out  violations');
-  for (const r of done) {
-    console.log(`${String(r.id).padStart(6)}  ${String(r.started).padStart(7)}  ${String(r.waited).padStart(6)}  ${String(r.busy).padStart(4)}  ${String(r.timedOut).padStart(9)}  ${String(r.violations).padStart(10)}`);
+  const file = join(dir, 'disk.img');
+  writeFileSync(file, '');
+  const [w1, w2] = [new Worker(__filename), new Worker(__filename)];
+  for (const w of [w1, w2]) {
+    w.on('error', (err) => {
+      console.error(err);
+      process.exit(1);
+    });
   }
-  const violations = done.reduce((n, r) => n + r.violations, 0);
-  const left = ls.resources().length;
-  console.log(`\nexclusivity violations: ${violations}; resources still held: ${left}`);
+  console.log(`lockspace demo: worker threads 1 and 2 of process ${process.pid} lock ${file};`);
+  console.log('after each step another process (python3, fcntl.lockf) tries to lock it.\n');
+
+  console.log('1. Without lockspace (plain fcntl locks): worker 2 opens the same file itself');
+  show('worker 1', 'locks it (fcntl, byte 0)', await call(w1, 'lock', file), outside(file));
+  const lost = show('worker 2', 'opens it and closes it', await call(w2, 'openClose', file), outside(file)) === 'free';
+  console.log(
+    lost
+      ? '  The lock is gone, yet worker 1 never released it: a POSIX lock belongs to the process,\n  and closing any descriptor of the file drops it.\n'
+      : '  The lock survived the close here (not what Linux does with POSIX locks).\n',
+  );
+  await call(w1, 'release', file);
+
+  console.log('2. With lockspace: both workers go through its one lock table per process');
+  const seen = [
+    show('worker 1', 'acquire(file)', await call(w1, 'acquire', file), outside(file)),
+    show('worker 2', 'acquire(file)', await call(w2, 'acquire', file), outside(file)),
+    show('worker 2', 'acquire(file, { wait: true })', await call(w2, 'acquireWait', file), outside(file)),
+  ];
+  const granted = event(w2);
+  const released = await call(w1, 'release', file);
+  seen.push(show('worker 1', 'release()', `${released}, worker 2 ${await granted}`, outside(file)));
+  seen.push(show('worker 2', 'release()', await call(w2, 'release', file), outside(file)));
+  const kept = seen.join() === 'held,held,held,held,free';
+  console.log(
+    kept
+      ? '  Worker 2 never opened the file while it was held: the lock stayed until its holder let go.'
+      : '  Unexpected: the lock was not held throughout.',
+  );
+  await Promise.all([w1.terminate(), w2.terminate()]);
   rmSync(dir, { recursive: true, force: true });
-  if (violations !== 0 || left !== 0) process.exitCode = 1;
+  if (!kept) process.exitCode = 1;
 }
 
 if (isMainThread) {
@@ -129,5 +166,5 @@ if (isMainThread) {
     process.exitCode = 1;
   });
 } else {
-  vmHost(workerData as Job).then((r) => parentPort!.postMessage(r));
+  serve();
 }

@@ -61,14 +61,16 @@ function knownCode(code: string): LockspaceErrorCode {
 export class LockspaceError extends Error {
   /** `'EBUSY'`, `'ENOENT'`, ... or `'ERR_LOCK_NOT_HELD'`. */
   readonly code: LockspaceErrorCode;
-  /** Negative errno, as Node reports it; undefined for `ERR_LOCK_NOT_HELD`. */
-  readonly errno?: number;
-  readonly syscall?: string;
-  readonly path?: string;
+  // `declare`: a field that does not apply is no own property at all (`'holderPid' in err` is
+  // false), as in Node's fs errors; a plain field declaration would define each as undefined.
+  /** Negative errno, as Node reports it; absent for `ERR_LOCK_NOT_HELD`. */
+  declare readonly errno?: number;
+  declare readonly syscall?: string;
+  declare readonly path?: string;
   /** EBUSY: true when the holder is this process (the lock table), false for another process. */
-  readonly heldByThisProcess?: boolean;
+  declare readonly heldByThisProcess?: boolean;
   /** EBUSY: pid of the other process holding a POSIX lock (from F_GETLK), when the kernel tells it. */
-  readonly holderPid?: number;
+  declare readonly holderPid?: number;
 
   constructor(
     message: string,

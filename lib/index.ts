@@ -9,6 +9,7 @@ export { AbortError, isLockspaceError, LockspaceError };
 export type { LockspaceErrorCode } from './errors';
 export { Lease, LockSpace };
 export type {
+  AcquireBooleanWaitOptions,
   AcquireNowOptions,
   AcquireOptions,
   AcquireSyncOptions,

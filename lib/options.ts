@@ -42,8 +42,16 @@ export interface AcquireWaitOptions extends AcquireSyncOptions {
   signal?: AbortSignal | undefined;
 }
 
-/** `timeout` and `signal` go with `wait: true` only. */
-export type AcquireOptions = AcquireNowOptions | AcquireWaitOptions;
+/** Options built before the call, in a variable: there `wait` is a `boolean`, so whether
+ *  `timeout` and `signal` go with `wait: true` is checked at run time (ERR_INVALID_ARG_VALUE). */
+export interface AcquireBooleanWaitOptions extends AcquireSyncOptions {
+  wait: boolean;
+  timeout?: number | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+/** `timeout` and `signal` go with `wait: true` only: without `wait` they do not compile. */
+export type AcquireOptions = AcquireNowOptions | AcquireWaitOptions | AcquireBooleanWaitOptions;
 
 export interface ResourceInfo {
   name: string;

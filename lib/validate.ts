@@ -155,18 +155,54 @@ export function readOptions<T extends object>(options: unknown, spec: Spec, what
 
 const hasOwn = (o: object, key: string): boolean => Object.prototype.hasOwnProperty.call(o, key);
 
-/** The first half of readOptions: `options` as an object with no unknown own property. */
-export function knownOptions(options: unknown, spec: Spec, what: string): Record<string, unknown> {
+/** The first half of readOptions: `options` as an object with no unknown own property. An unknown
+ *  one is an error with the hint that fits it: `misplaced[key]` for an option of another call, the
+ *  known name it misspells, or the known names. */
+export function knownOptions(options: unknown, spec: Spec, what: string, misplaced?: Readonly<Record<string, string>>): Record<string, unknown> {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw invalidArgType('options', 'of type object', options);
   }
   // for-in and not Object.keys: no array per call (the own keys come first, in the same order).
   for (const key in options) {
-    if (hasOwn(options, key) && !hasOwn(spec, key)) {
-      throw invalidArgValue('options', options, `has an unknown property "${key}" for ${what} (known: ${Object.keys(spec).join(', ')})`);
-    }
+    if (hasOwn(options, key) && !hasOwn(spec, key)) throw unknownOption(options, key, spec, what, misplaced);
   }
   return options as Record<string, unknown>;
+}
+
+function unknownOption(options: object, key: string, spec: Spec, what: string, misplaced: Readonly<Record<string, string>> = {}): TypeError {
+  if (hasOwn(misplaced, key)) {
+    return invalidArgValue('options', options, `has the property "${key}", which ${what} does not take: ${misplaced[key]}`);
+  }
+  const known = Object.keys(spec);
+  const meant = [...known, ...Object.keys(misplaced)].find((name) => isMisspelling(key, name));
+  let hint = `known: ${known.join(', ')}`;
+  if (meant !== undefined) hint = `did you mean ${meant}?${hasOwn(misplaced, meant) ? ` ${what} does not take that either: ${misplaced[meant]}` : ''}`;
+  return invalidArgValue('options', options, `has an unknown property "${key}" for ${what} (${hint})`);
+}
+
+/** True when `typed` is most likely `name` misspelt: the same letters but for case, '-' and '_',
+ *  or at most one edit away (two for longer names); an edit is a letter added, removed, changed,
+ *  or two neighbours swapped. */
+function isMisspelling(typed: string, name: string): boolean {
+  const a = typed.toLowerCase().replace(/[-_]/g, '');
+  const b = name.toLowerCase();
+  if (a === b) return true;
+  const limit = b.length >= 6 ? 2 : 1;
+  if (Math.abs(a.length - b.length) > limit) return false;
+  // Optimal string alignment distance, one row of the table per letter of `a`.
+  let before: number[] = [];
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      row[j] = Math.min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) row[j] = Math.min(row[j], before[j - 2] + 1);
+    }
+    before = previous;
+    previous = row;
+  }
+  return previous[b.length] <= limit;
 }
 
 /** The second half: one option, read once and validated (undefined when not set). A hot path that

@@ -1,23 +1,37 @@
 /* `lockspace run`: the lock is never gone while the command runs (every catchable signal is
  * forwarded, the CLI outlives the command), the documented grammar for names starting with '-',
- * a --wait waiter behind an --auto-create holder, and path mode resolving `link/..` as the kernel
- * does. The command itself checks the lock from outside: it is another process than the holder. */
+ * flock(1)'s options with flock's meaning, a --wait waiter behind an --auto-create holder, and path
+ * mode resolving `link/..` as the kernel does. The command itself checks the lock from outside: it
+ * is another process than the holder. */
 import * as fs from 'fs';
 import * as path from 'path';
 import { ChildProcess, spawn } from 'child_process';
-import { mkTmpDir, outsideProbeSync, python, rmTmpDir, sha256hex, waitFor } from './helpers';
+import { Holder, mkTmpDir, outsideProbeSync, python, rmTmpDir, sha256hex, spawnPythonHolder, waitFor } from './helpers';
 import { CLI, cli, cliAsync, PROBE } from './cli-helpers';
 
 let dir: string;
 const children: ChildProcess[] = [];
+const holders: Holder[] = [];
 beforeEach(() => {
   dir = mkTmpDir('lockspace-cli-run-');
 });
-afterEach(() => {
+afterEach(async () => {
   // A failed test must not leave a CLI process behind (it would keep Jest from exiting).
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await Promise.all(holders.splice(0).map((h) => h.kill()));
   rmTmpDir(dir);
 });
+
+async function holdPython(p: string): Promise<Holder> {
+  const h = await spawnPythonHolder(p);
+  holders.push(h);
+  return h;
+}
+
+/** True once `pid` waits in the kernel for a lock (F_SETLKW shows as a "->" line in /proc/locks). */
+function blocked(pid: number | undefined, mode: 'READ' | 'WRITE'): boolean {
+  return fs.readFileSync('/proc/locks', 'utf8').includes(`-> POSIX  ADVISORY  ${mode} ${pid} `);
+}
 
 function started<T extends { child: ChildProcess }>(run: T): T {
   children.push(run.child);
@@ -114,6 +128,78 @@ describe('grammar', () => {
   });
 });
 
+describe("flock(1)'s options, with flock's meaning", () => {
+  test('with flock\'s spelling run waits for a busy lock; lockspace\'s own --shared still fails at once', async () => {
+    const file = path.join(dir, 'db');
+    fs.writeFileSync(file, '');
+    const h = await holdPython(file);
+    const marker = path.join(dir, 'ran');
+    expect(cli(['run', '--shared', dir, 'db', '--', 'touch', marker]).status).toBe(75);
+    const flockStyle = started(cliAsync(['run', '-s', dir, 'db', '--', python(), '-c', PROBE, file]));
+    await waitFor(() => blocked(flockStyle.child.pid, 'READ'), '-s waiting');
+    expect(flockStyle.out()).toBe('');
+    expect(fs.existsSync(marker)).toBe(false);
+    await h.release();
+    const r = await flockStyle.done;
+    expect(r.stdout).toBe('busy\n'); // held shared while the command ran: no exclusive lock for python
+    expect(r.status).toBe(0);
+    expect(outsideProbeSync(file)).toBe('locked');
+  });
+
+  test('-n and a -w that runs out exit 1 (flock\'s status), -E CODE changes it; the command does not run', async () => {
+    const file = path.join(dir, 'web');
+    fs.writeFileSync(file, '');
+    const h = await holdPython(file);
+    const marker = path.join(dir, 'ran');
+    const busy = `lockspace: '${file}' is busy (exclusive lock held by pid ${h.pid} python`;
+    for (const [args, status, message] of [
+      [['-n'], 1, busy],
+      [['-xn', '-E', '3'], 3, busy],
+      [['--nonblock', '--conflict-exit-code=4'], 4, busy],
+      [['-w0'], 1, busy], // flock: -w 0 is -n
+      [['-e', '--timeout', '0.2'], 1, `lockspace: timed out after 0.2 s waiting for '${file}'`],
+      [['-w', '0.2', '-E', '0'], 0, `lockspace: timed out after 0.2 s waiting for '${file}'`],
+    ] as const) {
+      const r = cli(['run', ...args, dir, 'web', '--', 'touch', marker]);
+      expect({ args, status: r.status, stdout: r.stdout, stderr: r.stderr.startsWith(message) }).toEqual({ args, status, stdout: '', stderr: true });
+    }
+    expect(fs.existsSync(marker)).toBe(false);
+  });
+
+  test('-c runs one command string with sh -c while the lock is held', () => {
+    const file = path.join(dir, 'web');
+    fs.writeFileSync(file, '');
+    const env = { ...process.env, PY: python(), PROBE_PY: PROBE, F: file };
+    const r = cli(['run', dir, 'web', '-c', '"$PY" -c "$PROBE_PY" "$F" | tr a-z A-Z; exit 5'], { env });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('BUSY\n');
+    expect(r.status).toBe(5);
+    expect(outsideProbeSync(file)).toBe('locked');
+  });
+
+  test('-o is accepted: the command runs holding no descriptor of the lock file, the lock stays held', () => {
+    const file = path.join(dir, 'web');
+    fs.writeFileSync(file, '');
+    const script = `${PROBE}
+print([os.readlink('/proc/self/fd/' + f) for f in os.listdir('/proc/self/fd') if f != str(fd) and os.path.exists('/proc/self/fd/' + f) and os.readlink('/proc/self/fd/' + f) == sys.argv[1]])`;
+    const r = cli(['run', '-o', dir, 'web', '--', python(), '-c', script, file]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('busy\n[]\n');
+    expect(r.status).toBe(0);
+  });
+
+  test('a missing file is an error at once (66), not waited for, with --wait and with flock\'s spelling', () => {
+    for (const option of ['--wait', '-x', '-w5']) {
+      const r = cli(['run', option, dir, 'missing', '--', 'true']);
+      expect({ option, status: r.status, stderr: r.stderr }).toEqual({
+        option,
+        status: 66,
+        stderr: `lockspace: '${path.join(dir, 'missing')}' does not exist (pass --auto-create to create it)\n`,
+      });
+    }
+  });
+});
+
 describe('--wait behind an --auto-create holder', () => {
   test('the waiter keeps waiting when the holder deletes the file, and takes it when it exists again', async () => {
     const file = path.join(dir, 'job');
@@ -130,9 +216,12 @@ describe('--wait behind an --auto-create holder', () => {
     const holderDone = new Promise((resolve) => holder.on('close', resolve));
     holder.stdin.end('\n');
     expect(await holderDone).toBe(0);
-    // The holder deleted the file; the waiter's grant found it gone (ENOENT) and waits on.
+    // The holder deleted the file; the waiter's grant found it gone (ENOENT) and waits on, saying so.
     await waitFor(() => waiter.err().includes('acquire failed'), 'grant on the deleted file refused');
     expect(waiter.err()).toContain('ENOENT');
+    const notice = `lockspace: waiting for '${file}' to exist: it was deleted while this waited for its lock`;
+    await waitFor(() => waiter.err().includes(notice), 'the wait for the file reported');
+    expect(waiter.child.exitCode).toBeNull();
     fs.writeFileSync(file, '');
     const r = await waiter.done;
     expect(r.status).toBe(0);

@@ -50,7 +50,7 @@ describe('help and usage', () => {
   test('--help, help COMMAND and COMMAND --help print usage and exit 0', () => {
     const main = cli(['--help']);
     expect(main.status).toBe(0);
-    for (const c of ['status DIR', 'run [--shared]', 'name PATH']) expect(main.stdout).toContain(c);
+    for (const c of ['status DIR', 'run [OPTIONS]', 'name PATH']) expect(main.stdout).toContain(c);
     expect(cli(['-h']).stdout).toBe(main.stdout);
     expect(cli(['help']).stdout).toBe(main.stdout);
     for (const c of ['status', 'run', 'name']) {
@@ -88,8 +88,17 @@ describe('help and usage', () => {
     [['run', '/tmp', 'x', '--'], /^lockspace run: missing COMMAND$/m],
     [['run', '--wait=soon', '/tmp', 'x', 'true'], /^lockspace run: invalid --wait value 'soon'/m],
     [['run', '--wait=-1', '/tmp', 'x', 'true'], /^lockspace run: invalid --wait value '-1'/m],
-    [['run', '--exclusive', '/tmp', 'x', 'true'], /^lockspace run: unknown option '--exclusive'$/m],
-    [['run', '-x', '/tmp', 'x', 'true'], /^lockspace run: unknown option '-x'$/m],
+    // flock's -u and -F make no sense when the lockspace process holds the lock itself.
+    [['run', '--unlock', '/tmp', 'x', 'true'], /^lockspace run: unknown option '--unlock'$/m],
+    [['run', '-xu', '/tmp', 'x', 'true'], /^lockspace run: unknown option '-u' \(in '-xu'\)$/m],
+    [['run', '-F', '/tmp', 'x', 'true'], /^lockspace run: unknown option '-F'$/m],
+    [['run', '-w', 'soon', '/tmp', 'x', 'true'], /^lockspace run: invalid -w value 'soon'/m],
+    [['run', '-n', '-w', '1', '/tmp', 'x', 'true'], /^lockspace run: --nonblock and --timeout contradict each other: give one$/m],
+    [['run', '--wait', '-n', '/tmp', 'x', 'true'], /^lockspace run: --wait and --nonblock contradict each other: give one$/m],
+    [['run', '-s', '--exclusive', '/tmp', 'x', 'true'], /^lockspace run: --shared and --exclusive contradict each other: give one$/m],
+    [['run', '-E', '256', '/tmp', 'x', 'true'], /^lockspace run: invalid -E value '256'/m],
+    [['run', '/tmp', 'x', '-c'], /^lockspace run: option '-c' needs a value$/m],
+    [['run', '/tmp', 'x', '-c', 'true', 'extra'], /^lockspace run: -c takes COMMAND as one argument; unexpected 'extra'$/m],
     [['run', '--shared=1', '/tmp', 'x', 'true'], /^lockspace run: option '--shared' takes no value$/m],
   ])('usage error %j exits 64 with a message and a hint', (args, message) => {
     const r = cli(args as string[]);

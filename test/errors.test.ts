@@ -235,6 +235,36 @@ describe('options', () => {
     }
   });
 
+  test('an unknown option gets the hint that fits it: the spelling meant, the call to use, or the known names', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    ls.createSync('r');
+    const hints: [string, () => unknown, string][] = [
+      ['acquireSync autocreate', () => ls.acquireSync('r', { autocreate: true } as any), 'unknown property "autocreate" for acquireSync (did you mean autoCreate?)'],
+      ['acquire autocreate', () => ls.acquire('r', { autocreate: true } as any), 'unknown property "autocreate" for acquire (did you mean autoCreate?)'],
+      ['acquire auto_create', () => ls.acquire('r', { auto_create: true } as any), '"auto_create" for acquire (did you mean autoCreate?)'],
+      ['acquire sharde', () => ls.acquire('r', { sharde: true } as any), '"sharde" for acquire (did you mean shared?)'],
+      ['acquire timout', () => ls.acquire('r', { wait: true, timout: 5 } as any), '"timout" for acquire (did you mean timeout?)'],
+      ['acquireSync wait', () => ls.acquireSync('r', { wait: true } as any), 'has the property "wait", which acquireSync does not take: it never waits; use acquire'],
+      ['acquireSync signal', () => ls.acquireSync('r', { signal: new AbortController().signal } as any), 'has the property "signal", which acquireSync does not take: it never waits; use acquire'],
+      [
+        'acquireSync timout',
+        () => ls.acquireSync('r', { timout: 5 } as any),
+        '"timout" for acquireSync (did you mean timeout? acquireSync does not take that either: it never waits; use acquire)',
+      ],
+      ['acquire frob', () => ls.acquire('r', { frob: 1 } as any), '"frob" for acquire (known: shared, autoCreate, owner, wait, timeout, signal)'],
+      ['open locktype', () => LockSpace.open(tmp.dir, { locktype: 'ofd' } as any), '"locktype" for LockSpace.open (did you mean lockType?)'],
+      ['resourceNameForPath canonicalise', () => resourceNameForPath('/x', { canonicalise: false } as any), '(did you mean canonicalize?)'],
+      ['locks.request ifavailable', () => ls.locks.request('r', { ifavailable: true } as any, () => 1), '(did you mean ifAvailable?)'],
+    ];
+    for (const [what, fn, hint] of hints) {
+      const e = await failsCleanly(tmp.dir, fn);
+      expect({ what, code: e.code, hint: e.message.includes(hint) ? hint : e.message }).toEqual({ what, code: 'ERR_INVALID_ARG_VALUE', hint });
+    }
+    // One hint each: a misspelt autoCreate is not told that acquireSync never waits.
+    expect((await catchErr(() => ls.acquireSync('r', { autocreate: true } as any))).message).not.toContain('never waits');
+    expect(await outsideProbe(path.join(tmp.dir, 'r'))).toBe('locked');
+  });
+
   test('release, releaseOwner and resourceNameForPath validate owners and options', async () => {
     const ls = LockSpace.open(tmp.dir);
     const l = ls.acquireSync('r', { autoCreate: true, owner: 'o' });
@@ -467,6 +497,25 @@ describe('missing files', () => {
     expect(e.path).toBe(path.join(tmp.dir, 'nope'));
     expect(e.message).toMatch(new RegExp(`^ENOENT: no such file or directory, open '${tmp.dir}/nope'`));
     expect(typeof e.stack).toBe('string');
+  });
+
+  test('an error carries only the fields that apply: no own property for an absent one', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    const fields = (e: object) => Object.keys(e).sort();
+    const missing = await catchErr(() => ls.acquire('nope'));
+    expect(fields(missing)).toEqual(['code', 'errno', 'name', 'path', 'syscall']);
+    expect('holderPid' in missing || 'heldByThisProcess' in missing).toBe(false);
+    const held = ls.acquireSync('r', { autoCreate: true });
+    const busyHere = await catchErr(() => ls.acquireSync('r'));
+    expect(fields(busyHere)).toEqual(['code', 'errno', 'heldByThisProcess', 'name', 'path', 'syscall']);
+    expect('holderPid' in busyHere).toBe(false);
+    const timedOut = await catchErr(() => ls.acquire('r', { wait: true, timeout: 0 }));
+    expect(fields(timedOut)).toEqual(['code', 'errno', 'name', 'path', 'syscall']);
+    await held.release();
+    const notHeld = await catchErr(() => ls.release('r'));
+    expect(notHeld.code).toBe('ERR_LOCK_NOT_HELD');
+    expect(fields(notHeld)).toEqual(['code', 'name', 'path']);
+    expect('errno' in notHeld || 'syscall' in notHeld).toBe(false);
   });
 });
 

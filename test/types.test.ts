@@ -2,9 +2,12 @@
  * reject every line marked `@ts-expect-error` (an unused one is itself an error). `lockspace`
  * resolves through package.json "exports" to the built declarations (npm test builds them first).
  * Three consumers: the usual one (@types/node), one with the DOM library too, and a bare one (no
- * @types/node, no DOM, exactOptionalPropertyTypes, CommonJS without esModuleInterop). */
+ * @types/node, no DOM, exactOptionalPropertyTypes, CommonJS without esModuleInterop). What the types
+ * accept but cannot check (options built in a variable) is checked at run time, below. */
 import * as path from 'path';
 import { spawnSync } from 'child_process';
+import { LockSpace } from '../lib';
+import { outsideProbe, useTmpDir } from './helpers';
 
 const root = path.join(__dirname, '..');
 
@@ -20,4 +23,26 @@ test.each([
   ['a consumer without @types/node, with exactOptionalPropertyTypes, CommonJS default import without interop', 'tsconfig.bare.json'],
 ])('%s', (_what, config) => {
   expect(tsc(config)).toEqual({ output: '', status: 0 });
+});
+
+describe('options built in a variable (their wait is a boolean, so they compile)', () => {
+  const tmp = useTmpDir();
+
+  test('wait true with a timeout acquires; timeout or signal with wait false is a TypeError', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    ls.createSync('r');
+    const file = path.join(tmp.dir, 'r');
+    let wait = true;
+    const built = { wait, timeout: 5_000 };
+    const lease = await ls.acquire('r', built);
+    expect(await outsideProbe(file)).toBe('busy');
+    await lease.release();
+    wait = false;
+    for (const options of [{ wait, timeout: 5_000 }, { wait, signal: new AbortController().signal }]) {
+      const err = await ls.acquire('r', options).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(TypeError);
+      expect(err).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining('sets timeout or signal without wait: true') });
+    }
+    expect(await outsideProbe(file)).toBe('locked');
+  });
 });

@@ -28,25 +28,31 @@ export function usage(command: string | undefined, message: string): Exit {
 type OptKind = 'flag' | 'optional' | 'value';
 export interface OptSpec {
   kind: OptKind;
+  /** Its short forms, one letter each ('xe': -x and -e). */
   short?: string;
 }
 export interface Parsed {
   options: Map<string, string | true>;
+  /** The options (long names) given in a short form at least once. */
+  shortForms: Set<string>;
   positionals: string[];
   /** `run`: the command and its arguments. */
   rest: string[];
   help: boolean;
 }
 
+const hasOwn = (o: object, key: string): boolean => Object.prototype.hasOwnProperty.call(o, key);
+
 /**
  * Parses `args` against `spec`. Options may come before, between and after positionals; `--` ends
- * them (so positionals may start with '-'). With `commandAfter` (run), once that many positionals
- * are there, a `--` is dropped and whatever follows starts the command, as does the first
- * non-option; the command's own arguments are left alone.
+ * them (so positionals may start with '-'). Short options bundle as getopt(3) allows (`-xn`, `-w5`,
+ * `-w 5`). With `commandAfter` (run), once that many positionals are there, a `--` is dropped and
+ * whatever follows starts the command, as does the first non-option; the command's own arguments
+ * are left alone.
  */
 export function parse(command: string, args: string[], spec: Record<string, OptSpec>, commandAfter?: number): Parsed {
-  const parsed: Parsed = { options: new Map(), positionals: [], rest: [], help: false };
-  const byShort = new Map(Object.entries(spec).flatMap(([long, s]) => (s.short ? [[s.short, long]] : [])));
+  const parsed: Parsed = { options: new Map(), shortForms: new Set(), positionals: [], rest: [], help: false };
+  const byShort = new Map(Object.entries(spec).flatMap(([long, s]) => [...(s.short ?? '')].map((c) => [c, long] as const)));
   let i = 0;
   let optionsDone = false;
   for (; i < args.length; i++) {
@@ -69,24 +75,37 @@ export function parse(command: string, args: string[], spec: Record<string, OptS
       parsed.help = true;
       continue;
     }
-    let long: string;
-    let value: string | undefined;
     if (arg.startsWith('--')) {
       const eq = arg.indexOf('=');
-      long = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
-      value = eq < 0 ? undefined : arg.slice(eq + 1);
-    } else {
-      if (arg.length !== 2 || !byShort.has(arg[1])) throw usage(command, `unknown option '${arg}'`);
-      long = byShort.get(arg[1])!;
+      const long = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
+      let value = eq < 0 ? undefined : arg.slice(eq + 1);
+      const s = hasOwn(spec, long) ? spec[long] : undefined;
+      if (!s) throw usage(command, `unknown option '${arg.split('=')[0]}'`);
+      if (s.kind === 'flag' && value !== undefined) throw usage(command, `option '--${long}' takes no value`);
+      if (s.kind === 'value' && value === undefined) {
+        if (i + 1 >= args.length) throw usage(command, `option '--${long}' needs a value`);
+        value = args[++i];
+      }
+      parsed.options.set(long, value ?? true);
+      continue;
     }
-    const s = Object.prototype.hasOwnProperty.call(spec, long) ? spec[long] : undefined;
-    if (!s) throw usage(command, `unknown option '${arg.split('=')[0]}'`);
-    if (s.kind === 'flag' && value !== undefined) throw usage(command, `option '--${long}' takes no value`);
-    if (s.kind === 'value' && value === undefined) {
-      if (i + 1 >= args.length) throw usage(command, `option '--${long}' needs a value`);
-      value = args[++i];
+    for (let j = 1; j < arg.length; j++) {
+      const long = byShort.get(arg[j]);
+      if (long === undefined) throw usage(command, `unknown option '-${arg[j]}'${arg.length > 2 ? ` (in '${arg}')` : ''}`);
+      parsed.shortForms.add(long);
+      if (spec[long].kind === 'flag') {
+        parsed.options.set(long, true);
+        continue;
+      }
+      // The rest of the word is the value (-w5); a 'value' option takes the next word if none.
+      let value: string | true = arg.slice(j + 1) || true;
+      if (value === true && spec[long].kind === 'value') {
+        if (i + 1 >= args.length) throw usage(command, `option '-${arg[j]}' needs a value`);
+        value = args[++i];
+      }
+      parsed.options.set(long, value);
+      break;
     }
-    parsed.options.set(long, value ?? true);
   }
   parsed.rest = args.slice(i);
   return parsed;

@@ -16,8 +16,9 @@ Commands:
   status DIR [--json] [--probe]
         list every resource file in DIR: free, or locked shared/exclusive, with the holder's
         pid and command name
-  run [--shared] [--wait[=SECONDS]] [--auto-create] DIR|- NAME -- COMMAND [ARGS...]
-        hold the lock on NAME while COMMAND runs, like flock(1); exit with COMMAND's status
+  run [OPTIONS] DIR|- NAME -- COMMAND [ARGS...]
+        hold the lock on NAME while COMMAND runs, like flock(1), whose options it takes too;
+        exit with COMMAND's status
   name PATH [--no-canonicalize]
         print the resource name for PATH (SHA-256 hex, as virtlockd names its files)
   help [COMMAND]
@@ -28,8 +29,9 @@ Options:
   -V, --version   show the version
 
 Exit status: 0 success; 64 usage error; 66 a file or directory is missing; 75 the lock is busy
-or --wait timed out; 77 permission denied; 71 other system errors. \`run\` exits with COMMAND's
-status instead (128+N if a signal N killed it; 126 cannot execute, 127 not found).
+or --wait timed out (\`run\` with flock's options: 1); 77 permission denied; 71 other system
+errors. \`run\` exits with COMMAND's status instead (128+N if a signal N killed it; 126 cannot
+execute, 127 not found).
 Set NODE_DEBUG=lockspace to log acquisitions, conflicts, waits and releases to stderr.
 `;
 

@@ -1,4 +1,5 @@
-/* lockspace run DIR|- NAME -- COMMAND: hold a lock while a command runs, like flock(1). */
+/* lockspace run DIR|- NAME -- COMMAND: hold a lock while a command runs, like flock(1), whose
+ * options it also takes. */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
@@ -6,30 +7,50 @@ import * as nodePath from 'node:path';
 import type * as Api from '../index';
 import { absoluteAsKernel } from '../paths';
 import { commandName, Holder, locksOn, readProcLocks } from '../proc-locks';
-import { errCode, Exit, EX_CANNOT_EXEC, EX_NOINPUT, EX_NOT_FOUND, EX_SOFTWARE, EX_TEMPFAIL, lib, out, parse, rethrowArgError, usage } from './args';
+import { errCode, Exit, EX_CANNOT_EXEC, EX_NOINPUT, EX_NOT_FOUND, EX_SOFTWARE, EX_TEMPFAIL, lib, OptSpec, out, parse, Parsed, rethrowArgError, usage } from './args';
 import { caughtSignals, disposition, signalNumber } from './signals';
 
-export const HELP = `Usage: lockspace run [--shared] [--wait[=SECONDS]] [--auto-create] [--] DIR|- NAME [--] COMMAND [ARGS...]
+export const HELP = `Usage: lockspace run [OPTIONS] [--] DIR|- NAME [--] COMMAND [ARGS...]
+       lockspace run [OPTIONS] [--] DIR|- NAME -c COMMAND
 
 Acquire the lock on resource NAME of the lockspace directory DIR (created 0700 if missing), run
 COMMAND while holding it, release it when COMMAND exits, and exit with COMMAND's status. With
 DIR '-', NAME is the path of the file to lock (path mode; a relative path is taken from the
 current directory, and the path is resolved as the kernel resolves it). Like flock(1), but the
 lock is lockspace's: fcntl on byte 0, length 1, so it excludes libvirt's virtlockd and Python's
-fcntl.lockf(fd, LOCK_EX, 1, 0) on the same file.
+fcntl.lockf(fd, LOCK_EX, 1, 0) on the same file (not flock(1): flock(2) locks are another kind).
 
 Options end at the first '--' or at DIR; a NAME (or DIR) starting with '-' goes after a '--':
   lockspace run DIR -- -name -- COMMAND
 After DIR and NAME, one '--' is dropped and the rest is COMMAND with its own arguments.
 
 Options:
-  -s, --shared         take a shared lock (default: exclusive)
+  --shared             take a shared lock (default: exclusive)
   --wait[=SECONDS]     wait until the lock is free (at most SECONDS, decimals allowed)
                        instead of failing at once; if the file is deleted meanwhile (by an
-                       --auto-create holder), wait until it exists again
+                       --auto-create holder), wait until it exists again, and say so on
+                       stderr after a second
   --auto-create        create the resource file (mode 0600) if missing, and delete it after
                        COMMAND exits unless another process still holds it
   -h, --help           show this help
+
+flock(1)'s options, with flock's meaning:
+  -s, --shared         take a shared lock
+  -x, -e, --exclusive  take an exclusive lock (the default)
+  -n, --nonblock       fail at once if the lock is busy
+  -w, --timeout SECONDS
+                       wait at most SECONDS (decimals allowed; 0 is -n)
+  -E, --conflict-exit-code CODE
+                       exit with CODE (0-255) when the lock is busy or -w runs out
+  -o, --close          accepted; COMMAND never inherits the lock anyway (see below)
+  -c, --command COMMAND
+                       run COMMAND, one argument, with sh -c
+Short options bundle as in flock (-xn, -w5).
+
+Waiting: without --wait, -n or -w, run fails at once when the lock is busy (exit 75), unless
+the command line uses flock's spelling (any short option, or --exclusive, --nonblock,
+--timeout, --conflict-exit-code, --close, --command): then it waits as flock does, and a busy
+lock (-n) or a -w that runs out exits 1, flock's status (or -E's CODE).
 
 Unlike flock(1), a missing file is not created without --auto-create (exit 66): a lockspace
 file that is missing is usually a mistyped NAME, and a file created by accident would stay.
@@ -41,16 +62,77 @@ action terminates cancels the wait instead (exit 128+N, COMMAND not run). If thi
 killed with SIGKILL, the lock is gone while COMMAND may still run.
 
 Exit status: COMMAND's status, or 128+N if signal N killed it; 75 the lock is busy (or --wait
-timed out), with a one-line message; 64 usage error (bad option, bad NAME); 66 the resource
-file does not exist (pass --auto-create); 77 permission denied; 126 COMMAND cannot be executed;
-127 COMMAND not found; 71 other system errors.
+timed out), with a one-line message (1 or -E's CODE with flock's spelling, see Waiting); 64
+usage error (bad option, bad NAME); 66 the resource file does not exist (pass --auto-create);
+77 permission denied; 126 COMMAND cannot be executed; 127 COMMAND not found; 71 other system
+errors.
 `;
 
-function parseWait(value: string | true | undefined): number | undefined | null {
-  if (value === undefined) return null; // no waiting
-  if (value === true) return undefined; // wait without a limit
-  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value)) throw usage('run', `invalid --wait value '${value}': expected SECONDS (e.g. 10 or 0.5)`);
+const OPTIONS: Record<string, OptSpec> = {
+  shared: { kind: 'flag', short: 's' },
+  wait: { kind: 'optional' },
+  'auto-create': { kind: 'flag' },
+  exclusive: { kind: 'flag', short: 'xe' },
+  nonblock: { kind: 'flag', short: 'n' },
+  timeout: { kind: 'value', short: 'w' },
+  'conflict-exit-code': { kind: 'value', short: 'E' },
+  close: { kind: 'flag', short: 'o' },
+  command: { kind: 'value', short: 'c' },
+};
+
+/** flock(1)'s long options that lockspace's own lack (--shared is in both). */
+const FLOCK_LONG = ['exclusive', 'nonblock', 'timeout', 'conflict-exit-code', 'close', 'command'];
+
+/** flock(1)'s exit status for a busy lock or a timeout. */
+const FLOCK_CONFLICT = 1;
+
+/** What to do, from the parsed command line. */
+interface Invocation {
+  shared: boolean;
+  autoCreate: boolean;
+  /** null: fail at once; undefined: wait without a limit; else the limit in ms. */
+  waitMs: number | undefined | null;
+  /** The exit status for a busy lock or a wait that ran out. */
+  conflictStatus: number;
+  argv: string[];
+}
+
+function milliseconds(option: string, value: string): number {
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value)) throw usage('run', `invalid ${option} value '${value}': expected SECONDS (e.g. 10 or 0.5)`);
   return Number(value) * 1000;
+}
+
+/**
+ * lockspace's defaults (fail at once, exit 75), or flock(1)'s (wait, exit 1) when the command line
+ * uses flock's spelling: lockspace's long options keep the meaning they always had, and a command
+ * line written for flock does what a flock user expects.
+ */
+function invocation(p: Parsed): Invocation {
+  const o = p.options;
+  const flockStyle = p.shortForms.size > 0 || FLOCK_LONG.some((name) => o.has(name));
+  const waits = ['wait', 'nonblock', 'timeout'].filter((name) => o.has(name));
+  if (waits.length > 1) throw usage('run', `--${waits[0]} and --${waits[1]} contradict each other: give one`);
+  if (o.has('shared') && o.has('exclusive')) throw usage('run', '--shared and --exclusive contradict each other: give one');
+  let waitMs: number | undefined | null = flockStyle ? undefined : null;
+  const wait = o.get('wait');
+  if (wait !== undefined) waitMs = wait === true ? undefined : milliseconds('--wait', wait);
+  if (o.has('nonblock')) waitMs = null;
+  const timeout = o.get('timeout');
+  if (typeof timeout === 'string') waitMs = milliseconds('-w', timeout) || null; // flock: -w 0 is -n
+  let conflictStatus = flockStyle ? FLOCK_CONFLICT : EX_TEMPFAIL;
+  const code = o.get('conflict-exit-code');
+  if (typeof code === 'string') {
+    if (!/^\d{1,3}$/.test(code) || Number(code) > 255) throw usage('run', `invalid -E value '${code}': expected an exit status from 0 to 255`);
+    conflictStatus = Number(code);
+  }
+  let argv = p.rest;
+  const command = o.get('command');
+  if (typeof command === 'string') {
+    if (p.rest.length > 0) throw usage('run', `-c takes COMMAND as one argument; unexpected '${p.rest[0]}'`);
+    argv = ['sh', '-c', command];
+  }
+  if (argv.length === 0) throw usage('run', 'missing COMMAND');
+  return { shared: o.has('shared'), autoCreate: o.has('auto-create'), waitMs, conflictStatus, argv };
 }
 
 /** One line describing who holds `path`, from /proc/locks (or the error's F_GETLK pid). */
@@ -112,7 +194,11 @@ interface Request {
   signal: AbortSignal;
 }
 
-/** Acquires; with --wait, a file deleted while waited for is waited for until it exists again. */
+/** How long a wait for a deleted file to exist again goes before it is reported on stderr. */
+const FILE_WAIT_NOTICE_MS = 1000;
+
+/** Acquires; with --wait, a file deleted while waited for is waited for until it exists again. A
+ *  file missing when the wait begins is ENOENT (exit 66): only a deletion makes it wait for one. */
 async function acquire(ls: Api.LockSpace, resource: string, path: string, r: Request): Promise<Api.Lease> {
   const { shared, autoCreate, waitMs, signal } = r;
   if (waitMs === null) return ls.acquire(resource, { shared, autoCreate });
@@ -125,27 +211,27 @@ async function acquire(ls: Api.LockSpace, resource: string, path: string, r: Req
     } catch (err) {
       if (errCode(err) !== 'ENOENT' || !existed) throw err;
     }
-    await untilExists(path, left(), signal);
+    // A wait for a file, not for a lock, would look like a hang: say so once it lasts.
+    const notice = setTimeout(() => {
+      process.stderr.write(`lockspace: waiting for '${path}' to exist: it was deleted while this waited for its lock (by an --auto-create holder?)\n`);
+    }, FILE_WAIT_NOTICE_MS);
+    try {
+      await untilExists(path, left(), signal);
+    } finally {
+      clearTimeout(notice);
+    }
     existed = true;
   }
 }
 
 export async function run(args: string[]): Promise<number> {
-  const p = parse(
-    'run',
-    args,
-    { shared: { kind: 'flag', short: 's' }, wait: { kind: 'optional' }, 'auto-create': { kind: 'flag' } },
-    2,
-  );
+  const p = parse('run', args, OPTIONS, 2);
   if (p.help) {
     out(HELP);
     return 0;
   }
   if (p.positionals.length < 2) throw usage('run', p.positionals.length === 0 ? 'missing DIR and NAME' : 'missing NAME');
-  if (p.rest.length === 0) throw usage('run', 'missing COMMAND');
-  const waitMs = parseWait(p.options.get('wait'));
-  const shared = p.options.has('shared');
-  const autoCreate = p.options.has('auto-create');
+  const { shared, autoCreate, waitMs, conflictStatus, argv } = invocation(p);
   const [dirArg, nameArg] = p.positionals;
   const pathMode = dirArg === '-';
   if (nameArg === '') throw usage('run', 'invalid NAME: must not be empty');
@@ -183,10 +269,10 @@ export async function run(args: string[]): Promise<number> {
     } catch (err) {
       const code = errCode(err);
       if (code === 'ABORT_ERR' && received) return 128 + signalNumber(received);
-      if (code === 'EBUSY') throw new Exit(`'${path}' is busy${describeHolders(path, err)}`, EX_TEMPFAIL);
+      if (code === 'EBUSY') throw new Exit(`'${path}' is busy${describeHolders(path, err)}`, conflictStatus);
       if (code === 'ETIMEDOUT') {
         const seconds = (waitMs ?? 0) / 1000;
-        throw new Exit(`timed out after ${seconds} s waiting for '${path}'${describeHolders(path, undefined)}`, EX_TEMPFAIL);
+        throw new Exit(`timed out after ${seconds} s waiting for '${path}'${describeHolders(path, undefined)}`, conflictStatus);
       }
       if (code === 'ENOENT' && !autoCreate) {
         throw new Exit(`'${path}' does not exist (pass --auto-create to create it)`, EX_NOINPUT);
@@ -196,7 +282,7 @@ export async function run(args: string[]): Promise<number> {
     try {
       if (received) return 128 + signalNumber(received); // signalled just as the lock came
       return await new Promise<number>((resolve) => {
-        const [command, ...commandArgs] = p.rest;
+        const [command, ...commandArgs] = argv;
         child = spawn(command, commandArgs, { stdio: 'inherit' });
         child.on('error', (err: NodeJS.ErrnoException) => {
           const notFound = err.code === 'ENOENT';

@@ -114,6 +114,12 @@ async function conventions(ls: LockSpace, err: unknown, signal: AbortSignal): Pr
   expectType<Equal<typeof shared, 'exclusive' | 'shared' | undefined>>();
   await ls.locks.request('job', { signal }, () => undefined);
   expectType<Equal<Awaited<ReturnType<typeof ls.locks.query>>, LockManagerSnapshot>>();
+  // Options built in a variable: `wait` is `boolean` there, and timeout/signal are checked at run
+  // time (a TypeError unless wait is true).
+  const built = { wait: true, timeout: 5_000 };
+  await ls.acquire('web', built);
+  const withSignal = { shared: true, wait: Math.random() > 0.5, signal };
+  await ls.acquire('web', withSignal);
   // Options accept undefined explicitly.
   await ls.acquire('web', { wait: true, timeout: undefined, signal: undefined, owner: undefined });
   await ls.acquire('web', { wait: undefined, shared: undefined, autoCreate: undefined });
@@ -126,7 +132,12 @@ async function misuse(ls: LockSpace, lease: Lease): Promise<void> {
   // @ts-expect-error -- timeout only with wait: true
   await ls.acquire('web', { timeout: 10 });
   // @ts-expect-error -- signal only with wait: true
-  await ls.acquire('web', { wait: false, signal: new AbortController().signal });
+  await ls.acquire('web', { signal: new AbortController().signal });
+  // @ts-expect-error -- timeout only with wait (undefined is no wait)
+  await ls.acquire('web', { wait: undefined, timeout: 10 });
+  const noWait = { timeout: 10 };
+  // @ts-expect-error -- timeout only with wait, also from a variable
+  await ls.acquire('web', noWait);
   // @ts-expect-error -- not a code lockspace produces
   isLockspaceError(lease, 'EBSUY');
   // @ts-expect-error -- steal is not supported

@@ -8,6 +8,10 @@ export async function bare(timeout: number | undefined): Promise<void> {
   await lease.release();
   const options: AcquireOptions = { wait: true, timeout: undefined };
   await ls.acquire('x', options);
+  const built = { wait: true, timeout: 5_000 };
+  await ls.acquire('x', built);
+  // @ts-expect-error -- timeout only with wait
+  await ls.acquire('x', { timeout: 5_000 });
   ls.acquireSync('x', { autoCreate: undefined }).releaseSync();
   resourceNameForPath('/x', { canonicalize: undefined });
   lockspace.LockSpace.open(null).acquireSync('/x').releaseSync();
