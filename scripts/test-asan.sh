@@ -9,6 +9,7 @@
 # writes any sanitizer report to a log file; the run fails if there is one, or if a test fails.
 # LOCKSPACE_MODEL_RUNS defaults to 300 here (the model test is about semantics; 2000 in `npm test`).
 set -euo pipefail
+unset LOCKSPACE_BINARY # this run tests its own sanitizer build
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/lockspace-asan-XXXXXX")
 chmod 755 "$work" # some fault tests run a fixture as an unprivileged user
