@@ -77,9 +77,16 @@ const asRoot = process.getuid!() === 0;
 const NOBODY = 65534;
 
 // Runs each operation (sync and Promise) in a child as the unprivileged user; prints one JSON line each.
+// As root, the child drops to nobody once the package is loaded: the checkout may lie where nobody
+// cannot read.
 const CHILD = `
 const { LockSpace } = require(process.argv[1]);
-const [dir, ops] = [process.argv[2], JSON.parse(process.argv[3])];
+const [ops, dropTo] = [JSON.parse(process.argv[2]), Number(process.argv[3])];
+if (dropTo) {
+  process.setgroups([]);
+  process.setgid(dropTo);
+  process.setuid(dropTo);
+}
 (async () => {
   for (const [method, directory, name] of ops) {
     const ls = LockSpace.open(directory);
@@ -92,8 +99,8 @@ const [dir, ops] = [process.argv[2], JSON.parse(process.argv[3])];
 `;
 
 function runUnprivileged(ops: [string, string, string][]): any[] {
-  const ids = asRoot ? { uid: NOBODY, gid: NOBODY } : {};
-  const r = spawnSync(process.execPath, ['-e', CHILD, DIST_INDEX, tmp.dir, JSON.stringify(ops)], { encoding: 'utf8', ...ids });
+  const dropTo = asRoot ? NOBODY : 0;
+  const r = spawnSync(process.execPath, ['-e', CHILD, DIST_INDEX, JSON.stringify(ops), String(dropTo)], { encoding: 'utf8' });
   expect({ status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ status: 0, signal: null, stderr: '' });
   return r.stdout.trim().split('\n').map((l) => JSON.parse(l));
 }
