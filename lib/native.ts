@@ -1,4 +1,6 @@
+import * as fs from 'fs';
 import * as path from 'path';
+import { elfDamage } from './elf';
 import type { ErrorRecord } from './errors';
 
 /** Opaque handle of a lockspace directory in the native table. */
@@ -129,8 +131,9 @@ function reason(err: unknown): string {
  * (`build/Release`, `build/Debug`: a checkout's node-gyp build, or `npm run build-from-source` in an
  * installed package), then the prebuilt binary shipped in the package for this CPU and C library,
  * `prebuilds/linux-<x64|arm64>-<glibc|musl>/lockspace.node` (scripts/build-prebuilds.js). A local build
- * that exists but does not load (built for another Node or libc, say) is passed over for the prebuilt
- * one. With neither, the error names each file, why it did not load, and how to build from source.
+ * that exists but does not load (built for another Node or libc, say), or is not a whole ELF file
+ * (truncated: dlopen would crash the process, see elf.ts), is passed over for the prebuilt one. With
+ * neither, the error names each file, why it did not load, and how to build from source.
  */
 function load(): Binding {
   const chosen = process.env.LOCKSPACE_BINARY;
@@ -140,16 +143,23 @@ function load(): Binding {
   const moduleRoot = bindings.getRoot(__filename); // the package directory: dist/lib/ and lib/ both lie below it
   const attempt = (tries: string[][], prebuild?: string): Binding =>
     bindings({ bindings: 'lockspace', module_root: moduleRoot, prebuild, try: tries });
-  let localFailure: string;
-  try {
-    return attempt([
-      ['module_root', 'build', 'Release', 'bindings'],
-      ['module_root', 'build', 'Debug', 'bindings'],
-    ]);
-  } catch (err) {
-    incompatibleCopy(err);
-    localFailure = reason(err);
+  const localFailures: string[] = [];
+  for (const type of ['Release', 'Debug']) {
+    const file = path.join(moduleRoot, 'build', type, 'lockspace.node');
+    if (!fs.existsSync(file)) continue;
+    const damage = elfDamage(file);
+    if (damage) {
+      localFailures.push(`${file}: ${damage}`);
+      continue;
+    }
+    try {
+      return attempt([['module_root', 'build', type, 'bindings']]);
+    } catch (err) {
+      incompatibleCopy(err);
+      localFailures.push(reason(err));
+    }
   }
+  const localFailure = localFailures.join('; ') || 'not found';
   const target = `${process.platform}-${process.arch}-${runningLibc()}`;
   let prebuiltFailure: string;
   try {

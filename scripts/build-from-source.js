@@ -4,19 +4,24 @@
 // build/Release/lockspace.node, which lib/native.ts loads before any prebuilt binary. For a platform
 // without a prebuilt binary that loads, run it inside the installed package:
 //   cd node_modules/lockspace && npm run build-from-source
-// In a checkout it is `node-gyp rebuild` of the root binding.gyp. The published package has no root
-// binding.gyp (npm would compile at install time), so there it builds from scripts/binding.gyp, the copy
-// `npm pack` writes, in build/source/ (inside the package, so binding.gyp finds node-addon-api).
+// In a checkout it builds the root binding.gyp (the addon and the C++ core test). The published package
+// has no root binding.gyp (npm would compile at install time), so there it builds scripts/binding.gyp,
+// the copy `npm pack` writes.
+//
+// A running process may have build/Release/lockspace.node mapped: writing into that file (node-gyp
+// rebuild's output, or a copy onto it) kills the process with SIGBUS and frees its locks while its work
+// goes on. So node-gyp builds a copy of the sources in a scratch directory, build/source-XXXXXX (inside
+// the package, where binding.gyp finds node-addon-api, and on the same file system as build/Release),
+// and each result that loads is renamed over its old self: a process keeps the file it mapped, and a
+// new one sees the old file or the new one, never a partial one.
 const { spawnSync } = require('child_process');
 const fs = require('fs');
 const path = require('path');
 
 const root = path.resolve(__dirname, '..');
+const release = path.join(root, 'build', 'Release');
 
-function fail(message) {
-  console.error(`lockspace build-from-source: ${message}`);
-  process.exit(1);
-}
+class Failure extends Error {}
 
 /** The checkout's node-gyp (a devDependency), else the one npm bundles and names to scripts, else PATH's. */
 function nodeGyp(args, cwd) {
@@ -30,28 +35,41 @@ function nodeGyp(args, cwd) {
   const r = gyp
     ? spawnSync(process.execPath, [gyp, ...args], { cwd, stdio: 'inherit' })
     : spawnSync('node-gyp', args, { cwd, stdio: 'inherit' });
-  if (r.error) fail(`cannot run node-gyp (${r.error.message}); install it with \`npm install -g node-gyp\``);
-  if (r.status !== 0) fail(`node-gyp ${args.join(' ')} exited with ${r.status ?? r.signal}`);
+  if (r.error) throw new Failure(`cannot run node-gyp (${r.error.message}); install it with \`npm install -g node-gyp\``);
+  if (r.status !== 0) throw new Failure(`node-gyp ${args.join(' ')} exited with ${r.status ?? r.signal}`);
 }
 
-const built = path.join(root, 'build', 'Release', 'lockspace.node');
-if (fs.existsSync(path.join(root, 'binding.gyp'))) {
-  nodeGyp(['rebuild'], root);
-} else {
-  const gypCopy = path.join(root, 'scripts', 'binding.gyp');
-  if (!fs.existsSync(gypCopy)) fail(`${gypCopy} is missing: this copy of the package cannot be built`);
-  const source = path.join(root, 'build', 'source');
-  fs.rmSync(source, { recursive: true, force: true });
-  fs.mkdirSync(source, { recursive: true });
-  fs.copyFileSync(gypCopy, path.join(source, 'binding.gyp'));
-  fs.cpSync(path.join(root, 'native'), path.join(source, 'native'), { recursive: true });
-  nodeGyp(['rebuild', '--release'], source);
-  fs.mkdirSync(path.dirname(built), { recursive: true });
-  fs.copyFileSync(path.join(source, 'build', 'Release', 'lockspace.node'), built);
-  fs.rmSync(source, { recursive: true, force: true });
+function build(scratch) {
+  const checkoutGyp = path.join(root, 'binding.gyp');
+  const gyp = fs.existsSync(checkoutGyp) ? checkoutGyp : path.join(root, 'scripts', 'binding.gyp');
+  if (!fs.existsSync(gyp)) throw new Failure(`${gyp} is missing: this copy of the package cannot be built`);
+  fs.copyFileSync(gyp, path.join(scratch, 'binding.gyp'));
+  // binding.gyp reads the version from package.json and builds native/test (the core test) if present.
+  fs.copyFileSync(path.join(root, 'package.json'), path.join(scratch, 'package.json'));
+  fs.cpSync(path.join(root, 'native'), path.join(scratch, 'native'), { recursive: true });
+  nodeGyp(['rebuild', '--release'], scratch);
+
+  const built = path.join(scratch, 'build', 'Release');
+  // It must load, in a fresh Node, before it replaces anything.
+  const addon = path.join(built, 'lockspace.node');
+  const check = spawnSync(process.execPath, ['-e', 'require(process.argv[1])', addon], { encoding: 'utf8' });
+  if (check.status !== 0) throw new Failure(`the built ${addon} does not load: ${check.stderr.trim()}`);
+
+  fs.mkdirSync(release, { recursive: true });
+  for (const name of ['lockspace.node', 'core_test']) {
+    if (fs.existsSync(path.join(built, name))) fs.renameSync(path.join(built, name), path.join(release, name));
+  }
 }
 
-// It must load here, in a fresh Node.
-const check = spawnSync(process.execPath, ['-e', 'require(process.argv[1])', built], { encoding: 'utf8' });
-if (check.status !== 0) fail(`the built ${built} does not load: ${check.stderr.trim()}`);
-console.log(`lockspace: built ${built}`);
+fs.mkdirSync(path.join(root, 'build'), { recursive: true });
+const scratch = fs.mkdtempSync(path.join(root, 'build', 'source-'));
+try {
+  build(scratch);
+  console.log(`lockspace: built ${path.join(release, 'lockspace.node')}`);
+} catch (err) {
+  if (!(err instanceof Failure)) throw err;
+  console.error(`lockspace build-from-source: ${err.message}`);
+  process.exitCode = 1;
+} finally {
+  fs.rmSync(scratch, { recursive: true, force: true });
+}

@@ -8,8 +8,8 @@
  * ELF audit, musl. */
 import * as fs from 'fs';
 import * as path from 'path';
-import { execFileSync, spawnSync, SpawnSyncReturns } from 'child_process';
-import { mkTmpDir, python, rmTmpDir, sha256hex, spawnPythonHolder } from './helpers';
+import { execFileSync, spawn, spawnSync, SpawnSyncReturns } from 'child_process';
+import { holderFromChild, mkTmpDir, outsideProbeSync, python, rmTmpDir, sha256hex, spawnPythonHolder } from './helpers';
 
 const ROOT = path.join(__dirname, '..');
 const PLATFORM = `${process.platform}-${process.arch}-glibc`; // the CI machines run glibc
@@ -228,12 +228,18 @@ test("a TypeScript user's code type-checks against the installed package, ESM an
   ok(run(process.execPath, [tsc, '-p', path.join(ts, 'tsconfig.json')], ts), 'tsc');
 });
 
-test('without a binary that loads, the error names each file tried and how to build from source', () => {
-  // A copy of the installed project without prebuilds/ (and nothing in build/).
-  const broken = path.join(work, 'broken');
-  fs.cpSync(path.join(consumer, 'node_modules'), path.join(broken, 'node_modules'), { recursive: true, verbatimSymlinks: true });
-  const pkg = path.join(broken, 'node_modules', 'lockspace');
+/** A copy of the installed project without prebuilds/; returns its package directory. */
+function copyWithoutPrebuilds(name: string): string {
+  const copy = path.join(work, name);
+  fs.cpSync(path.join(consumer, 'node_modules'), path.join(copy, 'node_modules'), { recursive: true, verbatimSymlinks: true });
+  const pkg = path.join(copy, 'node_modules', 'lockspace');
   fs.rmSync(path.join(pkg, 'prebuilds'), { recursive: true });
+  return pkg;
+}
+
+test('without a binary that loads, the error names each file tried and how to build from source', () => {
+  const broken = path.join(work, 'broken');
+  const pkg = copyWithoutPrebuilds('broken'); // and nothing in build/
   const r = run(process.execPath, ['-e', "require('lockspace')"], broken);
   expect(r.status).not.toBe(0);
   const message = r.stderr.slice(r.stderr.indexOf('Error: lockspace:') + 'Error: '.length, r.stderr.indexOf('\n    at '));
@@ -271,11 +277,79 @@ test('the binary is chosen by the running C library: with no glibc in the report
   expect(r.stderr).not.toMatch(/prebuilt binary [^\n]*: not found/);
 });
 
+const builtFile = () => path.join(fs.realpathSync(installed), 'build', 'Release', 'lockspace.node');
+
 test('`npm run build-from-source` in the installed package builds build/Release, which is then loaded first', () => {
   const built = ok(run('npm', ['run', 'build-from-source'], installed), 'npm run build-from-source');
-  const file = path.join(fs.realpathSync(installed), 'build', 'Release', 'lockspace.node');
-  expect(built).toContain(`lockspace: built ${file}`);
-  expect(fs.existsSync(path.join(installed, 'build', 'source'))).toBe(false); // the scratch tree is gone
-  expect(lockFromConsumer(false)).toEqual({ whileHeld: 'busy', natives: [file] });
-  fs.rmSync(path.join(installed, 'build'), { recursive: true });
+  expect(built).toContain(`lockspace: built ${builtFile()}`);
+  // The scratch tree is gone, and the package has no core test to build.
+  expect(fs.readdirSync(path.join(installed, 'build'))).toEqual(['Release']);
+  expect(fs.readdirSync(path.join(installed, 'build', 'Release'))).toEqual(['lockspace.node']);
+  expect(lockFromConsumer(false)).toEqual({ whileHeld: 'busy', natives: [builtFile()] });
 }, 600_000);
+
+// Takes a lock through build/Release/lockspace.node and prints "locked <pid>"; on a line from stdin it
+// calls into the addon again (verify, a second lock), prints what it found, releases and exits.
+const HOLD_THROUGH_REBUILD = `
+const { LockSpace } = require('lockspace');
+const ls = LockSpace.open(process.argv[1]);
+const lease = ls.acquireSync('held', { autoCreate: true });
+const natives = Object.keys(require.cache).filter((k) => k.endsWith('.node'));
+process.stdout.write(JSON.stringify({ natives, path: lease.path }) + '\\nlocked ' + process.pid + '\\n');
+process.stdin.once('data', async () => {
+  await lease.verify();
+  const other = ls.acquireSync('other', { autoCreate: true });
+  const resources = ls.resources().map((r) => r.name).sort();
+  await other.release();
+  await lease.release();
+  process.stdout.write(JSON.stringify({ verified: true, resources }) + '\\n');
+  process.exit(0);
+});`;
+
+test('a process holding a lock through build/Release keeps running and keeps its lock while `npm run build-from-source` replaces the file', async () => {
+  const child = spawn(process.execPath, ['-e', HOLD_THROUGH_REBUILD, path.join(work, 'locks-rebuild')], {
+    cwd: consumer,
+    env: cleanEnv(),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+  const holder = await holderFromChild(child, 'lockspace holder');
+  try {
+    const first = JSON.parse(out.split('\n')[0]);
+    expect(first.natives).toEqual([builtFile()]);
+    expect(outsideProbeSync(first.path)).toBe('busy');
+    const inode = fs.statSync(builtFile()).ino;
+
+    ok(run('npm', ['run', 'build-from-source'], installed), 'npm run build-from-source');
+    expect(fs.statSync(builtFile()).ino).not.toBe(inode); // a new file took the name: the mapped one is untouched
+    expect(outsideProbeSync(first.path)).toBe('busy');
+
+    await holder.release();
+    expect({ code: child.exitCode, signal: child.signalCode }).toEqual({ code: 0, signal: null });
+    expect(JSON.parse(out.trim().split('\n').pop()!)).toEqual({ verified: true, resources: ['held', 'other'] });
+  } finally {
+    await holder.kill();
+  }
+}, 600_000);
+
+test('a truncated build/Release/lockspace.node is passed over for the prebuilt binary, and named when nothing loads', () => {
+  // A real binary cut short: dlopen of either cut raises SIGBUS in glibc.
+  const prebuilt = path.join(fs.realpathSync(installed), 'prebuilds', PLATFORM, 'lockspace.node');
+  const whole = fs.readFileSync(prebuilt);
+  fs.mkdirSync(path.dirname(builtFile()), { recursive: true });
+  for (const size of [4096, Math.floor(whole.length / 2)]) {
+    fs.writeFileSync(builtFile(), whole.subarray(0, size));
+    expect(lockFromConsumer(false)).toEqual({ whileHeld: 'busy', natives: [prebuilt] });
+
+    const pkg = copyWithoutPrebuilds(`truncated-${size}`);
+    const local = path.join(pkg, 'build', 'Release', 'lockspace.node');
+    const r = run(process.execPath, ['-e', "require('lockspace')"], path.dirname(path.dirname(pkg)));
+    expect({ status: r.status, signal: r.signal }).toEqual({ status: 1, signal: null });
+    expect(r.stderr).toContain(`prebuilt binary ${path.join(pkg, 'prebuilds', PLATFORM, 'lockspace.node')}: not found\n`);
+    expect(r.stderr).toContain(
+      `  local build ${local}: ${local}: truncated: ${size} bytes of the ${whole.length} its ELF headers describe\n`,
+    );
+  }
+  fs.rmSync(path.join(installed, 'build'), { recursive: true });
+});
