@@ -2,10 +2,12 @@
 // inspect (see registry.h for the parts).
 #include <errno.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 
 #include "lock_file.h"
+#include "lock_query.h"
 #include "registry.h"
 
 namespace lockspace {
@@ -144,7 +146,21 @@ InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
       continue;
     }
     if (e) fillOwnView(e, out);
-    if (!out.remote) return out;  // the caller reads /proc/locks
+    if (!out.remote) {
+      // Local: the kernel's answer, from a descriptor table of its own (nothing of ours is dropped and
+      // our own locks are seen); the caller reads /proc/locks for the other holders' pids.
+      lk.unlock();
+      const lockquery::Answer a = lockquery::ask({out.path})[0];
+      lk.lock();
+      // The name reaches another file (or none) now: look again; lstat tells what is there.
+      const bool moved = a.dev != 0 && !(InodeKey{a.dev, a.ino} == key);
+      if (moved || a.err == ENOENT || a.err == ELOOP || a.err == EINVAL) continue;
+      out.queryErr = a.err;
+      out.querySyscall = a.syscall;
+      out.lockType = a.type;
+      out.lockPid = a.pid;
+      return out;
+    }
 
     // Network file system: ask the server. With an entry, through its fd (this process's own locks
     // do not conflict with themselves there); else through a read-only fd of our own, reserved in
