@@ -27,7 +27,7 @@ export interface NativeConstants {
   /** Bits of the flags argument of acquire and remove. */
   flags: { shared: number; autoCreate: number; ofd: number };
   /** What verify found: the first field of a VerifyRecord. */
-  leaseCheck: { Held: number; NotHeld: number; Error: number; Conflict: number; Unlinked: number; Replaced: number };
+  leaseCheck: { Held: number; NotHeld: number; Error: number; Conflict: number; Unlinked: number; Replaced: number; Dropped: number };
 }
 
 /**

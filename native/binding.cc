@@ -58,7 +58,8 @@ Napi::Object constants(Napi::Env env) {
   Napi::Object checks = Napi::Object::New(env);  // what verify found (LeaseCheck): its record's first field
   const std::pair<const char*, LeaseCheck> names[] = {
       {"Held", LeaseCheck::Held},         {"NotHeld", LeaseCheck::NotHeld},   {"Error", LeaseCheck::Error},
-      {"Conflict", LeaseCheck::Conflict}, {"Unlinked", LeaseCheck::Unlinked}, {"Replaced", LeaseCheck::Replaced}};
+      {"Conflict", LeaseCheck::Conflict}, {"Unlinked", LeaseCheck::Unlinked}, {"Replaced", LeaseCheck::Replaced},
+      {"Dropped", LeaseCheck::Dropped}};
   for (const auto& [name, check] : names) checks.Set(name, Napi::Number::New(env, static_cast<double>(check)));
   Napi::Object out = Napi::Object::New(env);
   out.Set("flags", flags);

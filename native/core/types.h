@@ -100,6 +100,7 @@ enum class LeaseCheck : uint8_t {
   Conflict,  // another host or process holds a conflicting lock: ours is gone
   Unlinked,  // the name no longer exists
   Replaced,  // the name reaches another file now
+  Dropped,   // this process's lock is gone, and nobody else holds the file (yet)
 };
 
 struct VerifyResult {
