@@ -1,12 +1,15 @@
-// ls.inspect(): who holds a resource, from the kernel's view (/proc/locks on local file systems, a
-// lock query to the server on network ones) and this process's table.
+// ls.inspect(): who holds a resource, from the kernel's view (a lock query that sees every owner on
+// local file systems, with /proc/locks for the other shared holders' pids; a lock query to the server
+// on network ones) and this process's table.
+import { LockspaceError, systemError } from './errors';
+import { answer, holdersOf } from './lock-query';
 import type { LockType } from './options';
 import type { InspectRecord } from './native';
-import { locksOnFile, readProcLocks } from './proc-locks';
+import { Holder, locksOnFile, readProcLocks } from './proc-locks';
 import { ownerFromKey, Owner } from './validate';
 
 export interface LockHolder {
-  /** null when unknown (OFD locks) or on another host. */
+  /** null when unknown (OFD locks, a process this pid namespace cannot see) or on another host. */
   pid: number | null;
   mode: 'shared' | 'exclusive';
   kind: LockType;
@@ -15,24 +18,44 @@ export interface LockHolder {
 export interface InspectInfo {
   name: string;
   path: string;
-  state: 'free' | 'shared' | 'exclusive';
+  /** 'unknown' when the kernel could not be asked (see `error`) and /proc/locks shows no lock on it. */
+  state: 'free' | 'shared' | 'exclusive' | 'unknown';
   holders: LockHolder[];
   /** This process's owners of it. */
   owners: Owner[];
   /** How many requests of this process wait for it. */
   waiters: number;
+  /** Only with state 'unknown': why the kernel could not be asked. */
+  error?: LockspaceError;
+}
+
+const lockHolder = (h: Holder): LockHolder => ({ pid: h.pid, mode: h.mode, kind: h.type === 'OFDLCK' ? 'ofd' : 'posix' });
+
+function stateOf(holders: LockHolder[]): 'free' | 'shared' | 'exclusive' {
+  return holders.some((h) => h.mode === 'exclusive') ? 'exclusive' : holders.length > 0 ? 'shared' : 'free';
 }
 
 export function inspectInfo(name: string, r: InspectRecord): InspectInfo {
-  const holders: LockHolder[] = [];
-  if (!r.remote) {
-    const found = locksOnFile(readProcLocks() ?? [], { major: r.major, minor: r.minor }, BigInt(r.ino));
-    for (const h of found.holders) holders.push({ pid: h.pid, mode: h.mode, kind: h.type === 'OFDLCK' ? 'ofd' : 'posix' });
-  } else {
+  const base = { name, path: r.path, owners: r.owners.map(ownerFromKey), waiters: r.waiters };
+  if (r.remote) {
+    const holders: LockHolder[] = [];
     // The server does not tell this process's own locks (they do not conflict with themselves).
     if (r.held) holders.push({ pid: process.pid, mode: r.heldShared ? 'shared' : 'exclusive', kind: r.heldOfd ? 'ofd' : 'posix' });
     if (r.otherHeld) holders.push({ pid: null, mode: r.otherShared ? 'shared' : 'exclusive', kind: r.otherOfd ? 'ofd' : 'posix' });
+    return { ...base, state: stateOf(holders), holders };
   }
-  const state = holders.some((h) => h.mode === 'exclusive') ? 'exclusive' : holders.length > 0 ? 'shared' : 'free';
-  return { name, path: r.path, state, holders, owners: r.owners.map(ownerFromKey), waiters: r.waiters };
+  const lines = (): Holder[] | null => {
+    const all = readProcLocks();
+    return all && locksOnFile(all, { major: r.major, minor: r.minor }, BigInt(r.ino), undefined, () => null).holders;
+  };
+  if (r.queryErrno === 0) {
+    const a = answer(r.lockState, r.lockPid, false);
+    // An exclusive lock has one holder, which the query names: /proc/locks only for shared ones.
+    return { ...base, state: a.state, holders: holdersOf(a, a.state === 'shared' ? lines() : null).map(lockHolder) };
+  }
+  // The kernel could not be asked: a line of /proc/locks proves a lock, no line proves nothing.
+  const seen = (lines() ?? []).map(lockHolder);
+  if (seen.length > 0) return { ...base, state: stateOf(seen), holders: seen };
+  const error = systemError(r.queryErrno, r.querySyscall, r.path, 'cannot ask the kernel who holds it');
+  return { ...base, state: 'unknown', holders: [], error };
 }

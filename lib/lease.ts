@@ -101,9 +101,10 @@ export class Lease {
 
   /**
    * Resolves if the lock is still held and the name still reaches its file. Otherwise aborts
-   * `signal` and rejects with the ERR_LOCK_LOST error (ERR_LOCK_NOT_HELD once released). On a
-   * network file system it asks the server about the held descriptor (F_GETLK / F_OFD_GETLK: a
-   * query, never a change of the lock), on the threadpool.
+   * `signal` and rejects with the ERR_LOCK_LOST error (ERR_LOCK_NOT_HELD once released). Locally the
+   * kernel must show this process's own lock (a POSIX lock dropped by a close outside lockspace is
+   * lost); on a network file system it asks the server about the held descriptor (F_GETLK /
+   * F_OFD_GETLK), on the threadpool. Always a query, never a change of the lock.
    */
   async verify(): Promise<void> {
     if (this.#lost) throw this.#lost;

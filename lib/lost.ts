@@ -90,6 +90,13 @@ export function lostError([check, errnum, syscall, path]: VerifyRecord): Lockspa
       });
       what = 'its file was replaced';
       break;
+    case LeaseCheck.Dropped:
+      cause = new LockspaceError(
+        `ERR_LOCK_DROPPED: this process no longer holds the lock (closing any descriptor of the file in the process drops its POSIX locks), '${path}'`,
+        { code: 'ERR_LOCK_DROPPED', path },
+      );
+      what = "this process's lock on it was dropped";
+      break;
     default:
       cause = systemError(errnum, syscall, path, 'the file system failed the lock query');
       what = `the file system reports ${cause.code}`;

@@ -29,7 +29,7 @@ export interface NativeConstants {
   /** Bits of the flags argument of acquire and remove. */
   flags: { shared: number; autoCreate: number; ofd: number };
   /** What verify found: the first field of a VerifyRecord. */
-  leaseCheck: { Held: number; NotHeld: number; Error: number; Conflict: number; Unlinked: number; Replaced: number };
+  leaseCheck: { Held: number; NotHeld: number; Error: number; Conflict: number; Unlinked: number; Replaced: number; Dropped: number };
 }
 
 /**
@@ -74,19 +74,31 @@ export interface Binding {
   verifyAsync(leases: number[]): Promise<VerifyRecord[]>;
   inspect(dir: DirHandle, name: string): InspectRecord | ErrorRecord;
   inspectAsync(dir: DirHandle, name: string): Promise<InspectRecord | ErrorRecord>;
+  /** The kernel's answer about byte 0 of each file, from a thread with a descriptor table of its own. */
+  queryLocks(paths: (string | Uint8Array)[]): LockQueryRecord[];
 }
+
+/** [errno (0: asked), syscall that failed, state, pid of the lock found (0: not visible here, -1: OFD),
+ *  major, minor, ino of the file opened, on a network file system] */
+export type LockQueryRecord = [number, string, 'free' | 'shared' | 'exclusive', number, number, number, string, boolean];
 
 /** [check (a constants.leaseCheck value), errno (error), syscall (error), path of the lease's name] */
 export type VerifyRecord = [number, number, string, string];
 
-/** The native inspect result: the file the name reaches, a network file system's answer to a lock
- *  query (other*), and this process's table view. */
+/** The native inspect result: the file the name reaches, the kernel's answer to a lock query (local
+ *  file systems: lock*, or queryErrno when it could not be asked; network ones: other*), and this
+ *  process's table view. */
 export interface InspectRecord {
   path: string;
   major: number;
   minor: number;
   ino: string;
   remote: boolean;
+  queryErrno: number;
+  querySyscall: string;
+  lockState: 'free' | 'shared' | 'exclusive';
+  /** 0: a process this pid namespace cannot see; -1: an OFD lock. */
+  lockPid: number;
   otherHeld: boolean;
   otherShared: boolean;
   otherOfd: boolean;

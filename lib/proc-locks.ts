@@ -131,12 +131,27 @@ export function locksOn(all: ProcLock[], st: fs.BigIntStats, sb?: { major: numbe
   return locksOnFile(all, devParts(st.dev), st.ino, sb);
 }
 
-/** The same for a file named by its device numbers and inode number. */
+/** The locks by inode number, for looking up many files in one read. */
+export function byInode(all: ProcLock[]): Map<bigint, ProcLock[]> {
+  const index = new Map<bigint, ProcLock[]>();
+  for (const l of all) {
+    const list = index.get(l.ino);
+    if (list) list.push(l);
+    else index.set(l.ino, [l]);
+  }
+  return index;
+}
+
+/**
+ * The same for a file named by its device numbers and inode number. `all` may be only the locks with
+ * that inode number (byInode). `command` names a pid (commandName; inspect needs no names).
+ */
 export function locksOnFile(
   all: ProcLock[],
   own: { major: number; minor: number },
   ino: bigint,
   sb?: { major: number; minor: number },
+  command: (pid: number) => string | null = commandName,
 ): FileLocks {
   const sbDiffers = sb !== undefined && (sb.major !== own.major || sb.minor !== own.minor);
   const holders: Holder[] = [];
@@ -149,8 +164,8 @@ export function locksOnFile(
     const sbDevice = sbDiffers && l.major === sb.major && l.minor === sb.minor;
     if (!ownDevice && !sbDevice) continue;
     if (!ownDevice) ambiguous = true;
-    const h: Holder = { pid: l.pid, command: l.pid === null ? null : commandName(l.pid), type: l.type, mode: l.mode };
-    // /proc/locks is read in chunks while locks come and go, so a line may be read twice. Repeats that
+    const h: Holder = { pid: l.pid, command: l.pid === null ? null : command(l.pid), type: l.type, mode: l.mode };
+    // /proc/locks is read a page at a time while locks come and go, so a line may be read twice. Repeats that
     // cannot be real are dropped: one POSIX lock per process and byte (the kernel merges them), and
     // one held exclusive lock per byte. Identical shared OFD lines can be two open file descriptions.
     const key = `${l.blocked}:${l.type}:${l.mode}:${l.pid}`;

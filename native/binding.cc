@@ -20,6 +20,7 @@
 
 #include "binding/mailbox.h"
 #include "binding/operation.h"
+#include "core/lock_query.h"
 #include "core/registry.h"
 #include "core/shared_table.h"
 
@@ -57,7 +58,8 @@ Napi::Object constants(Napi::Env env) {
   Napi::Object checks = Napi::Object::New(env);  // what verify found (LeaseCheck): its record's first field
   const std::pair<const char*, LeaseCheck> names[] = {
       {"Held", LeaseCheck::Held},         {"NotHeld", LeaseCheck::NotHeld},   {"Error", LeaseCheck::Error},
-      {"Conflict", LeaseCheck::Conflict}, {"Unlinked", LeaseCheck::Unlinked}, {"Replaced", LeaseCheck::Replaced}};
+      {"Conflict", LeaseCheck::Conflict}, {"Unlinked", LeaseCheck::Unlinked}, {"Replaced", LeaseCheck::Replaced},
+      {"Dropped", LeaseCheck::Dropped}};
   for (const auto& [name, check] : names) checks.Set(name, Napi::Number::New(env, static_cast<double>(check)));
   Napi::Object out = Napi::Object::New(env);
   out.Set("flags", flags);
@@ -393,6 +395,8 @@ struct Verify {
   }
 };
 
+const char* lockState(short type) { return type == F_WRLCK ? "exclusive" : type == F_RDLCK ? "shared" : "free"; }
+
 // inspect(handle, name) -> inspect record | error record
 struct Inspect {
   using Args = NameArgs;
@@ -406,6 +410,10 @@ struct Inspect {
     o.Set("minor", Napi::Number::New(env, minor(r.dev)));
     o.Set("ino", Napi::String::New(env, std::to_string(r.ino)));  // 64-bit on some network file systems
     o.Set("remote", Napi::Boolean::New(env, r.remote));
+    o.Set("queryErrno", Napi::Number::New(env, r.queryErr));
+    o.Set("querySyscall", Napi::String::New(env, r.querySyscall));
+    o.Set("lockState", Napi::String::New(env, lockState(r.lockType)));
+    o.Set("lockPid", Napi::Number::New(env, r.lockPid));
     o.Set("otherHeld", Napi::Boolean::New(env, r.otherHeld));
     o.Set("otherShared", Napi::Boolean::New(env, r.otherShared));
     o.Set("otherOfd", Napi::Boolean::New(env, r.otherOfd));
@@ -417,6 +425,49 @@ struct Inspect {
     o.Set("owners", owners);
     o.Set("waiters", number(env, r.waiters));
     return o;
+  }
+};
+
+// queryLocks((string | Buffer)[]) -> [errno, syscall, state, pid, major, minor, ino, remote][]: the kernel's answer
+// about byte 0 of each file (core/lock_query.h), from one thread; errno 0 when asked.
+struct QueryLocks {
+  using Args = std::vector<std::string>;
+  using Result = std::vector<lockspace::lockquery::Answer>;
+  static Args args(const Napi::CallbackInfo& info) {
+    if (!info[0].IsArray()) throw Napi::TypeError::New(info.Env(), "paths must be an array");
+    Napi::Array list = info[0].As<Napi::Array>();
+    Args paths;
+    for (uint32_t i = 0; i < list.Length(); ++i) {
+      Napi::Value v = list.Get(i);
+      if (v.IsBuffer()) {  // a name that is not UTF-8: its bytes
+        Napi::Buffer<char> b = v.As<Napi::Buffer<char>>();
+        paths.emplace_back(b.Data(), b.Length());
+      } else if (v.IsString()) {
+        paths.push_back(v.As<Napi::String>().Utf8Value());
+      } else {
+        throw Napi::TypeError::New(info.Env(), "paths must be strings or Buffers");
+      }
+      if (paths.back().find('\0') != std::string::npos) throw Napi::TypeError::New(info.Env(), "a path contains NUL");
+    }
+    return paths;
+  }
+  static Result run(const Args& paths) { return lockspace::lockquery::ask(paths); }
+  static Napi::Value toJs(Napi::Env env, const Args&, const Result& answers) {
+    Napi::Array out = Napi::Array::New(env, answers.size());
+    for (size_t i = 0; i < answers.size(); ++i) {
+      const auto& a = answers[i];
+      Napi::Array row = Napi::Array::New(env, 8);
+      row.Set(0u, Napi::Number::New(env, a.err));
+      row.Set(1u, Napi::String::New(env, a.syscall));
+      row.Set(2u, Napi::String::New(env, lockState(a.type)));
+      row.Set(3u, Napi::Number::New(env, a.pid));
+      row.Set(4u, Napi::Number::New(env, major(a.dev)));
+      row.Set(5u, Napi::Number::New(env, minor(a.dev)));
+      row.Set(6u, Napi::String::New(env, std::to_string(a.ino)));
+      row.Set(7u, Napi::Boolean::New(env, a.remote));
+      out.Set(i, row);
+    }
+    return out;
   }
 };
 
@@ -598,6 +649,7 @@ Napi::Object InitOwner(Napi::Env env, Napi::Object exports) {
   put<onPool<Verify>>(env, exports, "verifyAsync");
   put<here<Inspect>>(env, exports, "inspect");
   put<onPool<Inspect>>(env, exports, "inspectAsync");
+  put<here<QueryLocks>>(env, exports, "queryLocks");
   put<Stats>(env, exports, "stats");
   put<CloseIdleFds>(env, exports, "closeIdleFds");
   put<SetIdleLimit>(env, exports, "setIdleLimit");

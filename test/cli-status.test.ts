@@ -1,11 +1,12 @@
 /* `lockspace status` with hostile and odd file names (control characters, bytes that are not
- * UTF-8) and odd directory paths. (btrfs, which needs root and a loop device, is in test/system.)
+ * UTF-8) and odd directory paths, and where /proc/locks does not tell the whole truth: inside a pid
+ * namespace, empty or unreadable. (btrfs, which needs root and a loop device, is in test/system.)
  * Locks are taken by python fcntl.lockf in other processes. */
 import * as fs from 'fs';
 import * as path from 'path';
-import { spawn } from 'child_process';
-import { Holder, holderFromChild, mkTmpDir, python, rmTmpDir, spawnPythonHolder } from './helpers';
-import { cli } from './cli-helpers';
+import { spawn, spawnSync } from 'child_process';
+import { AS_NOBODY, Holder, holderFromChild, IN_PID_NAMESPACE, mkTmpDir, procLocksReplacedBy, python, rmTmpDir, socketFile, spawnPythonHolder } from './helpers';
+import { CLI, cli } from './cli-helpers';
 
 let dir: string;
 const holders: Holder[] = [];
@@ -18,10 +19,10 @@ afterEach(async () => {
 });
 
 /** A python holder of an exclusive lock; a Buffer path is passed as hex (argv cannot carry any bytes). */
-async function hold(p: string | Buffer): Promise<Holder> {
+async function hold(p: string | Buffer, mode: 'exclusive' | 'shared' = 'exclusive'): Promise<Holder> {
   const h =
     typeof p === 'string'
-      ? await spawnPythonHolder(p)
+      ? await spawnPythonHolder(p, mode)
       : await holderFromChild(spawn(python(), ['-c', BYTES_HOLDER, p.toString('hex')], { stdio: ['pipe', 'pipe', 'pipe'] }), 'python bytes holder');
   holders.push(h);
   return h;
@@ -112,4 +113,49 @@ test('status a/link/../locks lists the directory the kernel reaches', () => {
   const st = json([`${dir}/a/link/../locks`]);
   expect(st.directory).toBe(path.join(dir, 'b', 'locks'));
   expect(st.resources.map((r: any) => r.name)).toEqual(['in-b']);
+});
+
+describe('where /proc/locks does not show every lock, the lock query does', () => {
+  /** `status DIR --json` run under a command prefix. */
+  function jsonIn(wrap: string[], args: string[]): any {
+    const r = spawnSync(wrap[0], [...wrap.slice(1), process.execPath, CLI, 'status', ...args, '--json'], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    return JSON.parse(r.stdout);
+  }
+  const states = (st: any) => Object.fromEntries(st.resources.map((r: any) => [r.name, [r.state, r.holders.map((h: any) => [h.pid, h.mode])]]));
+
+  test('inside a pid namespace that cannot see the holders: held, without pids', async () => {
+    for (const n of ['disk', 'shared', 'free']) fs.writeFileSync(path.join(dir, n), '');
+    await hold(path.join(dir, 'disk'));
+    await hold(path.join(dir, 'shared'), 'shared');
+    expect(states(jsonIn(IN_PID_NAMESPACE, [dir]))).toEqual({
+      disk: ['exclusive', [[null, 'exclusive']]],
+      shared: ['shared', [[null, 'shared']]],
+      free: ['free', []],
+    });
+    const table = spawnSync(IN_PID_NAMESPACE[0], [...IN_PID_NAMESPACE.slice(1), process.execPath, CLI, 'status', dir], { encoding: 'utf8' });
+    expect(table.stdout).toMatch(/^disk\s+exclusive\s+-\s+-\s+POSIX$/m);
+  });
+
+  test('a file it cannot open for the query is unknown (not free), or held when /proc/locks shows a lock', async () => {
+    fs.chmodSync(dir, 0o755);
+    for (const n of ['disk', 'free']) fs.writeFileSync(path.join(dir, n), '', { mode: 0o600 });
+    const h = await hold(path.join(dir, 'disk'));
+    const st = jsonIn(AS_NOBODY, [dir]);
+    expect(states(st)).toEqual({ disk: ['exclusive', [[h.pid, 'exclusive']]], free: ['unknown', []] });
+    expect(st.resources[1].error).toMatch(/^EACCES: permission denied, open '.*\/free'$/);
+  });
+
+  test.each(['empty', 'unreadable'])('with /proc/locks %s: held with the pid the lock query gives', async (how) => {
+    for (const n of ['disk', 'free']) fs.writeFileSync(path.join(dir, n), '');
+    const h = await hold(path.join(dir, 'disk'));
+    const sock = fs.mkdtempSync(path.join(dir, '..', 'lockspace-sock-'));
+    try {
+      const wrap = procLocksReplacedBy(how === 'empty' ? '/dev/null' : socketFile(sock));
+      expect(states(jsonIn(wrap, [dir]))).toEqual({ disk: ['exclusive', [[h.pid, 'exclusive']]], free: ['free', []] });
+    } finally {
+      rmTmpDir(sock);
+    }
+  });
 });

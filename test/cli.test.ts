@@ -1,6 +1,6 @@
 /* The operator CLI (lib/cli.ts, commands in lib/cli/), end to end through the compiled binary `node dist/lib/cli.js`: help,
  * usage errors, `name`, `run` (exit status, signals, busy/wait against python's fcntl.lockf, path
- * mode, autoCreate) and `status` (/proc/locks and probing), plus NODE_DEBUG=lockspace logging. */
+ * mode, autoCreate) and `status` (lock queries, /proc/locks and probing), plus NODE_DEBUG=lockspace logging. */
 import * as fs from 'fs';
 import * as path from 'path';
 import {
@@ -368,7 +368,7 @@ describe('status', () => {
 
     const st = status([dir]);
     expect(st.directory).toBe(dir);
-    expect(st.source).toBe('proc-locks');
+    expect(st.source).toBe('lock-query');
     const by = Object.fromEntries(st.resources.map((r: any) => [r.name, r]));
     expect(Object.keys(by)).toEqual(['excl', 'free', 'ofd', 'shared']); // sorted; no dirs or symlinks
     expect(by.free).toEqual({ name: 'free', path: path.join(dir, 'free'), state: 'free', holders: [], waiters: [] });
@@ -436,7 +436,7 @@ describe('status', () => {
   });
 
   test('an empty directory, a missing one and a file', () => {
-    expect(status([dir])).toEqual({ directory: dir, source: 'proc-locks', resources: [] });
+    expect(status([dir])).toEqual({ directory: dir, source: 'lock-query', resources: [] });
     expect(cli(['status', dir]).stdout).toBe(`no resources in ${dir}\n`);
     const missing = cli(['status', path.join(dir, 'nope')]);
     expect(missing.status).toBe(66);

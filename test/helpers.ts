@@ -278,6 +278,30 @@ export function holderFromChild(child: ChildProcess, what: string): Promise<Hold
   });
 }
 
+/* ------------------------------------------------------------------ namespaces (root) */
+
+/** A command prefix: its own pid namespace and /proc, which cannot see this process or its children. */
+export const IN_PID_NAMESPACE = ['unshare', '-p', '-f', '--mount-proc'];
+
+/** A command prefix: its own mount namespace, with `over` bind-mounted on /proc/locks. */
+export function procLocksReplacedBy(over: string): string[] {
+  return ['unshare', '-m', 'sh', '-c', `mount --bind '${over}' /proc/locks && exec "$@"`, 'sh'];
+}
+
+/** A command prefix: its own mount namespace with an empty /proc (no /proc/self, no /proc/locks). */
+export const WITHOUT_PROC = ['unshare', '-m', 'sh', '-c', 'mount -t tmpfs none /proc && exec "$@"', 'sh'];
+
+/** A command prefix: run as nobody (uid and gid 65534, no supplementary groups). */
+export const AS_NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
+
+/** A Unix socket file in `dir` (bind-mounted on /proc/locks, it cannot be opened: ENXIO). */
+export function socketFile(dir: string): string {
+  const p = path.join(dir, 'socket');
+  const r = spawnSync(python(), ['-c', 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', p], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`cannot make a socket file: ${r.stderr}`);
+  return p;
+}
+
 /* ------------------------------------------------------------------ lslocks */
 
 export interface LslocksEntry {

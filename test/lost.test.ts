@@ -7,7 +7,8 @@ import * as path from 'path';
 import { LockSpace, LockspaceError } from '../lib';
 import { _debug } from '../lib/internal';
 import { systemError } from '../lib/errors';
-import { catchErr, catchErrSync, outsideProbe, spawnPythonHolder, stats, useTmpDir, waitFor } from './helpers';
+import { spawnSync } from 'child_process';
+import { catchErr, catchErrSync, FIXTURES, outsideProbe, spawnPythonHolder, stats, useTmpDir, waitFor, WITHOUT_PROC } from './helpers';
 
 const tmp = useTmpDir();
 
@@ -71,6 +72,79 @@ describe('lease.verify and lease.signal', () => {
     ls.releaseSync('r', 'vm'); // released by name: the lease learns it from the table
     expect((await catchErr(() => l.verify())).code).toBe('ERR_LOCK_NOT_HELD');
     expect(l.signal.aborted).toBe(false);
+  });
+
+  describe('a POSIX lock dropped by a close outside lockspace (the trap) is lost', () => {
+    test('another process took it: verify rejects, the signal aborts', async () => {
+      const ls = LockSpace.open(tmp.dir);
+      await ls.create('r');
+      const l = await ls.acquire('r');
+      fs.closeSync(fs.openSync(l.path, 'r')); // drops every POSIX lock of this process on the file
+      const other = await spawnPythonHolder(l.path); // so another process gets it
+      try {
+        const err = await catchErr(() => l.verify());
+        expect(err.code).toBe('ERR_LOCK_LOST');
+        expect(err.cause.code).toBe('EAGAIN');
+        expect(l.signal.aborted).toBe(true);
+        expect(l.signal.reason).toBe(err);
+      } finally {
+        await other.release();
+      }
+      await expect(l.release()).resolves.toBeUndefined();
+    });
+
+    test('nobody took it: lost all the same (another process could have), and not taken back', async () => {
+      const ls = LockSpace.open(tmp.dir);
+      await ls.create('r');
+      const l = ls.acquireSync('r');
+      fs.closeSync(fs.openSync(l.path, 'r'));
+      const err = await catchErr(() => l.verify());
+      expect(err.code).toBe('ERR_LOCK_LOST');
+      expect(err.cause.code).toBe('ERR_LOCK_DROPPED');
+      expect(l.signal.aborted).toBe(true);
+      expect(await outsideProbe(l.path)).toBe('locked'); // verify did not re-lock it
+      l.releaseSync();
+    });
+
+    test('a shared lease, while another process holds the file shared too', async () => {
+      const ls = LockSpace.open(tmp.dir);
+      await ls.create('r');
+      const file = path.join(tmp.dir, 'r');
+      const other = await spawnPythonHolder(file, 'shared');
+      try {
+        const l = await ls.acquire('r', { shared: true });
+        await expect(l.verify()).resolves.toBeUndefined();
+        fs.closeSync(fs.openSync(file, 'r'));
+        expect((await catchErr(() => l.verify())).cause.code).toBe('ERR_LOCK_DROPPED');
+        expect(l.signal.aborted).toBe(true);
+        await l.release();
+      } finally {
+        await other.release();
+      }
+    });
+
+    test.each(['exclusive', 'shared'])('without /proc (no fdinfo to read), a lock query tells: %s', (mode) => {
+      fs.writeFileSync(path.join(tmp.dir, 'r'), '');
+      const verify = (trap: string) => {
+        const r = spawnSync(WITHOUT_PROC[0], [...WITHOUT_PROC.slice(1), process.execPath, path.join(FIXTURES, 'verify-child.js'), tmp.dir, 'r', mode, trap], {
+          encoding: 'utf8',
+        });
+        if (r.status !== 0) throw new Error(`verify-child failed (${r.status}): ${r.stdout} ${r.stderr}`);
+        return JSON.parse(r.stdout);
+      };
+      expect(verify('no-trap')).toEqual({ proc: false, verified: true });
+      expect(verify('trap')).toEqual({ proc: false, code: 'ERR_LOCK_LOST', cause: 'ERR_LOCK_DROPPED' });
+    });
+
+    test('an OFD lock is not dropped: verify resolves and the lock is still held', async () => {
+      const ls = LockSpace.open(tmp.dir, { lockType: 'ofd' });
+      await ls.create('r');
+      const l = await ls.acquire('r');
+      fs.closeSync(fs.openSync(l.path, 'r'));
+      await expect(l.verify()).resolves.toBeUndefined();
+      expect(await outsideProbe(l.path)).toBe('busy');
+      await l.release();
+    });
   });
 
   test('network file systems: verify runs on the threadpool with the same results', async () => {

@@ -3,8 +3,9 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 
 import type * as Api from '../index';
+import type * as LockQuery from '../lock-query';
 import { absoluteAsKernel } from '../paths';
-import { commandName, FileLocks, Holder, locksOn, readProcLocks, superblockDevice } from '../proc-locks';
+import { byInode, commandName, devParts, FileLocks, Holder, locksOnFile, readProcLocks, superblockDevice } from '../proc-locks';
 import { errCode, Exit, EX_NOINPUT, lib, onePositional, out, parse, systemExit } from './args';
 import { escapeControls, escapeName, isUtf8, table } from './text';
 
@@ -15,13 +16,16 @@ List every resource (regular file) in the lockspace directory DIR and whether it
 OFDLCK for open-file-description locks, whose pid the kernel does not tell), and the processes
 waiting for it. Only locks on byte 0 count, as lockspace and libvirt take them.
 
-The kernel's lock list (/proc/locks) is read, so nothing is locked or opened. On btrfs, where
-stat and /proc/locks name devices differently and inode numbers repeat between subvolumes, a
-resource that /proc/locks shows locked is confirmed by probing it. Where /proc/locks cannot be
-read, or with --probe, each resource is probed by taking and dropping its lock without waiting:
-this tells free/shared/exclusive and one POSIX holder's pid, and sees locks held by other hosts
-on NFS, but it needs write permission and briefly holds the lock, so another process's
-non-waiting acquire can fail meanwhile.
+The kernel is asked about each resource with a lock query (F_GETLK through a read-only
+descriptor, from a thread with a descriptor table of its own), so nothing is locked; the state
+is the kernel's at that moment, on network file systems too (a holder on another host shows
+without pid). The kernel's lock list (/proc/locks, read once) adds the pids of further shared
+holders and the waiting processes; alone it can say 'free' wrongly (it is read a page at a time
+while locks come and go, and inside a container it leaves out processes the container cannot
+see: their locks show as held without pid). A resource the kernel cannot be asked about (not
+readable, say) is 'unknown' unless /proc/locks shows a lock on it. With --probe, each resource
+is probed by taking and dropping its lock without waiting instead: this needs write permission
+and briefly holds the lock, so another process's non-waiting acquire can fail meanwhile.
 
 In the table, control characters in names are escaped (\\n, \\x1b, \\\\) and bytes that are not
 UTF-8 are shown as \\xHH.
@@ -30,7 +34,7 @@ Options:
   --json     print JSON: { directory, source, resources: [{ name, path, state, holders,
              waiters }] } with holders/waiters as [{ pid, command, type, mode }]; a name
              that is not UTF-8 is given lossily in name and path, and exactly in nameBase64
-  --probe    probe by locking instead of reading /proc/locks
+  --probe    probe by locking instead of asking
   -h, --help show this help
 
 Exit status: 0 success; 64 usage error; 66 DIR is missing or not a directory; 77 permission
@@ -78,35 +82,11 @@ function probe(ls: Api.LockSpace, name: string): Probed {
   }
 }
 
-/** The holders inspect finds (a lock query to the server on network file systems); null on error. */
-function inspectHolders(ls: Api.LockSpace, name: string): Holder[] | null {
-  try {
-    return ls.inspectSync(name).holders.map((h) => ({
-      pid: h.pid,
-      command: h.pid === null ? null : commandName(h.pid),
-      type: h.kind === 'ofd' ? 'OFDLCK' : 'POSIX',
-      mode: h.mode,
-    }));
-  } catch {
-    return null; // deleted meanwhile, or unreadable: /proc/locks's answer stands
-  }
-}
-
-/** /proc/locks' answer for one resource; an ambiguous one (btrfs) checked against a probe. */
-function fromProcLocks(found: FileLocks, probeIt: () => Probed | undefined): Omit<ResourceStatus, 'name' | 'path'> {
-  const state = stateOf(found.holders);
-  if (found.ambiguous && state !== 'free') {
-    const probed = probeIt();
-    // The lines may be another subvolume's file with the same inode number: the probe decides.
-    if (probed && probed.state !== 'unknown' && probed.state !== state) return { ...probed, waiters: [] };
-    // One exclusive holder at a time: F_GETLK's pid picks it out of the lines.
-    const pid = probed?.state === 'exclusive' ? probed.holders[0]?.pid : null;
-    if (pid != null) {
-      const holders = found.holders.filter((h) => h.pid === pid);
-      return { state, holders: holders.length > 0 ? holders : probed!.holders, waiters: found.waiters };
-    }
-  }
-  return { state, holders: found.holders, waiters: found.waiters };
+let lockQuery: typeof LockQuery | undefined;
+/** The lock queries, loaded on first use like the library (they need the native addon). */
+function queries(): typeof LockQuery {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (lockQuery ??= require('../lock-query') as typeof LockQuery);
 }
 
 function openDirectory(arg: string): string {
@@ -119,6 +99,73 @@ function openDirectory(arg: string): string {
     if (errCode(err) === 'ENOENT') throw new Exit(`no such directory '${arg}'`, EX_NOINPUT);
     throw systemExit(err);
   }
+}
+
+function named(directory: string, raw: Buffer): Pick<ResourceStatus, 'name' | 'nameBase64' | 'path'> {
+  const name = raw.toString('utf8');
+  return { name, ...(isUtf8(raw) ? {} : { nameBase64: raw.toString('base64') }), path: nodePath.join(directory, name) };
+}
+
+/** Every regular file asked about with a lock query (one native thread for all), /proc/locks read once. */
+function askAll(directory: string, files: Buffer[]): ResourceStatus[] {
+  const dirBytes = Buffer.from(`${directory}/`);
+  const paths = files.map((raw) => Buffer.concat([dirBytes, raw]));
+  const { holdersOf, queryLocks } = queries();
+  const answers = queryLocks(paths);
+  const procLocks = readProcLocks();
+  const index = procLocks && byInode(procLocks);
+  const sb = procLocks === null ? undefined : superblockDevice(directory);
+  const names = new Map<number, string | null>();
+  const command = (pid: number): string | null => {
+    if (!names.has(pid)) names.set(pid, commandName(pid));
+    return names.get(pid)!;
+  };
+  const linesOn = (dev: { major: number; minor: number }, ino: bigint): FileLocks | null =>
+    index && locksOnFile(index.get(ino) ?? [], dev, ino, sb, command);
+  const resources: ResourceStatus[] = [];
+  paths.forEach((path, i) => {
+    const a = answers[i];
+    const file = named(directory, path.subarray(dirBytes.length));
+    if (a instanceof Error) {
+      // Gone, replaced by something that is not a regular file, or a symlink: not a resource now.
+      if (a.code === 'ENOENT' || a.code === 'EINVAL' || a.code === 'ELOOP') return;
+      // Not asked: a line of /proc/locks proves a lock (unless it may be another btrfs subvolume's
+      // file); no line proves nothing.
+      let found: FileLocks | null = null;
+      try {
+        const st = fs.lstatSync(path, { bigint: true });
+        found = linesOn(devParts(st.dev), st.ino);
+      } catch {
+        // not there to match
+      }
+      if (found && found.holders.length > 0 && !found.ambiguous) {
+        resources.push({ ...file, state: stateOf(found.holders), holders: found.holders, waiters: found.waiters });
+      } else {
+        resources.push({ ...file, state: 'unknown', holders: [], waiters: [], error: a.message });
+      }
+      return;
+    }
+    const found = linesOn(a, a.ino);
+    const holders = holdersOf(a, found?.holders ?? null).map((h) => ({ ...h, command: h.pid === null ? null : (h.command ?? command(h.pid)) }));
+    // A waiter of a free lock is being granted it: its line is already out of date.
+    resources.push({ ...file, state: a.state, holders, waiters: a.state === 'free' ? [] : (found?.waiters ?? []) });
+  });
+  return resources;
+}
+
+/** Every file probed by taking its lock without waiting (--probe). */
+function probeAll(directory: string, files: Buffer[]): ResourceStatus[] {
+  const ls = lib().LockSpace.open(directory, { checkInterval: 0 });
+  const resources: ResourceStatus[] = [];
+  for (const raw of files) {
+    // The library takes well-formed strings only: a name that is not UTF-8 cannot be probed.
+    const r: Probed = isUtf8(raw)
+      ? probe(ls, raw.toString('utf8'))
+      : { state: 'unknown', holders: [], error: 'the name is not UTF-8: cannot be probed' };
+    if (r.error?.startsWith('ENOENT')) continue; // deleted meanwhile
+    resources.push({ ...named(directory, raw), ...r, waiters: [] });
+  }
+  return resources;
 }
 
 export function status(args: string[]): number {
@@ -137,46 +184,9 @@ export function status(args: string[]): number {
   }
   const files = entries.filter((e) => e.isFile()).map((e) => e.name).sort(Buffer.compare);
 
-  const procLocks = p.options.has('probe') ? null : readProcLocks();
-  const sb = procLocks === null ? undefined : superblockDevice(directory);
-  let ls: Api.LockSpace | undefined;
-  const lockspace = (): Api.LockSpace => (ls ??= lib().LockSpace.open(directory, { checkInterval: 0 }));
-  const dirBytes = Buffer.from(`${directory}/`);
-  const resources: ResourceStatus[] = [];
-  for (const raw of files) {
-    const utf8 = isUtf8(raw);
-    const name = raw.toString('utf8');
-    const path = nodePath.join(directory, name);
-    const named = { name, ...(utf8 ? {} : { nameBase64: raw.toString('base64') }), path };
-    // The library takes well-formed strings only: a name that is not UTF-8 cannot be probed.
-    const probeIt = (): Probed =>
-      utf8 ? probe(lockspace(), name) : { state: 'unknown', holders: [], error: 'the name is not UTF-8: cannot be probed' };
-    if (procLocks !== null) {
-      let st: fs.BigIntStats;
-      try {
-        st = fs.lstatSync(Buffer.concat([dirBytes, raw]), { bigint: true });
-      } catch {
-        continue; // deleted meanwhile (an autoCreate resource released)
-      }
-      if (!st.isFile()) continue;
-      const found = locksOn(procLocks, st, sb);
-      // Locks a FUSE or NFS client hands to its server are not in /proc/locks: ask the file system.
-      if (utf8 && found.holders.length === 0 && found.waiters.length === 0) {
-        const holders = inspectHolders(lockspace(), name);
-        if (holders && holders.length > 0) {
-          resources.push({ ...named, state: stateOf(holders), holders, waiters: [] });
-          continue;
-        }
-      }
-      resources.push({ ...named, ...fromProcLocks(found, probeIt) });
-    } else {
-      const r = probeIt();
-      if (r.error?.startsWith('ENOENT')) continue; // deleted meanwhile
-      resources.push({ ...named, ...r, waiters: [] });
-    }
-  }
+  const resources = p.options.has('probe') ? probeAll(directory, files) : askAll(directory, files);
 
-  const source = procLocks !== null ? 'proc-locks' : 'probe';
+  const source = p.options.has('probe') ? 'probe' : 'lock-query';
   if (p.options.has('json')) {
     out(JSON.stringify({ directory, source, resources }, null, 2));
     return 0;

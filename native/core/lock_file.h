@@ -6,7 +6,7 @@
 // Errors come back as errno values (0: done), so that a caller never reads a stale errno.
 //
 // Interface: open/createNew/openOrCreate/openForQuery/makeFile/checkRegular (names to fds),
-// tryLock/blockingLock/unlock/isBusy/holderPid/query (the lock on byte 0), namesInode/deleteHeld
+// tryLock/blockingLock/unlock/isBusy/holderPid/query/shownHeld (the lock on byte 0), namesInode/deleteHeld
 // (names against the locked inode), closeLocked (the last fd of a locked file), staleNamePause.
 #pragma once
 
@@ -50,6 +50,11 @@ bool isBusy(int err) noexcept;               // the errno of a lock that another
 int holderPid(int fd, LockKind kind, Mode mode) noexcept;
 // The first lock of another owner that conflicts with mode (F_UNLCK in conflict.l_type: none); 0 or errno.
 int query(int fd, LockKind kind, Mode mode, struct flock& conflict) noexcept;
+// Whether this process still holds its lock (kind, mode) on byte 0 taken through fd, as
+// /proc/self/fdinfo/<fd> shows it: the kernel prints there, under the file's lock list lock, the
+// locks taken through that open file and owned by this process (POSIX) or by it (OFD). 1 held, 0 not,
+// or a negated errno when it cannot tell (no /proc; ENOSYS: a kernel whose fdinfo lists no locks).
+int shownHeld(int fd, LockKind kind, Mode mode);
 
 // --- names against the locked inode ---------------------------------------------------------------
 bool namesInode(const char* path, const InodeKey& key) noexcept;  // path reaches that very file now

@@ -2,10 +2,12 @@
 // inspect (see registry.h for the parts).
 #include <errno.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 
 #include "lock_file.h"
+#include "lock_query.h"
 #include "registry.h"
 
 namespace lockspace {
@@ -45,9 +47,44 @@ Stats Registry::stats() {
 
 // --- lost locks and inspection --------------------------------------------------------------------
 // Network file systems can lose a held lock (the client dies, the server restarts, a partition
-// outlasts the server's timeout) and other hosts can unlink or replace a held file. verify() finds
-// out without changing anything: a lock query on the held fd and a lookup of the name. A query,
-// not a re-assertion: re-locking would silently take back a lock lost while nobody held it.
+// outlasts the server's timeout), other hosts can unlink or replace a held file, and on any file
+// system code outside lockspace that closes a descriptor of the file drops this process's POSIX lock.
+// verify() finds out without changing anything, never by re-locking (that would silently take back
+// a lock lost while nobody held it, hiding the window in which another process could have had it):
+//   local: ownLock below. If ours is gone: Conflict if another process holds a conflicting lock
+//     now, else Dropped.
+//   network: F_GETLK on the held fd, asked of the server (a FUSE file system does not keep this
+//     process's locks in the kernel); it reports another owner's conflicting lock.
+// And a lookup of the name.
+
+namespace {
+
+struct OwnLock {
+  LeaseCheck check;  // Held, Dropped or Conflict
+  bool sure;         // false: could not tell (Held), as on network file systems
+};
+
+// Local file systems: whether this process still holds its lock (kind, mode) on byte 0 of fd's file.
+OwnLock ownLock(int fd, LockKind kind, lockfile::Mode mode) {
+  if (kind == LockKind::Posix) {
+    // An OFD query through our own fd has another owner (the open file) than our POSIX lock (the
+    // process): it sees our lock as well as everyone else's, and needs no descriptor to be closed.
+    struct flock fl {};
+    if (lockfile::query(fd, LockKind::Ofd, lockfile::Mode::Exclusive, fl) == 0) {
+      if (fl.l_type == F_UNLCK) return {LeaseCheck::Dropped, true};
+      const short ours = mode == lockfile::Mode::Shared ? F_RDLCK : F_WRLCK;
+      // This process's POSIX lock (an OFD lock shows pid -1): ours, unless it changed type.
+      if (fl.l_pid == ::getpid()) return {fl.l_type == ours ? LeaseCheck::Held : LeaseCheck::Dropped, true};
+      if (fl.l_type == F_WRLCK || mode == lockfile::Mode::Exclusive) return {LeaseCheck::Conflict, true};
+      // Another process's shared lock, which ours may or may not be next to: fdinfo tells.
+    }
+  }
+  const int shown = lockfile::shownHeld(fd, kind, mode);
+  if (shown < 0) return {LeaseCheck::Held, false};
+  return {shown == 1 ? LeaseCheck::Held : LeaseCheck::Dropped, true};
+}
+
+}  // namespace
 
 VerifyResult Registry::verify(uint64_t lease) {
   Lock lk(mu_);
@@ -67,11 +104,17 @@ VerifyResult Registry::verify(uint64_t lease) {
   DirPtr dir = via == e->dir ? e->dir->self_ : aliases_.at(lease)->dir;
   const std::string name(ownerName(e, lease));
   const lockfile::Mode mode = lockfile::modeOf(e->shared);  // a reader of a shared lock is no conflict
+  const bool remote = e->remote;
   out.path = dir->fullPath(name);
   lk.unlock();
 
+  const OwnLock own = remote ? OwnLock{LeaseCheck::Held, false} : ownLock(fd, kind, mode);
   struct flock fl {};
-  const int queryErr = lockfile::query(fd, kind, mode, fl);
+  fl.l_type = F_UNLCK;
+  // Another owner's conflicting lock: what a network file system's server reports, and what took a lock
+  // of ours that is gone.
+  const bool ask = !own.sure || own.check == LeaseCheck::Dropped;
+  const int queryErr = ask ? lockfile::query(fd, kind, mode, fl) : 0;
   struct stat st {};
   const int statRc = ::lstat(out.path.c_str(), &st);
   const int statErr = statRc == 0 ? 0 : errno;
@@ -88,6 +131,8 @@ VerifyResult Registry::verify(uint64_t lease) {
     out.syscall = "fcntl";
   } else if (fl.l_type != F_UNLCK) {
     out.check = LeaseCheck::Conflict;
+  } else if (own.check != LeaseCheck::Held) {
+    out.check = own.check;
   } else if (statErr == ENOENT || statErr == ESTALE) {
     out.check = LeaseCheck::Unlinked;
   } else if (statRc != 0) {
@@ -144,7 +189,21 @@ InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
       continue;
     }
     if (e) fillOwnView(e, out);
-    if (!out.remote) return out;  // the caller reads /proc/locks
+    if (!out.remote) {
+      // Local: the kernel's answer, from a descriptor table of its own (nothing of ours is dropped and
+      // our own locks are seen); the caller reads /proc/locks for the other holders' pids.
+      lk.unlock();
+      const lockquery::Answer a = lockquery::ask({out.path})[0];
+      lk.lock();
+      // The name reaches another file (or none) now: look again; lstat tells what is there.
+      const bool moved = a.dev != 0 && !(InodeKey{a.dev, a.ino} == key);
+      if (moved || a.err == ENOENT || a.err == ELOOP || a.err == EINVAL) continue;
+      out.queryErr = a.err;
+      out.querySyscall = a.syscall;
+      out.lockType = a.type;
+      out.lockPid = a.pid;
+      return out;
+    }
 
     // Network file system: ask the server. With an entry, through its fd (this process's own locks
     // do not conflict with themselves there); else through a read-only fd of our own, reserved in

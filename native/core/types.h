@@ -6,6 +6,7 @@
 // Stats (what it answers), InodeKey (a file's identity).
 #pragma once
 
+#include <fcntl.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -99,6 +100,7 @@ enum class LeaseCheck : uint8_t {
   Conflict,  // another host or process holds a conflicting lock: ours is gone
   Unlinked,  // the name no longer exists
   Replaced,  // the name reaches another file now
+  Dropped,   // this process's lock is gone, and nobody else holds the file (yet)
 };
 
 struct VerifyResult {
@@ -114,8 +116,13 @@ struct InspectResult {
   dev_t dev = 0;  // the file the name reaches now
   ino_t ino = 0;
   bool remote = false;
+  // Local file systems: the lock query of every owner's locks (lock_query.h), this process's too.
+  int queryErr = 0;  // 0, or the errno of querySyscall: the kernel was not asked
+  const char* querySyscall = "";
+  short lockType = F_UNLCK;  // F_UNLCK (free), F_RDLCK (shared) or F_WRLCK (exclusive)
+  pid_t lockPid = 0;         // the lock found: its owner's pid here, 0 if this pid namespace cannot see it, -1 OFD
   // Network file systems: one conflicting lock of another host or process (F_GETLK/F_OFD_GETLK with
-  // a write lock), if any. Local file systems leave this to /proc/locks.
+  // a write lock), if any.
   bool otherHeld = false;
   bool otherShared = false;
   bool otherOfd = false;  // the lock reports pid -1: an OFD lock

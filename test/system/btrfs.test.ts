@@ -62,7 +62,7 @@ describe('btrfs', () => {
 
     const h = await hold(top);
     const atTop = json([mnt]);
-    expect(atTop.source).toBe('proc-locks');
+    expect(atTop.source).toBe('lock-query');
     expect(atTop.resources).toEqual([
       { name: 'top', path: top, state: 'exclusive', holders: [{ pid: h.pid, command: expect.stringMatching(/^python/), type: 'POSIX', mode: 'exclusive' }], waiters: [] },
     ]);

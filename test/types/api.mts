@@ -47,7 +47,8 @@ async function usage(signal: AbortSignal): Promise<void> {
   expectType<Equal<ReturnType<typeof lease.verify>, Promise<void>>>();
   const info = await ls.inspect('web');
   expectType<Equal<typeof info, InspectInfo>>();
-  expectType<Equal<typeof info.state, 'free' | 'shared' | 'exclusive'>>();
+  expectType<Equal<typeof info.state, 'free' | 'shared' | 'exclusive' | 'unknown'>>();
+  expectType<Equal<typeof info.error, LockspaceError | undefined>>();
   expectType<Equal<typeof info.holders, LockHolder[]>>();
   expectType<Equal<LockHolder, { pid: number | null; mode: 'shared' | 'exclusive'; kind: LockType }>>();
   expectType<Equal<ReturnType<typeof ls.inspectSync>, InspectInfo>>();
