@@ -2,12 +2,13 @@ import { createHash } from 'node:crypto';
 
 import { AbortError, isLockspaceError, LockspaceError } from './errors';
 import { Lease, LockSpace } from './lockspace';
+import { webLockFileName } from './locks';
 import { canonicalFile } from './paths';
 import { checkPath, readOptions } from './validate';
 
 export { AbortError, isLockspaceError, LockspaceError };
 export type { LockspaceErrorCode } from './errors';
-export { Lease, LockSpace };
+export { Lease, LockSpace, webLockFileName };
 export type {
   AcquireBooleanWaitOptions,
   AcquireNowOptions,
@@ -52,6 +53,7 @@ const lockspace: {
   readonly LockSpace: typeof LockSpace;
   readonly LockspaceError: typeof LockspaceError;
   readonly resourceNameForPath: typeof resourceNameForPath;
+  readonly webLockFileName: typeof webLockFileName;
 } = module.exports;
 export default lockspace;
 // Not listed among the module's own names (Object.keys), as in the ES module's named exports.

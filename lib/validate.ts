@@ -6,7 +6,7 @@ export type Owner = number | string;
  *  merge distinct names and owners. With the `u` flag, a well-formed surrogate pair does not match. */
 const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
-function isWellFormed(s: string): boolean {
+export function isWellFormed(s: string): boolean {
   return !LONE_SURROGATE.test(s);
 }
 

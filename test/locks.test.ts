@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { spawn } from 'child_process';
-import { Lock, LockSpace } from '../lib';
+import { Lock, LockSpace, webLockFileName } from '../lib';
 import { catchErr, DIST_INDEX, holderFromChild, outsideProbe, stats, useTmpDir, waitFor } from './helpers';
 
 const tmp = useTmpDir();
@@ -68,7 +68,7 @@ test('ifAvailable: the callback gets null while another process holds the lock',
   expect(await ls.locks.request('job', { ifAvailable: true }, (lock) => lock?.name)).toBe('job');
 });
 
-test('signal: an abort while queued rejects with an AbortError and never calls the callback', async () => {
+test('signal: an abort while queued rejects with signal.reason and never calls the callback', async () => {
   const ls = LockSpace.open(tmp.dir);
   let release!: () => void;
   const holding = ls.locks.request('job', () => new Promise<void>((resolve) => (release = resolve)));
@@ -81,25 +81,89 @@ test('signal: an abort while queued rejects with an AbortError and never calls t
   await waitFor(() => stats().waiters === 1, 'queued');
   ac.abort();
   const e = await catchErr(() => queued);
+  // Web Locks rejects with the reason itself: abort() without one sets a DOMException AbortError.
+  expect(e).toBe(ac.signal.reason);
+  expect(e).toBeInstanceOf(DOMException);
   expect(e.name).toBe('AbortError');
   expect(called).toBe(false);
   expect((await ls.locks.query()).pending).toEqual([]);
+  const custom = new AbortController();
+  const withReason = ls.locks.request('job', { signal: custom.signal }, () => 1);
+  await waitFor(() => stats().waiters === 1, 'queued again');
+  custom.abort('gave up');
+  expect(await catchErr(() => withReason)).toBe('gave up');
   release();
   await holding;
 });
 
-test('steal is rejected clearly; so are bad options and a missing callback', async () => {
+test('signal: an already aborted signal rejects with its reason before anything is locked', async () => {
   const ls = LockSpace.open(tmp.dir);
-  const e = await catchErr(() => ls.locks.request('job', { steal: true as false }, () => 1));
-  expect(e.code).toBe('ERR_INVALID_ARG_VALUE');
-  expect(e.message).toContain('is not supported');
-  expect((await catchErr(() => ls.locks.request('job', { mode: 'read' as 'shared' }, () => 1))).code).toBe('ERR_INVALID_ARG_VALUE');
+  const reason = new Error('too late');
+  expect(await catchErr(() => ls.locks.request('job', { signal: AbortSignal.abort(reason) }, () => 1))).toBe(reason);
+  expect(fs.readdirSync(tmp.dir)).toEqual([]);
+});
+
+test('signal: an abort right after request() returns wins over a free lock: the callback never runs', async () => {
+  const ls = LockSpace.open(tmp.dir);
   const ac = new AbortController();
-  expect((await catchErr(() => ls.locks.request('job', { ifAvailable: true, signal: ac.signal }, () => 1))).code).toBe(
-    'ERR_INVALID_ARG_VALUE',
-  );
+  let called = false;
+  const p = ls.locks.request('job', { signal: ac.signal }, () => {
+    called = true;
+  });
+  ac.abort();
+  expect(await catchErr(() => p)).toBe(ac.signal.reason);
+  expect(called).toBe(false);
+  // The lock it may have taken is given back: another process can lock the name.
+  expect(stats().leases).toBe(0);
+  expect(fs.readdirSync(tmp.dir)).toEqual([]);
+  fs.writeFileSync(path.join(tmp.dir, 'job'), '');
+  expect(await outsideProbe(path.join(tmp.dir, 'job'))).toBe('locked');
+});
+
+async function notSupported(p: () => unknown): Promise<void> {
+  const e = await catchErr(p);
+  expect(e).toBeInstanceOf(DOMException);
+  expect(e.name).toBe('NotSupportedError');
+}
+
+test('NotSupportedError, as in Web Locks: steal, ifAvailable with signal, names starting with "-"', async () => {
+  const ls = LockSpace.open(tmp.dir);
+  const ac = new AbortController();
+  let called = false;
+  const cb = (): void => {
+    called = true;
+  };
+  // A lock held by another thread or process cannot be taken from it: steal is refused in every form.
+  await notSupported(() => ls.locks.request('job', { steal: true as false }, cb));
+  await notSupported(() => ls.locks.request('job', { steal: true as false, ifAvailable: true }, cb));
+  await notSupported(() => ls.locks.request('job', { steal: true as false, mode: 'shared' }, cb));
+  await notSupported(() => ls.locks.request('job', { steal: true as false, signal: ac.signal }, cb));
+  await notSupported(() => ls.locks.request('job', { ifAvailable: true, signal: ac.signal }, cb));
+  await notSupported(() => ls.locks.request('-job', cb));
+  await notSupported(() => ls.locks.request('-', { ifAvailable: true }, cb));
+  expect(called).toBe(false);
+  expect(fs.readdirSync(tmp.dir)).toEqual([]);
+});
+
+test('bad options and a missing callback are TypeErrors', async () => {
+  const ls = LockSpace.open(tmp.dir);
+  expect((await catchErr(() => ls.locks.request('job', { mode: 'read' as 'shared' }, () => 1))).code).toBe('ERR_INVALID_ARG_VALUE');
   expect((await catchErr(() => (ls.locks.request as (n: string) => Promise<void>)('job'))).code).toBe('ERR_INVALID_ARG_TYPE');
   expect(fs.readdirSync(tmp.dir)).toEqual([]);
+});
+
+test('query never lists a granted request as pending', async () => {
+  const ls = LockSpace.open(tmp.dir);
+  let release: (() => void) | undefined;
+  const holding = ls.locks.request('job', () => new Promise<void>((resolve) => (release = resolve)));
+  // Asked at once: the free lock is already granted, its callback not yet called.
+  const snapshot = await ls.locks.query();
+  expect(snapshot.held).toEqual([{ name: 'job', mode: 'exclusive', clientId: `${process.pid}/0` }]);
+  expect(snapshot.pending).toEqual([]);
+  expect(await outsideProbe(path.join(tmp.dir, 'job'), 'shared')).toBe('busy');
+  await waitFor(() => release !== undefined, 'callback called');
+  release!();
+  await holding;
 });
 
 test('the lock is released when the callback throws or its promise rejects', async () => {
@@ -139,4 +203,59 @@ test('path mode: the file must exist and is never deleted', async () => {
   fs.writeFileSync(file, '');
   expect(await ls.locks.request(file, async () => outsideProbe(file))).toBe('busy');
   expect(fs.existsSync(file)).toBe(true);
+});
+
+describe('Web Locks names map to file names', () => {
+  test("'app/db', a URL and '' each lock the file their mapped name names, and query gives their own names back", async () => {
+    const ls = LockSpace.open(tmp.dir);
+    for (const name of ['app/db', 'https://example.com/a/b?c=d#e', '']) {
+      const file = path.join(tmp.dir, webLockFileName(name));
+      const seen = await ls.locks.request(name, async (lock) => {
+        expect(await outsideProbe(file, 'shared')).toBe('busy');
+        // ls.acquire reaches the same lock through the mapped name.
+        expect(() => ls.acquireSync(webLockFileName(name))).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+        return { lock, held: (await ls.locks.query()).held };
+      });
+      expect(seen).toEqual({ lock: { name, mode: 'exclusive' }, held: [{ name, mode: 'exclusive', clientId: `${process.pid}/0` }] });
+      expect(fs.readdirSync(tmp.dir)).toEqual([]);
+    }
+  });
+
+  test('a very long name gets a hashed file name, and query still gives the name back', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    const name = '😀'.repeat(1000);
+    const file = path.join(tmp.dir, webLockFileName(name));
+    const held = await ls.locks.request(name, async () => {
+      expect(await outsideProbe(file, 'shared')).toBe('busy');
+      return (await ls.locks.query()).held.map((h) => h.name);
+    });
+    expect(held).toEqual([name]);
+  });
+
+  test('names that are safe file names map to themselves', () => {
+    for (const name of ['job', 'ledger.db', 'a%2Fb', '%', 'x'.repeat(255), 'é'.repeat(127), '.hidden', '...']) {
+      expect(webLockFileName(name)).toBe(name);
+    }
+  });
+
+  test('different names never map to the same file name, and each is a valid file name', () => {
+    const names = ['app/db', 'https://example.com/a/b?c=d#e', '', '.', '..', '%', '%25', '%2F', 'a%2Fb', 'a/b', 'a\0b', 'é',
+      'x'.repeat(255), 'x'.repeat(256), `${'x'.repeat(254)}/`, '/'.repeat(100), 'é'.repeat(127), 'é'.repeat(128), '😀'.repeat(1000), '😀'.repeat(1001)];
+    const files = names.map(webLockFileName);
+    expect(new Set(files).size).toBe(names.length);
+    for (const f of files) {
+      expect(f).not.toMatch(/[/\0]/);
+      expect(['', '.', '..']).not.toContain(f);
+      expect(Buffer.byteLength(f)).toBeLessThanOrEqual(255);
+    }
+  });
+
+  test('lone surrogates and names starting with "-" are NotSupportedError', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    for (const name of ['a\ud800', '\udc00', '-x']) {
+      await notSupported(() => webLockFileName(name));
+      await notSupported(() => ls.locks.request(name, () => 1));
+    }
+    expect(fs.readdirSync(tmp.dir)).toEqual([]);
+  });
 });
