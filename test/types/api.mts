@@ -7,6 +7,7 @@ import lockspace, {
   LockSpace,
   LockspaceError,
   resourceNameForPath,
+  webLockFileName,
   type Lock,
   type LockManagerSnapshot,
   type LockspaceErrorCode,
@@ -79,6 +80,8 @@ async function usage(signal: AbortSignal): Promise<void> {
 
   expectType<Equal<ReturnType<typeof resourceNameForPath>, string>>();
   resourceNameForPath('/images/web.qcow2', { canonicalize: false });
+  expectType<Equal<ReturnType<typeof webLockFileName>, string>>();
+  expectType<Equal<typeof lockspace.webLockFileName, typeof webLockFileName>>();
 
   const opts: AcquireOptions = { wait: true };
   const syncOpts: AcquireSyncOptions = { shared: true };
