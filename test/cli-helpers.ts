@@ -18,6 +18,14 @@ export function cli(args: string[], opts: SpawnSyncOptions = {}): Result {
   return { status: r.status, signal: r.signal, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
+/** `lockspace status ARGS --json`, which must succeed with nothing on stderr: its parsed output. */
+export function statusJson(args: string[]): any {
+  const r = cli(['status', ...args, '--json']);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  return JSON.parse(r.stdout);
+}
+
 /** Starts the CLI asynchronously; `output` resolves when it exits. */
 export function cliAsync(args: string[], env: NodeJS.ProcessEnv = process.env) {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });

@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawn, spawnSync } from 'child_process';
 import { AS_NOBODY, Holder, holderFromChild, IN_PID_NAMESPACE, mkTmpDir, procLocksReplacedBy, python, rmTmpDir, socketFile, spawnPythonHolder } from './helpers';
-import { CLI, cli } from './cli-helpers';
+import { CLI, cli, statusJson } from './cli-helpers';
 
 let dir: string;
 const holders: Holder[] = [];
@@ -37,13 +37,6 @@ sys.stdin.readline()
 print('released', flush=True)
 `;
 
-function json(args: string[]): any {
-  const r = cli(['status', ...args, '--json']);
-  expect(r.stderr).toBe('');
-  expect(r.status).toBe(0);
-  return JSON.parse(r.stdout);
-}
-
 describe('hostile file names', () => {
   const names = ['\x1b]0;owned\x07title', '\x1b[2Jclear', 'fake\nexcl  exclusive  1  init  POSIX', 'cr\rback', 'c1\u009bx', 'back\\slash'];
 
@@ -63,7 +56,7 @@ describe('hostile file names', () => {
     expect(lines).toContainEqual(expect.stringMatching(/^cr\\rback\s+free$/));
     expect(lines).toContainEqual(expect.stringMatching(/^c1\\u009bx\s+free$/));
     expect(lines).toContainEqual(expect.stringMatching(/^back\\\\slash\s+free$/));
-    const st = json([dir]);
+    const st = statusJson([dir]);
     expect(st.resources.map((x: any) => x.name).sort()).toEqual([...names].sort());
     expect(st.resources.find((x: any) => x.name === names[2]).holders[0].pid).toBe(h.pid);
     expect(st.resources.every((x: any) => !('nameBase64' in x))).toBe(true);
@@ -79,7 +72,7 @@ describe('names that are not UTF-8', () => {
     fs.writeFileSync(path.join(dir, 'plain'), '');
     const h = await hold(Buffer.concat([dirBytes, locked]));
 
-    const st = json([dir]);
+    const st = statusJson([dir]);
     expect(st.resources).toHaveLength(3);
     const byBytes = new Map(st.resources.map((x: any) => [x.nameBase64 ?? Buffer.from(x.name).toString('base64'), x]));
     const l: any = byBytes.get(locked.toString('base64'));
@@ -95,7 +88,7 @@ describe('names that are not UTF-8', () => {
 
   test('--probe cannot lock such a name and says so, without skipping it', () => {
     fs.writeFileSync(Buffer.concat([Buffer.from(`${dir}/`), Buffer.from([0xff])]), '');
-    const st = json(['--probe', dir]);
+    const st = statusJson(['--probe', dir]);
     expect(st.resources).toEqual([
       expect.objectContaining({ nameBase64: '/w==', state: 'unknown', error: 'the name is not UTF-8: cannot be probed' }),
     ]);
@@ -110,7 +103,7 @@ test('status a/link/../locks lists the directory the kernel reaches', () => {
     fs.mkdirSync(path.join(dir, side, 'locks'));
     fs.writeFileSync(path.join(dir, side, 'locks', `in-${side}`), '');
   }
-  const st = json([`${dir}/a/link/../locks`]);
+  const st = statusJson([`${dir}/a/link/../locks`]);
   expect(st.directory).toBe(path.join(dir, 'b', 'locks'));
   expect(st.resources.map((r: any) => r.name)).toEqual(['in-b']);
 });

@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { execFileSync } from 'child_process';
 import { Holder, mkTmpDir, rmTmpDir, spawnPythonHolder } from '../helpers';
-import { cli } from '../cli-helpers';
+import { statusJson } from '../cli-helpers';
 
 const holders: Holder[] = [];
 afterEach(async () => {
@@ -16,13 +16,6 @@ async function hold(p: string): Promise<Holder> {
   const h = await spawnPythonHolder(p);
   holders.push(h);
   return h;
-}
-
-function json(args: string[]): any {
-  const r = cli(['status', ...args, '--json']);
-  expect(r.stderr).toBe('');
-  expect(r.status).toBe(0);
-  return JSON.parse(r.stdout);
 }
 
 describe('btrfs', () => {
@@ -61,26 +54,26 @@ describe('btrfs', () => {
     expect(fs.statSync(top).dev).not.toBe(fs.statSync(sub).dev);
 
     const h = await hold(top);
-    const atTop = json([mnt]);
+    const atTop = statusJson([mnt]);
     expect(atTop.source).toBe('lock-query');
     expect(atTop.resources).toEqual([
       { name: 'top', path: top, state: 'exclusive', holders: [{ pid: h.pid, command: expect.stringMatching(/^python/), type: 'POSIX', mode: 'exclusive' }], waiters: [] },
     ]);
     // sub/first has the same inode number under the same superblock device, but is free.
-    const inSub = json([path.join(mnt, 'sub')]);
+    const inSub = statusJson([path.join(mnt, 'sub')]);
     expect(inSub.resources.map((r: any) => [r.name, r.state])).toEqual([
       ['first', 'free'],
       ['second', 'free'],
     ]);
 
     const h2 = await hold(sub);
-    const inSub2 = json([path.join(mnt, 'sub')]);
+    const inSub2 = statusJson([path.join(mnt, 'sub')]);
     expect(inSub2.resources[0]).toMatchObject({ name: 'first', state: 'exclusive' });
     // /proc/locks shows two exclusive holders of <dev>:257 (top's and this one); the probe tells which.
     expect(inSub2.resources[0].holders.map((x: any) => x.pid)).toEqual([h2.pid]);
     expect(inSub2.resources[1]).toMatchObject({ name: 'second', state: 'free' });
     await h.release();
     // top is free now; sub/first's lock (same inode number) must not make it look held.
-    expect(json([mnt]).resources).toEqual([{ name: 'top', path: top, state: 'free', holders: [], waiters: [] }]);
+    expect(statusJson([mnt]).resources).toEqual([{ name: 'top', path: top, state: 'free', holders: [], waiters: [] }]);
   });
 });

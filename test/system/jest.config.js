@@ -1,14 +1,4 @@
 /** @type {import('jest').Config} Tests that need more than a checkout: root, btrfs-progs and a loop
- *  device (npm run test:system, which .ci/run installs for and runs). */
-module.exports = {
-  rootDir: '../..',
-  testEnvironment: 'node',
-  roots: ['<rootDir>/test/system'],
-  testMatch: ['**/*.test.ts'],
-  moduleFileExtensions: ['ts', 'js', 'json', 'node'],
-  transform: {
-    '^.+\\.ts$': ['ts-jest', { tsconfig: 'test/tsconfig.json' }],
-  },
-  testTimeout: 120000,
-  maxWorkers: 1,
-};
+ *  device (npm run test:system, which .ci/run installs for and runs). One file at a time, as the
+ *  multihost project runs. */
+module.exports = { ...require('../multihost/jest.config.js'), roots: ['<rootDir>/test/system'] };
