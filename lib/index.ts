@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 
 import { AbortError, isLockspaceError, LockspaceError } from './errors';
-import { Lease, LockSpace } from './lockspace';
+import { Lease, LeaseSet, LockSpace } from './lockspace';
 import { canonicalFile } from './paths';
 import { checkPath, readOptions } from './validate';
 
 export { AbortError, isLockspaceError, LockspaceError };
 export type { LockspaceErrorCode } from './errors';
-export { Lease, LockSpace };
+export { Lease, LeaseSet, LockSpace };
+export type { LockRequest } from './lease-set';
 export type {
   AcquireBooleanWaitOptions,
   AcquireNowOptions,
@@ -49,6 +50,7 @@ const lockspace: {
   readonly AbortError: typeof AbortError;
   readonly isLockspaceError: typeof isLockspaceError;
   readonly Lease: typeof Lease;
+  readonly LeaseSet: typeof LeaseSet;
   readonly LockSpace: typeof LockSpace;
   readonly LockspaceError: typeof LockspaceError;
   readonly resourceNameForPath: typeof resourceNameForPath;
