@@ -290,9 +290,9 @@ export class LockSpace {
         await releaseEachAsync(set.letGo());
         if (busy === START_OVER) continue;
         if (!a.wait) throw busy.error;
-        if (++busyRounds === ESCALATE_AFTER) return await this.#inOrder(set, a, deadline);
+        if (++busyRounds === ESCALATE_AFTER) return await this.#inOrder(set, deadline);
         // Holding nothing: this wait closes no cycle. It queues FIFO, so the set takes its turn.
-        set.hold(busy.index, await this.#waitFor(set, busy.index, a, deadline));
+        set.hold(busy.index, await this.#waitFor(set, busy.index, deadline));
       }
     } catch (err) {
       await releaseEachAsync(set.letGo());
@@ -357,7 +357,7 @@ export class LockSpace {
   }
 
   /** Every member in canonical order, waiting for each while holding the earlier ones. */
-  async #inOrder(set: SetAttempt, a: Acquisition, deadline: number): Promise<LeaseSet> {
+  async #inOrder(set: SetAttempt, deadline: number): Promise<LeaseSet> {
     for (let i = 0; i < set.members.length; i++) {
       if (set.settled(i)) continue;
       const next = await this.#take(set, i);
@@ -368,13 +368,14 @@ export class LockSpace {
         continue;
       }
       // Holds only members before i in the one global order: no cycle of such waits can close.
-      set.hold(i, await this.#waitFor(set, i, a, deadline));
+      set.hold(i, await this.#waitFor(set, i, deadline));
     }
     return set.result();
   }
 
   /** Waits for member i until the set's deadline; ETIMEDOUT names the member and the caller's timeout. */
-  async #waitFor(set: SetAttempt, i: number, a: Acquisition, deadline: number): Promise<Lease> {
+  async #waitFor(set: SetAttempt, i: number, deadline: number): Promise<Lease> {
+    const a = set.acquisition;
     const m = set.members[i];
     const w = this.#memberAcquisition(set, i, true);
     if (a.signal) w.signal = a.signal;
