@@ -80,6 +80,10 @@ function perOpCases(root: string, lockspace: LockspaceModule | undefined, notes:
     ...byId(ours, 'lockspace:async'),
     ...byId(floor, 'floor:autocreate'),
     ...byId(ours, 'lockspace:autocreate'),
+    ...byId(ours, 'lockspace:four-sync'),
+    ...byId(ours, 'lockspace:set-sync'),
+    ...byId(ours, 'lockspace:four-async'),
+    ...byId(ours, 'lockspace:set-async'),
   ];
   const rest = [...floor, ...ours].filter((c) => !paired.includes(c));
   return [...paired, ...rest, ...baselines.cases];

@@ -3,10 +3,14 @@ import { timeAsync, timeSync } from './clock';
 import { Case } from './measure';
 import type { LockspaceModule } from './lockspace';
 
+/** The names of the lock set cases: a set of 4, against 4 single acquires of the same names. */
+const SET = ['set-a', 'set-b', 'set-c', 'set-d'];
+
 export function lockspaceCases(lockspace: LockspaceModule, dir: string): Case[] {
   const ls = lockspace.LockSpace.open(dir);
   ls.createSync('sync');
   ls.createSync('async');
+  for (const name of SET) ls.createSync(name);
   return [
     {
       id: 'lockspace:sync',
@@ -25,6 +29,39 @@ export function lockspaceCases(lockspace: LockspaceModule, dir: string): Case[] 
       label: 'lockspace autoCreate cycle (sync)',
       group: 'lockspace',
       run: (n) => timeSync(n, () => ls.acquireSync('autocreate', { autoCreate: true }).releaseSync()),
+    },
+    {
+      id: 'lockspace:four-sync',
+      label: 'lockspace 4 acquireSync + 4 releaseSync',
+      group: 'lockspace',
+      run: (n) =>
+        timeSync(n, () => {
+          const leases = SET.map((name) => ls.acquireSync(name));
+          for (const lease of leases) lease.releaseSync();
+        }),
+    },
+    {
+      id: 'lockspace:set-sync',
+      label: 'lockspace acquireAllSync of 4 + releaseSync',
+      group: 'lockspace',
+      run: (n) => timeSync(n, () => ls.acquireAllSync(SET).releaseSync()),
+    },
+    {
+      id: 'lockspace:four-async',
+      label: 'lockspace 4 await acquire + 4 await release',
+      group: 'lockspace',
+      run: (n) =>
+        timeAsync(n, async () => {
+          const leases = [];
+          for (const name of SET) leases.push(await ls.acquire(name));
+          for (const lease of leases) await lease.release();
+        }),
+    },
+    {
+      id: 'lockspace:set-async',
+      label: 'lockspace await acquireAll of 4 + release',
+      group: 'lockspace',
+      run: (n) => timeAsync(n, async () => (await ls.acquireAll(SET)).release()),
     },
   ];
 }

@@ -1,7 +1,7 @@
 /** The human-readable report: aligned text tables. */
 import type { BenchResults } from './results';
 import type { CaseResult } from './measure';
-import type { TargetCheck } from './targets';
+import { ratio, type TargetCheck } from './targets';
 
 const FLOOR_ID = 'floor:open-lock-close';
 const PROMISES_ID = 'node:promises';
@@ -85,6 +85,14 @@ function cancelSection(r: BenchResults): string[] {
   ];
 }
 
+/** A lock set of 4 names against 4 single acquires of them, as the median of per-round ratios. */
+function setSection(r: BenchResults): string[] {
+  const sync = ratio(r.cases, 'lockspace:set-sync', 'lockspace:four-sync');
+  const async = ratio(r.cases, 'lockspace:set-async', 'lockspace:four-async');
+  if (sync === undefined || async === undefined) return [];
+  return [`Lock sets: acquireAll of 4 names / 4 acquires of them: sync ${fmt(sync, 2)}x, async ${fmt(async, 2)}x (median of per-round ratios)`];
+}
+
 function targetValue(t: TargetCheck): string {
   if (t.unit === 'x') return `${fmt(t.value, 2)}x`;
   if (t.unit === 'µs') return `${fmt(t.value, 1)} µs`;
@@ -106,6 +114,7 @@ export function renderReport(r: BenchResults): string {
       `machine: ${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, temp dir on ${m.fsType}`,
     ],
     [caseTable(r.cases)],
+    setSection(r),
     scaleSection(r),
     contentionSection(r),
     handoffSection(r),

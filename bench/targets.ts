@@ -42,7 +42,7 @@ function medianOf(cases: CaseResult[], id: string): number | undefined {
  * case once, the compared cases back to back (see perOpCases), so a burst of load from the machine's
  * other tenants hits both sides of a pair rather than one side of a ratio of medians.
  */
-function ratio(cases: CaseResult[], numerator: string, denominator: string): number | undefined {
+export function ratio(cases: CaseResult[], numerator: string, denominator: string): number | undefined {
   const a = cases.find((c) => c.id === numerator)?.nsPerOp.samples;
   const b = cases.find((c) => c.id === denominator)?.nsPerOp.samples;
   if (!a || !b) return undefined;

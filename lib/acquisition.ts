@@ -1,6 +1,7 @@
 /* The options of one acquire, read once from the caller's object and validated as read. */
 import { threadId } from 'node:worker_threads';
 
+import { invalidArgValue } from './errors';
 import type { AcquireOptions, AcquireSyncOptions } from './options';
 import { knownOptions, Owner, ownerKey, readOption } from './validate';
 
@@ -8,9 +9,13 @@ const THREAD_OWNER_KEY = ownerKey(threadId);
 
 const SYNC_OPTIONS = { shared: 'boolean', autoCreate: 'boolean', owner: 'owner' } as const;
 const ASYNC_OPTIONS = { ...SYNC_OPTIONS, wait: 'boolean', timeout: 'timeout', signal: 'signal' } as const;
-const NEVER_WAITS = 'it never waits; use acquire';
-/** acquire's options that acquireSync does not take, and why. */
-const NOT_SYNC = { wait: NEVER_WAITS, timeout: NEVER_WAITS, signal: NEVER_WAITS };
+/** acquire's options that the sync calls do not take, and why (`use` names the async call). */
+const notSync = (use: string) => {
+  const why = `it never waits; use ${use}`;
+  return { wait: why, timeout: why, signal: why };
+};
+const NOT_SYNC = notSync('acquire');
+const NOT_SYNC_ALL = notSync('acquireAll');
 
 /** Options as read and validated: each read once from the caller's object. */
 export interface Acquisition {
@@ -27,11 +32,12 @@ export interface Acquisition {
 export const DEFAULT_ACQUISITION: Acquisition = { shared: false, autoCreate: false, owner: threadId, key: THREAD_OWNER_KEY, wait: false };
 
 /** Reads `options` of acquireSync (`wait` false) or acquire (`wait` true), as readOptions does: each
- *  option once, in the order of SYNC_OPTIONS / ASYNC_OPTIONS, validated as read. */
-export function readAcquisition(options: AcquireSyncOptions | AcquireOptions, wait: boolean): Acquisition {
+ *  option once, in the order of SYNC_OPTIONS / ASYNC_OPTIONS, validated as read. `all`: of
+ *  acquireAllSync / acquireAll, which take the same options. */
+export function readAcquisition(options: AcquireSyncOptions | AcquireOptions, wait: boolean, all = false): Acquisition {
   const opts = wait
-    ? knownOptions(options, ASYNC_OPTIONS, 'acquire')
-    : knownOptions(options, SYNC_OPTIONS, 'acquireSync', NOT_SYNC);
+    ? knownOptions(options, ASYNC_OPTIONS, all ? 'acquireAll' : 'acquire')
+    : knownOptions(options, SYNC_OPTIONS, all ? 'acquireAllSync' : 'acquireSync', all ? NOT_SYNC_ALL : NOT_SYNC);
   const shared = readOption(opts, 'shared', SYNC_OPTIONS.shared);
   const autoCreate = readOption(opts, 'autoCreate', SYNC_OPTIONS.autoCreate);
   const owner = readOption(opts, 'owner', SYNC_OPTIONS.owner) as Owner | undefined;
@@ -46,6 +52,9 @@ export function readAcquisition(options: AcquireSyncOptions | AcquireOptions, wa
   a.wait = readOption(opts, 'wait', ASYNC_OPTIONS.wait) === true;
   const timeout = readOption(opts, 'timeout', ASYNC_OPTIONS.timeout) as number | undefined;
   const signal = readOption(opts, 'signal', ASYNC_OPTIONS.signal) as AbortSignal | undefined;
+  if (!a.wait && (timeout !== undefined || signal !== undefined)) {
+    throw invalidArgValue('options', options, 'sets timeout or signal without wait: true');
+  }
   if (timeout !== undefined) a.timeout = timeout;
   if (signal !== undefined) a.signal = signal;
   return a;

@@ -1,14 +1,15 @@
 import { createHash } from 'node:crypto';
 
 import { AbortError, isLockspaceError, LockspaceError } from './errors';
-import { Lease, LockSpace } from './lockspace';
+import { Lease, LeaseSet, LockSpace } from './lockspace';
 import { webLockFileName } from './locks';
 import { canonicalFile } from './paths';
 import { checkPath, readOptions } from './validate';
 
 export { AbortError, isLockspaceError, LockspaceError };
 export type { LockspaceErrorCode } from './errors';
-export { Lease, LockSpace, webLockFileName };
+export { Lease, LeaseSet, LockSpace, webLockFileName };
+export type { LockRequest } from './lease-set';
 export type {
   AcquireBooleanWaitOptions,
   AcquireNowOptions,
@@ -50,6 +51,7 @@ const lockspace: {
   readonly AbortError: typeof AbortError;
   readonly isLockspaceError: typeof isLockspaceError;
   readonly Lease: typeof Lease;
+  readonly LeaseSet: typeof LeaseSet;
   readonly LockSpace: typeof LockSpace;
   readonly LockspaceError: typeof LockspaceError;
   readonly resourceNameForPath: typeof resourceNameForPath;

@@ -3,13 +3,26 @@ import { threadId } from 'node:worker_threads';
 
 import { Acquisition, DEFAULT_ACQUISITION, readAcquisition } from './acquisition';
 import { AcquireMessage, debug, debugging, publishRelease, releaseObserved, traceAcquire, traceAcquireSync, tracing } from './diagnostics';
-import { ErrorRecord, fromRecord, invalidArgValue, LockspaceError } from './errors';
+import { ErrorRecord, fromRecord, isLockspaceError, LockspaceError, timeoutError } from './errors';
 import { InspectInfo, inspectInfo } from './inspect';
 import { Lease, LEASE_TOKEN, leaseInternals } from './lease';
+import {
+  COVERED,
+  ESCALATE_AFTER,
+  LeaseSet,
+  LockRequest,
+  NotTaken,
+  readRequests,
+  releaseEach,
+  releaseEachAsync,
+  Requested,
+  SetAttempt,
+  START_OVER,
+} from './lease-set';
 import { LeaseChecker } from './lost';
 import { binding, DirHandle, FLAGS, isErrorRecord } from './native';
 import type { AcquireOptions, AcquireSyncOptions, LockSpaceOptions, LockType, ResourceInfo } from './options';
-import { absoluteAsKernel } from './paths';
+import { absoluteAsKernel, fileIdentity, fileIdentityAsync, withCanonicalDir, withCanonicalDirAsync } from './paths';
 import { checkName, checkOwner, checkPath, Owner, ownerFromKey, ownerKey, readOptions, signalAborted } from './validate';
 import { abortError, awaitGrant } from './waits';
 import { LockManager } from './locks';
@@ -18,6 +31,7 @@ const native = binding;
 const THREAD_ID = threadId;
 
 export { Lease } from './lease';
+export { LeaseSet } from './lease-set';
 
 const DEFAULT_CHECK_INTERVAL = 2000;
 
@@ -180,9 +194,6 @@ export class LockSpace {
     try {
       n = this.#name(name);
       a = options === undefined ? DEFAULT_ACQUISITION : readAcquisition(options, true);
-      if (!a.wait && (a.timeout !== undefined || a.signal !== undefined)) {
-        throw invalidArgValue('options', options, 'sets timeout or signal without wait: true');
-      }
     } catch (err) {
       return Promise.reject(err);
     }
@@ -218,6 +229,170 @@ export class LockSpace {
       throw err;
     }
     return this.#lease(lease, n, a, onPool);
+  }
+
+  /* ---------------------------------------------------------------- lock sets (lease-set.ts) */
+
+  /**
+   * Acquires every resource of `requests` or none: on any failure nothing of the set is held. With
+   * `wait`, it never holds part of the set while it waits for the rest (see lease-set.ts), so sets
+   * taken in any order cannot deadlock each other; `timeout` and `signal` bound the whole call.
+   */
+  acquireAll(requests: readonly LockRequest[], options?: AcquireOptions): Promise<LeaseSet> {
+    let set: SetAttempt | Promise<SetAttempt>;
+    let a: Acquisition;
+    try {
+      const requested = readRequests(requests, this.directory === null);
+      a = options === undefined ? DEFAULT_ACQUISITION : readAcquisition(options, true, true);
+      set = this.#attempt(requested, a, true);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#acquireAll(set, a);
+  }
+
+  /** acquireAll without waiting: EBUSY (of the first busy member) at once, nothing held. */
+  acquireAllSync(requests: readonly LockRequest[], options?: AcquireSyncOptions): LeaseSet {
+    const requested = readRequests(requests, this.directory === null);
+    const a = options === undefined ? DEFAULT_ACQUISITION : readAcquisition(options, false, true);
+    const set = this.#attempt(requested, a, false) as SetAttempt;
+    try {
+      for (;;) {
+        const busy = this.#tryRestSync(set);
+        if (busy === undefined) return set.result();
+        releaseEach(set.letGo());
+        if (busy !== START_OVER) throw busy.error;
+      }
+    } catch (err) {
+      releaseEach(set.letGo());
+      throw err;
+    }
+  }
+
+  /** The attempt's members: canonical paths, with the directory of a path-mode name resolved (on the
+   *  threadpool for a network file system when `async`). */
+  #attempt(requested: Requested[], a: Acquisition, async: boolean): SetAttempt | Promise<SetAttempt> {
+    if (this.directory !== null) return new SetAttempt(requested, requested.map((r) => this.#path(r.name)), a);
+    if (!async) return new SetAttempt(requested, requested.map((r) => withCanonicalDir(r.name)), a);
+    return Promise.all(requested.map((r) => (this.#onPool(r.name) ? withCanonicalDirAsync(r.name) : withCanonicalDir(r.name)))).then(
+      (keys) => new SetAttempt(requested, keys, a),
+    );
+  }
+
+  async #acquireAll(planned: SetAttempt | Promise<SetAttempt>, a: Acquisition): Promise<LeaseSet> {
+    if (a.signal && signalAborted(a.signal)) throw abortError(a.signal);
+    const deadline = a.timeout === undefined ? Infinity : performance.now() + a.timeout;
+    const set = await planned;
+    try {
+      for (let busyRounds = 0; ; ) {
+        const busy = await this.#tryRest(set);
+        if (busy === undefined) return set.result();
+        await releaseEachAsync(set.letGo());
+        if (busy === START_OVER) continue;
+        if (!a.wait) throw busy.error;
+        if (++busyRounds === ESCALATE_AFTER) return await this.#inOrder(set, deadline);
+        // Holding nothing: this wait closes no cycle. It queues FIFO, so the set takes its turn.
+        set.hold(busy.index, await this.#waitFor(set, busy.index, deadline));
+      }
+    } catch (err) {
+      await releaseEachAsync(set.letGo());
+      throw err;
+    }
+  }
+
+  /** Takes each member the set has not settled, without waiting, in canonical order; undefined when
+   *  all are settled. */
+  async #tryRest(set: SetAttempt): Promise<Exclude<NotTaken, typeof COVERED> | undefined> {
+    for (let i = 0; i < set.members.length; i++) {
+      if (set.settled(i)) continue;
+      const next = await this.#take(set, i);
+      if (next !== undefined && next !== COVERED) return next;
+    }
+    return undefined;
+  }
+
+  #tryRestSync(set: SetAttempt): Exclude<NotTaken, typeof COVERED> | undefined {
+    for (let i = 0; i < set.members.length; i++) {
+      if (set.settled(i)) continue;
+      const next = this.#takeSync(set, i);
+      if (next !== undefined && next !== COVERED) return next;
+    }
+    return undefined;
+  }
+
+  /** One member without waiting: undefined when held now, else what its failure means. */
+  async #take(set: SetAttempt, i: number): Promise<NotTaken | undefined> {
+    const m = set.members[i];
+    try {
+      set.hold(i, await this.#acquire(m.name, this.#memberAcquisition(set, i, false)));
+      return undefined;
+    } catch (err) {
+      return set.notTaken(i, err, set.mayBeOwn(err) ? await this.#heldFileOf(set, i) : -1);
+    }
+  }
+
+  #takeSync(set: SetAttempt, i: number): NotTaken | undefined {
+    const m = set.members[i];
+    try {
+      set.hold(i, this.#acquireSync(m.name, this.#memberAcquisition(set, i, false)));
+      return undefined;
+    } catch (err) {
+      return set.notTaken(i, err, set.mayBeOwn(err) ? this.#heldFileOfSync(set, i) : -1);
+    }
+  }
+
+  /** The held member whose file member i's name reaches now (a hard link, say), or -1. */
+  async #heldFileOf(set: SetAttempt, i: number): Promise<number> {
+    const identity = (name: string) => (this.#onPool(name) ? fileIdentityAsync(this.#path(name)) : fileIdentity(this.#path(name)));
+    const file = await identity(set.members[i].name);
+    if (file === undefined) return -1;
+    for (const h of set.heldIndexes()) if ((await identity(set.members[h].name)) === file) return h;
+    return -1;
+  }
+
+  #heldFileOfSync(set: SetAttempt, i: number): number {
+    const file = fileIdentity(this.#path(set.members[i].name));
+    if (file === undefined) return -1;
+    return set.heldIndexes().find((h) => fileIdentity(this.#path(set.members[h].name)) === file) ?? -1;
+  }
+
+  /** Every member in canonical order, waiting for each while holding the earlier ones. */
+  async #inOrder(set: SetAttempt, deadline: number): Promise<LeaseSet> {
+    for (let i = 0; i < set.members.length; i++) {
+      if (set.settled(i)) continue;
+      const next = await this.#take(set, i);
+      if (next === undefined || next === COVERED) continue;
+      if (next === START_OVER) {
+        await releaseEachAsync(set.letGo());
+        i = -1;
+        continue;
+      }
+      // Holds only members before i in the one global order: no cycle of such waits can close.
+      set.hold(i, await this.#waitFor(set, i, deadline));
+    }
+    return set.result();
+  }
+
+  /** Waits for member i until the set's deadline; ETIMEDOUT names the member and the caller's timeout. */
+  async #waitFor(set: SetAttempt, i: number, deadline: number): Promise<Lease> {
+    const a = set.acquisition;
+    const m = set.members[i];
+    const w = this.#memberAcquisition(set, i, true);
+    if (a.signal) w.signal = a.signal;
+    if (deadline !== Infinity) w.timeout = Math.max(0, deadline - performance.now());
+    try {
+      return await this.#acquire(m.name, w);
+    } catch (err) {
+      if (a.timeout !== undefined && isLockspaceError(err, 'ETIMEDOUT') && err.syscall === 'acquire') {
+        throw timeoutError(this.#path(m.name), a.timeout);
+      }
+      throw err;
+    }
+  }
+
+  #memberAcquisition(set: SetAttempt, i: number, wait: boolean): Acquisition {
+    const a = set.acquisition;
+    return { shared: set.members[i].shared, autoCreate: a.autoCreate, owner: a.owner, key: a.key, wait };
   }
 
   /** Releases what `owner` (default: this thread's threadId) holds on `name`, like libvirt's

@@ -61,3 +61,56 @@ export function fromFsError(err: unknown, path: string): LockspaceError {
   const description = (e.message ?? '').replace(/^[A-Z0-9_]+: /, '').replace(/,.*$/, '') || 'error';
   return new LockspaceError(`${code}: ${description}, ${syscall} '${path}'`, { code, errno, syscall, path });
 }
+
+/** Where `path`'s directory part ends: `'/'` for a file at the root. */
+function splitDir(path: string): [string, string] {
+  const slash = path.lastIndexOf('/');
+  return [slash <= 0 ? '/' : path.slice(0, slash), path.slice(slash + 1)];
+}
+
+const joinDir = (dir: string, base: string): string => (dir === '/' ? `/${base}` : `${dir}/${base}`);
+
+/**
+ * An absolute path with its directory resolved as the kernel resolves it (realpath) and its last
+ * component as given: a resource's final symlink is never followed. When the directory cannot be
+ * resolved the path is returned as given (the lock call then reports why).
+ */
+export function withCanonicalDir(path: string): string {
+  const [dir, base] = splitDir(path);
+  try {
+    return joinDir(fs.realpathSync.native(dir), base);
+  } catch {
+    return path;
+  }
+}
+
+/** withCanonicalDir on libuv's threadpool (a network file system may take seconds to answer). */
+export async function withCanonicalDirAsync(path: string): Promise<string> {
+  const [dir, base] = splitDir(path);
+  try {
+    return joinDir(await fs.promises.realpath(dir), base);
+  } catch {
+    return path;
+  }
+}
+
+/** The file `path` reaches without following a final symlink, as `dev:ino` (exact: bigint), or
+ *  undefined when nothing is there (or it cannot be looked at). */
+export function fileIdentity(path: string): string | undefined {
+  try {
+    const st = fs.lstatSync(path, { bigint: true, throwIfNoEntry: false });
+    return st && `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** fileIdentity on libuv's threadpool. */
+export async function fileIdentityAsync(path: string): Promise<string | undefined> {
+  try {
+    const st = await fs.promises.lstat(path, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}

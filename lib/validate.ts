@@ -27,21 +27,21 @@ export function checkPath(argName: string, value: unknown, nullable = false): st
   return checkWellFormed(argName, value);
 }
 
-/** Checks a resource name before any file-system call. */
-export function checkName(name: unknown, pathMode: boolean): string {
-  if (typeof name !== 'string') throw invalidArgType('name', 'of type string', name);
-  if (name.includes('\0')) throw invalidArgValue('name', name, 'must not contain NUL bytes');
-  checkWellFormed('name', name);
+/** Checks a resource name before any file-system call (`arg`: how errors name the argument). */
+export function checkName(name: unknown, pathMode: boolean, arg = 'name'): string {
+  if (typeof name !== 'string') throw invalidArgType(arg, 'of type string', name);
+  if (name.includes('\0')) throw invalidArgValue(arg, name, 'must not contain NUL bytes');
+  checkWellFormed(arg, name);
   if (pathMode) {
-    if (!name.startsWith('/')) throw invalidArgValue('name', name, 'must be an absolute path (the lockspace has no directory)');
-    if (name.endsWith('/')) throw invalidArgValue('name', name, 'must name a file, not end with "/"');
-    if (Buffer.byteLength(name) >= 4096) throw invalidArgValue('name', name, 'must be shorter than 4096 bytes');
+    if (!name.startsWith('/')) throw invalidArgValue(arg, name, 'must be an absolute path (the lockspace has no directory)');
+    if (name.endsWith('/')) throw invalidArgValue(arg, name, 'must name a file, not end with "/"');
+    if (Buffer.byteLength(name) >= 4096) throw invalidArgValue(arg, name, 'must be shorter than 4096 bytes');
     return name;
   }
-  if (name === '') throw invalidArgValue('name', name, 'must not be empty');
-  if (name === '.' || name === '..') throw invalidArgValue('name', name, 'must not be "." or ".."');
-  if (name.includes('/')) throw invalidArgValue('name', name, 'must be a single path component (no "/")');
-  if (name.length > 85 && Buffer.byteLength(name) > 255) throw invalidArgValue('name', name, 'must be at most 255 bytes');
+  if (name === '') throw invalidArgValue(arg, name, 'must not be empty');
+  if (name === '.' || name === '..') throw invalidArgValue(arg, name, 'must not be "." or ".."');
+  if (name.includes('/')) throw invalidArgValue(arg, name, 'must be a single path component (no "/")');
+  if (name.length > 85 && Buffer.byteLength(name) > 255) throw invalidArgValue(arg, name, 'must be at most 255 bytes');
   return name;
 }
 
@@ -101,11 +101,11 @@ export function onAbort(signal: AbortSignal, listener: () => void): () => void {
 
 /* ------------------------------------------------------------------ options objects */
 
-export type Kind = 'boolean' | 'timeout' | 'interval' | 'owner' | 'signal' | 'lockType' | 'mode';
+export type Kind = 'boolean' | 'timeout' | 'interval' | 'owner' | 'signal' | 'lockType' | 'mode' | 'name';
 export type Spec = Record<string, Kind>;
 
-function checkValue(key: string, kind: Kind, value: unknown): void {
-  const arg = `options.${key}`;
+function checkValue(key: string, kind: Kind, value: unknown, argName: string): void {
+  const arg = `${argName}.${key}`;
   switch (kind) {
     case 'boolean':
       if (typeof value !== 'boolean') throw invalidArgType(arg, 'of type boolean', value);
@@ -134,6 +134,8 @@ function checkValue(key: string, kind: Kind, value: unknown): void {
       if (value === 'exclusive' || value === 'shared') return;
       if (typeof value !== 'string') throw invalidArgType(arg, 'of type string', value);
       throw invalidArgValue(arg, value, "must be 'exclusive' or 'shared'");
+    case 'name': // checkName's rule depends on the lockspace: its caller checks it
+      return;
   }
 }
 
@@ -158,26 +160,39 @@ const hasOwn = (o: object, key: string): boolean => Object.prototype.hasOwnPrope
 /** The first half of readOptions: `options` as an object with no unknown own property. An unknown
  *  one is an error with the hint that fits it: `misplaced[key]` for an option of another call, the
  *  known name it misspells, or the known names. */
-export function knownOptions(options: unknown, spec: Spec, what: string, misplaced?: Readonly<Record<string, string>>): Record<string, unknown> {
+export function knownOptions(
+  options: unknown,
+  spec: Spec,
+  what: string,
+  misplaced?: Readonly<Record<string, string>>,
+  argName = 'options',
+): Record<string, unknown> {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw invalidArgType('options', 'of type object', options);
+    throw invalidArgType(argName, 'of type object', options);
   }
   // for-in and not Object.keys: no array per call (the own keys come first, in the same order).
   for (const key in options) {
-    if (hasOwn(options, key) && !hasOwn(spec, key)) throw unknownOption(options, key, spec, what, misplaced);
+    if (hasOwn(options, key) && !hasOwn(spec, key)) throw unknownOption(options, key, spec, what, misplaced, argName);
   }
   return options as Record<string, unknown>;
 }
 
-function unknownOption(options: object, key: string, spec: Spec, what: string, misplaced: Readonly<Record<string, string>> = {}): TypeError {
+function unknownOption(
+  options: object,
+  key: string,
+  spec: Spec,
+  what: string,
+  misplaced: Readonly<Record<string, string>> = {},
+  argName = 'options',
+): TypeError {
   if (hasOwn(misplaced, key)) {
-    return invalidArgValue('options', options, `has the property "${key}", which ${what} does not take: ${misplaced[key]}`);
+    return invalidArgValue(argName, options, `has the property "${key}", which ${what} does not take: ${misplaced[key]}`);
   }
   const known = Object.keys(spec);
   const meant = [...known, ...Object.keys(misplaced)].find((name) => isMisspelling(key, name));
   let hint = `known: ${known.join(', ')}`;
   if (meant !== undefined) hint = `did you mean ${meant}?${hasOwn(misplaced, meant) ? ` ${what} does not take that either: ${misplaced[meant]}` : ''}`;
-  return invalidArgValue('options', options, `has an unknown property "${key}" for ${what} (${hint})`);
+  return invalidArgValue(argName, options, `has an unknown property "${key}" for ${what} (${hint})`);
 }
 
 /** True when `typed` is most likely `name` misspelt: the same letters but for case, '-' and '_',
@@ -207,8 +222,8 @@ function isMisspelling(typed: string, name: string): boolean {
 
 /** The second half: one option, read once and validated (undefined when not set). A hot path that
  *  reads its options with constant keys in spec order gets fast property loads. */
-export function readOption(opts: Record<string, unknown>, key: string, kind: Kind): unknown {
+export function readOption(opts: Record<string, unknown>, key: string, kind: Kind, argName = 'options'): unknown {
   const value = opts[key];
-  if (value !== undefined) checkValue(key, kind, value);
+  if (value !== undefined) checkValue(key, kind, value, argName);
   return value;
 }

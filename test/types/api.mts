@@ -4,6 +4,7 @@ import lockspace, {
   AbortError,
   isLockspaceError,
   Lease,
+  LeaseSet,
   LockSpace,
   LockspaceError,
   resourceNameForPath,
@@ -15,6 +16,7 @@ import lockspace, {
   type AcquireSyncOptions,
   type InspectInfo,
   type LockHolder,
+  type LockRequest,
   type LockSpaceOptions,
   type LockType,
   type Owner,
@@ -64,6 +66,22 @@ async function usage(signal: AbortSignal): Promise<void> {
   }
   {
     await using _held = await ls.acquire('web');
+  }
+
+  // Lock sets: names, or names with their own `shared`; acquire's options.
+  const set = await ls.acquireAll(['a', { name: 'b', shared: true }], { autoCreate: true, wait: true, timeout: 5000, signal });
+  expectType<Equal<typeof set, LeaseSet>>();
+  expectType<Equal<typeof set.leases, readonly Lease[]>>();
+  expectType<Equal<typeof set.signal, AbortSignal>>();
+  expectType<Equal<ReturnType<typeof set.release>, Promise<void>>>();
+  set.releaseSync();
+  const requests: LockRequest[] = ['a', { name: 'b' }, { name: 'c', shared: undefined }];
+  expectType<Equal<ReturnType<typeof ls.acquireAllSync>, LeaseSet>>();
+  {
+    using _held = ls.acquireAllSync(requests, { owner: 'vm-1' });
+  }
+  {
+    await using _held = await ls.acquireAll(requests);
   }
 
   expectType<Equal<ReturnType<typeof ls.releaseOwner>, Promise<number>>>();
@@ -178,6 +196,16 @@ async function misuse(ls: LockSpace, lease: Lease): Promise<void> {
   resourceNameForPath(Buffer.from('/x'));
   // @ts-expect-error -- unknown option
   resourceNameForPath('/x', { canonicalise: false });
+  // @ts-expect-error -- acquireAllSync never waits
+  ls.acquireAllSync(['a', 'b'], { wait: true });
+  // @ts-expect-error -- timeout only with wait: true, as for acquire
+  await ls.acquireAll(['a', 'b'], { timeout: 10 });
+  // @ts-expect-error -- a request is a name or { name, shared }
+  await ls.acquireAll(['a', { name: 'b', mode: 'shared' }]);
+  // @ts-expect-error -- the requests are an array
+  await ls.acquireAll('a');
+  // @ts-expect-error -- lease sets come from acquireAll/acquireAllSync only
+  new LeaseSet(Symbol('lockspace.leaseSet'), [], []);
   // @ts-expect-error -- leases come from acquire/acquireSync only
   new Lease(Symbol('lockspace.lease'), 1, 'web', '/locks/', false, 0, false);
 }
