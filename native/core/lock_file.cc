@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <sstream>
 #include <string>
+#include <string_view>
 
 namespace lockspace::lockfile {
 namespace {
@@ -99,6 +99,19 @@ bool fdinfoListsLocks() {
   return lists;
 }
 
+// Splits text at spaces and tabs into at most max words; returns how many it found.
+size_t splitWords(std::string_view text, std::string_view* words, size_t max) {
+  size_t n = 0;
+  for (size_t at = 0; n < max;) {
+    at = text.find_first_not_of(" \t", at);
+    if (at == std::string_view::npos) break;
+    const size_t end = std::min(text.find_first_of(" \t", at), text.size());
+    words[n++] = text.substr(at, end - at);
+    at = end;
+  }
+  return n;
+}
+
 }  // namespace
 
 int shownHeld(int fd, LockKind kind, Mode mode) {
@@ -108,14 +121,15 @@ int shownHeld(int fd, LockKind kind, Mode mode) {
   // "lock:\t1: POSIX  ADVISORY  WRITE 4242 fe:00:1234 0 0" (OFD: OFDLCK; shared: READ; then start, end)
   const char* type = kind == LockKind::Ofd ? "OFDLCK" : "POSIX";
   const char* access = mode == Mode::Shared ? "READ" : "WRITE";
-  std::istringstream lines(text);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.rfind("lock:", 0) != 0) continue;
-    std::istringstream words(line.substr(5));
-    std::string id, t, advisory, a, pid, where, start;
-    if (!(words >> id >> t >> advisory >> a >> pid >> where >> start)) continue;
-    if (t == type && a == access && start == "0") return 1;
+  for (size_t at = 0; at < text.size();) {
+    const size_t end = std::min(text.find('\n', at), text.size());
+    const std::string_view line(text.data() + at, end - at);
+    at = end + 1;
+    if (line.substr(0, 5) != "lock:") continue;
+    // Words: id, type, ADVISORY, access, pid, where, start, end.
+    std::string_view words[7];
+    if (splitWords(line.substr(5), words, 7) == 7 && words[1] == type && words[3] == access && words[6] == "0")
+      return 1;
   }
   return 0;
 }
