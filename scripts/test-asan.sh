@@ -5,8 +5,9 @@
 # and untracked-but-not-ignored files; node_modules symlinked) and build/ here is left alone. No
 # arguments: the whole suite; arguments go to jest (e.g. test paths for a reduced set).
 # Node itself is not instrumented: libasan is preloaded, leak detection is off (Node does not free
-# everything at exit), and every process of the run (Jest workers, node fixtures, python checkers)
-# writes any sanitizer report to a log file; the run fails if there is one, or if a test fails.
+# everything at exit), the tests that run a child without /proc are left out (see below), and every
+# process of the run (Jest workers, node fixtures, python checkers) writes any sanitizer report to a
+# log file; the run fails if there is one, or if a test fails.
 # LOCKSPACE_MODEL_RUNS defaults to 300 here (the model test is about semantics; 2000 in `npm test`).
 set -euo pipefail
 unset LOCKSPACE_BINARY # this run tests its own sanitizer build
@@ -47,7 +48,9 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$work/reports/
 export LOCKSPACE_MODEL_RUNS="${LOCKSPACE_MODEL_RUNS:-300}"
 
 set +e
-npx --no-install jest "$@" >jest.log 2>&1
+# ASan's runtime reads /proc at exit (LeakSanitizer's thread list, even with detect_leaks=0): a process
+# that runs without /proc cannot pass under it. The tests that hide /proc run in `npm test` only.
+npx --no-install jest --testNamePattern '^(?!.*without /proc)' "$@" >jest.log 2>&1
 status=$?
 set -e
 unset LD_PRELOAD

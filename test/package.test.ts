@@ -113,6 +113,9 @@ test('the tarball holds what runs: built JS and types, the ESM wrapper, the preb
     /^(test|bench|\.ci|build|node_modules|dist\/bench|native\/test)\/|\.map$|^dist\/lib\/demo\.|^lib\/.*\.ts$|^scripts\/(build-prebuilds|ci-|test-|valgrind)|^tsconfig|^eslint|^\.clang-format/.test(f),
   );
   expect(unwanted).toEqual([]);
+  // The maps stay in the checkout: no shipped file may point at one.
+  const pointing = files.filter((f) => f.endsWith('.js') && fs.readFileSync(path.join(installed, f), 'utf8').includes('sourceMappingURL'));
+  expect(pointing).toEqual([]);
 });
 
 test('installing compiles nothing: no build/ directory, the prebuilt binary is there', () => {
