@@ -50,6 +50,17 @@
         ["lockspace_test_table_format!=0", { "defines": ["LOCKSPACE_TABLE_FORMAT=<(lockspace_test_table_format)"] }]
       ],
       "libraries": ["-ldl", "-lpthread"]
+    },
+    {
+      # The holder of bound sets (LockSpace#holdFor): a program of its own, no N-API, no Node.
+      "target_name": "lockspace-holder",
+      "type": "executable",
+      "sources": [
+        "native/holder/holder.cc",
+        "native/core/lock_file.cc",
+        "native/core/network_fs.cc"
+      ],
+      "libraries": ["-lpthread"]
     }
   ],
   "conditions": [

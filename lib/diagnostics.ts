@@ -5,7 +5,9 @@
  *    around acquire's promise, error with the LockspaceError; the message is an AcquireMessage and
  *    gets `result` (the Lease) or `error`;
  *  - channel('lockspace:release'): a ReleaseMessage for every release this thread makes;
- *  - channel('lockspace:lost'): a LostMessage when a lease is known to be lost (publishLost).
+ *  - channel('lockspace:lost'): a LostMessage when a lease is known to be lost (publishLost);
+ *  - channel('lockspace:fenced'): a FencedMessage when the holder of a bound set reports a lost lock
+ *    and its fencing action (bound.ts; only in the manager that bound the set, while it runs).
  */
 import * as dc from 'node:diagnostics_channel';
 import { debuglog } from 'node:util';

@@ -40,8 +40,9 @@ const SYSTEM_CODES = [
 
 /** The package's own codes: a release (or verify) of what is not held, a lease known lost, and the
  *  causes of a loss when the lease's name reaches another file now, or when this process's own lock is
- *  gone (a descriptor of the file closed outside lockspace drops a POSIX lock). */
-const PACKAGE_CODES = ['ERR_LOCK_NOT_HELD', 'ERR_LOCK_LOST', 'ERR_LOCK_FILE_REPLACED', 'ERR_LOCK_DROPPED'] as const;
+ *  gone (a descriptor of the file closed outside lockspace drops a POSIX lock), and a bound set's
+ *  release refused while its process runs. */
+const PACKAGE_CODES = ['ERR_LOCK_NOT_HELD', 'ERR_LOCK_LOST', 'ERR_LOCK_FILE_REPLACED', 'ERR_LOCK_DROPPED', 'ERR_BOUND_PROCESS_RUNNING'] as const;
 
 /** `LockspaceError#code`: a system error code, or one of the package's own (PACKAGE_CODES). */
 export type LockspaceErrorCode = (typeof SYSTEM_CODES)[number] | (typeof PACKAGE_CODES)[number];

@@ -3,6 +3,6 @@
 // both) and one binding. test/esm.test.ts checks that the names here match the CommonJS exports.
 import cjs from '../dist/lib/index.js';
 
-export const { AbortError, Lease, LeaseSet, LockSpace, LockspaceError, isLockspaceError, resourceNameForPath, webLockFileName } = cjs;
+export const { AbortError, BoundSet, Lease, LeaseSet, LockSpace, LockspaceError, isLockspaceError, resourceNameForPath, webLockFileName } = cjs;
 // The CommonJS module itself, which is also its own default export.
 export default cjs;

@@ -1,14 +1,15 @@
 import { createHash } from 'node:crypto';
 
 import { AbortError, isLockspaceError, LockspaceError } from './errors';
-import { Lease, LeaseSet, LockSpace } from './lockspace';
+import { BoundSet, Lease, LeaseSet, LockSpace } from './lockspace';
 import { webLockFileName } from './locks';
 import { canonicalFile } from './paths';
 import { checkPath, readOptions } from './validate';
 
 export { AbortError, isLockspaceError, LockspaceError };
 export type { LockspaceErrorCode } from './errors';
-export { Lease, LeaseSet, LockSpace, webLockFileName };
+export { BoundSet, Lease, LeaseSet, LockSpace, webLockFileName };
+export type { BoundTo, FencedMessage, HoldForOptions, LostAction } from './bound';
 export type { LockRequest } from './lease-set';
 export type {
   AcquireBooleanWaitOptions,
@@ -49,6 +50,7 @@ export function resourceNameForPath(path: string, options?: ResourceNameOptions)
  *  esModuleInterop) and in ES modules. */
 const lockspace: {
   readonly AbortError: typeof AbortError;
+  readonly BoundSet: typeof BoundSet;
   readonly isLockspaceError: typeof isLockspaceError;
   readonly Lease: typeof Lease;
   readonly LeaseSet: typeof LeaseSet;

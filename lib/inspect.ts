@@ -1,6 +1,7 @@
 // ls.inspect(): who holds a resource, from the kernel's view (a lock query that sees every owner on
 // local file systems, with /proc/locks for the other shared holders' pids; a lock query to the server
 // on network ones) and this process's table.
+import { BoundTo, boundTo, fileKey, findHolders } from './bound';
 import { LockspaceError, systemError } from './errors';
 import { answer, holdersOf } from './lock-query';
 import type { LockType } from './options';
@@ -13,6 +14,8 @@ export interface LockHolder {
   pid: number | null;
   mode: 'shared' | 'exclusive';
   kind: LockType;
+  /** When the holder is a bound set's holder on this host (`holdFor`): the process it holds for. */
+  boundTo?: BoundTo;
 }
 
 export interface InspectInfo {
@@ -35,7 +38,27 @@ function stateOf(holders: LockHolder[]): 'free' | 'shared' | 'exclusive' {
   return holders.some((h) => h.mode === 'exclusive') ? 'exclusive' : holders.length > 0 ? 'shared' : 'free';
 }
 
+/** Names the bound process of each holder that holds the file for a bound set (on this host, as far
+ *  as this user may see): an OFD lock's holder gets its pid from there. */
+function withBound(info: InspectInfo, r: InspectRecord): InspectInfo {
+  if (!info.holders.some((h) => h.pid !== process.pid)) return info;
+  const key = fileKey(r.major, r.minor, r.ino);
+  const holding = findHolders().filter((h) => h.files.has(key));
+  if (holding.length === 0) return info;
+  for (const h of info.holders) {
+    const found = holding.find((f) => f.holderPid === h.pid) ?? (h.pid === null ? holding[0] : undefined);
+    if (found === undefined) continue;
+    h.pid = found.holderPid;
+    h.boundTo = boundTo(found);
+  }
+  return info;
+}
+
 export function inspectInfo(name: string, r: InspectRecord): InspectInfo {
+  return withBound(kernelView(name, r), r);
+}
+
+function kernelView(name: string, r: InspectRecord): InspectInfo {
   const base = { name, path: r.path, owners: r.owners.map(ownerFromKey), waiters: r.waiters };
   if (r.remote) {
     const holders: LockHolder[] = [];

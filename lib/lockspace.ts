@@ -19,6 +19,7 @@ import {
   SetAttempt,
   START_OVER,
 } from './lease-set';
+import { BoundSet, boundSetOf, findHolders, HoldForOptions, planHold, startHolder } from './bound';
 import { LeaseChecker } from './lost';
 import { binding, DirHandle, FLAGS, isErrorRecord } from './native';
 import type { AcquireOptions, AcquireSyncOptions, LockSpaceOptions, LockType, ResourceInfo } from './options';
@@ -32,6 +33,7 @@ const THREAD_ID = threadId;
 
 export { Lease } from './lease';
 export { LeaseSet } from './lease-set';
+export { BoundSet } from './bound';
 
 const DEFAULT_CHECK_INTERVAL = 2000;
 
@@ -441,6 +443,38 @@ export class LockSpace {
     if (debugging) debug('releaseOwner %j in %s: %d', owner, this.directory, count);
     for (const name of names ?? []) publishRelease(() => ({ name, path: this.#path(name), owner, via: 'owner' }));
     return count;
+  }
+
+  /**
+   * Holds `requests` (as acquireAll takes them) for the life of process `pid`, all or nothing: a
+   * holder process of their own takes the locks, and the kernel drops them when `pid` ends, whatever
+   * happens to this process meanwhile (exit, SIGKILL, restart, upgrade). `pid` may be any process
+   * this user may watch: a child just spawned, or one that runs already (start it paused, bind,
+   * resume). Rejects (nothing held) with EBUSY, ETIMEDOUT (`wait` with `timeout`), an AbortError,
+   * ESRCH when `pid` ends before the set is held, or the error of opening a file. A lost lock
+   * fences the process (`onLost`). See README, "Locks that outlive your manager".
+   */
+  holdFor(pid: number, requests: readonly LockRequest[], options?: HoldForOptions): Promise<BoundSet> {
+    try {
+      const pathMode = this.directory === null;
+      const plan = planHold(pid, requests, options, {
+        directory: this.directory,
+        lockType: this.lockType,
+        pathOf: (name) => this.#path(name),
+        keyOf: (name) => (pathMode ? withCanonicalDir(name) : this.#path(name)),
+      });
+      return startHolder(plan);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** The sets bound on this host in this lockspace (`holdFor`, `lockspace hold`) that this user may
+   *  see (root: every user's), by whatever process bound them. */
+  async boundSets(): Promise<BoundSet[]> {
+    return findHolders()
+      .filter((h) => h.record.directory === this.directory)
+      .map(boundSetOf);
   }
 
   /** The resources this process holds through this lockspace's directory. */

@@ -149,7 +149,10 @@ function reason(err: unknown): string {
  */
 function load(): Binding {
   const chosen = process.env.LOCKSPACE_BINARY;
-  if (chosen) return loadChosen(chosen);
+  if (chosen) {
+    loadedFrom = path.dirname(path.resolve(chosen));
+    return loadChosen(chosen);
+  }
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const bindings = require('bindings') as Bindings;
   const moduleRoot = bindings.getRoot(__filename); // the package directory: dist/lib/ and lib/ both lie below it
@@ -165,7 +168,9 @@ function load(): Binding {
       continue;
     }
     try {
-      return attempt([['module_root', 'build', type, 'bindings']]);
+      const loaded = attempt([['module_root', 'build', type, 'bindings']]);
+      loadedFrom = path.dirname(file);
+      return loaded;
     } catch (err) {
       incompatibleCopy(err);
       localFailures.push(reason(err));
@@ -175,7 +180,9 @@ function load(): Binding {
   const target = `${process.platform}-${process.arch}-${runningLibc()}`;
   let prebuiltFailure: string;
   try {
-    return attempt([['module_root', 'prebuilds', 'prebuild', 'bindings']], target);
+    const loaded = attempt([['module_root', 'prebuilds', 'prebuild', 'bindings']], target);
+    loadedFrom = path.join(moduleRoot, 'prebuilds', target);
+    return loaded;
   } catch (err) {
     incompatibleCopy(err);
     prebuiltFailure = reason(err);
@@ -206,9 +213,16 @@ function loadChosen(file: string): Binding {
   }
 }
 
+/** The directory of the addon loaded: the holder of bound sets (lockspace-holder) is built and shipped
+ *  beside it, so the two always come from one build. */
+let loadedFrom = '';
+
 /** The binding's exports, copied into a plain object: the addon's exports object is in V8's slow
  *  (dictionary) mode, and every call through it would pay for a slow property load. */
 export const binding: Binding = { ...load() };
+
+/** The holder program of bound sets (native/holder), beside the addon loaded. */
+export const HOLDER_PROGRAM = path.join(loadedFrom, 'lockspace-holder');
 
 /** The flag bits of acquire and remove. */
 export const FLAGS = binding.constants.flags;

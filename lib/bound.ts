@@ -1,0 +1,497 @@
+/*
+ * Bound sets (LockSpace#holdFor): a set of locks held for the life of another process (a VM), by a
+ * holder process of its own (native/holder/holder.cc), so that the manager that bound it can exit,
+ * crash or be upgraded and the locks stay, until the bound process ends.
+ *
+ * Finding them again: a holder is a process named `lockspace-hold` (`lockspace-lost` once a lock of
+ * it is lost) whose environment carries LOCKSPACE_BOUND, a JSON BoundRecord. /proc/PID/environ is
+ * readable by the holder's user and root only, so another user can neither list a set nor learn its
+ * names; ending one is a signal, which the kernel admits from that user and root only. Which files a
+ * holder holds is read from its descriptors (/proc/PID/fd, same rule): it keeps open only the files
+ * it locked, so that list is the kernel's, not a record that can go stale.
+ */
+import { spawn } from 'node:child_process';
+import * as dc from 'node:diagnostics_channel';
+import * as fs from 'node:fs';
+
+import { invalidArgType, invalidArgValue, LockspaceError, systemError } from './errors';
+import { readRequests } from './lease-set';
+import { HOLDER_PROGRAM } from './native';
+import type { LockType } from './options';
+import { devParts } from './proc-locks';
+import { knownOptions, onAbort, readOption, signalAborted, signalReason } from './validate';
+import { abortError } from './waits';
+
+/** What a holder does to the bound process when a lock of its set is lost (or the holder dies):
+ *  `'kill'` SIGKILL at once (default); `'term'` SIGTERM, then SIGKILL after `graceMs`; `'none'`
+ *  only reports it. */
+export type LostAction = 'kill' | 'term' | 'none';
+
+export interface HoldForOptions {
+  /** Shared (read) locks for the requests that do not say. */
+  shared?: boolean | undefined;
+  /** Create missing files (mode 0600); deleted again when the set is released or its process ends
+   *  (local file systems only, as for `acquire`). */
+  autoCreate?: boolean | undefined;
+  /** Wait until every lock of the set is free (holding none of them meanwhile). */
+  wait?: boolean | undefined;
+  /** With `wait`: give up after this many ms (ETIMEDOUT), nothing held. */
+  timeout?: number | undefined;
+  /** Abort the bind (AbortError), nothing held. */
+  signal?: AbortSignal | undefined;
+  /** Fencing: what happens to the bound process when a lock is lost. Default `'kill'`. */
+  onLost?: LostAction | undefined;
+  /** `onLost: 'term'`: ms between SIGTERM and SIGKILL. Default 5000. */
+  graceMs?: number | undefined;
+  /** How often (ms) the holder checks that each lock is still held. Default 2000. */
+  checkInterval?: number | undefined;
+  /** The holder fences when no check has completed for this long (ms; a network file system's call
+   *  can hang for the server's whole timeout). Default 3 × checkInterval. Set it well below the time
+   *  after which the file system grants the lock to another host. */
+  fenceAfter?: number | undefined;
+}
+
+/** LOCKSPACE_BOUND: what a holder's environment says of its set. */
+export interface BoundRecord {
+  v: 1;
+  /** The lockspace directory (null: path mode). */
+  directory: string | null;
+  names: string[];
+  paths: string[];
+  shared: boolean[];
+  pid: number;
+  /** The bound process's start time (clock ticks after boot, /proc/PID/stat field 22). */
+  start: string;
+  lockType: LockType;
+  onLost: LostAction;
+  /** When it was bound (ISO 8601). */
+  since: string;
+}
+
+/** diagnostics_channel('lockspace:fenced'): a holder reported a lost lock, and what it did. */
+export interface FencedMessage {
+  pid: number;
+  holderPid: number;
+  names: readonly string[];
+  /** The name whose lock was lost, or null (the holder died, or its checks stopped answering). */
+  lostName: string | null;
+  /** 'SIGKILL', 'SIGTERM', 'SIGTERM,SIGKILL' or 'none'. */
+  action: string;
+  reason: LockspaceError;
+}
+const fencedChannel = dc.channel('lockspace:fenced');
+
+const HOLDER_NAMES = new Set(['lockspace-hold', 'lockspace-lost']);
+const ENV_KEY = 'LOCKSPACE_BOUND=';
+const ESRCH = 3;
+const EBUSY = 16;
+const ETIMEDOUT = 110;
+
+/** Field 22 of /proc/PID/stat (start time in clock ticks), or null when there is no such process. */
+export function startTime(pid: number): string | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return null;
+  }
+  // The command (field 2) may hold spaces and parentheses: count from its closing one.
+  return text.slice(text.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+}
+
+function commandOf(pid: number): string | null {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').filter(Boolean).join(' ') || null;
+  } catch {
+    return null;
+  }
+}
+
+function isLive(pid: number, start: string): boolean {
+  return startTime(pid) === start;
+}
+
+const lostError = (record: BoundRecord, index: number, errnum: number): LockspaceError => {
+  const path = record.paths[index];
+  const cause = systemError(errnum, 'fcntl', path);
+  return new LockspaceError(`ERR_LOCK_LOST: lock lost, holdFor '${path ?? record.names.join("', '")}' (bound to pid ${record.pid})`, {
+    code: 'ERR_LOCK_LOST',
+    syscall: 'holdFor',
+    ...(path === undefined ? {} : { path }),
+    cause,
+  });
+};
+
+const BOUND_TOKEN: unique symbol = Symbol('lockspace.boundSet');
+
+/**
+ * A set of locks held for the life of process `pid` by a holder process (`holderPid`): the kernel
+ * releases them when `pid` ends, whatever happens to the manager that bound them. A manager that
+ * restarts finds it again with `ls.boundSets()`.
+ */
+export class BoundSet {
+  /** The bound process. */
+  readonly pid: number;
+  /** The process that holds the locks (`lockspace-hold`). */
+  readonly holderPid: number;
+  /** The names bound, in the order given. */
+  readonly names: readonly string[];
+  readonly directory: string | null;
+  readonly lockType: LockType;
+  readonly onLost: LostAction;
+  /** When it was bound. */
+  readonly since: Date;
+  readonly #record: BoundRecord;
+  readonly #holderStart: string;
+  readonly #controller = new AbortController();
+
+  /** Bound sets come from `holdFor` and `boundSets` only: the token is not exported. */
+  constructor(token: typeof BOUND_TOKEN, record: BoundRecord, holderPid: number, holderStart: string) {
+    if (token !== BOUND_TOKEN) throw new TypeError('Illegal constructor: bound sets come from LockSpace#holdFor');
+    this.pid = record.pid;
+    this.holderPid = holderPid;
+    this.names = Object.freeze([...record.names]);
+    this.directory = record.directory;
+    this.lockType = record.lockType;
+    this.onLost = record.onLost;
+    this.since = new Date(record.since);
+    this.#record = record;
+    this.#holderStart = holderStart;
+  }
+
+  /** 'held'; 'lost' once a lock of the set is lost (the fencing action has run); 'ended' when the
+   *  holder is gone (the bound process ended, or the set was released). */
+  get state(): 'held' | 'lost' | 'ended' {
+    if (!isLive(this.holderPid, this.#holderStart)) return 'ended';
+    let comm = '';
+    try {
+      comm = fs.readFileSync(`/proc/${this.holderPid}/comm`, 'latin1').trim();
+    } catch {
+      return 'ended';
+    }
+    return comm === 'lockspace-lost' ? 'lost' : 'held';
+  }
+
+  /** Aborts (reason ERR_LOCK_LOST) when the holder reports a lost lock to the manager that bound
+   *  the set, while that manager runs. A set found with `boundSets()` reads `state` instead. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** @internal The holder reported a loss. */
+  lost(reason: LockspaceError): void {
+    if (!this.#controller.signal.aborted) this.#controller.abort(reason);
+  }
+
+  /**
+   * Releases the set: the holder unlocks and exits. Refused (ERR_BOUND_PROCESS_RUNNING) while the
+   * bound process runs, unless `force` (the process then runs without its locks: stop or pause it
+   * first). Resolves once the holder is gone.
+   */
+  async release(options?: { force?: boolean | undefined }): Promise<void> {
+    const force = options === undefined ? undefined : readOption(knownOptions(options, { force: 'boolean' }, 'release'), 'force', 'boolean');
+    if (!isLive(this.holderPid, this.#holderStart)) return;
+    if (force !== true && isLive(this.pid, this.#record.start)) {
+      throw new LockspaceError(
+        `ERR_BOUND_PROCESS_RUNNING: process ${this.pid} still runs: its locks stay until it ends (release({ force: true }) to drop them anyway)`,
+        { code: 'ERR_BOUND_PROCESS_RUNNING', syscall: 'release' },
+      );
+    }
+    try {
+      process.kill(this.holderPid, 'SIGTERM');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
+      throw systemError(-(err as NodeJS.ErrnoException).errno!, 'kill', undefined, `holder ${this.holderPid}`);
+    }
+    while (isLive(this.holderPid, this.#holderStart) && !isZombie(this.holderPid)) await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return text[text.lastIndexOf(')') + 2] === 'Z';
+  } catch {
+    return true;
+  }
+}
+
+const HOLD_OPTIONS = {
+  shared: 'boolean',
+  autoCreate: 'boolean',
+  wait: 'boolean',
+  timeout: 'timeout',
+  signal: 'signal',
+  checkInterval: 'interval',
+  fenceAfter: 'interval',
+  graceMs: 'interval',
+} as const;
+
+interface HoldPlan {
+  record: BoundRecord;
+  args: string[];
+  wait: boolean;
+  signal: AbortSignal | undefined;
+}
+
+function readOnLost(value: unknown): LostAction {
+  if (value === undefined) return 'kill';
+  if (value === 'kill' || value === 'term' || value === 'none') return value;
+  if (typeof value !== 'string') throw invalidArgType('options.onLost', 'of type string', value);
+  throw invalidArgValue('options.onLost', value, "must be 'kill', 'term' or 'none'");
+}
+
+/** Reads holdFor's arguments into the holder's command line and record: nothing started yet. */
+export function planHold(
+  pid: unknown,
+  requests: unknown,
+  options: unknown,
+  ls: { directory: string | null; lockType: LockType; pathOf(name: string): string; keyOf(name: string): string },
+): HoldPlan {
+  if (typeof pid !== 'number') throw invalidArgType('pid', 'of type number', pid);
+  if (!Number.isInteger(pid) || pid <= 0 || pid > 2 ** 22) throw invalidArgValue('pid', pid, 'must be a process id (a positive integer)');
+  const requested = readRequests(requests, ls.directory === null);
+  const opts = options === undefined ? {} : knownOptions(options, { ...HOLD_OPTIONS, onLost: 'name' }, 'holdFor');
+  const shared = readOption(opts, 'shared', 'boolean') === true;
+  const autoCreate = readOption(opts, 'autoCreate', 'boolean') === true;
+  const wait = readOption(opts, 'wait', 'boolean') === true;
+  const timeout = readOption(opts, 'timeout', 'timeout') as number | undefined;
+  const signal = readOption(opts, 'signal', 'signal') as AbortSignal | undefined;
+  const onLost = readOnLost(opts.onLost);
+  const checkInterval = (readOption(opts, 'checkInterval', 'interval') as number | undefined) ?? 2000;
+  const fenceAfter = (readOption(opts, 'fenceAfter', 'interval') as number | undefined) ?? 3 * checkInterval;
+  const graceMs = (readOption(opts, 'graceMs', 'interval') as number | undefined) ?? 5000;
+  if (!wait && (timeout !== undefined || signal !== undefined)) {
+    throw invalidArgValue('options', options, 'sets timeout or signal without wait: true');
+  }
+  if (checkInterval === 0) throw invalidArgValue('options.checkInterval', checkInterval, 'must be at least 1 (ms): a bound set is always checked');
+  if (fenceAfter <= checkInterval) throw invalidArgValue('options.fenceAfter', fenceAfter, 'must be longer than checkInterval');
+
+  // One member per file path, exclusive if any request of it is; in canonical order, which every
+  // holder uses alike (the holder also makes one lock of two names that reach one file).
+  const members = new Map<string, { name: string; path: string; shared: boolean }>();
+  for (const r of requested) {
+    const key = ls.keyOf(r.name);
+    const isShared = r.shared ?? shared;
+    const known = members.get(key);
+    if (known === undefined) members.set(key, { name: r.name, path: ls.pathOf(r.name), shared: isShared });
+    else known.shared &&= isShared;
+  }
+  const ordered = [...members.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, m]) => m);
+
+  const start = startTime(pid);
+  if (start === null) throw systemError(ESRCH, 'holdFor', undefined, `no process ${pid}`);
+  const record: BoundRecord = {
+    v: 1,
+    directory: ls.directory,
+    names: ordered.map((m) => m.name),
+    paths: ordered.map((m) => m.path),
+    shared: ordered.map((m) => m.shared),
+    pid,
+    start,
+    lockType: ls.lockType,
+    onLost,
+    since: new Date().toISOString(),
+  };
+  const waitMs = !wait ? 0 : timeout === undefined ? -1 : Math.ceil(timeout);
+  const args = [
+    ...['--pid', String(pid), '--start', start, '--kind', ls.lockType, '--wait-ms', String(waitMs)],
+    ...['--on-lost', onLost, '--grace-ms', String(graceMs), '--check-ms', String(checkInterval), '--fence-after-ms', String(fenceAfter)],
+    ...(autoCreate ? ['--auto-create'] : []),
+    '--',
+    ...ordered.map((m) => `${m.shared ? 's' : 'x'}${m.path}`),
+  ];
+  return { record, args, wait, signal };
+}
+
+/** Starts the holder of a planned set and resolves once it holds every lock (or rejects: nothing held). */
+export function startHolder(plan: HoldPlan): Promise<BoundSet> {
+  const { record, signal } = plan;
+  if (signal && signalAborted(signal)) return Promise.reject(abortError(signal));
+  return new Promise<BoundSet>((resolve, reject) => {
+    let child;
+    try {
+      fs.accessSync(HOLDER_PROGRAM, fs.constants.X_OK);
+      child = spawn(HOLDER_PROGRAM, plan.args, {
+        detached: true, // its own session: the manager's terminal and process group can go
+        stdio: ['ignore', 'pipe', 'ignore'],
+        env: { LOCKSPACE_BOUND: JSON.stringify(record) },
+      });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      reject(systemError(-(e.errno ?? -2), 'spawn', HOLDER_PROGRAM, 'the holder program of bound sets (built beside the addon)'));
+      return;
+    }
+    const holder = child;
+    let settled: BoundSet | Error | undefined;
+    let outcome: Error | undefined;
+    let bound: BoundSet | undefined;
+    let buffered = '';
+    const off = signal ? onAbort(signal, () => holder.kill('SIGTERM')) : () => {};
+    const fail = (err: Error) => {
+      outcome ??= err;
+    };
+    holder.on('error', (err: NodeJS.ErrnoException) => fail(systemError(-(err.errno ?? -5), 'spawn', HOLDER_PROGRAM)));
+    const onLine = (line: string) => {
+      const [what, ...words] = line.split(' ');
+      if (bound === undefined) {
+        if (what === 'held') {
+          bound = new BoundSet(BOUND_TOKEN, record, holder.pid!, startTime(holder.pid!) ?? '');
+          settled = bound;
+          off();
+          holder.unref(); // the set outlives this manager: nothing here waits for the holder
+          (holder.stdout as unknown as { unref(): void }).unref();
+          resolve(bound);
+        } else if (what === 'busy') {
+          const path = record.paths[Number(words[0])];
+          const holderPid = Number(words[1]);
+          const err = plan.wait
+            ? new LockspaceError(`ETIMEDOUT: timed out waiting for the lock, holdFor '${path}'`, { code: 'ETIMEDOUT', errno: -ETIMEDOUT, syscall: 'holdFor', path })
+            : systemError(EBUSY, 'holdFor', path, holderPid > 0 ? `held by another process, pid ${holderPid}` : 'held by another process');
+          if (!plan.wait && holderPid > 0) (err as { holderPid: number }).holderPid = holderPid;
+          if (!plan.wait) (err as { heldByThisProcess: boolean }).heldByThisProcess = false;
+          fail(err);
+        } else if (what === 'error') {
+          const index = Number(words[2]);
+          const errnum = Number(words[0]);
+          fail(
+            errnum === ESRCH && index < 0
+              ? systemError(ESRCH, 'holdFor', undefined, `process ${record.pid} ended before its locks were held`)
+              : systemError(errnum, words[1], record.paths[index]),
+          );
+        }
+        return;
+      }
+      if (what === 'lost') bound.lost(lostError(record, Number(words[0]), Number(words[1])));
+      if (what === 'fenced') {
+        const reason = words[1] === 'holder-exited'
+          ? new LockspaceError(`ERR_LOCK_LOST: the holder of process ${record.pid}'s locks exited`, { code: 'ERR_LOCK_LOST', syscall: 'holdFor' })
+          : bound.signal.aborted ? (signalReason(bound.signal) as LockspaceError) : lostError(record, -1, ETIMEDOUT);
+        if (words[1] === 'holder-exited') bound.lost(reason);
+        publishFenced(bound, record, words[0], reason);
+      }
+    };
+    holder.stdout!.setEncoding('latin1');
+    holder.stdout!.on('data', (chunk: string) => {
+      buffered += chunk;
+      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+        onLine(buffered.slice(0, nl));
+        buffered = buffered.slice(nl + 1);
+      }
+    });
+    // Rejects only once the holder has exited: the kernel has dropped whatever it held by then.
+    holder.on('close', (code, sig) => {
+      off();
+      if (settled !== undefined) return;
+      if (signal && signalAborted(signal)) outcome = abortError(signal);
+      reject(outcome ?? systemError(5, 'holdFor', undefined, `the holder exited (${sig ?? code}) before holding the set`));
+    });
+  });
+}
+
+
+function publishFenced(bound: BoundSet, record: BoundRecord, action: string, reason: LockspaceError): void {
+  if (!fencedChannel.hasSubscribers) return;
+  const lostPath = reason.path;
+  const index = lostPath === undefined ? -1 : record.paths.indexOf(lostPath);
+  fencedChannel.publish({
+    pid: bound.pid,
+    holderPid: bound.holderPid,
+    names: bound.names,
+    lostName: index < 0 ? null : record.names[index],
+    action,
+    reason,
+  } satisfies FencedMessage);
+}
+
+/* ------------------------------------------------------------------ finding holders */
+
+/** A holder process of this host that this user may see, with the files it holds open. */
+export interface FoundHolder {
+  holderPid: number;
+  holderStart: string;
+  record: BoundRecord;
+  lost: boolean;
+  /** `${major}:${minor}:${ino}` of each file it holds. */
+  files: Set<string>;
+}
+
+function readRecord(pid: number): BoundRecord | null {
+  let env: string;
+  try {
+    env = fs.readFileSync(`/proc/${pid}/environ`, 'latin1');
+  } catch {
+    return null; // another user's (EACCES), or gone
+  }
+  const entry = env.split('\0').find((e) => e.startsWith(ENV_KEY));
+  if (entry === undefined) return null;
+  try {
+    const r = JSON.parse(Buffer.from(entry.slice(ENV_KEY.length), 'latin1').toString('utf8')) as BoundRecord;
+    return r && r.v === 1 && Array.isArray(r.names) && Number.isInteger(r.pid) ? r : null;
+  } catch {
+    return null;
+  }
+}
+
+export function fileKey(major: number, minor: number, ino: bigint | string): string {
+  return `${major}:${minor}:${ino}`;
+}
+
+/** Every holder of this host this user may see (root: all). One pass over /proc. */
+export function findHolders(): FoundHolder[] {
+  let pids: string[];
+  try {
+    pids = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+  } catch {
+    return [];
+  }
+  const found: FoundHolder[] = [];
+  for (const p of pids) {
+    let comm: string;
+    try {
+      comm = fs.readFileSync(`/proc/${p}/comm`, 'latin1').trim();
+    } catch {
+      continue;
+    }
+    if (!HOLDER_NAMES.has(comm)) continue;
+    const pid = Number(p);
+    const record = readRecord(pid);
+    const holderStart = startTime(pid);
+    if (record === null || holderStart === null) continue;
+    const files = new Set<string>();
+    let fds: string[] = [];
+    try {
+      fds = fs.readdirSync(`/proc/${p}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const st = fs.statSync(`/proc/${p}/fd/${fd}`, { bigint: true });
+        if (!st.isFile()) continue;
+        const { major, minor } = devParts(st.dev);
+        files.add(fileKey(major, minor, st.ino));
+      } catch {
+        // closed meanwhile
+      }
+    }
+    found.push({ holderPid: pid, holderStart, record, lost: comm === 'lockspace-lost', files });
+  }
+  return found;
+}
+
+export function boundSetOf(h: FoundHolder): BoundSet {
+  return new BoundSet(BOUND_TOKEN, h.record, h.holderPid, h.holderStart);
+}
+
+/** Who a bound holder holds for: the bound process and its command line. */
+export interface BoundTo {
+  pid: number;
+  command: string | null;
+  holderPid: number;
+  state: 'held' | 'lost';
+}
+
+export function boundTo(h: FoundHolder): BoundTo {
+  return { pid: h.record.pid, command: commandOf(h.record.pid), holderPid: h.holderPid, state: h.lost ? 'lost' : 'held' };
+}

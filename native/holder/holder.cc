@@ -1,0 +1,514 @@
+// lockspace-holder: holds a set of locks for the life of another process (LockSpace#holdFor, the CLI's
+// `hold`). One small static program per bound set, started detached by the manager that binds the set:
+// the locks belong to this process, so the manager can exit, crash or be upgraded and the locks stay;
+// they go when the bound process ends (watched through a pidfd, so a reused pid cannot keep them).
+//
+// It listens on nothing: it reads its argv once, reports on fd 1 (a pipe to the manager that started
+// it, which may be gone later: writes that fail are ignored), and takes only signals, which the kernel
+// admits from the same user or root. SIGTERM (also SIGINT, SIGHUP) releases the set and exits.
+// Who it is bound to is in its environment (LOCKSPACE_BOUND, written by the manager, never read here):
+// /proc/PID/environ is readable only by that user and root, which is how a restarted manager finds it.
+//
+// usage: lockspace-holder --pid PID [--start TICKS] [--kind posix|ofd] [--wait-ms MS] [--auto-create]
+//        [--on-lost kill|term|none] [--grace-ms MS] [--check-ms MS] [--fence-after-ms MS] -- (x|s)PATH...
+//   x: exclusive, s: shared. --wait-ms -1 waits as long as the bound process lives. --start is the bound
+//   process's start time (field 22 of /proc/PID/stat) as the manager saw it: another process with that
+//   pid now is an error, not a bind.
+//
+// Lines it writes (each "\n"-terminated):
+//   held                           every lock is held, the set is bound
+//   busy INDEX PID                 member INDEX is held by another process (PID 0: not visible); nothing held
+//   error ERRNO SYSCALL INDEX      nothing held (INDEX -1: not about one member)
+//   lost INDEX ERRNO               a held lock is lost (or its check stopped answering: ETIMEDOUT)
+//   fenced SIGNAL|none REASON      the fencing action, done (REASON: lost, holder-exited)
+//
+// A guardian process (forked here, it holds no lock) watches this holder: if the holder dies without
+// releasing while the bound process runs, the bound process is fenced, as on a lost lock, because its
+// locks are gone. The holder restarts a guardian that dies.
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../core/lock_file.h"
+#include "../core/network_fs.h"
+#include "../core/types.h"
+#include "../core/unique_fd.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+namespace lockspace::holder {
+namespace {
+
+using lockfile::Mode;
+
+enum class Action { Kill, Term, None };
+
+struct Config {
+  pid_t pid = 0;
+  std::string start;  // empty: not checked
+  LockKind kind = LockKind::Posix;
+  long waitMs = 0;  // -1: as long as the bound process lives
+  bool autoCreate = false;
+  Action onLost = Action::Kill;
+  int graceMs = 5000;
+  int checkMs = 2000;
+  int fenceAfterMs = 0;  // 0: 3 check intervals
+  std::vector<std::pair<Mode, std::string>> specs;
+};
+
+// One file of the set, locked through fd. Other names that reached the same file keep their
+// descriptors open in `aliases`: closing one would drop this process's POSIX lock on the file.
+struct Member {
+  size_t index = 0;  // of its first spec
+  std::string path;
+  Mode mode = Mode::Exclusive;
+  UniqueFd fd;
+  std::vector<UniqueFd> aliases;
+  InodeKey key;
+  bool created = false;  // autoCreate made it: deleted at the end, as an autoCreate lease's file
+  bool remote = false;
+};
+
+int64_t nowMs() {
+  struct timespec ts {};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+// One line on fd 1. The manager may be gone (EPIPE, SIGPIPE ignored): the line is then dropped.
+void say(const std::string& line) {
+  const std::string text = line + "\n";
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(STDOUT_FILENO, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    done += static_cast<size_t>(n);
+  }
+}
+
+[[noreturn]] void usage(const char* why) {
+  std::string line = "lockspace-holder: ";
+  line += why;
+  line += "\n";
+  (void)!::write(STDERR_FILENO, line.data(), line.size());
+  _exit(64);
+}
+
+long number(const char* text, long min) {
+  char* end = nullptr;
+  errno = 0;
+  const long v = strtol(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || v < min) usage("bad number");
+  return v;
+}
+
+Config parse(int argc, char** argv) {
+  Config c;
+  int i = 1;
+  auto value = [&]() -> const char* {
+    if (i + 1 >= argc) usage("missing value");
+    return argv[++i];
+  };
+  for (; i < argc; i++) {
+    const std::string a = argv[i];
+    if (a == "--") {
+      ++i;
+      break;
+    }
+    if (a == "--pid") c.pid = static_cast<pid_t>(number(value(), 1));
+    else if (a == "--start") c.start = value();
+    else if (a == "--kind") c.kind = std::string(value()) == "ofd" ? LockKind::Ofd : LockKind::Posix;
+    else if (a == "--wait-ms") c.waitMs = number(value(), -1);
+    else if (a == "--auto-create") c.autoCreate = true;
+    else if (a == "--grace-ms") c.graceMs = static_cast<int>(number(value(), 0));
+    else if (a == "--check-ms") c.checkMs = static_cast<int>(number(value(), 1));
+    else if (a == "--fence-after-ms") c.fenceAfterMs = static_cast<int>(number(value(), 0));
+    else if (a == "--on-lost") {
+      const std::string v = value();
+      c.onLost = v == "none" ? Action::None : v == "term" ? Action::Term : Action::Kill;
+    } else
+      usage("unknown option");
+  }
+  for (; i < argc; i++) {
+    const char* s = argv[i];
+    if ((s[0] != 'x' && s[0] != 's') || s[1] != '/') usage("a member is (x|s)/absolute/path");
+    c.specs.emplace_back(s[0] == 's' ? Mode::Shared : Mode::Exclusive, s + 1);
+  }
+  if (c.pid == 0 || c.specs.empty()) usage("--pid and at least one member are required");
+  if (c.fenceAfterMs == 0) c.fenceAfterMs = 3 * c.checkMs;
+  return c;
+}
+
+// Field 22 of /proc/PID/stat (the start time, in clock ticks after boot), or "" when unreadable.
+std::string startTime(pid_t pid) {
+  const std::string file = "/proc/" + std::to_string(pid) + "/stat";
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return {};
+  char buf[1024];
+  const ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+  if (n <= 0) return {};
+  buf[n] = '\0';
+  const char* p = strrchr(buf, ')');  // the command may hold spaces and parentheses
+  if (p == nullptr) return {};
+  // After ")": field 3 (state) onwards; the start time is field 22.
+  for (int field = 2; field < 22 && p != nullptr; field++) p = strchr(p + 1, ' ');
+  if (p == nullptr) return {};
+  const char* end = strchr(p + 1, ' ');
+  return end == nullptr ? std::string() : std::string(p + 1, end);
+}
+
+bool exited(int pidfd, int timeoutMs = 0) {
+  struct pollfd p {
+    pidfd, POLLIN, 0
+  };
+  int r;
+  while ((r = ::poll(&p, 1, timeoutMs)) < 0 && errno == EINTR) {
+  }
+  return r > 0;
+}
+
+// The fencing action on the bound process: its locks are gone or may be.
+const char* fence(int pidfd, Action action, int graceMs) {
+  if (action == Action::None) return "none";
+  if (action == Action::Term) {
+    ::syscall(SYS_pidfd_send_signal, pidfd, SIGTERM, nullptr, 0);
+    if (exited(pidfd, graceMs)) return "SIGTERM";
+  }
+  ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  return action == Action::Term ? "SIGTERM,SIGKILL" : "SIGKILL";
+}
+
+bool isRemote(int fd) {
+  struct statfs sfs {};
+  return ::fstatfs(fd, &sfs) != 0 || NetworkFs::isNetworkType(sfs.f_type);
+}
+
+// Lets every member go, last first: autoCreate files this holder made are deleted while still held
+// (never on a network file system, where another host may still see the old name: README, Shared storage).
+void releaseAll(std::vector<Member>& held, LockKind kind) {
+  for (auto it = held.rbegin(); it != held.rend(); ++it) {
+    if (it->created && !it->remote) lockfile::deleteHeld(it->fd.get(), kind, it->mode, it->path.c_str(), it->key);
+    it->aliases.clear();
+    lockfile::closeLocked(it->fd, kind, it->remote);
+  }
+  held.clear();
+}
+
+struct Outcome {
+  enum { Held, Busy, Error } what = Held;
+  size_t index = 0;
+  int err = 0;
+  const char* syscall = "";
+  int pid = 0;
+};
+
+Outcome failure(size_t index, int err, const char* syscall) { return {Outcome::Error, index, err, syscall, 0}; }
+
+// Takes spec i, or finds it is a file the set holds already. Retries when the name moved meanwhile.
+Outcome takeOne(const Config& c, size_t i, std::vector<Member>& held) {
+  const Mode mode = c.specs[i].first;
+  const char* path = c.specs[i].second.c_str();
+  for (int attempt = 0;; attempt++) {
+    bool created = false;
+    UniqueFd fd = lockfile::open(path);
+    if (!fd && errno == ENOENT && c.autoCreate) {
+      fd = lockfile::createNew(path);
+      if (!fd && errno == EEXIST) continue;
+      created = static_cast<bool>(fd);
+    }
+    if (!fd) return failure(i, errno, "open");
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return failure(i, errno, "fstat");
+    try {
+      lockfile::checkRegular(st.st_mode, path);
+    } catch (const SysError& e) {
+      return failure(i, e.err, "open");
+    }
+    const InodeKey key{st.st_dev, st.st_ino};
+    for (Member& m : held) {
+      if (!(m.key == key)) continue;
+      // One file under two names: one lock, exclusive if either asks (a conversion of our own lock).
+      if (mode == Mode::Exclusive && m.mode == Mode::Shared) {
+        const int err = lockfile::tryLock(m.fd.get(), c.kind, Mode::Exclusive);
+        if (lockfile::isBusy(err)) return {Outcome::Busy, i, err, "fcntl", 0};
+        if (err != 0) return failure(i, err, "fcntl");
+        m.mode = Mode::Exclusive;
+      }
+      m.aliases.push_back(std::move(fd));
+      return {};
+    }
+    const int err = lockfile::tryLock(fd.get(), c.kind, mode);
+    if (lockfile::isBusy(err)) {
+      const int pid = lockfile::holderPid(fd.get(), c.kind, mode);
+      return {Outcome::Busy, i, err, "fcntl", pid};
+    }
+    if ((err == ESTALE || err == ENOENT) && attempt < 8) {
+      lockfile::staleNamePause(attempt);
+      continue;
+    }
+    if (err != 0) return failure(i, err, "fcntl");
+    if (!lockfile::namesInode(path, key)) {  // unlinked or replaced since it was opened: look again
+      if (attempt >= 8) return failure(i, ESTALE, "open");
+      continue;
+    }
+    Member m;
+    m.index = i;
+    m.path = path;
+    m.mode = mode;
+    m.key = key;
+    m.created = created;
+    m.remote = isRemote(fd.get());
+    m.fd = std::move(fd);
+    held.push_back(std::move(m));
+    return {};
+  }
+}
+
+// Every spec, in the order given (the manager sorts them canonically), or nothing.
+Outcome takeAll(const Config& c, std::vector<Member>& held) {
+  for (size_t i = 0; i < c.specs.size(); i++) {
+    const Outcome o = takeOne(c, i, held);
+    if (o.what != Outcome::Held) {
+      releaseAll(held, c.kind);
+      return o;
+    }
+  }
+  return {};
+}
+
+// --- the guardian -------------------------------------------------------------------------------
+// Forked from the holder; only async-signal-safe calls (the holder may have threads). It holds no
+// lock: it closes every descriptor but the bound process's pidfd, its end of the pipe and stdout.
+[[noreturn]] void guard(int vmPidfd, int fromHolder, const Config& c) {
+  prctl(PR_SET_NAME, "lockspace-guard", 0, 0, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int fd = 3; fd < 1024; fd++)
+    if (fd != vmPidfd && fd != fromHolder) ::close(fd);
+  struct pollfd p[2] = {{vmPidfd, POLLIN, 0}, {fromHolder, POLLIN, 0}};
+  for (;;) {
+    if (::poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      _exit(1);
+    }
+    if (p[0].revents != 0) _exit(0);  // the bound process ended: nothing to guard
+    char byte = 0;
+    const ssize_t n = ::read(fromHolder, &byte, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 1 && byte == 'r') _exit(0);  // released on purpose
+    // The holder is gone without releasing: the bound process runs without its locks.
+    const char* done = fence(vmPidfd, c.onLost, c.graceMs);
+    const char* fenced = "fenced ";
+    (void)!::write(STDOUT_FILENO, fenced, strlen(fenced));
+    (void)!::write(STDOUT_FILENO, done, strlen(done));
+    (void)!::write(STDOUT_FILENO, " holder-exited\n", 15);
+    _exit(0);
+  }
+}
+
+struct Guardian {
+  pid_t pid = -1;
+  UniqueFd pidfd;
+  UniqueFd toGuardian;  // the holder's end: 'r' says "released on purpose"; EOF says "holder died"
+};
+
+Guardian startGuardian(int vmPidfd, const Config& c) {
+  Guardian g;
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return g;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[1]);
+    guard(vmPidfd, fds[0], c);
+  }
+  ::close(fds[0]);
+  if (pid < 0) {
+    ::close(fds[1]);
+    return g;
+  }
+  g.pid = pid;
+  g.toGuardian.reset(fds[1]);
+  g.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));  // our child: its pid is not reused before we reap it
+  return g;
+}
+
+// Tells the guardian the release is on purpose, and reaps it (it exits on reading that).
+void dismissGuardian(Guardian& g) {
+  if (g.toGuardian) (void)!::write(g.toGuardian.get(), "r", 1);
+  g.toGuardian.reset();
+  if (g.pid > 0) ::waitpid(g.pid, nullptr, 0);
+}
+
+// --- checks of held locks -----------------------------------------------------------------------
+// A thread asks, every check interval, whether each lock is still held: a lock query through the held
+// descriptor (another owner's conflicting lock, or an error from the server, is a loss) and the name
+// (unlinked or replaced: a loss). On a network file system a query can hang for the server's whole
+// timeout; the main loop then fences on the time since the last full pass, not on the answer.
+struct CheckedLock {
+  int index;
+  int fd;
+  Mode mode;
+  std::string path;
+  InodeKey key;
+};
+struct Checks {
+  LockKind kind = LockKind::Posix;
+  int intervalMs = 0;
+  std::vector<CheckedLock> locks;  // a copy: the thread never touches the holder's members
+  std::atomic<int64_t> lastPass{0};
+  std::atomic<int> lostIndex{-1};
+  std::atomic<int> lostErr{0};
+  std::atomic<bool> stopping{false};
+};
+
+// Never returns while the locks are held; the Checks are never freed (the process ends with _exit).
+void checkLoop(Checks* checks) {
+  for (;;) {
+    struct timespec pause {
+      checks->intervalMs / 1000, (checks->intervalMs % 1000) * 1'000'000L
+    };
+    nanosleep(&pause, nullptr);
+    for (const CheckedLock& l : checks->locks) {
+      if (checks->stopping.load()) return;
+      struct flock conflict {};
+      int err = lockfile::query(l.fd, checks->kind, l.mode, conflict);
+      if (err == 0 && conflict.l_type != F_UNLCK) err = EAGAIN;
+      if (err == 0 && !lockfile::namesInode(l.path.c_str(), l.key)) err = ENOENT;
+      if (checks->stopping.load()) return;
+      if (err != 0) {
+        checks->lostErr.store(err);
+        checks->lostIndex.store(l.index);
+        return;
+      }
+    }
+    checks->lastPass.store(nowMs());
+  }
+}
+
+Checks* startChecks(const Config& c, const std::vector<Member>& held) {
+  auto* checks = new Checks;
+  checks->kind = c.kind;
+  checks->intervalMs = c.checkMs;
+  for (const Member& m : held) checks->locks.push_back({static_cast<int>(m.index), m.fd.get(), m.mode, m.path, m.key});
+  checks->lastPass.store(nowMs());
+  // Detached: it may be stuck in a network file system's call; it is never joined, the process exits.
+  std::thread(checkLoop, checks).detach();
+  return checks;
+}
+
+int signalFd() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  return ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int run(int argc, char** argv) {
+  prctl(PR_SET_NAME, "lockspace-hold", 0, 0, 0);
+  signal(SIGPIPE, SIG_IGN);
+  const Config c = parse(argc, argv);
+  UniqueFd signals(signalFd());
+  UniqueFd vm(static_cast<int>(::syscall(SYS_pidfd_open, c.pid, 0)));
+  if (!vm) {
+    say("error " + std::to_string(errno) + " pidfd_open -1");
+    return 1;
+  }
+  // The pidfd names the process that has the pid now: it must be the one the manager meant.
+  if (!c.start.empty() && startTime(c.pid) != c.start) {
+    say("error " + std::to_string(ESRCH) + " pidfd_open -1");
+    return 1;
+  }
+
+  // Take the set, all or nothing; waiting holds nothing (polls, backing off up to 50 ms).
+  std::vector<Member> held;
+  const int64_t deadline = c.waitMs < 0 ? INT64_MAX : nowMs() + c.waitMs;
+  for (int round = 0;; round++) {
+    const Outcome o = takeAll(c, held);
+    if (o.what == Outcome::Held) break;
+    if (o.what == Outcome::Error) {
+      say("error " + std::to_string(o.err) + " " + o.syscall + " " + std::to_string(o.index));
+      return 1;
+    }
+    const int64_t left = deadline - nowMs();
+    if (left <= 0) {
+      say("busy " + std::to_string(o.index) + " " + std::to_string(o.pid));
+      return 75;
+    }
+    const int pauseMs = static_cast<int>(std::min<int64_t>(left, std::min(1 << std::min(round, 6), 50)));
+    struct pollfd p[2] = {{vm.get(), POLLIN, 0}, {signals.get(), POLLIN, 0}};
+    if (::poll(p, 2, pauseMs) > 0) {
+      if (p[0].revents != 0) say("error " + std::to_string(ESRCH) + " pidfd_open -1");
+      return 1;  // bound process gone, or the manager gave up (its signal): nothing is held
+    }
+  }
+  if (exited(vm.get())) {  // it ended while we took the locks: nothing may stay held for it
+    releaseAll(held, c.kind);
+    say("error " + std::to_string(ESRCH) + " pidfd_open -1");
+    return 1;
+  }
+
+  Guardian guardian = startGuardian(vm.get(), c);
+  say("held");
+  Checks* checks = startChecks(c, held);
+
+  bool lost = false;
+  for (;;) {
+    struct pollfd p[3] = {{vm.get(), POLLIN, 0}, {signals.get(), POLLIN, 0}, {guardian.pidfd.get(), POLLIN, 0}};
+    const int r = ::poll(p, 3, std::min(c.checkMs, 1000));
+    if (r < 0 && errno != EINTR) break;
+    if (p[0].revents != 0 || p[1].revents != 0) break;  // the bound process ended, or release
+    if (p[2].revents != 0) {                            // the guardian died: another one
+      ::waitpid(guardian.pid, nullptr, 0);
+      guardian = startGuardian(vm.get(), c);
+    }
+    if (lost) continue;
+    const int index = checks->lostIndex.load();
+    const bool stale = nowMs() - checks->lastPass.load() > c.fenceAfterMs;
+    if (index < 0 && !stale) continue;
+    lost = true;
+    if (index >= 0)
+      say("lost " + std::to_string(index) + " " + std::to_string(checks->lostErr.load()));
+    else
+      say("lost -1 " + std::to_string(ETIMEDOUT));
+    prctl(PR_SET_NAME, "lockspace-lost", 0, 0, 0);
+    say(std::string("fenced ") + fence(vm.get(), c.onLost, c.graceMs) + " lost");
+  }
+  checks->stopping.store(true);
+  dismissGuardian(guardian);
+  releaseAll(held, c.kind);
+  return 0;
+}
+
+}  // namespace
+}  // namespace lockspace::holder
+
+int main(int argc, char** argv) {
+  // _exit: the checker thread may still be inside a syscall; nothing is left to destroy.
+  _exit(lockspace::holder::run(argc, argv));
+}
