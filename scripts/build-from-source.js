@@ -50,13 +50,14 @@ function build(scratch) {
   nodeGyp(['rebuild', '--release'], scratch);
 
   const built = path.join(scratch, 'build', 'Release');
-  // It must load, in a fresh Node, before it replaces anything.
+  // It must load, in a fresh Node, before it replaces anything (the holder of bound sets is renamed
+  // into place first: the addon that finds it beside itself must never come without it).
   const addon = path.join(built, 'lockspace.node');
   const check = spawnSync(process.execPath, ['-e', 'require(process.argv[1])', addon], { encoding: 'utf8' });
   if (check.status !== 0) throw new Failure(`the built ${addon} does not load: ${check.stderr.trim()}`);
 
   fs.mkdirSync(release, { recursive: true });
-  for (const name of ['lockspace.node', 'core_test']) {
+  for (const name of ['lockspace-holder', 'lockspace.node', 'core_test']) {
     if (fs.existsSync(path.join(built, name))) fs.renameSync(path.join(built, name), path.join(release, name));
   }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 'use strict';
 // Builds the prebuilt N-API binaries shipped in the npm package, one per CPU and C library:
-//   prebuilds/linux-x64-glibc, linux-arm64-glibc, linux-x64-musl, linux-arm64-musl (lockspace.node each)
+//   prebuilds/linux-x64-glibc, linux-arm64-glibc, linux-x64-musl, linux-arm64-musl (lockspace.node each,
+//   and lockspace-holder: the holder program of bound sets, static, one per CPU)
 // N-API (NAPI_VERSION 8), so one binary serves every supported Node.js; lib/native.ts picks one by
 // process.arch and the running libc, after any local build/.
 //
@@ -147,6 +148,20 @@ function buildOne(target, zig, dir, dest) {
   }
 }
 
+/** The holder of bound sets (native/holder): one static program per CPU, linked against musl, so it
+ *  runs beside either C library's addon and maps no shared library (its resident set per bound VM
+ *  stays small). Built from the same sources binding.gyp names for it. */
+const HOLDER_SOURCES = ['native/holder/holder.cc', 'native/core/lock_file.cc', 'native/core/network_fs.cc'];
+const HOLDER_TARGETS = { x64: 'x86_64-linux-musl', arm64: 'aarch64-linux-musl' };
+
+function buildHolder(arch, zig, dest) {
+  const flags = ['-std=c++17', '-fexceptions', '-D_GNU_SOURCE', '-O2', '-Wall', '-Wextra', '-static', '-s'];
+  run(zig, ['c++', '-target', HOLDER_TARGETS[arch], ...flags, ...HOLDER_SOURCES.map((f) => path.join(root, f)), '-o', dest], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  fs.chmodSync(dest, 0o755);
+}
+
 /** The binary for this machine must load in a fresh Node and have the functions lib/native.ts uses. */
 function checkLoads(file) {
   const check = spawnSync(
@@ -184,6 +199,15 @@ function main(argv) {
     fs.copyFileSync(cached, dest);
     if (target.dir === `linux-${process.arch}-glibc` && process.report.getReport().header.glibcVersionRuntime) checkLoads(dest);
     console.log(`build-prebuilds: prebuilds/${target.dir}/lockspace.node (${fs.statSync(dest).size} bytes)`);
+    const cachedHolder = path.join(cache, `holder-${target.arch}`);
+    if (!fs.existsSync(cachedHolder)) {
+      const partial = `${cachedHolder}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
+      buildHolder(target.arch, zig, partial);
+      fs.renameSync(partial, cachedHolder);
+    }
+    const holder = path.join(prebuildsDir, target.dir, 'lockspace-holder');
+    fs.copyFileSync(cachedHolder, holder);
+    fs.chmodSync(holder, 0o755);
   }
   if (argv[0] === '--pack') {
     const gyp = fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8');

@@ -111,6 +111,29 @@ audit() {
   [ -n "$versions" ] && highest=${versions##*$'\n'}
   echo "$dir: needs $(echo $needed); highest symbol version: $highest"
 }
+# audit_holder FILE: the holder of bound sets is a static, stripped program for its directory's CPU that
+# needs no shared library (it runs beside either C library's addon), and runs: without arguments it
+# prints its usage and exits 64 (under qemu for arm64).
+audit_holder() {
+  local file=$1 dir machine problems=() status=0
+  dir=$(basename "$(dirname "$file")")
+  machine=$(readelf -h "$file" | awk -F: '/Machine:/ { gsub(/^ +/, "", $2); print $2 }')
+  case $dir in
+    linux-x64-*) [ "$machine" = "Advanced Micro Devices X86-64" ] || problems+=("machine is '$machine', not x86-64") ;;
+    linux-arm64-*) [ "$machine" = "AArch64" ] || problems+=("machine is '$machine', not AArch64") ;;
+  esac
+  readelf -S "$file" | grep -q '\.symtab' && problems+=("not stripped (has .symtab)")
+  readelf -l "$file" | grep -q 'INTERP' && problems+=("not static (has an interpreter)")
+  [ -z "$(readelf -d "$file" 2>/dev/null | grep NEEDED)" ] || problems+=("needs shared libraries")
+  if [ "$machine" = "AArch64" ]; then qemu-aarch64-static "$file" 2>/dev/null || status=$?; else "$file" 2>/dev/null || status=$?; fi
+  [ "$status" = 64 ] || problems+=("exits $status without arguments, not 64 (usage)")
+  if ((${#problems[@]})); then
+    printf '%s\n' "${problems[@]}"
+    return 1
+  fi
+  echo "$dir: static, runs"
+}
+
 # `ci-portability.sh --audit FILE TARGET`: only the ELF audit of one file.
 if [ "${1:-}" = --audit ]; then
   audit "$2" "${3:-}"
@@ -175,11 +198,15 @@ check "no install-time script in package.json" node -e '
 check "the build-from-source files are in the tarball" test -f "$pkg/scripts/binding.gyp" -a -f "$pkg/scripts/build-from-source.js" -a -f "$pkg/native/binding.cc"
 for target in linux-x64-glibc linux-arm64-glibc linux-x64-musl linux-arm64-musl; do
   check "prebuilds/$target/lockspace.node is in the tarball" test -f "$pkg/prebuilds/$target/lockspace.node"
+  check "prebuilds/$target/lockspace-holder is in the tarball, executable" test -x "$pkg/prebuilds/$target/lockspace-holder"
 done
 
 part "ELF audit"
 for file in "$pkg"/prebuilds/*/lockspace.node; do
   check "ELF audit of ${file#"$pkg"/}" audit "$file"
+done
+for file in "$pkg"/prebuilds/*/lockspace-holder; do
+  check "ELF audit of ${file#"$pkg"/}" audit_holder "$file"
 done
 
 part "npm install --strict-allow-scripts"

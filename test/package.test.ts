@@ -95,9 +95,13 @@ test('the tarball holds what runs: built JS and types, the ESM wrapper, the preb
       'lib/index.mjs',
       'lib/index.d.mts',
       'prebuilds/linux-x64-glibc/lockspace.node',
+      'prebuilds/linux-x64-glibc/lockspace-holder',
       'prebuilds/linux-arm64-glibc/lockspace.node',
+      'prebuilds/linux-arm64-glibc/lockspace-holder',
       'prebuilds/linux-x64-musl/lockspace.node',
+      'prebuilds/linux-x64-musl/lockspace-holder',
       'prebuilds/linux-arm64-musl/lockspace.node',
+      'prebuilds/linux-arm64-musl/lockspace-holder',
       'scripts/binding.gyp',
       'scripts/build-from-source.js',
       'native/binding.cc',
@@ -121,6 +125,8 @@ test('the tarball holds what runs: built JS and types, the ESM wrapper, the preb
 test('installing compiles nothing: no build/ directory, the prebuilt binary is there', () => {
   expect(fs.existsSync(path.join(installed, 'build'))).toBe(false);
   expect(fs.statSync(path.join(installed, 'prebuilds', PLATFORM, 'lockspace.node')).isFile()).toBe(true);
+  // The holder of bound sets must stay executable through npm's packing and unpacking.
+  expect(fs.statSync(path.join(installed, 'prebuilds', PLATFORM, 'lockspace-holder')).mode & 0o111).toBe(0o111);
 });
 
 const PROBE_PY = `import fcntl, os, sys
