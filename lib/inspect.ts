@@ -1,7 +1,7 @@
 // ls.inspect(): who holds a resource, from the kernel's view (a lock query that sees every owner on
 // local file systems, with /proc/locks for the other shared holders' pids; a lock query to the server
 // on network ones) and this process's table.
-import { BoundTo, boundTo, fileKey, findHolders } from './bound';
+import { BoundTo, boundTo, fileKey, findHolders } from './bound-holders';
 import { LockspaceError, systemError } from './errors';
 import { answer, holdersOf } from './lock-query';
 import type { LockType } from './options';

@@ -19,7 +19,8 @@ import {
   SetAttempt,
   START_OVER,
 } from './lease-set';
-import { BoundSet, boundSetOf, findHolders, HoldForOptions, planHold, startHolder } from './bound';
+import { BoundSet, boundSetOf, HoldForOptions, planHold, startHolder } from './bound';
+import { findHolders } from './bound-holders';
 import { LeaseChecker } from './lost';
 import { binding, DirHandle, FLAGS, isErrorRecord } from './native';
 import type { AcquireOptions, AcquireSyncOptions, LockSpaceOptions, LockType, ResourceInfo } from './options';

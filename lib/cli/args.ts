@@ -25,7 +25,8 @@ export function usage(command: string | undefined, message: string): Exit {
   return new Exit(message, EX_USAGE, command);
 }
 
-type OptKind = 'flag' | 'optional' | 'value';
+/** 'repeat': a value option that may be given again, each value kept (Parsed.lists). */
+type OptKind = 'flag' | 'optional' | 'value' | 'repeat';
 export interface OptSpec {
   kind: OptKind;
   /** Its short forms, one letter each ('xe': -x and -e). */
@@ -33,6 +34,8 @@ export interface OptSpec {
 }
 export interface Parsed {
   options: Map<string, string | true>;
+  /** The values of each 'repeat' option, in order. */
+  lists: Map<string, string[]>;
   /** The options (long names) given in a short form at least once. */
   shortForms: Set<string>;
   positionals: string[];
@@ -51,7 +54,7 @@ const hasOwn = (o: object, key: string): boolean => Object.prototype.hasOwnPrope
  * are left alone.
  */
 export function parse(command: string, args: string[], spec: Record<string, OptSpec>, commandAfter?: number): Parsed {
-  const parsed: Parsed = { options: new Map(), shortForms: new Set(), positionals: [], rest: [], help: false };
+  const parsed: Parsed = { options: new Map(), lists: new Map(), shortForms: new Set(), positionals: [], rest: [], help: false };
   const byShort = new Map(Object.entries(spec).flatMap(([long, s]) => [...(s.short ?? '')].map((c) => [c, long] as const)));
   let i = 0;
   let optionsDone = false;
@@ -82,10 +85,11 @@ export function parse(command: string, args: string[], spec: Record<string, OptS
       const s = hasOwn(spec, long) ? spec[long] : undefined;
       if (!s) throw usage(command, `unknown option '${arg.split('=')[0]}'`);
       if (s.kind === 'flag' && value !== undefined) throw usage(command, `option '--${long}' takes no value`);
-      if (s.kind === 'value' && value === undefined) {
+      if ((s.kind === 'value' || s.kind === 'repeat') && value === undefined) {
         if (i + 1 >= args.length) throw usage(command, `option '--${long}' needs a value`);
         value = args[++i];
       }
+      if (s.kind === 'repeat') parsed.lists.set(long, [...(parsed.lists.get(long) ?? []), value!]);
       parsed.options.set(long, value ?? true);
       continue;
     }

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 
 import { Exit, EX_SOFTWARE, EX_USAGE, out, usage } from './args';
+import * as holdCommand from './hold';
 import * as nameCommand from './name';
 import * as runCommand from './run';
 import * as statusCommand from './status';
@@ -17,8 +18,11 @@ Commands:
         list every resource file in DIR: free, or locked shared/exclusive, with the holder's
         pid and command name
   run [OPTIONS] DIR|- NAME -- COMMAND [ARGS...]
-        hold the lock on NAME while COMMAND runs, like flock(1), whose options it takes too;
+        hold the lock on NAME (and --and NAME...) while COMMAND runs, like flock(1), whose options it takes too;
         exit with COMMAND's status
+  hold --pid PID [OPTIONS] DIR|- NAME...
+        hold the locks on every NAME for the life of process PID (a VM), all or nothing,
+        whatever happens to this command; print the holder's pid
   name PATH [--no-canonicalize]
         print the resource name for PATH (SHA-256 hex, as virtlockd names its files)
   help [COMMAND]
@@ -43,6 +47,7 @@ interface Command {
 const COMMANDS: Record<string, Command> = {
   status: { HELP: statusCommand.HELP, run: statusCommand.status },
   run: { HELP: runCommand.HELP, run: runCommand.run },
+  hold: { HELP: holdCommand.HELP, run: holdCommand.hold },
   name: { HELP: nameCommand.HELP, run: nameCommand.name },
 };
 

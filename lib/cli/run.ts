@@ -12,6 +12,7 @@ import { caughtSignals, disposition, signalNumber } from './signals';
 
 export const HELP = `Usage: lockspace run [OPTIONS] [--] DIR|- NAME [--] COMMAND [ARGS...]
        lockspace run [OPTIONS] [--] DIR|- NAME -c COMMAND
+       lockspace run [OPTIONS] --and NAME2 --and-shared NAME3 [--] DIR|- NAME [--] COMMAND...
 
 Acquire the lock on resource NAME of the lockspace directory DIR (created 0700 if missing), run
 COMMAND while holding it, release it when COMMAND exits, and exit with COMMAND's status. With
@@ -24,8 +25,13 @@ Options end at the first '--' or at DIR; a NAME (or DIR) starting with '-' goes 
   lockspace run DIR -- -name -- COMMAND
 After DIR and NAME, one '--' is dropped and the rest is COMMAND with its own arguments.
 
+Several resources: --and NAME (and --and-shared NAME) add names to NAME; all are taken or none,
+and a wait holds none of them while it waits (two runs taking A,B and B,A never deadlock).
+
 Options:
   --shared             take a shared lock (default: exclusive)
+  --and NAME           lock NAME too (shared with --shared, else exclusive); repeatable
+  --and-shared NAME    lock NAME too, shared whatever --shared says; repeatable
   --wait[=SECONDS]     wait until the lock is free (at most SECONDS, decimals allowed)
                        instead of failing at once; if the file is deleted meanwhile (by an
                        --auto-create holder), wait until it exists again, and say so on
@@ -72,6 +78,8 @@ const OPTIONS: Record<string, OptSpec> = {
   shared: { kind: 'flag', short: 's' },
   wait: { kind: 'optional' },
   'auto-create': { kind: 'flag' },
+  and: { kind: 'repeat' },
+  'and-shared': { kind: 'repeat' },
   exclusive: { kind: 'flag', short: 'xe' },
   nonblock: { kind: 'flag', short: 'n' },
   timeout: { kind: 'value', short: 'w' },
@@ -224,6 +232,13 @@ async function acquire(ls: Api.LockSpace, resource: string, path: string, r: Req
   }
 }
 
+/** Several resources, all or nothing (LockSpace#acquireAll); a missing file is ENOENT, not waited for. */
+function acquireAll(ls: Api.LockSpace, requests: { name: string; shared: boolean }[], r: Request): Promise<Api.LeaseSet> {
+  const { autoCreate, waitMs, signal } = r;
+  if (waitMs === null) return ls.acquireAll(requests, { autoCreate });
+  return ls.acquireAll(requests, { autoCreate, wait: true, timeout: waitMs, signal });
+}
+
 export async function run(args: string[]): Promise<number> {
   const p = parse('run', args, OPTIONS, 2);
   if (p.help) {
@@ -246,6 +261,14 @@ export async function run(args: string[]): Promise<number> {
     rethrowArgError('run', err, 'DIR');
   }
   const path = pathMode ? resource : nodePath.join(ls.directory!, resource);
+  const more = [
+    ...(p.lists.get('and') ?? []).map((name) => ({ name, shared })),
+    ...(p.lists.get('and-shared') ?? []).map((name) => ({ name, shared: true })),
+  ];
+  for (const m of more) {
+    if (m.name === '') throw usage('run', 'invalid NAME: must not be empty');
+    if (pathMode) m.name = absoluteAsKernel(m.name);
+  }
 
   // Before COMMAND starts, a terminating signal cancels the wait; once it runs, every signal goes to it.
   const controller = new AbortController();
@@ -263,19 +286,22 @@ export async function run(args: string[]): Promise<number> {
   const signals = caughtSignals();
   for (const s of signals) process.on(s, onSignal);
   try {
-    let lease: Api.Lease;
+    let lease: { release(): Promise<void> };
     try {
-      lease = await acquire(ls, resource, path, { shared, autoCreate, waitMs, signal: controller.signal });
+      const request = { shared, autoCreate, waitMs, signal: controller.signal };
+      lease = more.length === 0 ? await acquire(ls, resource, path, request) : await acquireAll(ls, [{ name: resource, shared }, ...more], request);
     } catch (err) {
       const code = errCode(err);
+      // Which file: the error's, for a set of several.
+      const where = (err as { path?: string }).path ?? path;
       if (code === 'ABORT_ERR' && received) return 128 + signalNumber(received);
-      if (code === 'EBUSY') throw new Exit(`'${path}' is busy${describeHolders(path, err)}`, conflictStatus);
+      if (code === 'EBUSY') throw new Exit(`'${where}' is busy${describeHolders(where, err)}`, conflictStatus);
       if (code === 'ETIMEDOUT') {
         const seconds = (waitMs ?? 0) / 1000;
-        throw new Exit(`timed out after ${seconds} s waiting for '${path}'${describeHolders(path, undefined)}`, conflictStatus);
+        throw new Exit(`timed out after ${seconds} s waiting for '${where}'${describeHolders(where, undefined)}`, conflictStatus);
       }
       if (code === 'ENOENT' && !autoCreate) {
-        throw new Exit(`'${path}' does not exist (pass --auto-create to create it)`, EX_NOINPUT);
+        throw new Exit(`'${where}' does not exist (pass --auto-create to create it)`, EX_NOINPUT);
       }
       rethrowArgError('run', err, 'NAME');
     }

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 
+import { BoundTo, boundTo, fileKey, findHolders, FoundHolder } from '../bound-holders';
 import type * as Api from '../index';
 import type * as LockQuery from '../lock-query';
 import { absoluteAsKernel } from '../paths';
@@ -47,9 +48,21 @@ export interface ResourceStatus {
   nameBase64?: string;
   path: string;
   state: 'free' | 'shared' | 'exclusive' | 'unknown';
-  holders: Holder[];
+  holders: (Holder & { boundTo?: BoundTo })[];
   waiters: Holder[];
   error?: string;
+}
+
+/** A set bound to a process on this host (LockSpace#holdFor, lockspace hold). */
+export interface BoundStatus {
+  holderPid: number;
+  pid: number;
+  command: string | null;
+  names: string[];
+  state: 'held' | 'lost';
+  lockType: string;
+  onLost: string;
+  since: string;
 }
 
 type Probed = Pick<ResourceStatus, 'state' | 'holders' | 'error'>;
@@ -122,6 +135,7 @@ function askAll(directory: string, files: Buffer[]): ResourceStatus[] {
   };
   const linesOn = (dev: { major: number; minor: number }, ino: bigint): FileLocks | null =>
     index && locksOnFile(index.get(ino) ?? [], dev, ino, sb, command);
+  const bound = findHolders();
   const resources: ResourceStatus[] = [];
   paths.forEach((path, i) => {
     const a = answers[i];
@@ -147,10 +161,35 @@ function askAll(directory: string, files: Buffer[]): ResourceStatus[] {
     }
     const found = linesOn(a, a.ino);
     const holders = holdersOf(a, found?.holders ?? null).map((h) => ({ ...h, command: h.pid === null ? null : (h.command ?? command(h.pid)) }));
+    markBound(holders, fileKey(a.major, a.minor, a.ino), bound);
     // A waiter of a free lock is being granted it: its line is already out of date.
     resources.push({ ...file, state: a.state, holders, waiters: a.state === 'free' ? [] : (found?.waiters ?? []) });
   });
   return resources;
+}
+
+/** The holders that hold the file for a bound set get its bound process (an OFD lock's holder, whose
+ *  pid the kernel does not tell, gets the holder's pid from there). */
+function markBound(holders: ResourceStatus['holders'], key: string, bound: FoundHolder[]): void {
+  const holding = bound.filter((h) => h.files.has(key));
+  for (const h of holders) {
+    const found = holding.find((f) => f.holderPid === h.pid) ?? (h.pid === null ? holding[0] : undefined);
+    if (found === undefined) continue;
+    h.pid = found.holderPid;
+    h.command = 'lockspace-hold';
+    h.boundTo = boundTo(found);
+  }
+}
+
+/** The sets bound in `directory` on this host that this user may see. */
+function boundSets(directory: string): BoundStatus[] {
+  return findHolders()
+    .filter((h) => h.record.directory === directory)
+    .map((h) => {
+      const to = boundTo(h);
+      const r = h.record;
+      return { holderPid: h.holderPid, pid: r.pid, command: to.command, names: r.names, state: to.state, lockType: r.lockType, onLost: r.onLost, since: r.since };
+    });
 }
 
 /** Every file probed by taking its lock without waiting (--probe). */
@@ -187,28 +226,37 @@ export function status(args: string[]): number {
   const resources = p.options.has('probe') ? probeAll(directory, files) : askAll(directory, files);
 
   const source = p.options.has('probe') ? 'probe' : 'lock-query';
+  const bound = boundSets(directory);
   if (p.options.has('json')) {
-    out(JSON.stringify({ directory, source, resources }, null, 2));
+    out(JSON.stringify({ directory, source, resources, bound }, null, 2));
     return 0;
   }
   if (resources.length === 0) {
     out(`no resources in ${escapeControls(directory)}`);
     return 0;
   }
-  const rows: string[][] = [['RESOURCE', 'STATE', 'PID', 'COMMAND', 'TYPE']];
+  const boundColumn = (h?: ResourceStatus['holders'][number]): string =>
+    h?.boundTo ? `${h.boundTo.pid} ${escapeControls(h.boundTo.command ?? '-')}${h.boundTo.state === 'lost' ? ' (lost)' : ''}` : '';
+  const rows: string[][] = [['RESOURCE', 'STATE', 'PID', 'COMMAND', 'TYPE', 'BOUND TO']];
   for (const r of resources) {
     const shown = r.nameBase64 === undefined ? escapeControls(r.name) : escapeName(Buffer.from(r.nameBase64, 'base64'));
-    const row = (state: string, h?: Holder): string[] => [
+    const row = (state: string, h?: ResourceStatus['holders'][number]): string[] => [
       shown,
       escapeControls(state),
       h ? (h.pid === null ? '-' : String(h.pid)) : '',
       h ? escapeControls(h.command ?? '-') : '',
       h ? (h.type ?? '-') : '',
+      boundColumn(h),
     ];
     if (r.holders.length === 0) rows.push(row(r.state === 'unknown' ? `unknown (${r.error})` : r.state));
     for (const h of r.holders) rows.push(row(r.state, h));
     for (const w of r.waiters) rows.push(row(`waiting (${w.mode})`, w));
   }
   out(table(rows));
+  if (bound.length > 0) {
+    const sets: string[][] = [['BOUND TO', 'COMMAND', 'HOLDER', 'STATE', 'NAMES']];
+    for (const b of bound) sets.push([String(b.pid), escapeControls(b.command ?? '-'), String(b.holderPid), b.state, b.names.map(escapeControls).join(' ')]);
+    out(`\nbound sets (ended when their process ends; kill HOLDER releases one):\n${table(sets)}`);
+  }
   return 0;
 }
