@@ -137,14 +137,22 @@ Config parse(int argc, char** argv) {
       ++i;
       break;
     }
-    if (a == "--pid") c.pid = static_cast<pid_t>(number(value(), 1));
-    else if (a == "--start") c.start = value();
-    else if (a == "--kind") c.kind = std::string(value()) == "ofd" ? LockKind::Ofd : LockKind::Posix;
-    else if (a == "--wait-ms") c.waitMs = number(value(), -1);
-    else if (a == "--auto-create") c.autoCreate = true;
-    else if (a == "--grace-ms") c.graceMs = static_cast<int>(number(value(), 0));
-    else if (a == "--check-ms") c.checkMs = static_cast<int>(number(value(), 1));
-    else if (a == "--fence-after-ms") c.fenceAfterMs = static_cast<int>(number(value(), 0));
+    if (a == "--pid")
+      c.pid = static_cast<pid_t>(number(value(), 1));
+    else if (a == "--start")
+      c.start = value();
+    else if (a == "--kind")
+      c.kind = std::string(value()) == "ofd" ? LockKind::Ofd : LockKind::Posix;
+    else if (a == "--wait-ms")
+      c.waitMs = number(value(), -1);
+    else if (a == "--auto-create")
+      c.autoCreate = true;
+    else if (a == "--grace-ms")
+      c.graceMs = static_cast<int>(number(value(), 0));
+    else if (a == "--check-ms")
+      c.checkMs = static_cast<int>(number(value(), 1));
+    else if (a == "--fence-after-ms")
+      c.fenceAfterMs = static_cast<int>(number(value(), 0));
     else if (a == "--on-lost") {
       const std::string v = value();
       c.onLost = v == "none" ? Action::None : v == "term" ? Action::Term : Action::Kill;
@@ -351,7 +359,8 @@ Guardian startGuardian(int vmPidfd, const Config& c) {
   }
   g.pid = pid;
   g.toGuardian.reset(fds[1]);
-  g.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));  // our child: its pid is not reused before we reap it
+  g.pidfd.reset(
+      static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));  // our child: its pid is not reused before we reap it
   return g;
 }
 
