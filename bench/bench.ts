@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { baselineCases } from './baselines';
+import { runBound } from './bound';
 import { runCancel } from './cancel';
 import { runContention } from './contention';
 import { compileFloor, floorCases } from './floor';
@@ -107,6 +108,7 @@ async function measure(options: BenchOptions, root: string): Promise<BenchResult
     );
     results.handoff = await part('hand-off', notes, () => runHandoff(lockspace, subdir(root, 'handoff'), options));
     results.cancel = await part('cancel', notes, () => runCancel(lockspace, subdir(root, 'cancel'), options.cancel));
+    results.bound = await part('bound sets', notes, () => runBound(lockspace, subdir(root, 'bound')));
   }
   results.targets = checkTargets(results);
   return results;

@@ -1,4 +1,6 @@
 /** lockspace's uncontended per-op cases. */
+import { spawn } from 'child_process';
+
 import { timeAsync, timeSync } from './clock';
 import { Case } from './measure';
 import type { LockspaceModule } from './lockspace';
@@ -6,8 +8,16 @@ import type { LockspaceModule } from './lockspace';
 /** The names of the lock set cases: a set of 4, against 4 single acquires of the same names. */
 const SET = ['set-a', 'set-b', 'set-c', 'set-d'];
 
+/** The names a bind takes: 4, as the lock set cases. */
+const BOUND = ['bound-a', 'bound-b', 'bound-c', 'bound-d'];
+
 export function lockspaceCases(lockspace: LockspaceModule, dir: string): Case[] {
   const ls = lockspace.LockSpace.open(dir);
+  for (const name of BOUND) ls.createSync(name);
+  // The process a bind holds the set for: one for the whole run.
+  const vm = spawn('sleep', ['100000'], { stdio: 'ignore' });
+  vm.unref();
+  process.on('exit', () => vm.kill('SIGKILL'));
   ls.createSync('sync');
   ls.createSync('async');
   for (const name of SET) ls.createSync(name);
@@ -62,6 +72,12 @@ export function lockspaceCases(lockspace: LockspaceModule, dir: string): Case[] 
       label: 'lockspace await acquireAll of 4 + release',
       group: 'lockspace',
       run: (n) => timeAsync(n, async () => (await ls.acquireAll(SET)).release()),
+    },
+    {
+      id: 'lockspace:bind',
+      label: 'lockspace holdFor of 4 + release (a holder process each)',
+      group: 'lockspace',
+      run: (n) => timeAsync(n, async () => (await ls.holdFor(vm.pid!, BOUND)).release({ force: true })),
     },
   ];
 }

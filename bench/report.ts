@@ -93,6 +93,24 @@ function setSection(r: BenchResults): string[] {
   return [`Lock sets: acquireAll of 4 names / 4 acquires of them: sync ${fmt(sync, 2)}x, async ${fmt(async, 2)}x (median of per-round ratios)`];
 }
 
+/** A bind (holdFor of 4 names + release) against acquireAll of the same 4, and a bound VM's memory. */
+function boundSection(r: BenchResults): string[] {
+  const lines: string[] = [];
+  const bind = r.cases.find((c) => c.id === 'lockspace:bind');
+  const set = ratio(r.cases, 'lockspace:bind', 'lockspace:set-async');
+  if (bind && set !== undefined) {
+    lines.push(`Bound sets: holdFor of 4 names + release: ${fmt(bind.nsPerOp.median / 1000)} µs (${fmt(set)}x await acquireAll of 4 + release)`);
+  }
+  const b = r.bound;
+  if (b) {
+    lines.push(
+      `  resident per bound VM (${b.vms} VMs): holder ${fmt(b.holderRssKiB)} KiB + guardian ${fmt(b.guardianRssKiB)} KiB, ` +
+        `of which anonymous ${fmt(b.anonKiB)} KiB (the rest is the program's own pages, shared between holders)`,
+    );
+  }
+  return lines;
+}
+
 function targetValue(t: TargetCheck): string {
   if (t.unit === 'x') return `${fmt(t.value, 2)}x`;
   if (t.unit === 'µs') return `${fmt(t.value, 1)} µs`;
@@ -115,6 +133,7 @@ export function renderReport(r: BenchResults): string {
     ],
     [caseTable(r.cases)],
     setSection(r),
+    boundSection(r),
     scaleSection(r),
     contentionSection(r),
     handoffSection(r),

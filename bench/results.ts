@@ -1,3 +1,4 @@
+import type { BoundResult } from './bound';
 /** Everything one bench run measured: what bench.ts collects and report.ts prints. */
 import type { CancelResult } from './cancel';
 import type { ContentionResult } from './contention';
@@ -24,6 +25,7 @@ export interface BenchResults {
   contention?: ContentionResult;
   handoff?: HandoffResult;
   cancel?: CancelResult;
+  bound?: BoundResult;
   targets: TargetCheck[];
   notes: string[];
 }

@@ -137,6 +137,12 @@ export class BoundSet {
     if (!this.#controller.signal.aborted) this.#controller.abort(reason);
   }
 
+  /** Resolves once the holder is gone: the bound process ended (or the set was released) and the
+   *  kernel has dropped the locks. */
+  async ended(): Promise<void> {
+    while (isLive(this.holderPid, this.#holderStart) && !isZombie(this.holderPid)) await new Promise((r) => setTimeout(r, 10));
+  }
+
   /**
    * Releases the set: the holder unlocks and exits. Refused (ERR_BOUND_PROCESS_RUNNING) while the
    * bound process runs, unless `force` (the process then runs without its locks: stop or pause it
@@ -157,7 +163,7 @@ export class BoundSet {
       if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
       throw systemError(-(err as NodeJS.ErrnoException).errno!, 'kill', undefined, `holder ${this.holderPid}`);
     }
-    while (isLive(this.holderPid, this.#holderStart) && !isZombie(this.holderPid)) await new Promise((r) => setTimeout(r, 5));
+    await this.ended();
   }
 }
 

@@ -84,7 +84,7 @@ function descriptorsUnder(dir: string): string[] {
 
 /** Starts test/fixtures/bind-manager.js; resolves with the VM's and the holder's pids. */
 function startManager(cfg: object): Promise<{ manager: ChildProcess; vm: number; holder: number }> {
-  const manager = spawn(process.execPath, [path.join(FIXTURES, 'bind-manager.js'), JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const manager = spawn(process.execPath, [path.join(FIXTURES, 'bind-manager.js'), JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'inherit'] });
   children.push(manager);
   return new Promise((resolve, reject) => {
     let out = '';
