@@ -1,6 +1,7 @@
 {
   "variables": {
     "lockspace_asan%": "<!(node -p \"process.env.LOCKSPACE_ASAN==='1'?1:0\")",
+    "with_holder%": "<!(node -p \"process.env.LOCKSPACE_HOLDER==='0'?0:1\")",
     "with_tests%": "<!(node -p \"require('fs').existsSync('native/test/core_test.cc')?1:0\")",
     "werror%": "<!(node -p \"process.env.CI==='true'||process.env.LOCKSPACE_WERROR==='1'?1:0\")",
     "lockspace_version%": "<!(node -p \"require('fs').existsSync('package.json')?require('./package.json').version:'unknown'\")",
@@ -50,20 +51,25 @@
         ["lockspace_test_table_format!=0", { "defines": ["LOCKSPACE_TABLE_FORMAT=<(lockspace_test_table_format)"] }]
       ],
       "libraries": ["-ldl", "-lpthread"]
-    },
-    {
-      # The holder of bound sets (LockSpace#holdFor): a program of its own, no N-API, no Node.
-      "target_name": "lockspace-holder",
-      "type": "executable",
-      "sources": [
-        "native/holder/holder.cc",
-        "native/core/lock_file.cc",
-        "native/core/network_fs.cc"
-      ],
-      "libraries": ["-lpthread"]
     }
   ],
   "conditions": [
+    # The holder of bound sets (LockSpace#holdFor): a program of its own, no N-API, no Node. Static: it
+    # maps no shared library, so each bound VM costs a few hundred KiB (README). The prebuilt binaries'
+    # build leaves it out (LOCKSPACE_HOLDER=0) and links it against musl instead (scripts/build-prebuilds.js).
+    ["with_holder==1", {
+      "targets": [{
+        "target_name": "lockspace-holder",
+        "type": "executable",
+        "sources": [
+          "native/holder/holder.cc",
+          "native/core/lock_file.cc",
+          "native/core/network_fs.cc"
+        ],
+        "libraries": ["-lpthread"],
+        "conditions": [["lockspace_asan==0", { "ldflags": ["-static"] }]]
+      }]
+    }],
     # The C++ core test (native/test) is built in a checkout only, not from the published package.
     ["with_tests==1", {
       "targets": [{

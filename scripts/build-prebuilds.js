@@ -128,6 +128,7 @@ function buildOne(target, zig, dir, dest) {
     const env = {
       ...process.env,
       LOCKSPACE_ASAN: '0', // always a plain release build
+      LOCKSPACE_HOLDER: '0', // the holder is built apart: static, against musl (buildHolder)
       npm_config_nodedir: dir,
       CC: `${zig} cc -target ${target.zig}`,
       CXX: cc,
