@@ -112,8 +112,8 @@ audit() {
   echo "$dir: needs $(echo $needed); highest symbol version: $highest"
 }
 # audit_holder FILE: the holder of bound sets is a static, stripped program for its directory's CPU that
-# needs no shared library (it runs beside either C library's addon), and runs: without arguments it
-# prints its usage and exits 64 (under qemu for arm64).
+# needs no shared library (it runs beside either C library's addon), and works (under qemu for arm64):
+# without arguments it exits 64 (usage); bound to a process, it holds a file until that process ends.
 audit_holder() {
   local file=$1 dir machine problems=() status=0
   dir=$(basename "$(dirname "$file")")
@@ -125,13 +125,36 @@ audit_holder() {
   readelf -S "$file" | grep -q '\.symtab' && problems+=("not stripped (has .symtab)")
   readelf -l "$file" | grep -q 'INTERP' && problems+=("not static (has an interpreter)")
   [ -z "$(readelf -d "$file" 2>/dev/null | grep NEEDED)" ] || problems+=("needs shared libraries")
-  if [ "$machine" = "AArch64" ]; then qemu-aarch64-static "$file" 2>/dev/null || status=$?; else "$file" 2>/dev/null || status=$?; fi
+  local run=()
+  [ "$machine" = "AArch64" ] && run=(qemu-aarch64-static)
+  "${run[@]}" "$file" 2>/dev/null || status=$?
   [ "$status" = 64 ] || problems+=("exits $status without arguments, not 64 (usage)")
+  # A real bind: it holds a file for a sleeping process (python cannot take it), and lets it go
+  # when that process ends.
+  local scratch vm holder line probe
+  scratch=$(mktemp -d) && : >"$scratch/disk"
+  sleep 60 & vm=$!
+  coproc HOLD { "${run[@]}" "$file" --pid "$vm" -- "x$scratch/disk"; }
+  holder=$HOLD_PID
+  read -r -t 30 line <&"${HOLD[0]}" || line=
+  probe() { "$PYTHON" -c 'import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0); print("free")
+except OSError:
+    print("busy")' "$scratch/disk"; }
+  [ "$line" = held ] || problems+=("a bind printed '$line', not 'held'")
+  [ "$(probe)" = busy ] || problems+=("python could take the file it holds")
+  kill -9 "$vm"; wait "$vm" 2>/dev/null
+  for _ in $(seq 100); do kill -0 "$holder" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$holder" 2>/dev/null && problems+=("still running after the bound process ended") && kill -9 "$holder"
+  [ "$(probe)" = free ] || problems+=("the file is still locked after the bound process ended")
+  rm -rf "$scratch"
   if ((${#problems[@]})); then
     printf '%s\n' "${problems[@]}"
     return 1
   fi
-  echo "$dir: static, runs"
+  echo "$dir: static; held a file for a process until it ended"
 }
 
 # `ci-portability.sh --audit FILE TARGET`: only the ELF audit of one file.
