@@ -2,6 +2,7 @@
 // `@ts-expect-error`, which fails the check when the line compiles) what must not.
 import lockspace, {
   AbortError,
+  BoundSet,
   isLockspaceError,
   Lease,
   LeaseSet,
@@ -14,6 +15,8 @@ import lockspace, {
   type LockspaceErrorCode,
   type AcquireOptions,
   type AcquireSyncOptions,
+  type BoundTo,
+  type HoldForOptions,
   type InspectInfo,
   type LockHolder,
   type LockRequest,
@@ -53,7 +56,22 @@ async function usage(signal: AbortSignal): Promise<void> {
   expectType<Equal<typeof info.state, 'free' | 'shared' | 'exclusive' | 'unknown'>>();
   expectType<Equal<typeof info.error, LockspaceError | undefined>>();
   expectType<Equal<typeof info.holders, LockHolder[]>>();
-  expectType<Equal<LockHolder, { pid: number | null; mode: 'shared' | 'exclusive'; kind: LockType }>>();
+  expectType<Equal<LockHolder, { pid: number | null; mode: 'shared' | 'exclusive'; kind: LockType; boundTo?: BoundTo }>>();
+  expectType<Equal<BoundTo, { pid: number; command: string | null; holderPid: number; state: 'held' | 'lost' }>>();
+
+  const bound = await ls.holdFor(4242, ['disk', { name: 'iso', shared: true }], { wait: true, timeout: 5000, onLost: 'term', graceMs: 1000 });
+  expectType<Equal<typeof bound, BoundSet>>();
+  expectType<Equal<typeof bound.pid, number>>();
+  expectType<Equal<typeof bound.holderPid, number>>();
+  expectType<Equal<typeof bound.names, readonly string[]>>();
+  expectType<Equal<typeof bound.state, 'held' | 'lost' | 'ended'>>();
+  expectType<Equal<ReturnType<typeof bound.release>, Promise<void>>>();
+  expectType<Equal<ReturnType<typeof ls.boundSets>, Promise<BoundSet[]>>>();
+  await bound.release({ force: true });
+  const holdOptions: HoldForOptions = { onLost: 'none', checkInterval: 500, fenceAfter: 2000 };
+  void holdOptions;
+  // @ts-expect-error onLost is 'kill', 'term' or 'none'
+  await ls.holdFor(4242, ['disk'], { onLost: 'restart' });
   expectType<Equal<ReturnType<typeof ls.inspectSync>, InspectInfo>>();
   LockSpace.open('/var/lib/myapp/locks', { checkInterval: 0 });
   lease.releaseSync();
