@@ -98,6 +98,8 @@ export class BoundSet {
   readonly #record: BoundRecord;
   readonly #holderStart: string;
   readonly #controller = new AbortController();
+  /** The holder's exit, when this process started it (else ended() polls /proc). */
+  #exit: Promise<void> | undefined;
 
   /** Bound sets come from `holdFor` and `boundSets` only: the token is not exported. */
   constructor(token: typeof BOUND_TOKEN, record: BoundRecord, holderPid: number, holderStart: string) {
@@ -132,6 +134,11 @@ export class BoundSet {
     return this.#controller.signal;
   }
 
+  /** @internal This process started the holder: its exit event says when it is gone. */
+  watchExit(exit: Promise<void>): void {
+    this.#exit = exit;
+  }
+
   /** @internal The holder reported a loss. */
   lost(reason: LockspaceError): void {
     if (!this.#controller.signal.aborted) this.#controller.abort(reason);
@@ -140,6 +147,7 @@ export class BoundSet {
   /** Resolves once the holder is gone: the bound process ended (or the set was released) and the
    *  kernel has dropped the locks. */
   async ended(): Promise<void> {
+    if (this.#exit) return this.#exit;
     while (isLive(this.holderPid, this.#holderStart) && !isZombie(this.holderPid)) await new Promise((r) => setTimeout(r, 10));
   }
 
@@ -283,6 +291,7 @@ export function startHolder(plan: HoldPlan): Promise<BoundSet> {
       return;
     }
     const holder = child;
+    const exit = new Promise<void>((done) => holder.once('exit', () => done()));
     let settled: BoundSet | Error | undefined;
     let outcome: Error | undefined;
     let bound: BoundSet | undefined;
@@ -297,6 +306,7 @@ export function startHolder(plan: HoldPlan): Promise<BoundSet> {
       if (bound === undefined) {
         if (what === 'held') {
           bound = new BoundSet(BOUND_TOKEN, record, holder.pid!, startTime(holder.pid!) ?? '');
+          bound.watchExit(exit);
           settled = bound;
           off();
           holder.unref(); // the set outlives this manager: nothing here waits for the holder
