@@ -436,7 +436,7 @@ describe('status', () => {
   });
 
   test('an empty directory, a missing one and a file', () => {
-    expect(status([dir])).toEqual({ directory: dir, source: 'lock-query', resources: [] });
+    expect(status([dir])).toEqual({ directory: dir, source: 'lock-query', resources: [], bound: [] });
     expect(cli(['status', dir]).stdout).toBe(`no resources in ${dir}\n`);
     const missing = cli(['status', path.join(dir, 'nope')]);
     expect(missing.status).toBe(66);

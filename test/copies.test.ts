@@ -25,6 +25,7 @@ function install(dep: string, version: string): string {
   fs.cpSync(path.join(ROOT, 'lib', 'index.mjs'), path.join(dir, 'lib', 'index.mjs'));
   fs.cpSync(path.join(ROOT, 'binding.gyp'), path.join(dir, 'binding.gyp'));
   fs.cpSync(path.join(ROOT, 'native', 'core'), path.join(dir, 'native', 'core'), { recursive: true });
+  fs.cpSync(path.join(ROOT, 'native', 'holder'), path.join(dir, 'native', 'holder'), { recursive: true });
   fs.cpSync(path.join(ROOT, 'native', 'binding.cc'), path.join(dir, 'native', 'binding.cc'));
   fs.cpSync(path.join(ROOT, 'native', 'binding'), path.join(dir, 'native', 'binding'), { recursive: true });
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));

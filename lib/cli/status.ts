@@ -33,7 +33,9 @@ UTF-8 are shown as \\xHH.
 
 Options:
   --json     print JSON: { directory, source, resources: [{ name, path, state, holders,
-             waiters }] } with holders/waiters as [{ pid, command, type, mode }]; a name
+             waiters }], bound } with holders/waiters as [{ pid, command, type, mode }]
+             (a bound set's holder also has boundTo: { pid, command, holderPid, state }),
+             bound: this directory's bound sets (lockspace hold) you may see; a name
              that is not UTF-8 is given lossily in name and path, and exactly in nameBase64
   --probe    probe by locking instead of asking
   -h, --help show this help
@@ -237,7 +239,9 @@ export function status(args: string[]): number {
   }
   const boundColumn = (h?: ResourceStatus['holders'][number]): string =>
     h?.boundTo ? `${h.boundTo.pid} ${escapeControls(h.boundTo.command ?? '-')}${h.boundTo.state === 'lost' ? ' (lost)' : ''}` : '';
-  const rows: string[][] = [['RESOURCE', 'STATE', 'PID', 'COMMAND', 'TYPE', 'BOUND TO']];
+  // The BOUND TO column only when a lock here is held for a bound set (holdFor, lockspace hold).
+  const anyBound = resources.some((r) => r.holders.some((h) => h.boundTo !== undefined));
+  const rows: string[][] = [['RESOURCE', 'STATE', 'PID', 'COMMAND', 'TYPE', ...(anyBound ? ['BOUND TO'] : [])]];
   for (const r of resources) {
     const shown = r.nameBase64 === undefined ? escapeControls(r.name) : escapeName(Buffer.from(r.nameBase64, 'base64'));
     const row = (state: string, h?: ResourceStatus['holders'][number]): string[] => [
@@ -246,7 +250,7 @@ export function status(args: string[]): number {
       h ? (h.pid === null ? '-' : String(h.pid)) : '',
       h ? escapeControls(h.command ?? '-') : '',
       h ? (h.type ?? '-') : '',
-      boundColumn(h),
+      ...(anyBound ? [boundColumn(h)] : []),
     ];
     if (r.holders.length === 0) rows.push(row(r.state === 'unknown' ? `unknown (${r.error})` : r.state));
     for (const h of r.holders) rows.push(row(r.state, h));
