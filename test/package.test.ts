@@ -291,7 +291,6 @@ const builtFile = () => path.join(fs.realpathSync(installed), 'build', 'Release'
 test('`npm run build-from-source` in the installed package builds build/Release, which is then loaded first', () => {
   const built = ok(run('npm', ['run', 'build-from-source'], installed), 'npm run build-from-source');
   expect(built).toContain(`lockspace: built ${builtFile()}`);
-  // The scratch tree is gone, and the package has no core test to build.
   // The scratch tree is gone, the package has no core test to build, and the holder of bound sets is
   // built beside the addon.
   expect(fs.readdirSync(path.join(installed, 'build'))).toEqual(['Release']);
