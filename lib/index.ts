@@ -11,6 +11,8 @@ export type { LockspaceErrorCode } from './errors';
 export { Lease, LeaseSet, LockSpace, webLockFileName };
 export type { LockRequest } from './lease-set';
 export type {
+  AcquireAllOptions,
+  AcquireAllSyncOptions,
   AcquireBooleanWaitOptions,
   AcquireNowOptions,
   AcquireOptions,
@@ -22,6 +24,7 @@ export type {
 } from './options';
 export type { Owner } from './validate';
 export type { InspectInfo, LockHolder } from './inspect';
+export type { HolderRecord } from './records';
 export type { Lock, LockGrantedCallback, LockInfo, LockManager, LockManagerSnapshot, LockMode, LockOptions } from './locks';
 export type { AcquireMessage, LostMessage, ReleaseMessage } from './diagnostics';
 
