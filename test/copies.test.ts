@@ -185,7 +185,7 @@ test.each(['a', 'c'])('a copy with another table format refuses to load, naming 
 // A copy that joins runs the owner's binding under its own lib/, so the binding's interface is part
 // of the table format. A tripwire for one part of it, the export names: when they change, update this
 // list, and bump LOCKSPACE_TABLE_FORMAT (native/core/shared_table.h) if a released version had the old one.
-test('the binding exports what table format 3 promises', () => {
+test('the binding exports what table format 4 promises', () => {
   expect(Object.keys(binding).filter((k) => k !== 'path' /* set by `bindings` */).sort()).toEqual([
     'acquire',
     'acquireAsync',
@@ -217,5 +217,7 @@ test('the binding exports what table format 3 promises', () => {
     'stats',
     'verify',
     'verifyAsync',
+    'writeRecord',
+    'writeRecordAsync',
   ]);
 });
