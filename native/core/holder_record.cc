@@ -123,7 +123,10 @@ int64_t decodeCell(const unsigned char* c) {
 // --- syscalls ---------------------------------------------------------------------------------------
 
 // Reads up to n bytes at off; the count read (short at the end of the file) or a negated errno.
-ssize_t readAt(int fd, unsigned char* buf, size_t n, off_t off) {
+// remote: past this host's page cache (see "Network file systems" in holder_record.h).
+ssize_t readAt(int fd, unsigned char* buf, size_t n, off_t off, bool remote) {
+  // The whole file: DONTNEED drops only the pages wholly inside the range it is given.
+  if (remote) ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
   size_t done = 0;
   while (done < n) {
     const ssize_t r = ::pread(fd, buf + done, n - done, off + static_cast<off_t>(done));
@@ -239,9 +242,9 @@ uint64_t startTimeOf(pid_t pid) {
   return startTimeIn(readSmallFile(("/proc/" + std::to_string(pid) + "/stat").c_str()));
 }
 
-int64_t readGeneration(int fd) {
+int64_t readGeneration(int fd, bool remote) {
   unsigned char cells[2 * kCellSize];
-  const ssize_t n = readAt(fd, cells, sizeof cells, 0);
+  const ssize_t n = readAt(fd, cells, sizeof cells, 0, remote);
   if (n < 0) return n;
   int64_t best = 0;
   for (int i = 0; i < 2; ++i)
@@ -257,9 +260,16 @@ uint64_t nextGeneration(uint64_t last) {
   return std::max<uint64_t>(1, ms << 20);
 }
 
-int writeGeneration(int fd, uint64_t generation) {
+int extend(int fd) {
+  // Sparse: no blocks. Never shrinks (two shared holders may both extend it: the same size).
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return errno;
+  return st.st_size >= kFileSize || ::ftruncate(fd, kFileSize) == 0 ? 0 : errno;
+}
+
+int writeGeneration(int fd, uint64_t generation, bool remote) {
   unsigned char cells[2 * kCellSize];
-  const ssize_t n = readAt(fd, cells, sizeof cells, 0);
+  const ssize_t n = readAt(fd, cells, sizeof cells, 0, remote);
   if (n < 0) return static_cast<int>(-n);
   const int64_t a = n >= kCellSize ? decodeCell(cells) : -1;
   const int64_t b = n >= 2 * kCellSize ? decodeCell(cells + kCellSize) : -1;
@@ -313,15 +323,10 @@ int flush(int fd) { return ::fdatasync(fd) == 0 ? 0 : errno; }
 
 Records readLive(int fd, bool remote) {
   Records out;
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    out.err = errno;
-    out.syscall = "fstat";
-    return out;
-  }
-  if (st.st_size == 0) return out;  // no count, no records (a file of virtlockd, or of records off)
-  std::vector<unsigned char> buf(static_cast<size_t>(std::min<off_t>(st.st_size, kFileSpan)));
-  const ssize_t n = readAt(fd, buf.data(), buf.size(), 0);
+  // Not sized by fstat, which a network file system's client may answer from its cache: a short
+  // read ends it (an empty file, of virtlockd or of records off, reads nothing).
+  std::vector<unsigned char> buf(static_cast<size_t>(kFileSpan));
+  const ssize_t n = readAt(fd, buf.data(), buf.size(), 0, remote);
   if (n < 0) {
     out.err = static_cast<int>(-n);
     out.syscall = "read";

@@ -20,14 +20,23 @@
 //                        being overwritten by the slot's next holder (who locks a new byte first),
 //                        is never taken for a live holder.
 // Every lock the holder takes here goes when the resource's lock goes: lockfile::unlock unlocks the
-// whole file, and closing the descriptor drops them too.
+// whole file, and closing the descriptor drops them too. A holder extends the file to kFileSize
+// (sparse) before its first record.
+//
+// Network file systems: a client caches file content, and a lock does not make it look again.
+// Measured on GlusterFS (default client caching, two hosts, one writing with fdatasync, the other
+// reading a fresh descriptor): plain reads returned the old bytes in about half the cases, from the
+// kernel's page cache of the FUSE file and from Gluster's quick-read, which keeps the whole content
+// of files up to 64 KiB. So: writes are flushed (fdatasync) before the grant is reported, reads
+// drop this host's cached pages of the range first (POSIX_FADV_DONTNEED), and the file is larger
+// than quick-read keeps (kFileSize). With both, no stale read in the runs of the multihost suite.
 //
 // Writes (claim, write) happen under the resource's lock, through the holder's own descriptor; the
 // generation is read, incremented and written only under the exclusive lock. Reads (readLive) take
 // no lock and need only a read-only descriptor; they must run where this process's own locks are
 // visible to F_GETLK (the lock query thread, lock_query.h).
 //
-// Interface: Identity/self (this host and process), Holder (one record), readGeneration/
+// Interface: Identity/self (this host and process), Holder (one record), extend, readGeneration/
 // writeGeneration/nextGeneration (the count), claimSlot/writeSlot (a holder's record), readLive
 // (the records of live holders, for inspect and status).
 #pragma once
@@ -47,6 +56,7 @@ constexpr off_t kSlotBase = 512;
 constexpr off_t kSlotSize = 512;
 constexpr int kSlots = 64;
 constexpr off_t kFileSpan = kSlotBase + kSlotSize * kSlots;  // the most a reader reads
+constexpr off_t kFileSize = off_t{1} << 20;                  // a file with records is at least this
 constexpr off_t kClaimBase = off_t{1} << 30;
 constexpr off_t kLiveBase = off_t{1} << 40;
 constexpr off_t kLiveSpan = off_t{1} << 39;
@@ -67,14 +77,17 @@ uint64_t startTimeOf(pid_t pid);
 
 using Holder = HolderRecord;  // (types.h)
 
-// The last exclusive generation stored in the file (0: none yet), or a negated errno.
-int64_t readGeneration(int fd);
+// The last exclusive generation stored in the file (0: none yet), or a negated errno. remote: read
+// past this host's caches (see "Network file systems" above), as every read of a remote file is.
+int64_t readGeneration(int fd, bool remote);
 // What the next exclusive holder gets after `last`: last + 1; for a file with no count yet (new, or
 // recreated after an autoCreate deletion), the wall clock in ms times 2^20, so that a recreated file
 // counts on above the old one unless the clock went back.
 uint64_t nextGeneration(uint64_t last);
+// Makes the file at least kFileSize long (before a holder's first write in it). 0 or errno.
+int extend(int fd);
 // Stores `generation` over the cell not holding the larger valid one. 0 or errno.
-int writeGeneration(int fd, uint64_t generation);
+int writeGeneration(int fd, uint64_t generation, bool remote);
 
 // Claims a slot for this process: locks its claim byte, then a fresh live byte (kind: the resource's
 // lock kind). The slot index, or -1 when every slot is claimed by another holder; *err the errno of a

@@ -41,7 +41,7 @@ RecordResult Registry::writeRecord(uint64_t lease, const RecordRequest& req) {
   RecordResult out;
   int err = 0;
   const char* syscall = "";
-  const int64_t last = record::readGeneration(fd);
+  const int64_t last = record::readGeneration(fd, remote);
   if (last < 0) {
     err = static_cast<int>(-last);
     syscall = "read";
@@ -50,11 +50,13 @@ RecordResult Registry::writeRecord(uint64_t lease, const RecordRequest& req) {
     out.generation = out.last;
     if (req.checkGeneration && req.ifGeneration != out.last) out.changed = true;
   }
+  // First write of this locking period: the file has its full size before anything is written.
+  if (err == 0 && !out.changed && h.slot < 0 && (err = record::extend(fd)) != 0) syscall = "ftruncate";
   if (err == 0 && !out.changed && exclusive) {
     out.generation = record::nextGeneration(out.last);
     // Stored before anyone is told: a holder killed after this leaves a count that the next one
     // continues; killed during it, the other cell still holds the last one (never handed out twice).
-    if ((err = record::writeGeneration(fd, out.generation)) != 0) syscall = "write";
+    if ((err = record::writeGeneration(fd, out.generation, remote)) != 0) syscall = "write";
   }
   if (err == 0 && !out.changed && h.slot < 0) {
     h.slot = record::claimSlot(fd, kind, &h.live, &err);
