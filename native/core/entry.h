@@ -59,6 +59,7 @@ struct Extra {
   int recordSlot = -1;
   uint64_t recordLive = 0;
   uint32_t recordSerial = 0;
+  bool recordFileSized = false;  // its file was made kFileSize long (an entry keeps its inode)
 };
 
 // One resource. Allocated with its full path right behind it (see make), the name being the path's

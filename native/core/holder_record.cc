@@ -68,7 +68,8 @@ constexpr size_t kCellCrc = kCellSize - 4;
 //   0 "LSR1"   4 u8 version (1)   5 u8 mode (1 exclusive, 2 shared)   6 u8 host length
 //   7 u8 machine-id length   8 u16 label length   10 u16 0   12 u32 pid   16 u64 start time
 //   24 u64 since (ms after the epoch)   32 u64 generation   40 u64 live byte   48 host[64]
-//   112 machine id[32]   144 label[256]   400 zeros   508 u32 crc32 of bytes [0, 508)
+//   112 machine id[32]   144 label[256]   400 zeros   508 u32 crc32 of bytes [0, 144 + label length)
+// (the rest is zeros, written with it: the checksum covers what is read)
 constexpr unsigned char kSlotMagic[4] = {'L', 'S', 'R', '1'};
 constexpr size_t kHostAt = 48, kMachineAt = 112, kLabelAt = 144, kSlotCrc = kSlotSize - 4;
 static_assert(kMachineAt - kHostAt == kMaxHost && kLabelAt - kMachineAt == kMaxMachineId, "slot layout");
@@ -93,14 +94,14 @@ void encodeSlot(const Holder& h, unsigned char* s) {
   std::memcpy(s + kHostAt, h.host.data(), hostLen);
   std::memcpy(s + kMachineAt, h.machineId.data(), idLen);
   std::memcpy(s + kLabelAt, h.label.data(), labelLen);
-  putU32(s + kSlotCrc, crc32(s, kSlotCrc));
+  putU32(s + kSlotCrc, crc32(s, kLabelAt + labelLen));
 }
 
 bool decodeSlot(const unsigned char* s, Holder& h) {
   if (std::memcmp(s, kSlotMagic, 4) != 0 || s[4] != 1 || (s[5] != 1 && s[5] != 2)) return false;
-  if (getU32(s + kSlotCrc) != crc32(s, kSlotCrc)) return false;
   const size_t hostLen = s[6], idLen = s[7], labelLen = getU16(s + 8);
   if (hostLen > kMaxHost || idLen > kMaxMachineId || labelLen > kMaxLabel) return false;
+  if (getU32(s + kSlotCrc) != crc32(s, kLabelAt + labelLen)) return false;
   h.exclusive = s[5] == 1;
   h.pid = static_cast<pid_t>(getU32(s + 12));
   h.startTime = getU64(s + 16);
@@ -169,19 +170,22 @@ int unlockByte(int fd, LockKind kind, off_t at) {
 }
 bool busy(int err) { return err == EAGAIN || err == EACCES; }
 
+// A live byte: distinct per call; unpredictable enough that two holders rarely pick one byte (a
+// collision only makes the second lock attempt fail and pick again). splitmix64 over a counter
+// seeded once per process from getrandom (or, without entropy yet, the clock and the pid).
 uint64_t randomU64() {
-  uint64_t v = 0;
-  if (::getrandom(&v, sizeof v, GRND_NONBLOCK) == static_cast<ssize_t>(sizeof v)) return v;
-  // No entropy yet (early boot): distinct enough per call within this process; a collision with
-  // another holder's live byte only makes the lock attempt fail and pick again.
-  static std::atomic<uint64_t> counter{0};
-  struct timespec ts {};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  uint64_t x = (static_cast<uint64_t>(ts.tv_sec) * 1000000007ULL) ^ static_cast<uint64_t>(ts.tv_nsec) ^
-               (static_cast<uint64_t>(::getpid()) << 32) ^ (++counter * 0x9E3779B97F4A7C15ULL);
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  return x ^ (x >> 33);
+  static std::atomic<uint64_t> state{[]() -> uint64_t {
+    uint64_t seed = 0;
+    if (::getrandom(&seed, sizeof seed, GRND_NONBLOCK) == static_cast<ssize_t>(sizeof seed)) return seed;
+    struct timespec ts {};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (static_cast<uint64_t>(ts.tv_sec) * 1000000007ULL) ^ static_cast<uint64_t>(ts.tv_nsec) ^
+           (static_cast<uint64_t>(::getpid()) << 32);
+  }()};
+  uint64_t z = state.fetch_add(0x9E3779B97F4A7C15ULL, std::memory_order_relaxed) + 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
 }
 
 uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ULL) {
@@ -242,14 +246,15 @@ uint64_t startTimeOf(pid_t pid) {
   return startTimeIn(readSmallFile(("/proc/" + std::to_string(pid) + "/stat").c_str()));
 }
 
-int64_t readGeneration(int fd, bool remote) {
+int readCount(int fd, bool remote, Count* out) {
   unsigned char cells[2 * kCellSize];
   const ssize_t n = readAt(fd, cells, sizeof cells, 0, remote);
-  if (n < 0) return n;
-  int64_t best = 0;
-  for (int i = 0; i < 2; ++i)
-    if (n >= (i + 1) * kCellSize) best = std::max(best, decodeCell(cells + i * kCellSize));
-  return best;
+  if (n < 0) return static_cast<int>(-n);
+  const int64_t a = n >= kCellSize ? decodeCell(cells) : -1;
+  const int64_t b = n >= 2 * kCellSize ? decodeCell(cells + kCellSize) : -1;
+  out->last = static_cast<uint64_t>(std::max<int64_t>(0, std::max(a, b)));
+  out->target = a <= b ? 0 : 1;  // overwrite the smaller (or invalid) one: the larger stays readable
+  return 0;
 }
 
 uint64_t nextGeneration(uint64_t last) {
@@ -267,18 +272,12 @@ int extend(int fd) {
   return st.st_size >= kFileSize || ::ftruncate(fd, kFileSize) == 0 ? 0 : errno;
 }
 
-int writeGeneration(int fd, uint64_t generation, bool remote) {
-  unsigned char cells[2 * kCellSize];
-  const ssize_t n = readAt(fd, cells, sizeof cells, 0, remote);
-  if (n < 0) return static_cast<int>(-n);
-  const int64_t a = n >= kCellSize ? decodeCell(cells) : -1;
-  const int64_t b = n >= 2 * kCellSize ? decodeCell(cells + kCellSize) : -1;
-  const int target = a <= b ? 0 : 1;  // overwrite the smaller (or invalid) one: the larger stays readable
+int writeCount(int fd, const Count& count, uint64_t generation) {
   unsigned char cell[kCellSize] = {};
   std::memcpy(cell, kCellMagic, 4);
   putU64(cell + 8, generation);
   putU32(cell + kCellCrc, crc32(cell, kCellCrc));
-  return writeAt(fd, cell, sizeof cell, target * kCellSize);
+  return writeAt(fd, cell, sizeof cell, count.target * kCellSize);
 }
 
 int claimSlot(int fd, LockKind kind, uint64_t* live, int* err) {

@@ -23,21 +23,24 @@
 // whole file, and closing the descriptor drops them too. A holder extends the file to kFileSize
 // (sparse) before its first record.
 //
-// Network file systems: a client caches file content, and a lock does not make it look again.
-// Measured on GlusterFS (default client caching, two hosts, one writing with fdatasync, the other
-// reading a fresh descriptor): plain reads returned the old bytes in about half the cases, from the
-// kernel's page cache of the FUSE file and from Gluster's quick-read, which keeps the whole content
-// of files up to 64 KiB. So: writes are flushed (fdatasync) before the grant is reported, reads
-// drop this host's cached pages of the range first (POSIX_FADV_DONTNEED), and the file is larger
-// than quick-read keeps (kFileSize). With both, no stale read in the runs of the multihost suite.
+// Network file systems: a client caches file content, and taking a lock does not make it look again.
+// Measured on GlusterFS 10 (default client caching, two hosts, one writing with fdatasync, the
+// other reading through a fresh descriptor): plain reads returned the old bytes in 31 of 40, 28 of
+// 60 and 153 of 200 reads (the kernel's page cache of the FUSE file); O_DIRECT reads of a 40 KB file were
+// still stale once in 40 (Gluster's quick-read keeps the whole content of files up to 64 KiB);
+// with a 1 MiB file and the page cache dropped before reading, none of 260 was. Before this rule
+// the multihost suite saw a generation handed out twice. So: writes are flushed (fdatasync) before
+// the grant is reported, reads drop this host's cached pages of the file first (POSIX_FADV_DONTNEED
+// of the whole file: it drops only pages wholly inside the range it is given), and a file with
+// records is at least kFileSize.
 //
 // Writes (claim, write) happen under the resource's lock, through the holder's own descriptor; the
 // generation is read, incremented and written only under the exclusive lock. Reads (readLive) take
 // no lock and need only a read-only descriptor; they must run where this process's own locks are
 // visible to F_GETLK (the lock query thread, lock_query.h).
 //
-// Interface: Identity/self (this host and process), Holder (one record), extend, readGeneration/
-// writeGeneration/nextGeneration (the count), claimSlot/writeSlot (a holder's record), readLive
+// Interface: Identity/self (this host and process), Holder (one record), extend, readCount/
+// writeCount/nextGeneration (the count), claimSlot/writeSlot (a holder's record), readLive
 // (the records of live holders, for inspect and status).
 #pragma once
 
@@ -77,17 +80,23 @@ uint64_t startTimeOf(pid_t pid);
 
 using Holder = HolderRecord;  // (types.h)
 
-// The last exclusive generation stored in the file (0: none yet), or a negated errno. remote: read
-// past this host's caches (see "Network file systems" above), as every read of a remote file is.
-int64_t readGeneration(int fd, bool remote);
+// The count in the file: the last exclusive generation (0: none yet), and the cell the next one goes
+// to (the one not holding the larger valid value). remote: read past this host's caches (see
+// "Network file systems" above), as every read of a remote file is. 0 or errno.
+struct Count {
+  uint64_t last = 0;
+  int target = 0;
+};
+int readCount(int fd, bool remote, Count* out);
 // What the next exclusive holder gets after `last`: last + 1; for a file with no count yet (new, or
 // recreated after an autoCreate deletion), the wall clock in ms times 2^20, so that a recreated file
 // counts on above the old one unless the clock went back.
 uint64_t nextGeneration(uint64_t last);
 // Makes the file at least kFileSize long (before a holder's first write in it). 0 or errno.
 int extend(int fd);
-// Stores `generation` over the cell not holding the larger valid one. 0 or errno.
-int writeGeneration(int fd, uint64_t generation, bool remote);
+// Stores `generation` in count.target's cell (as readCount found it, under the same exclusive lock).
+// 0 or errno.
+int writeCount(int fd, const Count& count, uint64_t generation);
 
 // Claims a slot for this process: locks its claim byte, then a fresh live byte (kind: the resource's
 // lock kind). The slot index, or -1 when every slot is claimed by another holder; *err the errno of a

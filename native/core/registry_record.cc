@@ -25,6 +25,7 @@ RecordResult Registry::writeRecord(uint64_t lease, const RecordRequest& req) {
   if (!e || e->state != State::Held) throw NotHeldError(e ? e->path() : std::string());
   Extra& x = e->ext();
   const bool claimed = x.recordSerial == e->serial && x.recordSlot >= 0;
+  const bool sized = x.recordFileSized;
   record::Holder h;
   h.slot = claimed ? x.recordSlot : -1;
   h.live = claimed ? x.recordLive : 0;
@@ -41,22 +42,21 @@ RecordResult Registry::writeRecord(uint64_t lease, const RecordRequest& req) {
   RecordResult out;
   int err = 0;
   const char* syscall = "";
-  const int64_t last = record::readGeneration(fd, remote);
-  if (last < 0) {
-    err = static_cast<int>(-last);
+  record::Count count;
+  if ((err = record::readCount(fd, remote, &count)) != 0) {
     syscall = "read";
   } else {
-    out.last = static_cast<uint64_t>(last);
+    out.last = count.last;
     out.generation = out.last;
     if (req.checkGeneration && req.ifGeneration != out.last) out.changed = true;
   }
-  // First write of this locking period: the file has its full size before anything is written.
-  if (err == 0 && !out.changed && h.slot < 0 && (err = record::extend(fd)) != 0) syscall = "ftruncate";
+  // Before the first write in the file: its full size (see holder_record.h; once per entry).
+  if (err == 0 && !out.changed && !sized && (err = record::extend(fd)) != 0) syscall = "ftruncate";
   if (err == 0 && !out.changed && exclusive) {
     out.generation = record::nextGeneration(out.last);
     // Stored before anyone is told: a holder killed after this leaves a count that the next one
     // continues; killed during it, the other cell still holds the last one (never handed out twice).
-    if ((err = record::writeGeneration(fd, out.generation, remote)) != 0) syscall = "write";
+    if ((err = record::writeCount(fd, count, out.generation)) != 0) syscall = "write";
   }
   if (err == 0 && !out.changed && h.slot < 0) {
     h.slot = record::claimSlot(fd, kind, &h.live, &err);
@@ -82,6 +82,7 @@ RecordResult Registry::writeRecord(uint64_t lease, const RecordRequest& req) {
 
   lk.lock();
   // Still reserved by this thread: nothing of the entry changed meanwhile.
+  if (err == 0 && !out.changed) x.recordFileSized = true;
   if (h.slot >= 0) {
     x.recordSlot = h.slot;
     x.recordLive = h.live;

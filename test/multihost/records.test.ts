@@ -73,7 +73,7 @@ test('shared holders on both hosts: one record each; a killed holder is not show
   sb = await b.call('open', { dir, options: { records: true } });
 });
 
-// 2 x 3,000 grants: about 25 s on the harness (10,000 took 77-89 s on the 2-core development VM:
+// 2 x 3,000 grants: about 50 s on the harness (10,000 took 77-89 s on the 2-core development VM:
 // each grant with its record is ~10 round trips to the server: open, lock, name check, count read
 // and write, slot claim, record write, flush; then unlock and close). With the other cases the file
 // runs in about a minute.
