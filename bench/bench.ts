@@ -78,6 +78,7 @@ function perOpCases(root: string, lockspace: LockspaceModule | undefined, notes:
     ...byId(peers, 'peer:libvirt'),
     ...byId(floor, 'floor:open-lock-close'),
     ...byId(ours, 'lockspace:sync'),
+    ...byId(ours, 'lockspace:sync-records'),
     ...byId(ours, 'lockspace:async'),
     ...byId(floor, 'floor:autocreate'),
     ...byId(ours, 'lockspace:autocreate'),

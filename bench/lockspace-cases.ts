@@ -18,7 +18,12 @@ export function lockspaceCases(lockspace: LockspaceModule, dir: string): Case[] 
   const vm = spawn('sleep', ['100000'], { stdio: 'ignore' });
   vm.unref();
   process.on('exit', () => vm.kill('SIGKILL'));
+  // The same directory with holder records on (LockSpace.open(dir, { records: true })): what a record
+  // costs on the sync cycle (an exclusive grant: count read and written, the record written; its slot
+  // claimed and its live byte locked at each grant, since the release unlocks them).
+  const rec = lockspace.LockSpace.open(dir, { records: true });
   ls.createSync('sync');
+  ls.createSync('records');
   ls.createSync('async');
   for (const name of SET) ls.createSync(name);
   return [
@@ -27,6 +32,12 @@ export function lockspaceCases(lockspace: LockspaceModule, dir: string): Case[] 
       label: 'lockspace acquireSync+releaseSync',
       group: 'lockspace',
       run: (n) => timeSync(n, () => ls.acquireSync('sync').releaseSync()),
+    },
+    {
+      id: 'lockspace:sync-records',
+      label: 'lockspace acquireSync+releaseSync with holder records',
+      group: 'lockspace',
+      run: (n) => timeSync(n, () => rec.acquireSync('records', { label: 'vm-42' }).releaseSync()),
     },
     {
       id: 'lockspace:async',

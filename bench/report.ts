@@ -111,6 +111,19 @@ function boundSection(r: BenchResults): string[] {
   return lines;
 }
 
+/** Holder records on the sync cycle: with records / without, as the median of per-round ratios. */
+function recordsSection(r: BenchResults): string[] {
+  const rec = r.cases.find((c) => c.id === 'lockspace:sync-records');
+  const plain = r.cases.find((c) => c.id === 'lockspace:sync');
+  const x = ratio(r.cases, 'lockspace:sync-records', 'lockspace:sync');
+  if (!rec || !plain || x === undefined) return [];
+  const extra = rec.nsPerOp.median - plain.nsPerOp.median;
+  return [
+    `Holder records: acquireSync+releaseSync with records / without: ${fmt(x, 2)}x (median of per-round ratios), ` +
+      `about ${fmt(extra)} ns more per cycle; without records nothing is read or written`,
+  ];
+}
+
 function targetValue(t: TargetCheck): string {
   if (t.unit === 'x') return `${fmt(t.value, 2)}x`;
   if (t.unit === 'µs') return `${fmt(t.value, 1)} µs`;
@@ -134,6 +147,7 @@ export function renderReport(r: BenchResults): string {
     [caseTable(r.cases)],
     setSection(r),
     boundSection(r),
+    recordsSection(r),
     scaleSection(r),
     contentionSection(r),
     handoffSection(r),

@@ -7,15 +7,19 @@ import { knownOptions, Owner, ownerKey, readOption } from './validate';
 
 const THREAD_OWNER_KEY = ownerKey(threadId);
 
-const SYNC_OPTIONS = { shared: 'boolean', autoCreate: 'boolean', owner: 'owner' } as const;
+const SYNC_OPTIONS = { shared: 'boolean', autoCreate: 'boolean', owner: 'owner', label: 'label', ifGeneration: 'generation' } as const;
 const ASYNC_OPTIONS = { ...SYNC_OPTIONS, wait: 'boolean', timeout: 'timeout', signal: 'signal' } as const;
+// A set's members each have their own generation: a set takes no ifGeneration.
+const { ifGeneration: _sync, ...SYNC_ALL_OPTIONS } = SYNC_OPTIONS;
+const { ifGeneration: _async, ...ASYNC_ALL_OPTIONS } = ASYNC_OPTIONS;
+const NOT_ALL = { ifGeneration: "its members each have a generation of their own; acquire them one by one with acquire's ifGeneration" };
 /** acquire's options that the sync calls do not take, and why (`use` names the async call). */
 const notSync = (use: string) => {
   const why = `it never waits; use ${use}`;
   return { wait: why, timeout: why, signal: why };
 };
 const NOT_SYNC = notSync('acquire');
-const NOT_SYNC_ALL = notSync('acquireAll');
+const NOT_SYNC_ALL = { ...notSync('acquireAll'), ...NOT_ALL };
 
 /** Options as read and validated: each read once from the caller's object. */
 export interface Acquisition {
@@ -26,6 +30,9 @@ export interface Acquisition {
   wait: boolean;
   timeout?: number;
   signal?: AbortSignal;
+  /** Holder records: the caller's label, and the generation the grant must follow. */
+  label?: string;
+  ifGeneration?: bigint;
 }
 
 /** No options: exclusive, no autoCreate, owned by this thread, no wait. */
@@ -36,11 +43,17 @@ export const DEFAULT_ACQUISITION: Acquisition = { shared: false, autoCreate: fal
  *  acquireAllSync / acquireAll, which take the same options. */
 export function readAcquisition(options: AcquireSyncOptions | AcquireOptions, wait: boolean, all = false): Acquisition {
   const opts = wait
-    ? knownOptions(options, ASYNC_OPTIONS, all ? 'acquireAll' : 'acquire')
-    : knownOptions(options, SYNC_OPTIONS, all ? 'acquireAllSync' : 'acquireSync', all ? NOT_SYNC_ALL : NOT_SYNC);
+    ? all
+      ? knownOptions(options, ASYNC_ALL_OPTIONS, 'acquireAll', NOT_ALL)
+      : knownOptions(options, ASYNC_OPTIONS, 'acquire')
+    : all
+      ? knownOptions(options, SYNC_ALL_OPTIONS, 'acquireAllSync', NOT_SYNC_ALL)
+      : knownOptions(options, SYNC_OPTIONS, 'acquireSync', NOT_SYNC);
   const shared = readOption(opts, 'shared', SYNC_OPTIONS.shared);
   const autoCreate = readOption(opts, 'autoCreate', SYNC_OPTIONS.autoCreate);
   const owner = readOption(opts, 'owner', SYNC_OPTIONS.owner) as Owner | undefined;
+  const label = readOption(opts, 'label', SYNC_OPTIONS.label) as string | undefined;
+  const ifGeneration = all ? undefined : (readOption(opts, 'ifGeneration', SYNC_OPTIONS.ifGeneration) as bigint | undefined);
   const a: Acquisition = {
     shared: shared === true,
     autoCreate: autoCreate === true,
@@ -48,6 +61,8 @@ export function readAcquisition(options: AcquireSyncOptions | AcquireOptions, wa
     key: owner === undefined ? THREAD_OWNER_KEY : ownerKey(owner),
     wait: false,
   };
+  if (label !== undefined) a.label = label;
+  if (ifGeneration !== undefined) a.ifGeneration = ifGeneration;
   if (!wait) return a;
   a.wait = readOption(opts, 'wait', ASYNC_OPTIONS.wait) === true;
   const timeout = readOption(opts, 'timeout', ASYNC_OPTIONS.timeout) as number | undefined;

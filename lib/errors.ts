@@ -38,11 +38,19 @@ const SYSTEM_CODES = [
   'EREMOTEIO', 'EFTYPE', 'ESOCKTNOSUPPORT', 'EUNATCH', 'EUNKNOWN',
 ] as const;
 
-/** The package's own codes: a release (or verify) of what is not held, a lease known lost, and the
+/** The package's own codes: a release (or verify) of what is not held, a lease known lost, the
  *  causes of a loss when the lease's name reaches another file now, or when this process's own lock is
- *  gone (a descriptor of the file closed outside lockspace drops a POSIX lock), and a bound set's
- *  release refused while its process runs. */
-const PACKAGE_CODES = ['ERR_LOCK_NOT_HELD', 'ERR_LOCK_LOST', 'ERR_LOCK_FILE_REPLACED', 'ERR_LOCK_DROPPED', 'ERR_BOUND_PROCESS_RUNNING'] as const;
+ *  gone (a descriptor of the file closed outside lockspace drops a POSIX lock), an acquire with
+ *  `ifGeneration` after another exclusive holder came and went, and a bound set's release refused
+ *  while its process runs. */
+const PACKAGE_CODES = [
+  'ERR_LOCK_NOT_HELD',
+  'ERR_LOCK_LOST',
+  'ERR_LOCK_FILE_REPLACED',
+  'ERR_LOCK_DROPPED',
+  'ERR_GENERATION_CHANGED',
+  'ERR_BOUND_PROCESS_RUNNING',
+] as const;
 
 /** `LockspaceError#code`: a system error code, or one of the package's own (PACKAGE_CODES). */
 export type LockspaceErrorCode = (typeof SYSTEM_CODES)[number] | (typeof PACKAGE_CODES)[number];
@@ -73,6 +81,8 @@ export class LockspaceError extends Error {
   declare readonly heldByThisProcess?: boolean;
   /** EBUSY: pid of the other process holding a POSIX lock (from F_GETLK), when the kernel tells it. */
   declare readonly holderPid?: number;
+  /** ERR_GENERATION_CHANGED: the last exclusive generation now (0n: none counted in the file). */
+  declare readonly generation?: bigint;
 
   constructor(
     message: string,
@@ -139,6 +149,16 @@ function describeHolder(errnum: number, detail: string, busyHere: boolean, holde
 }
 
 const EBUSY = 16;
+
+/** acquire with `ifGeneration`: another exclusive holder came and went since that generation. */
+export function generationChangedError(path: string, expected: bigint, last: bigint): LockspaceError {
+  const err = new LockspaceError(
+    `ERR_GENERATION_CHANGED: the lock's generation is ${last}, not ${expected} (another exclusive holder came and went), acquire '${path}'`,
+    { code: 'ERR_GENERATION_CHANGED', syscall: 'acquire', path },
+  );
+  (err as { generation: bigint }).generation = last;
+  return err;
+}
 
 export function timeoutError(path: string, ms: number): LockspaceError {
   return new LockspaceError(`ETIMEDOUT: timed out waiting for the lock, acquire '${path}' (after ${ms} ms)`, {

@@ -12,6 +12,8 @@ export { BoundSet, Lease, LeaseSet, LockSpace, webLockFileName };
 export type { BoundTo, FencedMessage, HoldForOptions, LostAction } from './bound';
 export type { LockRequest } from './lease-set';
 export type {
+  AcquireAllOptions,
+  AcquireAllSyncOptions,
   AcquireBooleanWaitOptions,
   AcquireNowOptions,
   AcquireOptions,
@@ -23,6 +25,7 @@ export type {
 } from './options';
 export type { Owner } from './validate';
 export type { InspectInfo, LockHolder } from './inspect';
+export type { HolderRecord } from './records';
 export type { Lock, LockGrantedCallback, LockInfo, LockManager, LockManagerSnapshot, LockMode, LockOptions } from './locks';
 export type { AcquireMessage, LostMessage, ReleaseMessage } from './diagnostics';
 

@@ -7,6 +7,7 @@ import { answer, holdersOf } from './lock-query';
 import type { LockType } from './options';
 import type { InspectRecord } from './native';
 import { Holder, locksOnFile, readProcLocks } from './proc-locks';
+import { HolderRecord, lastGeneration, liveRecords } from './records';
 import { ownerFromKey, Owner } from './validate';
 
 export interface LockHolder {
@@ -30,6 +31,10 @@ export interface InspectInfo {
   waiters: number;
   /** Only with state 'unknown': why the kernel could not be asked. */
   error?: LockspaceError;
+  /** The holder records of the holders that hold it now (records: true), on any host; newest first. */
+  records: HolderRecord[];
+  /** The last exclusive generation counted in the file (records), or null. */
+  generation: bigint | null;
 }
 
 const lockHolder = (h: Holder): LockHolder => ({ pid: h.pid, mode: h.mode, kind: h.type === 'OFDLCK' ? 'ofd' : 'posix' });
@@ -55,11 +60,14 @@ function withBound(info: InspectInfo, r: InspectRecord): InspectInfo {
 }
 
 export function inspectInfo(name: string, r: InspectRecord): InspectInfo {
-  return withBound(kernelView(name, r), r);
+  const info = withBound(inspectState(name, r), r);
+  info.records = liveRecords(r.records, info.state);
+  info.generation = lastGeneration(r.records);
+  return info;
 }
 
-function kernelView(name: string, r: InspectRecord): InspectInfo {
-  const base = { name, path: r.path, owners: r.owners.map(ownerFromKey), waiters: r.waiters };
+function inspectState(name: string, r: InspectRecord): InspectInfo {
+  const base = { name, path: r.path, owners: r.owners.map(ownerFromKey), waiters: r.waiters, records: [], generation: null };
   if (r.remote) {
     const holders: LockHolder[] = [];
     // The server does not tell this process's own locks (they do not conflict with themselves).

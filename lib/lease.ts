@@ -25,6 +25,10 @@ export class Lease {
   readonly name: string;
   readonly shared: boolean;
   readonly owner: Owner;
+  /** Holder records (`records: true`): for an exclusive lease, its generation, one more than the last
+   *  exclusive holder's on any host; for a shared one, the last exclusive holder's. null without
+   *  records. */
+  readonly generation: bigint | null;
   #id: number;
   #prefix: string;
   /** Whether its file's syscalls run on libuv's threadpool (a network file system). */
@@ -37,13 +41,23 @@ export class Lease {
   #checker: LeaseChecker<Lease> | undefined;
 
   /** Leases come from `acquire`/`acquireSync` only: the token is not exported. */
-  constructor(token: typeof LEASE_TOKEN, id: number, name: string, prefix: string, shared: boolean, owner: Owner, onPool: boolean) {
+  constructor(
+    token: typeof LEASE_TOKEN,
+    id: number,
+    name: string,
+    prefix: string,
+    shared: boolean,
+    owner: Owner,
+    onPool: boolean,
+    generation: bigint | null = null,
+  ) {
     if (token !== LEASE_TOKEN) throw new TypeError('Illegal constructor: leases come from LockSpace#acquire');
     this.#id = id;
     this.name = name;
     this.#prefix = prefix;
     this.shared = shared;
     this.owner = owner;
+    this.generation = generation;
     this.#onPool = onPool;
   }
 

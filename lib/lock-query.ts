@@ -10,7 +10,7 @@
  * its lines prove that a lock existed when they were read, their absence proves nothing.
  */
 import { LockspaceError, systemError } from './errors';
-import { binding } from './native';
+import { binding, RecordsRecord } from './native';
 import type { Holder } from './proc-locks';
 
 export interface LockAnswer {
@@ -25,13 +25,20 @@ export interface LockAnswer {
   major: number;
   minor: number;
   ino: bigint;
+  /** Asked with records and held: the holder records read from the file (records.ts). */
+  records?: RecordsRecord;
 }
 
 /** The kernel's answer for each path (a Buffer for bytes that are not UTF-8), or why it could not be
- *  asked. Only regular files are opened. One native thread for all of them. */
-export function queryLocks(paths: (string | Uint8Array)[]): (LockAnswer | LockspaceError)[] {
-  return binding.queryLocks(paths).map(([errno, syscall, state, pid, major, minor, ino, remote], i) => {
-    if (errno === 0) return { ...answer(state, pid, remote), major, minor, ino: BigInt(ino) };
+ *  asked. Only regular files are opened. One native thread for all of them. With `records`, the holder
+ *  records of each file found held, read through the same descriptor. */
+export function queryLocks(paths: (string | Uint8Array)[], records = false): (LockAnswer | LockspaceError)[] {
+  return binding.queryLocks(paths, records).map(([errno, syscall, state, pid, major, minor, ino, remote, recs], i) => {
+    if (errno === 0) {
+      const a: LockAnswer = { ...answer(state, pid, remote), major, minor, ino: BigInt(ino) };
+      if (recs !== undefined) a.records = recs;
+      return a;
+    }
     const path = paths[i];
     return systemError(errno, syscall, typeof path === 'string' ? path : Buffer.from(path).toString());
   });

@@ -3,7 +3,7 @@ import { threadId } from 'node:worker_threads';
 
 import { Acquisition, DEFAULT_ACQUISITION, readAcquisition } from './acquisition';
 import { AcquireMessage, debug, debugging, publishRelease, releaseObserved, traceAcquire, traceAcquireSync, tracing } from './diagnostics';
-import { ErrorRecord, fromRecord, isLockspaceError, LockspaceError, timeoutError } from './errors';
+import { ErrorRecord, fromRecord, generationChangedError, invalidArgValue, isLockspaceError, LockspaceError, timeoutError } from './errors';
 import { InspectInfo, inspectInfo } from './inspect';
 import { Lease, LEASE_TOKEN, leaseInternals } from './lease';
 import {
@@ -23,7 +23,15 @@ import { BoundSet, boundSetOf, HoldForOptions, planHold, startHolder } from './b
 import { findHolders } from './bound-holders';
 import { LeaseChecker } from './lost';
 import { binding, DirHandle, FLAGS, isErrorRecord } from './native';
-import type { AcquireOptions, AcquireSyncOptions, LockSpaceOptions, LockType, ResourceInfo } from './options';
+import type {
+  AcquireAllOptions,
+  AcquireAllSyncOptions,
+  AcquireOptions,
+  AcquireSyncOptions,
+  LockSpaceOptions,
+  LockType,
+  ResourceInfo,
+} from './options';
 import { absoluteAsKernel, fileIdentity, fileIdentityAsync, withCanonicalDir, withCanonicalDirAsync } from './paths';
 import { checkName, checkOwner, checkPath, Owner, ownerFromKey, ownerKey, readOptions, signalAborted } from './validate';
 import { abortError, awaitGrant } from './waits';
@@ -51,6 +59,8 @@ export class LockSpace {
   /** Canonical (realpath) directory, or null when resource names are absolute paths. */
   readonly directory: string | null;
   readonly lockType: LockType;
+  /** Whether grants write holder records into the lock files (`LockSpace.open(dir, { records: true })`). */
+  readonly records: boolean;
   #handle: DirHandle;
   #remote: boolean;
   #kind: number;
@@ -59,8 +69,9 @@ export class LockSpace {
   #checker: LeaseChecker<Lease> | undefined;
   #lastName: string | undefined;
 
-  private constructor(handle: DirHandle, directory: string | null, remote: boolean, lockType: LockType) {
+  private constructor(handle: DirHandle, directory: string | null, remote: boolean, lockType: LockType, records: boolean) {
     this.#handle = handle;
+    this.records = records;
     this.directory = directory;
     this.#prefix = directory === null ? '' : directory.endsWith('/') ? directory : `${directory}/`;
     this.#remote = remote;
@@ -75,10 +86,14 @@ export class LockSpace {
    */
   static open(directory: string | null, options?: LockSpaceOptions): LockSpace {
     const dir = checkPath('directory', directory, true);
-    const opts = readOptions<LockSpaceOptions>(options, { lockType: 'lockType', checkInterval: 'interval' }, 'LockSpace.open');
+    const opts = readOptions<LockSpaceOptions>(
+      options,
+      { lockType: 'lockType', checkInterval: 'interval', records: 'boolean' },
+      'LockSpace.open',
+    );
     const lockType = opts.lockType ?? 'posix';
     const opened = throwIfError(native.openDir(dir === null ? null : absoluteAsKernel(dir)));
-    const ls = new LockSpace(opened.handle, opened.path, opened.remote, lockType);
+    const ls = new LockSpace(opened.handle, opened.path, opened.remote, lockType, opts.records === true);
     const interval = opts.checkInterval ?? DEFAULT_CHECK_INTERVAL;
     if (interval > 0) ls.#checker = new LeaseChecker<Lease>(interval, leaseInternals);
     return ls;
@@ -114,7 +129,7 @@ export class LockSpace {
     return (this.#lastName = checkName(name, this.directory === null));
   }
 
-  #lease(result: number | ErrorRecord, name: string, a: Acquisition, onPool?: boolean): Lease {
+  #lease(result: number | ErrorRecord, name: string, a: Acquisition, onPool?: boolean, generation: bigint | null = null): Lease {
     if (isErrorRecord(result)) {
       const err = fromRecord(result);
       if (debugging) debug('%s %s: %s', err.code === 'EBUSY' ? 'conflict' : 'acquire failed', this.#path(name), err.message);
@@ -122,10 +137,58 @@ export class LockSpace {
     }
     if (debugging) debug('acquire %s %s owner=%j', this.#path(name), a.shared ? 'shared' : 'exclusive', a.owner);
     const pool = onPool ?? this.#onPool(name);
-    const lease = new Lease(LEASE_TOKEN, result, name, this.#prefix, a.shared, a.owner, pool);
+    const lease = new Lease(LEASE_TOKEN, result, name, this.#prefix, a.shared, a.owner, pool, generation);
     // Network file systems: the lease is checked in the background.
     if (pool && this.#checker) leaseInternals.watch(lease, this.#checker);
     return lease;
+  }
+
+  /* ---------------------------------------------------------------- holder records */
+
+  /** label and ifGeneration need records: without them they would be silently ignored. */
+  #checkRecordOptions(a: Acquisition, options: unknown): void {
+    if (this.records || (a.label === undefined && a.ifGeneration === undefined)) return;
+    const which = a.label !== undefined ? 'label' : 'ifGeneration';
+    throw invalidArgValue('options', options, `sets ${which}, which needs a lockspace opened with { records: true }`);
+  }
+
+  /**
+   * Every grant (a fresh lock, a join, a hand-off, a grant after waiting, a set's member) comes here
+   * with its lease id before it becomes a Lease: the native core writes the holder record under the
+   * lock (native/core/registry_record.cc) and returns the generation. On failure, and when
+   * `ifGeneration` is not the last exclusive generation, the lease is released and the acquire fails.
+   */
+  #recordSync(id: number, n: string, a: Acquisition): bigint {
+    const r = native.writeRecord(id, a.label ?? '', a.ifGeneration);
+    if (isErrorRecord(r)) {
+      native.release(id);
+      throw fromRecord(r);
+    }
+    if (r.changed) {
+      native.release(id);
+      throw generationChangedError(this.#path(n), a.ifGeneration ?? 0n, r.last);
+    }
+    return r.generation;
+  }
+
+  async #record(id: number, n: string, a: Acquisition, onPool: boolean): Promise<bigint> {
+    if (!onPool) return this.#recordSync(id, n, a);
+    const r = await native.writeRecordAsync(id, a.label ?? '', a.ifGeneration);
+    if (isErrorRecord(r)) {
+      await native.releaseAsync(id);
+      throw fromRecord(r);
+    }
+    if (r.changed) {
+      await native.releaseAsync(id);
+      throw generationChangedError(this.#path(n), a.ifGeneration ?? 0n, r.last);
+    }
+    return r.generation;
+  }
+
+  /** A granted lease id (or the failure) as a Lease, its record written first when records are on. */
+  async #granted(result: number | ErrorRecord, n: string, a: Acquisition, onPool: boolean): Promise<Lease> {
+    if (!this.records || isErrorRecord(result)) return this.#lease(result, n, a, onPool);
+    return this.#lease(result, n, a, onPool, await this.#record(result, n, a, onPool));
   }
 
   #flags(a: Acquisition): number {
@@ -181,12 +244,15 @@ export class LockSpace {
   acquireSync(name: string, options?: AcquireSyncOptions): Lease {
     const n = this.#name(name);
     const a = options === undefined ? DEFAULT_ACQUISITION : readAcquisition(options, false);
+    if (options !== undefined) this.#checkRecordOptions(a, options);
     if (tracing()) return traceAcquireSync(() => this.#acquireSync(n, a), this.#message(n, a));
     return this.#acquireSync(n, a);
   }
 
   #acquireSync(n: string, a: Acquisition): Lease {
-    return this.#lease(native.acquire(this.#handle, n, this.#flags(a), a.key), n, a);
+    const result = native.acquire(this.#handle, n, this.#flags(a), a.key);
+    if (!this.records || isErrorRecord(result)) return this.#lease(result, n, a);
+    return this.#lease(result, n, a, undefined, this.#recordSync(result, n, a));
   }
 
   /** Acquires the lock; with `wait`, waits for it (FIFO within this process), bounded by `timeout`
@@ -197,6 +263,7 @@ export class LockSpace {
     try {
       n = this.#name(name);
       a = options === undefined ? DEFAULT_ACQUISITION : readAcquisition(options, true);
+      if (options !== undefined) this.#checkRecordOptions(a, options);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -208,7 +275,7 @@ export class LockSpace {
     const onPool = this.#onPool(n);
     if (!a.wait) {
       const result = onPool ? await native.acquireAsync(this.#handle, n, flags, a.key) : native.acquire(this.#handle, n, flags, a.key);
-      return this.#lease(result, n, a, onPool);
+      return this.records ? this.#granted(result, n, a, onPool) : this.#lease(result, n, a, onPool);
     }
     const { signal } = a;
     if (signal && signalAborted(signal)) throw abortError(signal);
@@ -220,7 +287,7 @@ export class LockSpace {
       [request, started] = native.acquireWaitAsync(this.#handle, n, flags, a.key);
     } else {
       const result = native.acquireWait(this.#handle, n, flags, a.key);
-      if (isErrorRecord(result) || result > 0) return this.#lease(result, n, a, onPool);
+      if (isErrorRecord(result) || result > 0) return this.records ? this.#granted(result, n, a, onPool) : this.#lease(result, n, a, onPool);
       request = -result;
     }
     if (debugging) debug('wait %s %s owner=%j', this.#path(n), a.shared ? 'shared' : 'exclusive', a.owner);
@@ -231,7 +298,7 @@ export class LockSpace {
       if (debugging) debug('acquire failed %s: %s', this.#path(n), (err as Error).message);
       throw err;
     }
-    return this.#lease(lease, n, a, onPool);
+    return this.records ? this.#granted(lease, n, a, onPool) : this.#lease(lease, n, a, onPool);
   }
 
   /* ---------------------------------------------------------------- lock sets (lease-set.ts) */
@@ -241,12 +308,13 @@ export class LockSpace {
    * `wait`, it never holds part of the set while it waits for the rest (see lease-set.ts), so sets
    * taken in any order cannot deadlock each other; `timeout` and `signal` bound the whole call.
    */
-  acquireAll(requests: readonly LockRequest[], options?: AcquireOptions): Promise<LeaseSet> {
+  acquireAll(requests: readonly LockRequest[], options?: AcquireAllOptions): Promise<LeaseSet> {
     let set: SetAttempt | Promise<SetAttempt>;
     let a: Acquisition;
     try {
       const requested = readRequests(requests, this.directory === null);
       a = options === undefined ? DEFAULT_ACQUISITION : readAcquisition(options, true, true);
+      if (options !== undefined) this.#checkRecordOptions(a, options);
       set = this.#attempt(requested, a, true);
     } catch (err) {
       return Promise.reject(err);
@@ -255,9 +323,10 @@ export class LockSpace {
   }
 
   /** acquireAll without waiting: EBUSY (of the first busy member) at once, nothing held. */
-  acquireAllSync(requests: readonly LockRequest[], options?: AcquireSyncOptions): LeaseSet {
+  acquireAllSync(requests: readonly LockRequest[], options?: AcquireAllSyncOptions): LeaseSet {
     const requested = readRequests(requests, this.directory === null);
     const a = options === undefined ? DEFAULT_ACQUISITION : readAcquisition(options, false, true);
+    if (options !== undefined) this.#checkRecordOptions(a, options);
     const set = this.#attempt(requested, a, false) as SetAttempt;
     try {
       for (;;) {
@@ -395,7 +464,9 @@ export class LockSpace {
 
   #memberAcquisition(set: SetAttempt, i: number, wait: boolean): Acquisition {
     const a = set.acquisition;
-    return { shared: set.members[i].shared, autoCreate: a.autoCreate, owner: a.owner, key: a.key, wait };
+    const m: Acquisition = { shared: set.members[i].shared, autoCreate: a.autoCreate, owner: a.owner, key: a.key, wait };
+    if (a.label !== undefined) m.label = a.label;
+    return m;
   }
 
   /** Releases what `owner` (default: this thread's threadId) holds on `name`, like libvirt's

@@ -74,13 +74,50 @@ export interface Binding {
   verifyAsync(leases: number[]): Promise<VerifyRecord[]>;
   inspect(dir: DirHandle, name: string): InspectRecord | ErrorRecord;
   inspectAsync(dir: DirHandle, name: string): Promise<InspectRecord | ErrorRecord>;
-  /** The kernel's answer about byte 0 of each file, from a thread with a descriptor table of its own. */
-  queryLocks(paths: (string | Uint8Array)[]): LockQueryRecord[];
+  /** The kernel's answer about byte 0 of each file, from a thread with a descriptor table of its own;
+   *  with `records`, each held file's live holder records too. */
+  queryLocks(paths: (string | Uint8Array)[], records?: boolean): LockQueryRecord[];
+  /** Writes the holder record of a lease just granted (native/core/holder_record.h). */
+  writeRecord(lease: number, label: string, ifGeneration: bigint | undefined): WriteRecordResult | ErrorRecord;
+  writeRecordAsync(lease: number, label: string, ifGeneration: bigint | undefined): Promise<WriteRecordResult | ErrorRecord>;
+}
+
+/** What writeRecord did (an object: error records are arrays). */
+export interface WriteRecordResult {
+  /** Exclusive: this grant's generation; shared: the last exclusive one's. */
+  generation: bigint;
+  /** ifGeneration is not the last exclusive generation: nothing was written. */
+  changed: boolean;
+  /** The last exclusive generation before this grant (0n: none counted). */
+  last: bigint;
+  /** false: every record slot is taken by other holders (the grant stands, without a record). */
+  recorded: boolean;
+}
+
+/** [exclusive, generation, since (ms after the epoch), pid, host, machineId, label, startTime] */
+export type HolderRecordRow = [boolean, bigint, number, number, string, string, string, bigint];
+
+/** The holder records read from a file: the live ones, and the last exclusive generation (0n: none). */
+export interface RecordsRecord {
+  errno: number;
+  syscall: string;
+  generation: bigint;
+  live: HolderRecordRow[];
 }
 
 /** [errno (0: asked), syscall that failed, state, pid of the lock found (0: not visible here, -1: OFD),
- *  major, minor, ino of the file opened, on a network file system] */
-export type LockQueryRecord = [number, string, 'free' | 'shared' | 'exclusive', number, number, number, string, boolean];
+ *  major, minor, ino of the file opened, on a network file system, its records (when asked)] */
+export type LockQueryRecord = [
+  number,
+  string,
+  'free' | 'shared' | 'exclusive',
+  number,
+  number,
+  number,
+  string,
+  boolean,
+  RecordsRecord?,
+];
 
 /** [check (a constants.leaseCheck value), errno (error), syscall (error), path of the lease's name] */
 export type VerifyRecord = [number, number, string, string];
@@ -107,6 +144,7 @@ export interface InspectRecord {
   heldOfd: boolean;
   owners: string[];
   waiters: number;
+  records: RecordsRecord;
 }
 
 type BindingsOptions = { bindings: string; module_root: string; prebuild?: string; try: string[][] };

@@ -15,6 +15,10 @@ export interface LockSpaceOptions {
   /** Network file systems: how often (ms) held leases are checked in the background, so that a lost
    *  lock aborts `lease.signal` without a call by the holder. Default 2000; 0 turns it off. */
   checkInterval?: number | undefined;
+  /** Holder records: each grant writes who holds the lock (host, pid, label, time, and for exclusive
+   *  grants a generation) into the lock file, for `inspect` and `lockspace status` on every host.
+   *  Default false (nothing is written). */
+  records?: boolean | undefined;
 }
 
 export interface AcquireSyncOptions {
@@ -24,6 +28,12 @@ export interface AcquireSyncOptions {
   autoCreate?: boolean | undefined;
   /** Who holds it (any number or non-empty string); default: the calling thread's `threadId`. */
   owner?: Owner | undefined;
+  /** Records only (`LockSpace.open(dir, { records: true })`): a label for the holder record, e.g. the
+   *  VM's name; at most 256 bytes of UTF-8. */
+  label?: string | undefined;
+  /** Records only: fail with ERR_GENERATION_CHANGED unless the last exclusive generation is this one
+   *  (a `lease.generation` of before): "resume only if nobody took it meanwhile". Not for sets. */
+  ifGeneration?: bigint | undefined;
 }
 
 /** Acquire without waiting: EBUSY at once when held. */
@@ -52,6 +62,11 @@ export interface AcquireBooleanWaitOptions extends AcquireSyncOptions {
 
 /** `timeout` and `signal` go with `wait: true` only: without `wait` they do not compile. */
 export type AcquireOptions = AcquireNowOptions | AcquireWaitOptions | AcquireBooleanWaitOptions;
+
+/** acquireAll's options: acquire's, without `ifGeneration` (each member has a generation of its own). */
+export type AcquireAllOptions = AcquireOptions extends infer T ? (T extends unknown ? Omit<T, 'ifGeneration'> & { ifGeneration?: undefined } : never) : never;
+/** acquireAllSync's options: acquireSync's, without `ifGeneration`. */
+export type AcquireAllSyncOptions = Omit<AcquireSyncOptions, 'ifGeneration'> & { ifGeneration?: undefined };
 
 export interface ResourceInfo {
   name: string;

@@ -101,7 +101,10 @@ export function onAbort(signal: AbortSignal, listener: () => void): () => void {
 
 /* ------------------------------------------------------------------ options objects */
 
-export type Kind = 'boolean' | 'timeout' | 'interval' | 'owner' | 'signal' | 'lockType' | 'mode' | 'name';
+export type Kind = 'boolean' | 'timeout' | 'interval' | 'owner' | 'signal' | 'lockType' | 'mode' | 'name' | 'label' | 'generation';
+
+/** The longest holder record label, in UTF-8 bytes (native/core/holder_record.h, kMaxLabel). */
+export const MAX_LABEL_BYTES = 256;
 export type Spec = Record<string, Kind>;
 
 function checkValue(key: string, kind: Kind, value: unknown, argName: string): void {
@@ -135,6 +138,16 @@ function checkValue(key: string, kind: Kind, value: unknown, argName: string): v
       if (typeof value !== 'string') throw invalidArgType(arg, 'of type string', value);
       throw invalidArgValue(arg, value, "must be 'exclusive' or 'shared'");
     case 'name': // checkName's rule depends on the lockspace: its caller checks it
+      return;
+    case 'label':
+      if (typeof value !== 'string') throw invalidArgType(arg, 'of type string', value);
+      if (value.includes('\0')) throw invalidArgValue(arg, value, 'must not contain NUL bytes');
+      checkWellFormed(arg, value);
+      if (Buffer.byteLength(value) > MAX_LABEL_BYTES) throw invalidArgValue(arg, value, `must be at most ${MAX_LABEL_BYTES} bytes (UTF-8)`);
+      return;
+    case 'generation':
+      if (typeof value !== 'bigint') throw invalidArgType(arg, 'of type bigint', value);
+      if (value < 0n || value >= 2n ** 64n) throw invalidArgValue(arg, value, 'must be a 64-bit unsigned generation (a lease.generation)');
       return;
   }
 }

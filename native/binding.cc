@@ -36,10 +36,14 @@ using lockspace::binding::queueOnPool;
 using lockspace::AcquireResult;
 using lockspace::ArgError;
 using lockspace::DirPtr;
+using lockspace::HolderRecord;
+using lockspace::HolderRecords;
 using lockspace::InspectResult;
 using lockspace::LeaseCheck;
 using lockspace::LockKind;
 using lockspace::NotHeldError;
+using lockspace::RecordRequest;
+using lockspace::RecordResult;
 using lockspace::Registry;
 using lockspace::Request;
 using lockspace::SysError;
@@ -397,6 +401,31 @@ struct Verify {
 
 const char* lockState(short type) { return type == F_WRLCK ? "exclusive" : type == F_RDLCK ? "shared" : "free"; }
 
+// The holder records read from a file: { errno, syscall, generation, live: [[exclusive, generation,
+// since, pid, host, machineId, label, startTime], ...] } (bigints for the 64-bit counts).
+Napi::Value recordsToJs(Napi::Env env, const HolderRecords& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("errno", Napi::Number::New(env, r.err));
+  o.Set("syscall", Napi::String::New(env, r.syscall));
+  o.Set("generation", Napi::BigInt::New(env, r.generation));
+  Napi::Array live = Napi::Array::New(env, r.live.size());
+  for (size_t i = 0; i < r.live.size(); ++i) {
+    const HolderRecord& h = r.live[i];
+    Napi::Array row = Napi::Array::New(env, 8);
+    row.Set(0u, Napi::Boolean::New(env, h.exclusive));
+    row.Set(1u, Napi::BigInt::New(env, h.generation));
+    row.Set(2u, number(env, h.since));
+    row.Set(3u, Napi::Number::New(env, h.pid));
+    row.Set(4u, Napi::String::New(env, h.host));
+    row.Set(5u, Napi::String::New(env, h.machineId));
+    row.Set(6u, Napi::String::New(env, h.label));
+    row.Set(7u, Napi::BigInt::New(env, h.startTime));
+    live.Set(i, row);
+  }
+  o.Set("live", live);
+  return o;
+}
+
 // inspect(handle, name) -> inspect record | error record
 struct Inspect {
   using Args = NameArgs;
@@ -424,19 +453,55 @@ struct Inspect {
     for (size_t i = 0; i < r.owners.size(); ++i) owners.Set(i, Napi::String::New(env, r.owners[i]));
     o.Set("owners", owners);
     o.Set("waiters", number(env, r.waiters));
+    o.Set("records", recordsToJs(env, r.records));
     return o;
   }
 };
 
-// queryLocks((string | Buffer)[]) -> [errno, syscall, state, pid, major, minor, ino, remote][]: the kernel's answer
-// about byte 0 of each file (core/lock_query.h), from one thread; errno 0 when asked.
+// writeRecord(lease, label, ifGeneration: bigint | undefined) -> { generation, changed, last, recorded }
+// | error record: the holder record of a lease just granted (core/holder_record.h).
+struct WriteRecord {
+  struct Args {
+    uint64_t lease;
+    RecordRequest req;
+  };
+  using Result = RecordResult;
+  static Args args(const Napi::CallbackInfo& info) {
+    Args a{idArg(info, 0), {}};
+    a.req.label = stringArg(info, 1, "label");
+    if (info[2].IsBigInt()) {
+      bool lossless = false;
+      a.req.ifGeneration = info[2].As<Napi::BigInt>().Uint64Value(&lossless);
+      if (!lossless) throw Napi::TypeError::New(info.Env(), "ifGeneration must fit in 64 bits");
+      a.req.checkGeneration = true;
+    }
+    return a;
+  }
+  static Result run(const Args& a) { return Registry::instance().writeRecord(a.lease, a.req); }
+  static Napi::Value toJs(Napi::Env env, const Args&, const RecordResult& r) {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("generation", Napi::BigInt::New(env, r.generation));
+    out.Set("changed", Napi::Boolean::New(env, r.changed));
+    out.Set("last", Napi::BigInt::New(env, r.last));
+    out.Set("recorded", Napi::Boolean::New(env, r.recorded));
+    return out;
+  }
+};
+
+// queryLocks((string | Buffer)[], records?: boolean) -> [errno, syscall, state, pid, major, minor, ino,
+// remote, records?][]: the kernel's answer about byte 0 of each file (core/lock_query.h), from one
+// thread; errno 0 when asked. With records, each held file's live holder records (recordsToJs).
 struct QueryLocks {
-  using Args = std::vector<std::string>;
+  struct Args {
+    std::vector<std::string> paths;
+    bool records = false;
+  };
   using Result = std::vector<lockspace::lockquery::Answer>;
   static Args args(const Napi::CallbackInfo& info) {
     if (!info[0].IsArray()) throw Napi::TypeError::New(info.Env(), "paths must be an array");
     Napi::Array list = info[0].As<Napi::Array>();
-    Args paths;
+    Args a;
+    std::vector<std::string>& paths = a.paths;
     for (uint32_t i = 0; i < list.Length(); ++i) {
       Napi::Value v = list.Get(i);
       if (v.IsBuffer()) {  // a name that is not UTF-8: its bytes
@@ -449,14 +514,18 @@ struct QueryLocks {
       }
       if (paths.back().find('\0') != std::string::npos) throw Napi::TypeError::New(info.Env(), "a path contains NUL");
     }
-    return paths;
+    a.records = info.Length() > 1 && info[1].ToBoolean().Value();
+    return a;
   }
-  static Result run(const Args& paths) { return lockspace::lockquery::ask(paths); }
-  static Napi::Value toJs(Napi::Env env, const Args&, const Result& answers) {
+  static Result run(const Args& a) {
+    return lockspace::lockquery::ask(
+        a.paths, a.records ? lockspace::lockquery::Records::IfHeld : lockspace::lockquery::Records::None);
+  }
+  static Napi::Value toJs(Napi::Env env, const Args& args, const Result& answers) {
     Napi::Array out = Napi::Array::New(env, answers.size());
     for (size_t i = 0; i < answers.size(); ++i) {
       const auto& a = answers[i];
-      Napi::Array row = Napi::Array::New(env, 8);
+      Napi::Array row = Napi::Array::New(env, args.records ? 9 : 8);
       row.Set(0u, Napi::Number::New(env, a.err));
       row.Set(1u, Napi::String::New(env, a.syscall));
       row.Set(2u, Napi::String::New(env, lockState(a.type)));
@@ -465,6 +534,7 @@ struct QueryLocks {
       row.Set(5u, Napi::Number::New(env, minor(a.dev)));
       row.Set(6u, Napi::String::New(env, std::to_string(a.ino)));
       row.Set(7u, Napi::Boolean::New(env, a.remote));
+      if (args.records) row.Set(8u, recordsToJs(env, a.records));
       out.Set(i, row);
     }
     return out;
@@ -635,6 +705,8 @@ Napi::Object InitOwner(Napi::Env env, Napi::Object exports) {
   put<here<Release>>(env, exports, "release");
   put<onPool<Release>>(env, exports, "releaseAsync");
   put<here<IsHeld>>(env, exports, "isHeld");
+  put<here<WriteRecord>>(env, exports, "writeRecord");
+  put<onPool<WriteRecord>>(env, exports, "writeRecordAsync");
   put<here<ReleaseByName>>(env, exports, "releaseByName");
   put<onPool<ReleaseByName>>(env, exports, "releaseByNameAsync");
   put<here<ReleaseOwner>>(env, exports, "releaseOwner");

@@ -371,7 +371,7 @@ describe('status', () => {
     expect(st.source).toBe('lock-query');
     const by = Object.fromEntries(st.resources.map((r: any) => [r.name, r]));
     expect(Object.keys(by)).toEqual(['excl', 'free', 'ofd', 'shared']); // sorted; no dirs or symlinks
-    expect(by.free).toEqual({ name: 'free', path: path.join(dir, 'free'), state: 'free', holders: [], waiters: [] });
+    expect(by.free).toEqual({ name: 'free', path: path.join(dir, 'free'), state: 'free', holders: [], waiters: [], records: [] });
     expect(by.excl.state).toBe('exclusive');
     expect(by.excl.holders).toEqual([{ pid: x.pid, command: expect.stringMatching(/^python/), type: 'POSIX', mode: 'exclusive' }]);
     expect(by.shared.state).toBe('shared');
@@ -413,6 +413,7 @@ describe('status', () => {
         state: 'shared',
         holders: [{ pid: run.child.pid, command: LOCKSPACE_COMM, type: 'POSIX', mode: 'shared' }],
         waiters: [],
+        records: [], // run without --records / --label writes none
       },
     ]);
     run.child.kill('SIGTERM');

@@ -449,7 +449,7 @@ export function errnoOf(code: string): number {
 export function spawnNodeHolder(
   directory: string | null,
   name: string,
-  opts: { shared?: boolean; autoCreate?: boolean; lockType?: 'posix' | 'ofd' } = {},
+  opts: { shared?: boolean; autoCreate?: boolean; lockType?: 'posix' | 'ofd'; records?: boolean; label?: string } = {},
 ): Promise<Holder> {
   const child = spawn(
     process.execPath,

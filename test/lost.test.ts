@@ -189,7 +189,16 @@ describe('inspect', () => {
       const ls = LockSpace.open(tmp.dir, { checkInterval: 0 });
       await ls.create('r');
       const file = path.join(tmp.dir, 'r');
-      expect(await ls.inspect('r')).toEqual({ name: 'r', path: file, state: 'free', holders: [], owners: [], waiters: 0 });
+      expect(await ls.inspect('r')).toEqual({
+        name: 'r',
+        path: file,
+        state: 'free',
+        holders: [],
+        owners: [],
+        waiters: 0,
+        records: [],
+        generation: null,
+      });
 
       const mine = await ls.acquire('r', { owner: 'vm', shared: true });
       const info = await ls.inspect('r');

@@ -200,3 +200,20 @@ test("path mode: a lease releases on the threadpool when its file is remote, wha
   await busy;
   expect(await outsideProbe(file)).toBe('locked');
 });
+
+test('holder records: written through the threadpool, counted on, seen by inspect and another process', async () => {
+  const ls = LockSpace.open(tmp.dir, { records: true });
+  await ls.create('r');
+  const first = await ls.acquire('r', { label: 'remote-1' });
+  const info = await ls.inspect('r');
+  expect(info.records).toMatchObject([{ pid: process.pid, label: 'remote-1', mode: 'exclusive', generation: first.generation }]);
+  const r = spawnSync(process.execPath, [path.join(__dirname, '../dist/lib/cli.js'), 'status', tmp.dir, '--json'], { encoding: 'utf8' });
+  expect(JSON.parse(r.stdout).resources[0].records).toMatchObject([{ pid: process.pid, label: 'remote-1' }]);
+  await first.release();
+  const second = await ls.acquire('r', { wait: true, ifGeneration: first.generation! });
+  expect(second.generation).toBe(first.generation! + 1n);
+  await second.release();
+  expect(await catchErr(() => ls.acquire('r', { ifGeneration: first.generation! }))).toMatchObject({ code: 'ERR_GENERATION_CHANGED' });
+  expect(await outsideProbe(path.join(tmp.dir, 'r'))).toBe('locked'); // the refused grant holds nothing
+  expect(fs.statSync(path.join(tmp.dir, 'r')).size).toBe(1 << 20); // sized past Gluster's quick-read
+});

@@ -38,6 +38,10 @@ Options:
                        stderr after a second
   --auto-create        create the resource file (mode 0600) if missing, and delete it after
                        COMMAND exits unless another process still holds it
+  --records            write a holder record into the lock file (host, pid, time, and for an
+                       exclusive lock the next generation), shown by 'lockspace status' on
+                       every host that sees the file
+  --label=LABEL        the record's label (e.g. the VM's name); implies --records
   -h, --help           show this help
 
 flock(1)'s options, with flock's meaning:
@@ -86,6 +90,8 @@ const OPTIONS: Record<string, OptSpec> = {
   'conflict-exit-code': { kind: 'value', short: 'E' },
   close: { kind: 'flag', short: 'o' },
   command: { kind: 'value', short: 'c' },
+  records: { kind: 'flag' },
+  label: { kind: 'value' },
 };
 
 /** flock(1)'s long options that lockspace's own lack (--shared is in both). */
@@ -98,6 +104,8 @@ const FLOCK_CONFLICT = 1;
 interface Invocation {
   shared: boolean;
   autoCreate: boolean;
+  /** Holder records: undefined off, else the label ('' none). */
+  label: string | undefined;
   /** null: fail at once; undefined: wait without a limit; else the limit in ms. */
   waitMs: number | undefined | null;
   /** The exit status for a busy lock or a wait that ran out. */
@@ -140,7 +148,12 @@ function invocation(p: Parsed): Invocation {
     argv = ['sh', '-c', command];
   }
   if (argv.length === 0) throw usage('run', 'missing COMMAND');
-  return { shared: o.has('shared'), autoCreate: o.has('auto-create'), waitMs, conflictStatus, argv };
+  const labelOpt = o.get('label');
+  const label = typeof labelOpt === 'string' ? labelOpt : o.has('records') ? '' : undefined;
+  if (label !== undefined && (Buffer.byteLength(label) > 256 || label.includes('\0'))) {
+    throw usage('run', 'invalid --label: at most 256 bytes, no NUL');
+  }
+  return { shared: o.has('shared'), autoCreate: o.has('auto-create'), label, waitMs, conflictStatus, argv };
 }
 
 /** One line describing who holds `path`, from /proc/locks (or the error's F_GETLK pid). */
@@ -198,6 +211,7 @@ function untilExists(path: string, ms: number | undefined, signal: AbortSignal):
 interface Request {
   shared: boolean;
   autoCreate: boolean;
+  label: string | undefined;
   waitMs: number | undefined | null;
   signal: AbortSignal;
 }
@@ -209,13 +223,14 @@ const FILE_WAIT_NOTICE_MS = 1000;
  *  file missing when the wait begins is ENOENT (exit 66): only a deletion makes it wait for one. */
 async function acquire(ls: Api.LockSpace, resource: string, path: string, r: Request): Promise<Api.Lease> {
   const { shared, autoCreate, waitMs, signal } = r;
-  if (waitMs === null) return ls.acquire(resource, { shared, autoCreate });
+  const label = r.label ? r.label : undefined;
+  if (waitMs === null) return ls.acquire(resource, { shared, autoCreate, label });
   const end = waitMs === undefined ? undefined : performance.now() + waitMs;
   const left = (): number | undefined => (end === undefined ? undefined : Math.max(0, end - performance.now()));
   let existed = autoCreate || fs.existsSync(path);
   for (;;) {
     try {
-      return await ls.acquire(resource, { shared, autoCreate, wait: true, timeout: left(), signal });
+      return await ls.acquire(resource, { shared, autoCreate, label, wait: true, timeout: left(), signal });
     } catch (err) {
       if (errCode(err) !== 'ENOENT' || !existed) throw err;
     }
@@ -235,8 +250,9 @@ async function acquire(ls: Api.LockSpace, resource: string, path: string, r: Req
 /** Several resources, all or nothing (LockSpace#acquireAll); a missing file is ENOENT, not waited for. */
 function acquireAll(ls: Api.LockSpace, requests: { name: string; shared: boolean }[], r: Request): Promise<Api.LeaseSet> {
   const { autoCreate, waitMs, signal } = r;
-  if (waitMs === null) return ls.acquireAll(requests, { autoCreate });
-  return ls.acquireAll(requests, { autoCreate, wait: true, timeout: waitMs, signal });
+  const label = r.label ? r.label : undefined;
+  if (waitMs === null) return ls.acquireAll(requests, { autoCreate, label });
+  return ls.acquireAll(requests, { autoCreate, label, wait: true, timeout: waitMs, signal });
 }
 
 export async function run(args: string[]): Promise<number> {
@@ -246,7 +262,7 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   if (p.positionals.length < 2) throw usage('run', p.positionals.length === 0 ? 'missing DIR and NAME' : 'missing NAME');
-  const { shared, autoCreate, waitMs, conflictStatus, argv } = invocation(p);
+  const { shared, autoCreate, label, waitMs, conflictStatus, argv } = invocation(p);
   const [dirArg, nameArg] = p.positionals;
   const pathMode = dirArg === '-';
   if (nameArg === '') throw usage('run', 'invalid NAME: must not be empty');
@@ -256,7 +272,7 @@ export async function run(args: string[]): Promise<number> {
 
   let ls: Api.LockSpace;
   try {
-    ls = lib().LockSpace.open(pathMode ? null : dirArg);
+    ls = lib().LockSpace.open(pathMode ? null : dirArg, { records: label !== undefined });
   } catch (err) {
     rethrowArgError('run', err, 'DIR');
   }
@@ -288,7 +304,7 @@ export async function run(args: string[]): Promise<number> {
   try {
     let lease: { release(): Promise<void> };
     try {
-      const request = { shared, autoCreate, waitMs, signal: controller.signal };
+      const request = { shared, autoCreate, label, waitMs, signal: controller.signal };
       lease = more.length === 0 ? await acquire(ls, resource, path, request) : await acquireAll(ls, [{ name: resource, shared }, ...more], request);
     } catch (err) {
       const code = errCode(err);

@@ -5,6 +5,7 @@ import * as nodePath from 'node:path';
 import { BoundTo, boundTo, fileKey, findHolders, FoundHolder } from '../bound-holders';
 import type * as Api from '../index';
 import type * as LockQuery from '../lock-query';
+import type * as Records from '../records';
 import { absoluteAsKernel } from '../paths';
 import { byInode, commandName, devParts, FileLocks, Holder, locksOnFile, readProcLocks, superblockDevice } from '../proc-locks';
 import { errCode, Exit, EX_NOINPUT, lib, onePositional, out, parse, systemExit } from './args';
@@ -31,12 +32,20 @@ and briefly holds the lock, so another process's non-waiting acquire can fail me
 In the table, control characters in names are escaped (\\n, \\x1b, \\\\) and bytes that are not
 UTF-8 are shown as \\xHH.
 
+Holder records: files locked through a lockspace opened with { records: true } (or by
+'lockspace run --records') name their holders, on whatever host they run: host, pid on that
+host, label, since when, and the generation. A record is shown only while its holder holds
+the lock (its record's own lock byte is checked, and locally its process's start time). The
+table lists them below the locks.
+
 Options:
   --json     print JSON: { directory, source, resources: [{ name, path, state, holders,
-             waiters }], bound } with holders/waiters as [{ pid, command, type, mode }]
+             waiters, records }], bound } with holders/waiters as [{ pid, command, type, mode }]
              (a bound set's holder also has boundTo: { pid, command, holderPid, state }),
-             bound: this directory's bound sets (lockspace hold) you may see; a name
-             that is not UTF-8 is given lossily in name and path, and exactly in nameBase64
+             records as [{ host, machineId, pid, label, since, generation, mode }] (since: ISO
+             time; generation: decimal string or null), and bound: this directory's bound sets
+             (lockspace hold) you may see; a name that is not UTF-8 is given lossily in name and
+             path, and exactly in nameBase64
   --probe    probe by locking instead of asking
   -h, --help show this help
 
@@ -52,6 +61,8 @@ export interface ResourceStatus {
   state: 'free' | 'shared' | 'exclusive' | 'unknown';
   holders: (Holder & { boundTo?: BoundTo })[];
   waiters: Holder[];
+  /** The holder records of its live holders (none with --probe). */
+  records: RecordStatus[];
   error?: string;
 }
 
@@ -65,6 +76,17 @@ export interface BoundStatus {
   lockType: string;
   onLost: string;
   since: string;
+}
+
+/** A holder record as JSON gives it. */
+export interface RecordStatus {
+  host: string;
+  machineId: string;
+  pid: number;
+  label: string | null;
+  since: string;
+  generation: string | null;
+  mode: 'shared' | 'exclusive';
 }
 
 type Probed = Pick<ResourceStatus, 'state' | 'holders' | 'error'>;
@@ -104,6 +126,13 @@ function queries(): typeof LockQuery {
   return (lockQuery ??= require('../lock-query') as typeof LockQuery);
 }
 
+let records: typeof Records | undefined;
+function recordsOf(a: LockQuery.LockAnswer): RecordStatus[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  records ??= require('../records') as typeof Records;
+  return records.liveRecords(a.records, a.state).map((r) => ({ ...r, since: r.since.toISOString(), generation: r.generation === null ? null : String(r.generation) }));
+}
+
 function openDirectory(arg: string): string {
   try {
     const directory = fs.realpathSync.native(absoluteAsKernel(arg)); // link/.. as the kernel means it
@@ -126,7 +155,7 @@ function askAll(directory: string, files: Buffer[]): ResourceStatus[] {
   const dirBytes = Buffer.from(`${directory}/`);
   const paths = files.map((raw) => Buffer.concat([dirBytes, raw]));
   const { holdersOf, queryLocks } = queries();
-  const answers = queryLocks(paths);
+  const answers = queryLocks(paths, true);
   const procLocks = readProcLocks();
   const index = procLocks && byInode(procLocks);
   const sb = procLocks === null ? undefined : superblockDevice(directory);
@@ -155,9 +184,9 @@ function askAll(directory: string, files: Buffer[]): ResourceStatus[] {
         // not there to match
       }
       if (found && found.holders.length > 0 && !found.ambiguous) {
-        resources.push({ ...file, state: stateOf(found.holders), holders: found.holders, waiters: found.waiters });
+        resources.push({ ...file, state: stateOf(found.holders), holders: found.holders, waiters: found.waiters, records: [] });
       } else {
-        resources.push({ ...file, state: 'unknown', holders: [], waiters: [], error: a.message });
+        resources.push({ ...file, state: 'unknown', holders: [], waiters: [], records: [], error: a.message });
       }
       return;
     }
@@ -165,7 +194,7 @@ function askAll(directory: string, files: Buffer[]): ResourceStatus[] {
     const holders = holdersOf(a, found?.holders ?? null).map((h) => ({ ...h, command: h.pid === null ? null : (h.command ?? command(h.pid)) }));
     markBound(holders, fileKey(a.major, a.minor, a.ino), bound);
     // A waiter of a free lock is being granted it: its line is already out of date.
-    resources.push({ ...file, state: a.state, holders, waiters: a.state === 'free' ? [] : (found?.waiters ?? []) });
+    resources.push({ ...file, state: a.state, holders, waiters: a.state === 'free' ? [] : (found?.waiters ?? []), records: recordsOf(a) });
   });
   return resources;
 }
@@ -204,7 +233,7 @@ function probeAll(directory: string, files: Buffer[]): ResourceStatus[] {
       ? probe(ls, raw.toString('utf8'))
       : { state: 'unknown', holders: [], error: 'the name is not UTF-8: cannot be probed' };
     if (r.error?.startsWith('ENOENT')) continue; // deleted meanwhile
-    resources.push({ ...named(directory, raw), ...r, waiters: [] });
+    resources.push({ ...named(directory, raw), ...r, waiters: [], records: [] });
   }
   return resources;
 }
@@ -257,6 +286,19 @@ export function status(args: string[]): number {
     for (const w of r.waiters) rows.push(row(`waiting (${w.mode})`, w));
   }
   out(table(rows));
+  const recorded = resources.filter((r) => r.records.length > 0);
+  if (recorded.length > 0) {
+    const recs: string[][] = [['RESOURCE', 'MODE', 'HOST', 'PID', 'LABEL', 'GENERATION', 'SINCE']];
+    for (const r of recorded) {
+      const shown = r.nameBase64 === undefined ? escapeControls(r.name) : escapeName(Buffer.from(r.nameBase64, 'base64'));
+      for (const h of r.records) {
+        recs.push([shown, h.mode, escapeControls(h.host), String(h.pid), escapeControls(h.label ?? '-'), h.generation ?? '-', h.since]);
+      }
+    }
+    out('');
+    out('Holder records:');
+    out(table(recs));
+  }
   if (bound.length > 0) {
     const sets: string[][] = [['BOUND TO', 'COMMAND', 'HOLDER', 'STATE', 'NAMES']];
     for (const b of bound) sets.push([String(b.pid), escapeControls(b.command ?? '-'), String(b.holderPid), b.state, b.names.map(escapeControls).join(' ')]);

@@ -53,6 +53,13 @@ struct Extra {
   WaitQueue waiters;            // queued requests, FIFO
   pthread_t thread{};           // the kernel-wait thread while KernelWait
   bool blocking = false;        // that thread is between unlocking to block and locking again
+  // Holder records (holder_record.h): the slot of this process's record and its live byte, claimed in
+  // the locking period whose serial is recordSerial (0: none). A later period claims again: the
+  // unlock that ended this one dropped both locks.
+  int recordSlot = -1;
+  uint64_t recordLive = 0;
+  uint32_t recordSerial = 0;
+  bool recordFileSized = false;  // its file was made kFileSize long (an entry keeps its inode)
 };
 
 // One resource. Allocated with its full path right behind it (see make), the name being the path's

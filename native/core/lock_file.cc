@@ -52,7 +52,15 @@ int tryLock(int fd, LockKind kind, Mode mode) noexcept { return setLock(fd, kind
 BlockingCall blockingLock(int fd, LockKind kind, Mode mode) noexcept {
   return {fd, kind == LockKind::Ofd ? F_OFD_SETLKW : F_SETLKW, typeOf(mode)};
 }
-int unlock(int fd, LockKind kind) noexcept { return setLock(fd, kind, F_UNLCK); }
+int unlock(int fd, LockKind kind) noexcept {
+  // The whole file: byte 0 and the bytes a holder record locks (holder_record.h) go together.
+  struct flock fl {};
+  fl.l_type = F_UNLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 0;
+  return ::fcntl(fd, kind == LockKind::Ofd ? F_OFD_SETLK : F_SETLK, &fl) == 0 ? 0 : errno;
+}
 bool isBusy(int err) noexcept { return err == EAGAIN || err == EACCES; }
 
 int query(int fd, LockKind kind, Mode mode, struct flock& conflict) noexcept {

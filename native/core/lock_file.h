@@ -44,7 +44,7 @@ struct BlockingCall {
   short type;
 };
 BlockingCall blockingLock(int fd, LockKind kind, Mode mode) noexcept;
-int unlock(int fd, LockKind kind) noexcept;  // 0 or errno
+int unlock(int fd, LockKind kind) noexcept;  // 0 or errno; every byte (a holder record's locks too)
 bool isBusy(int err) noexcept;               // the errno of a lock that another process (or fd) holds
 // The pid of another process holding a lock that conflicts with mode, or 0 (none, or an OFD lock).
 int holderPid(int fd, LockKind kind, Mode mode) noexcept;

@@ -10,6 +10,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <new>
+
 #include "lock_file.h"
 #include "network_fs.h"
 
@@ -39,7 +41,7 @@ struct LastDevice {
   bool remote = false;
 };
 
-void askOne(const std::string& path, Answer& a, LastDevice& last) {
+void askOne(const std::string& path, Records records, Answer& a, LastDevice& last) {
   struct stat st {};
   // Only a regular file is opened: a FIFO or device planted at the name is never opened.
   if (::lstat(path.c_str(), &st) != 0) {
@@ -85,10 +87,17 @@ void askOne(const std::string& path, Answer& a, LastDevice& last) {
   }
   a.type = fl.l_type;
   a.pid = fl.l_type == F_UNLCK ? 0 : fl.l_pid;
+  if (records == Records::All || (records == Records::IfHeld && a.type != F_UNLCK)) try {
+      a.records = record::readLive(fd.get(), a.remote);
+    } catch (const std::bad_alloc&) {
+      a.records.err = ENOMEM;
+      a.records.syscall = "read";
+    }
 }
 
 struct Job {
   const std::vector<std::string>* paths;
+  Records records;
   std::vector<Answer>* out;
 };
 
@@ -103,7 +112,7 @@ void* run(void* arg) noexcept {
       a.err = err;
       a.syscall = "unshare";
     } else {
-      askOne((*job->paths)[i], a, last);
+      askOne((*job->paths)[i], job->records, a, last);
     }
   }
   return nullptr;
@@ -111,10 +120,10 @@ void* run(void* arg) noexcept {
 
 }  // namespace
 
-std::vector<Answer> ask(const std::vector<std::string>& paths) {
+std::vector<Answer> ask(const std::vector<std::string>& paths, Records records) {
   std::vector<Answer> out(paths.size());
   if (paths.empty()) return out;
-  Job job{&paths, &out};
+  Job job{&paths, records, &out};
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);  // the thread inherits it

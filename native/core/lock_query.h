@@ -13,7 +13,7 @@
 // read a page at a time while lines come and go, and which leaves out the locks of processes that
 // the reader's pid namespace cannot see).
 //
-// Interface: ask (byte 0 of each path, in one thread), Answer.
+// Interface: ask (byte 0 of each path, in one thread, and the holder records), Answer, Records.
 #pragma once
 
 #include <fcntl.h>
@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "holder_record.h"
+
 namespace lockspace::lockquery {
 
 struct Answer {
@@ -29,13 +31,18 @@ struct Answer {
   const char* syscall = "";  // what failed
   dev_t dev = 0;             // the file the name reached when it was opened
   ino_t ino = 0;
-  bool remote = false;   // on a network file system: the pid is then the holder's on its own host
-  short type = F_UNLCK;  // F_UNLCK: nobody holds byte 0; F_RDLCK / F_WRLCK: the first lock on it found
-  pid_t pid = 0;         // its owner's pid in this pid namespace, 0 if the namespace cannot see it, -1 OFD
+  bool remote = false;      // on a network file system: the pid is then the holder's on its own host
+  short type = F_UNLCK;     // F_UNLCK: nobody holds byte 0; F_RDLCK / F_WRLCK: the first lock on it found
+  pid_t pid = 0;            // its owner's pid in this pid namespace, 0 if the namespace cannot see it, -1 OFD
+  record::Records records;  // the live holders' records, when asked for (see Records below)
 };
+
+// Which files' holder records (holder_record.h) to read, through the same read-only descriptor and
+// from the same thread (which sees this process's own locks): none, those found held, or all.
+enum class Records : uint8_t { None, IfHeld, All };
 
 // Asks about byte 0 of each path, read-only, never following a symlink and opening only a regular
 // file (EINVAL for anything else). One thread for all of them.
-std::vector<Answer> ask(const std::vector<std::string>& paths);
+std::vector<Answer> ask(const std::vector<std::string>& paths, Records records = Records::None);
 
 }  // namespace lockspace::lockquery

@@ -23,8 +23,10 @@
 //   wait_queue.h     the queued requests of one resource and THE grant policy
 //   request_book.h   where each waiting request is (announced, queued, restarting)
 //   kernel_wait.h    the threads that wait in F_SETLKW for other processes, and their interruption
+//   holder_record.h  the holder records in a lock file (its format, writing, reading)
 // Its own code: registry.cc (tables, acquire), registry_release.cc (release, hand-off, cancel),
-// registry_kernel_wait.cc (kernel waits), registry_inspect.cc (resources, stats, verify, inspect).
+// registry_kernel_wait.cc (kernel waits), registry_inspect.cc (resources, stats, verify, inspect),
+// registry_record.cc (holder records).
 //
 // Interface: the public members below; the binding calls nothing else.
 #pragma once
@@ -104,6 +106,10 @@ class Registry {
   VerifyResult verify(uint64_t lease);
   // Who holds name: opens nothing for writing, locks nothing, never closes an fd of a locked inode.
   InspectResult inspect(const DirPtr& dir, const std::string& name);
+  // Writes this process's holder record for a lease just granted (holder_record.h), through the
+  // entry's fd, under its lock; an exclusive lease also counts the generation on. Throws NotHeldError
+  // when the lease is not held (released meanwhile), SysError when a read or write fails.
+  RecordResult writeRecord(uint64_t lease, const RecordRequest& req);
   Stats stats();
   size_t closeIdleFds();
   void setIdleLimit(size_t limit);

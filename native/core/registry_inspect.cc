@@ -193,7 +193,7 @@ InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
       // Local: the kernel's answer, from a descriptor table of its own (nothing of ours is dropped and
       // our own locks are seen); the caller reads /proc/locks for the other holders' pids.
       lk.unlock();
-      const lockquery::Answer a = lockquery::ask({out.path})[0];
+      lockquery::Answer a = lockquery::ask({out.path}, lockquery::Records::All)[0];
       lk.lock();
       // The name reaches another file (or none) now: look again; lstat tells what is there.
       const bool moved = a.dev != 0 && !(InodeKey{a.dev, a.ino} == key);
@@ -202,6 +202,7 @@ InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
       out.querySyscall = a.syscall;
       out.lockType = a.type;
       out.lockPid = a.pid;
+      out.records = std::move(a.records);
       return out;
     }
 
@@ -261,6 +262,17 @@ InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
     out.otherHeld = fl.l_type != F_UNLCK;
     out.otherShared = fl.l_type == F_RDLCK;
     out.otherOfd = fl.l_pid == -1;
+    // The holder records, read and checked from the lock query thread (which sees this process's
+    // own locks as the server reports them to another owner). Without the mutex: it opens its own fd.
+    lk.unlock();
+    lockquery::Answer a = lockquery::ask({out.path}, lockquery::Records::All)[0];
+    lk.lock();
+    if (a.err == 0) {
+      out.records = std::move(a.records);
+    } else {
+      out.records.err = a.err;
+      out.records.syscall = a.syscall;
+    }
     return out;
   }
 }

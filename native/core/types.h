@@ -110,6 +110,26 @@ struct VerifyResult {
   std::string path;          // the name the lease was acquired by, in full
 };
 
+// One holder record as read from a lock file (holder_record.h has the format).
+struct HolderRecord {
+  bool exclusive = false;
+  uint64_t generation = 0;  // exclusive: its grant's; shared: the last exclusive one's at its grant
+  uint64_t since = 0;       // ms after the epoch
+  uint64_t live = 0;        // its live byte
+  pid_t pid = 0;            // on its host, in its pid namespace
+  uint64_t startTime = 0;   // clock ticks after its host's boot
+  std::string host, machineId, label;
+  int slot = -1;  // where it was found
+};
+
+// The records of a file's live holders (a record counts only while its holder holds its lock).
+struct HolderRecords {
+  int err = 0;               // 0, or the errno of syscall: they could not be read
+  const char* syscall = "";  //
+  uint64_t generation = 0;   // the last exclusive generation (0: none counted)
+  std::vector<HolderRecord> live;
+};
+
 // The kernel's and this process's view of one resource (inspect). Nothing is locked to learn it.
 struct InspectResult {
   std::string path;
@@ -132,6 +152,21 @@ struct InspectResult {
   LockKind heldKind = LockKind::Posix;
   std::vector<std::string> owners;  // owner keys
   size_t waiters = 0;
+  HolderRecords records;  // read from the file (read-only, no lock taken)
+};
+
+// A holder record to write for a lease just granted (holder_record.h).
+struct RecordRequest {
+  std::string label;
+  bool checkGeneration = false;  // ifGeneration given: fail unless the last exclusive generation is it
+  uint64_t ifGeneration = 0;
+};
+
+struct RecordResult {
+  uint64_t generation = 0;  // exclusive: this grant's; shared: the last exclusive one's
+  bool changed = false;     // checkGeneration and the last exclusive generation is `last`: nothing written
+  uint64_t last = 0;
+  bool recorded = false;  // false: every slot is claimed by other holders (the grant stands, unrecorded)
 };
 
 struct Stats {

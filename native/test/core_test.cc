@@ -336,6 +336,7 @@ int main() {
       {"lock file", testLockFile},
       {"network file systems", testNetworkFs},
       {"directories", testDirCache},
+      {"holder records", testHolderRecords},
   };
   for (auto& t : tests) {
     int before = failures;

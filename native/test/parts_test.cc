@@ -1,7 +1,8 @@
 // The C++ core test's scenarios of each part of the core on its own (see native/core/registry.h for
 // the parts): the wait queue's policy against the cases of the TypeScript reference model
 // (test/model.test.ts), grant rounds, the request book, the lease table, owner keys, the idle list,
-// the compact containers, the syscalls on a resource file, the network-fs detector, the directories.
+// the compact containers, the syscalls on a resource file, the network-fs detector, the directories,
+// the holder records.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -13,9 +14,11 @@
 
 #include "../core/dir.h"
 #include "../core/flat.h"
+#include "../core/holder_record.h"
 #include "../core/idle_list.h"
 #include "../core/lease_table.h"
 #include "../core/lock_file.h"
+#include "../core/lock_query.h"
 #include "../core/network_fs.h"
 #include "../core/owner_keys.h"
 #include "../core/request_book.h"
@@ -382,6 +385,89 @@ void testDirCache() {
   CHECK(errnoOf([&] { dirs.open(file); }) == ENOTDIR);
   CHECK(errnoOf([&] { dirs.open(file + "/sub"); }) == ENOTDIR && !exists(file + "/sub"));
   CHECK(d->openError(ENOENT, d->fullPath("x")).detail.empty());
+}
+
+// Holder records (holder_record.h): the count goes on under the exclusive lock, a record is read only
+// while its holder holds its live byte, a torn cell or slot is never believed.
+void testHolderRecords() {
+  const std::string dir = freshDir("records");
+  DirPtr d = reg().openDir(dir);
+  reg().create(d, "disk");
+  const std::string path = dir + "/disk";
+  auto live = [&] { return lockquery::ask({path}, lockquery::Records::All)[0].records; };
+
+  uint64_t a = reg().acquire(d, "disk", req()).lease;
+  RecordRequest rr;
+  rr.label = "vm-42";
+  const RecordResult first = reg().writeRecord(a, rr);
+  CHECK(first.last == 0 && first.recorded && !first.changed);
+  CHECK(first.generation == record::nextGeneration(0) || first.generation > record::nextGeneration(0) - (1ULL << 30));
+  HolderRecords seen = live();
+  CHECK(seen.err == 0 && seen.generation == first.generation && seen.live.size() == 1);
+  if (seen.live.size() == 1) {
+    const HolderRecord& h = seen.live[0];
+    CHECK(h.exclusive && h.generation == first.generation && h.label == "vm-42" && h.pid == ::getpid());
+    CHECK(h.host == record::self().host && h.startTime == record::self().startTime && h.startTime > 0);
+  }
+  struct stat st {};
+  CHECK(::stat(path.c_str(), &st) == 0 && st.st_size == record::kFileSize);
+  CHECK(reg().release(a));
+  CHECK(live().live.empty());  // released: the record is in the file, its live byte is not locked
+
+  // The next exclusive grant counts on; ifGeneration of an older one changes nothing.
+  a = reg().acquire(d, "disk", req()).lease;
+  CHECK(reg().writeRecord(a, {}).generation == first.generation + 1);
+  CHECK(reg().release(a));
+  a = reg().acquire(d, "disk", req()).lease;
+  RecordRequest stale;
+  stale.checkGeneration = true;
+  stale.ifGeneration = first.generation;
+  const RecordResult refused = reg().writeRecord(a, stale);
+  CHECK(refused.changed && refused.last == first.generation + 1);
+  CHECK(live().live.empty());  // nothing written for the refused grant
+  stale.ifGeneration = first.generation + 1;
+  CHECK(reg().writeRecord(a, stale).generation == first.generation + 2);
+
+  // A cell write cut short: the other cell still holds the last count.
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  record::Count count;
+  CHECK(record::readCount(fd.get(), false, &count) == 0 && count.last == first.generation + 2);
+  const char junk[8] = {'t', 'o', 'r', 'n', 0, 0, 0, 1};
+  CHECK(::pwrite(fd.get(), junk, sizeof junk, count.target * record::kCellSize + 8) ==
+        static_cast<ssize_t>(sizeof junk));
+  record::Count after;
+  CHECK(record::readCount(fd.get(), false, &after) == 0 && after.last == count.last && after.target == count.target);
+  // A torn slot: not a record, although its live byte is locked.
+  CHECK(live().live.size() == 1);
+  for (int slot = 0; slot < record::kSlots; ++slot) {
+    char magic[4];
+    if (::pread(fd.get(), magic, 4, record::kSlotBase + slot * record::kSlotSize) != 4 ||
+        std::memcmp(magic, "LSR1", 4) != 0)
+      continue;
+    CHECK(::pwrite(fd.get(), "X", 1, record::kSlotBase + slot * record::kSlotSize + 20) == 1);  // its time
+  }
+  CHECK(live().live.empty());
+  CHECK(reg().release(a));
+  fd.reset();  // after the release: closing an fd of the file drops this process's POSIX locks on it
+
+  // Shared: two leases of this process share one kernel lock and one record, the latest grant's label.
+  uint64_t s1 = reg().acquire(d, "disk", req(true, false, "o1")).lease;
+  uint64_t s2 = reg().acquire(d, "disk", req(true, false, "o2")).lease;
+  RecordRequest r1, r2;
+  r1.label = "one";
+  r2.label = "two";
+  CHECK(reg().writeRecord(s1, r1).generation == first.generation + 2);  // shared: the last exclusive one
+  reg().writeRecord(s2, r2);
+  seen = live();
+  CHECK(seen.live.size() == 1 && !seen.live[0].exclusive && seen.live[0].label == "two");
+  CHECK(reg().release(s1) && reg().release(s2));
+  bool notHeld = false;
+  try {
+    reg().writeRecord(s1, {});
+  } catch (const NotHeldError&) {
+    notHeld = true;
+  }
+  CHECK(notHeld);
 }
 
 }  // namespace lockspace::test

@@ -118,5 +118,6 @@ void testFlatContainers();
 void testLockFile();
 void testNetworkFs();
 void testDirCache();
+void testHolderRecords();
 
 }  // namespace lockspace::test

@@ -42,6 +42,7 @@ const ops = {
       setTimeout(() => ac.abort(), abortAfter);
       opts.signal = ac.signal;
     }
+    if (typeof opts.ifGeneration === 'string') opts.ifGeneration = BigInt(opts.ifGeneration);
     const l = await spaces.get(space).acquire(name, opts);
     const id = nextId++;
     leases.set(id, l);
@@ -50,7 +51,14 @@ const ops = {
         once: true,
       });
     }
-    return { lease: id, at: Date.now() };
+    return { lease: id, at: Date.now(), generation: l.generation === null ? null : String(l.generation) };
+  },
+  /** Acquires (waiting) and releases at once: the lease's generation (holder records). */
+  async cycle({ space, name, options = {} }) {
+    const l = await spaces.get(space).acquire(name, { ...options, wait: true });
+    const generation = String(l.generation);
+    await l.release();
+    return generation;
   },
   /** Releases a lease and acquires the same name again at once: the race of a hand-off. */
   async handoff({ lease: id, space, name, options = {} }) {
@@ -75,8 +83,9 @@ const ops = {
     const l = lease(id);
     return l.signal.aborted ? errorJson(l.signal.reason) : null;
   },
-  inspect({ space, name }) {
-    return spaces.get(space).inspect(name);
+  async inspect({ space, name }) {
+    // bigints (holder records' generations) as decimal strings: JSON has no bigint.
+    return JSON.parse(JSON.stringify(await spaces.get(space).inspect(name), (k, v) => (typeof v === 'bigint' ? String(v) : v)));
   },
   async create({ space, name }) {
     await spaces.get(space).create(name);

@@ -57,7 +57,7 @@ describe('btrfs', () => {
     const atTop = statusJson([mnt]);
     expect(atTop.source).toBe('lock-query');
     expect(atTop.resources).toEqual([
-      { name: 'top', path: top, state: 'exclusive', holders: [{ pid: h.pid, command: expect.stringMatching(/^python/), type: 'POSIX', mode: 'exclusive' }], waiters: [] },
+      { name: 'top', path: top, state: 'exclusive', holders: [{ pid: h.pid, command: expect.stringMatching(/^python/), type: 'POSIX', mode: 'exclusive' }], waiters: [], records: [] },
     ]);
     // sub/first has the same inode number under the same superblock device, but is free.
     const inSub = statusJson([path.join(mnt, 'sub')]);
@@ -74,6 +74,6 @@ describe('btrfs', () => {
     expect(inSub2.resources[1]).toMatchObject({ name: 'second', state: 'free' });
     await h.release();
     // top is free now; sub/first's lock (same inode number) must not make it look held.
-    expect(statusJson([mnt]).resources).toEqual([{ name: 'top', path: top, state: 'free', holders: [], waiters: [] }]);
+    expect(statusJson([mnt]).resources).toEqual([{ name: 'top', path: top, state: 'free', holders: [], waiters: [], records: [] }]);
   });
 });

@@ -25,6 +25,8 @@ import lockspace, {
   type Owner,
   type ResourceInfo,
   type ResourceNameOptions,
+  type HolderRecord,
+  type AcquireAllOptions,
 } from 'lockspace';
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -222,6 +224,12 @@ async function misuse(ls: LockSpace, lease: Lease): Promise<void> {
   await ls.acquireAll(['a', { name: 'b', mode: 'shared' }]);
   // @ts-expect-error -- the requests are an array
   await ls.acquireAll('a');
+  // @ts-expect-error -- a set's members each have a generation of their own
+  await ls.acquireAll(['a'], { ifGeneration: 1n });
+  // @ts-expect-error -- ifGeneration is a bigint (a lease.generation)
+  await ls.acquire('a', { ifGeneration: 1 });
+  // @ts-expect-error -- generation is read-only
+  lease.generation = 2n;
   // @ts-expect-error -- lease sets come from acquireAll/acquireAllSync only
   new LeaseSet(Symbol('lockspace.leaseSet'), [], []);
   // @ts-expect-error -- leases come from acquire/acquireSync only
@@ -231,3 +239,31 @@ async function misuse(ls: LockSpace, lease: Lease): Promise<void> {
 void usage;
 void conventions;
 void misuse;
+
+// Holder records: the options, the lease's generation, inspect's records.
+async function records(): Promise<void> {
+  const ls = LockSpace.open('/locks', { records: true });
+  expectType<Equal<typeof ls.records, boolean>>();
+  const lease = await ls.acquire('disk', { label: 'vm-42', wait: true, timeout: 1000 });
+  expectType<Equal<typeof lease.generation, bigint | null>>();
+  const again = ls.acquireSync('disk', { ifGeneration: lease.generation ?? 0n, label: 'vm-42' });
+  const set = await ls.acquireAll(['a', 'b'], { label: 'vm-42' } satisfies AcquireAllOptions);
+  const info = await ls.inspect('disk');
+  const first: HolderRecord | undefined = info.records[0];
+  expectType<Equal<typeof info.generation, bigint | null>>();
+  if (first) {
+    expectType<Equal<typeof first.host, string>>();
+    expectType<Equal<typeof first.pid, number>>();
+    expectType<Equal<typeof first.label, string | null>>();
+    expectType<Equal<typeof first.since, Date>>();
+    expectType<Equal<typeof first.generation, bigint | null>>();
+  }
+  try {
+    await ls.acquire('disk', { ifGeneration: 1n });
+  } catch (err) {
+    if (isLockspaceError(err, 'ERR_GENERATION_CHANGED')) expectType<Equal<typeof err.generation, bigint | undefined>>();
+  }
+  again.releaseSync();
+  set.releaseSync();
+}
+void records;
