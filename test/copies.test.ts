@@ -170,7 +170,7 @@ test.each(['a', 'c'])('a copy with another table format refuses to load, naming 
   const out = await run('incompatible', first);
   const [loaded, refused] = first === 'a' ? ['a', 'c'] : ['c', 'a'];
   const node = (k: 'a' | 'b' | 'c') => path.join(copies[k], 'build', 'Release', 'lockspace.node');
-  const format = (k: string) => (k === 'c' ? 99 : 3);
+  const format = (k: string) => (k === 'c' ? 99 : 4);
   expect(out.refused.code).toBe('ERR_LOCKSPACE_INCOMPATIBLE_COPY');
   expect(out.refused.message).toContain(
     `cannot load ${node(refused as 'a' | 'c')} (version ${versions[refused as 'a' | 'c']}, table format ${format(refused)})`,
@@ -185,13 +185,14 @@ test.each(['a', 'c'])('a copy with another table format refuses to load, naming 
 // A copy that joins runs the owner's binding under its own lib/, so the binding's interface is part
 // of the table format. A tripwire for one part of it, the export names: when they change, update this
 // list, and bump LOCKSPACE_TABLE_FORMAT (native/core/shared_table.h) if a released version had the old one.
-test('the binding exports what table format 3 promises', () => {
+test('the binding exports what table format 4 promises', () => {
   expect(Object.keys(binding).filter((k) => k !== 'path' /* set by `bindings` */).sort()).toEqual([
     'acquire',
     'acquireAsync',
     'acquireWait',
     'acquireWaitAsync',
     'cancel',
+    'checkDeadlock',
     'closeIdleFds',
     'constants',
     'create',

@@ -24,7 +24,8 @@
 //   request_book.h   where each waiting request is (announced, queued, restarting)
 //   kernel_wait.h    the threads that wait in F_SETLKW for other processes, and their interruption
 // Its own code: registry.cc (tables, acquire), registry_release.cc (release, hand-off, cancel),
-// registry_kernel_wait.cc (kernel waits), registry_inspect.cc (resources, stats, verify, inspect).
+// registry_kernel_wait.cc (kernel waits), registry_deadlock.cc (cycles of waits), registry_inspect.cc
+// (resources, stats, verify, inspect).
 //
 // Interface: the public members below; the binding calls nothing else.
 #pragma once
@@ -76,6 +77,10 @@ class Registry {
   // A waiting acquire that runs later on another thread (libuv's pool, on network file systems): the
   // caller announces its request id first, so that a cancel before it reaches the table is not lost.
   void announce(uint64_t request);
+  // Deadlock detection (registry_deadlock.cc): is queued request `request` in a cycle of waits in this
+  // table (owners waiting for owners through resources, by hard and soft edges)? If so it is taken off
+  // its queue, as by cancel (the caller fails it with EDEADLK), and the cycle is returned; else empty.
+  DeadlockCycle checkDeadlock(uint64_t request);
   AcquireResult acquireAnnounced(const DirPtr& dir, const std::string& name, const Request& req, uint64_t request,
                                  SinkPtr sink);
   // Tests: treat every directory as on a network file system (threadpool paths, no idle fds).
@@ -202,6 +207,9 @@ class Registry {
   AfterLockCall lockCallEnded(Lock& lk, KernelWaitJob& job, int err);
   static int kernelWaitTurn(void* job, lockspace_kwait_call* call) noexcept;
   static void onKernelWaitInterrupted(void* job) noexcept;
+
+  // --- deadlock detection (registry_deadlock.cc) ---
+  struct DeadlockSearch;
 
   // --- inspect (registry_inspect.cc) ---
   void fillOwnView(const Entry* e, InspectResult& out) const;
