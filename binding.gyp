@@ -72,6 +72,7 @@
           "native/core/network_fs.cc",
           "native/core/kernel_wait.c",
           "native/test/core_test.cc",
+          "native/test/deadlock_test.cc",
           "native/test/parts_test.cc",
           "native/test/support.cc",
           "native/test/wait_test.cc"

@@ -19,6 +19,7 @@
 //
 // Cost: only a request that has waited deadlockTimeout asks; one search visits each owner once, each
 // request it reaches once or twice, and each resource's holders once (see Search).
+#include <algorithm>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -40,23 +41,30 @@ struct Registry::DeadlockSearch {
   using Handle = WaitQueue::Handle;
   using ConstIt = std::list<Waiter>::const_iterator;
 
-  explicit DeadlockSearch(Registry& registry) : r(registry) {}
-
-  DeadlockCycle from(Entry* e, Handle at) {
+  // One search for each owner the request blocks: its own owner (whose edges to itself are none),
+  // then, if any, the owners that await it (Web Locks callbacks: their edges to themselves count).
+  static DeadlockCycle from(Registry& registry, Entry* e, Handle at) {
     const Waiter& w = *at;
-    own = w.req.owner;
-    blocked.insert(own);
-    for (const std::string& o : w.req.awaitedBy) blocked.insert(o);
-    if (!waits(e, w)) return {};
+    if (e->transient() || registry.deadEnvs_.count(w.req.env)) return {};
+    DeadlockCycle c = DeadlockSearch(registry, {w.req.owner}).run(e, at, w.req.owner);
+    if (!c.empty() || w.req.awaitedBy.empty()) return c;
+    const std::unordered_set<std::string_view> awaiting(w.req.awaitedBy.begin(), w.req.awaitedBy.end());
+    return DeadlockSearch(registry, awaiting).run(e, at, std::string_view());
+  }
+
+  DeadlockSearch(Registry& registry, std::unordered_set<std::string_view> closers)
+      : r(registry), closing(std::move(closers)) {}
+
+  // Does a path lead from what request `at` waits for (but `skip`) back to an owner in `closing`?
+  DeadlockCycle run(Entry* e, Handle at, std::string_view skip) {
     std::vector<std::pair<std::string_view, bool>> starts;
-    // The edges b -> u of every b in `blocked`; own -> own alone is none (see the top).
-    targets(e, at, w.req.awaitedBy.empty() ? own : std::string_view(), [&](std::string_view u, bool soft) { starts.emplace_back(u, soft); });
+    targets(e, at, skip, [&](std::string_view u, bool soft) { starts.emplace_back(u, soft); });
     for (const auto& [u, soft] : starts) {
       if (visited.count(u)) continue;
       start = u;
       startSoft = soft;
-      // A loop u -> u: u blocks this request and holds (or queued ahead) what it waits for.
-      if (closes(u)) return cycle(e, u, u, 0, false, true);
+      // A loop u -> u: u awaits this request and holds (or queued ahead) what it waits for.
+      if (closing.count(u)) return cycle(e, u, u, 0, false, true);
       visited.insert(u);
       stack.push_back(u);
       while (!stack.empty()) {
@@ -74,17 +82,18 @@ struct Registry::DeadlockSearch {
     uint64_t request;
     bool soft;
   };
+  struct Listed {
+    std::string_view skipped;               // a holder not listed the first time (it was skip)
+    std::vector<std::string_view> closers;  // holders that the searched request blocks
+  };
   struct NearestExclusive {
     bool found;
-    std::string_view owner;
+    ConstIt at;
   };
 
-  // n blocks the request searched from, and its edge to the start is one (see from).
-  bool closes(std::string_view n) const { return blocked.count(n) && (n != start || n != own); }
+  bool closes(std::string_view n) const { return closing.count(n) != 0; }
 
-  bool waits(const Entry* e, const Waiter& w) const {
-    return !e->transient() && !r.deadEnvs_.count(w.req.env);
-  }
+  bool waits(const Entry* e, const Waiter& w) const { return !e->transient() && !r.deadEnvs_.count(w.req.env); }
 
   // Follows m's edges; a cycle once one reaches an owner that closes it.
   DeadlockCycle expand(std::string_view m, Entry* searched) {
@@ -112,25 +121,32 @@ struct Registry::DeadlockSearch {
   }
 
   // Calls f(owner, soft) for each owner request `at` of e waits for, but `skip` (an owner's own
-  // request never waits for itself). Each resource's holders are listed once per search (the owner
-  // skipped then is listed later if another request waits for it).
+  // request never waits for itself). Each resource's holders are listed in full once per search;
+  // later, only those that could close a cycle (the owners the searched request blocks) and the one
+  // skipped then (if another request waits for it): the others are reached already.
   template <typename F>
   void targets(Entry* e, Handle at, std::string_view skip, F&& f) {
     const Waiter& w = *at;
     if (e->state == State::Held && conflicts(e->shared, w.req.shared)) {
-      auto [memo, first] = holdersListed.try_emplace(e, std::string_view());
+      auto [memo, first] = holdersListed.try_emplace(e);
+      Listed& listed = memo->second;
       if (first) {
         for (const Owner& o : e->owners) {
           const std::string_view u = r.ownerKey(o.owner);
+          if (closes(u)) listed.closers.push_back(u);
           if (!skip.empty() && u == skip)
-            memo->second = u;
+            listed.skipped = u;
           else
             f(u, false);
         }
-      } else if (!memo->second.empty() && memo->second != skip) {
-        const std::string_view u = memo->second;
-        memo->second = std::string_view();
-        f(u, false);
+      } else {
+        for (std::string_view u : listed.closers)
+          if (skip.empty() || u != skip) f(u, false);
+        if (!listed.skipped.empty() && listed.skipped != skip) {
+          const std::string_view u = listed.skipped;
+          listed.skipped = std::string_view();
+          f(u, false);
+        }
       }
     }
     const ConstIt begin = e->extra->waiters.begin();
@@ -138,17 +154,32 @@ struct Registry::DeadlockSearch {
     if (!w.req.shared) {  // the shared run right ahead, and the exclusive request before it
       while (it != begin) {
         --it;
-        if (skip.empty() || it->req.owner != skip) f(it->req.owner, true);
-        if (!it->req.shared) break;
+        const bool mine = !skip.empty() && it->req.owner == skip;
+        if (!mine) f(it->req.owner, true);
+        // One of skip's own requests is no edge for it: what that request waits for, this one waits
+        // for too (it conflicts with everything ahead), so the scan goes on past it.
+        if (!it->req.shared && !mine) break;
       }
       return;
     }
+    // A shared request: the nearest exclusive request ahead not of skip's own.
+    for (NearestExclusive x = nearestBefore(begin, it); x.found; x = nearestBefore(begin, x.at)) {
+      if (skip.empty() || x.at->req.owner != skip) {
+        f(x.at->req.owner, true);
+        break;
+      }
+    }
+  }
+
+  // The nearest exclusive request before `it` in its queue (shared requests between are passed over;
+  // each is looked at once per search).
+  NearestExclusive nearestBefore(ConstIt begin, ConstIt it) {
     std::vector<uint64_t> passed;  // shared requests ahead: the same nearest exclusive request
     NearestExclusive nearest{false, {}};
     while (it != begin) {
       --it;
       if (!it->req.shared) {
-        nearest = {true, it->req.owner};
+        nearest = {true, it};
         break;
       }
       auto known = nearestExclusive.find(it->request);
@@ -159,7 +190,7 @@ struct Registry::DeadlockSearch {
       passed.push_back(it->request);
     }
     for (uint64_t p : passed) nearestExclusive.emplace(p, nearest);
-    if (nearest.found && (skip.empty() || nearest.owner != skip)) f(nearest.owner, true);
+    return nearest;
   }
 
   DeadlockStep step(std::string_view owner, const Entry* e, bool soft) const {
@@ -185,14 +216,13 @@ struct Registry::DeadlockSearch {
   }
 
   Registry& r;
-  std::string_view own;                         // the searched request's owner
-  std::unordered_set<std::string_view> blocked;  // the owners the searched request blocks
-  std::string_view start;                       // the owner the current descent started from
+  std::unordered_set<std::string_view> closing;  // owners that the searched request blocks: reached, a cycle
+  std::string_view start;                        // the owner the current descent started from
   bool startSoft = false;
   std::unordered_set<std::string_view> visited;
   std::unordered_map<std::string_view, Reached> reached;
   std::vector<std::string_view> stack;
-  std::unordered_map<const Entry*, std::string_view> holdersListed;  // and the holder skipped then
+  std::unordered_map<const Entry*, Listed> holdersListed;
   std::unordered_map<uint64_t, NearestExclusive> nearestExclusive;
 };
 
@@ -200,7 +230,7 @@ DeadlockCycle Registry::checkDeadlock(uint64_t request) {
   Lock lk(mu_);
   const RequestBook::Booking* b = book_.find(request);
   if (!b || b->phase != RequestBook::Phase::Queued) return {};
-  DeadlockCycle cycle = DeadlockSearch(*this).from(b->entry, b->at);
+  DeadlockCycle cycle = DeadlockSearch::from(*this, b->entry, b->at);
   if (!cycle.empty()) cancelLocked(lk, request);  // the one waiter that fails: the cycle is broken
   return cycle;
 }

@@ -336,6 +336,8 @@ int main() {
       {"lock file", testLockFile},
       {"network file systems", testNetworkFs},
       {"directories", testDirCache},
+      {"deadlocks: a report", testDeadlockReport},
+      {"deadlocks: the oracle over random schedules", testDeadlockOracle},
   };
   for (auto& t : tests) {
     int before = failures;

@@ -118,5 +118,8 @@ void testFlatContainers();
 void testLockFile();
 void testNetworkFs();
 void testDirCache();
+// deadlock_test.cc
+void testDeadlockOracle();
+void testDeadlockReport();
 
 }  // namespace lockspace::test
