@@ -1,6 +1,7 @@
 /* Deadlock detection in the lock table: cycles of waits among owners (threads, workers, Web Locks
  * callbacks, lease sets), hard and soft edges; one waiter of a cycle fails with EDEADLK, the others go
  * on; waits in no cycle are never failed. The survivors' locks are checked from another process. */
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { LockSpace, isLockspaceError } from '../lib';
@@ -240,5 +241,29 @@ describe('waits in no cycle are never failed', () => {
     const ls = LockSpace.open(tmp.dir, { deadlockTimeout: 50 });
     const err = await catchErr(() => ls.acquire('absent', { wait: true, timeout: 200 }));
     expect(err.code).toBe('ENOENT');
+  });
+});
+
+describe('under load (test/stress/deadlock.js, shortened; npm run stress runs 100,000)', () => {
+  const STRESS = path.join(__dirname, 'stress', 'deadlock.js');
+  const runStress = (args: string[]) => {
+    const r = spawnSync(process.execPath, [STRESS, ...args], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.stderr).toBe('');
+    return { status: r.status, out: JSON.parse(r.stdout.trim().split('\n').pop()!) };
+  };
+
+  test('8 workers taking chains, lease sets and nested ls.locks requests in one global order: zero EDEADLK', () => {
+    const { status, out } = runStress(['--workers', '8', '--acquisitions', '12000']);
+    expect(out).toMatchObject({ deadlocks: 0, violations: 0, tableEmpty: true });
+    expect(out.acquisitions).toBeGreaterThanOrEqual(12000);
+    expect(out.longWaits).toBeGreaterThan(100); // waits that lasted past deadlockTimeout: searched
+    expect(status).toBe(0);
+  });
+
+  test('control: in any order, real deadlocks come, each broken by one EDEADLK, and the run finishes', () => {
+    const { status, out } = runStress(['--workers', '8', '--acquisitions', '3000', '--any-order']);
+    expect(out.deadlocks).toBeGreaterThan(0);
+    expect(out).toMatchObject({ violations: 0, tableEmpty: true });
+    expect(status).toBe(0);
   });
 });
