@@ -126,6 +126,20 @@ test.each([
   });
 });
 
+test('a cycle of waits through two copies: one waiter fails with EDEADLK naming both, the other goes on', async () => {
+  const out = await run('deadlock');
+  expect(out).toEqual({
+    first: {
+      code: 'EDEADLK',
+      message: expect.stringMatching(/owner "a" waits for '.*\/z', held by owner "b"; owner "b" waits for '.*\/x', held by owner "a"/),
+      isCopyAError: true, // the older wait, copy A's, looked first
+    },
+    second: { held: true, outside: 'busy' },
+    leasesAtEnd: [0, 0],
+    waitersAtEnd: 0,
+  });
+});
+
 test.each(['main', 'worker'])('a copy loaded only in a worker shares the table (%s loads first)', async (first) => {
   const out = await run('worker', first);
   expect(out).toEqual({
