@@ -53,6 +53,7 @@ struct Extra {
   WaitQueue waiters;            // queued requests, FIFO
   pthread_t thread{};           // the kernel-wait thread while KernelWait
   bool blocking = false;        // that thread is between unlocking to block and locking again
+  bool yieldFirst = false;      // let go to let another process's writer in: pause before blocking
 };
 
 // One resource. Allocated with its full path right behind it (see make), the name being the path's
@@ -69,12 +70,18 @@ struct Entry {
   LockKind kind = LockKind::Posix;
   uint16_t nameLen = 0;
   uint16_t pathLen = 0;
+  // Fairness to another process's exclusive waiter (see Registry::joinOrQueue): shared joins since
+  // the kernel lock was last taken (saturating), and whether a check found a writer waiting, after
+  // which shared requests queue instead of joining and the last release lets the lock go.
+  uint8_t joins = 0;
+  bool writerWaits = false;
   // Unique per insertion, and renewed whenever the entry lets its kernel lock go while staying in the
   // table (idle, or unlocked to wait in another mode). The same serial before and after an unlocked
   // window means the same file (the open fd pins its inode number), locked throughout if it was then.
   uint32_t serial = 0;
-  Dir* dir = nullptr;        // kept alive by Dir::self_ while it has entries
-  Entry* lruPrev = nullptr;  // idle list links while Idle
+  uint32_t writerCheckMs = 0;  // when /proc/locks was last read for it (coarse monotonic ms)
+  Dir* dir = nullptr;          // kept alive by Dir::self_ while it has entries
+  Entry* lruPrev = nullptr;    // idle list links while Idle
   Entry* lruNext = nullptr;
   std::unique_ptr<Extra> extra;
   SmallVec<Owner, 1> owners;

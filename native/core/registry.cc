@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -19,6 +20,17 @@ std::atomic<testing::PointFn> testing::pointFn{nullptr};
 namespace {
 
 constexpr int kMaxAttempts = 64;
+
+// Fairness to another process's exclusive waiter: after this many shared joins to one continuous
+// kernel lock, a join reads /proc/locks for a blocked writer, at most once per this many ms per entry.
+constexpr uint8_t kJoinsBeforeWriterCheck = 8;
+constexpr uint32_t kWriterCheckMs = 50;
+
+uint32_t coarseMs() noexcept {
+  struct timespec ts {};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<uint32_t>(static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000);
+}
 
 // On a network file system F_GETLK reports the holder's pid on its own host (or nothing useful), so
 // no pid is given there and the holder is not named a process of this host.
@@ -239,15 +251,53 @@ AcquireResult Registry::acquire(const DirPtr& dir, const std::string& name, cons
   if (!dir) throw ArgError("invalid lockspace handle");
   dir->checkName(name);
   Lock lk(mu_);
-  return acquireLocked(lk, Attempt{dir, name, req, request, sink, Purpose::Lock});
+  const Attempt a{dir, name, req, request, sink, Purpose::Lock};
+  AcquireResult res = acquireLocked(lk, a);
+  checkWriter(lk, a);
+  return res;
+}
+
+// A shared request joined a shared kernel lock (e, Held). Overlapping shared leases keep this
+// process's one read lock for as long as they overlap, and the kernel queues nobody across processes:
+// an exclusive waiter in another process would wait until they all end. So a lock joined often is
+// looked at (rate-limited): once /proc/locks shows another process blocked for an exclusive lock of
+// it, new shared requests queue instead of joining (or get EBUSY without wait), and the last release
+// lets the lock go before the queue takes it again (handOff), so that the writer gets its turn.
+void Registry::noteJoin(Entry* e, const Attempt& a) {
+  if (e->remote) return;  // network file systems: no /proc/locks to ask
+  if (e->joins < kJoinsBeforeWriterCheck && ++e->joins < kJoinsBeforeWriterCheck) return;
+  const uint32_t now = coarseMs();
+  if (now - e->writerCheckMs < kWriterCheckMs) return;
+  e->writerCheckMs = now;
+  a.writerCheck = e->key;
+  a.writerCheckSerial = e->serial;
+}
+
+// The check noteJoin asked for, without the mutex (it reads all of /proc/locks).
+void Registry::checkWriter(Lock& lk, const Attempt& a) {
+  if (a.writerCheckSerial == 0) return;
+  const InodeKey key = a.writerCheck;
+  lk.unlock();
+  const bool waits = lockfile::writerBlocked(key);
+  lk.lock();
+  Entry* e = byInode_.find(key);
+  if (!e || e->serial != a.writerCheckSerial || e->state != State::Held || !e->shared) return;
+  const bool was = e->writerWaits;
+  e->writerWaits = waits;
+  // The writer gave up (or got its turn elsewhere): shared requests queued meanwhile join now.
+  if (was && !waits && e->hasWaiters() && e->waiters().front().req.shared) grantInPlace(lk, e);
 }
 
 // Called right after a stat showed that the name reaches e's file (and, for a join, while e was Held).
 AcquireResult Registry::joinOrQueue(Entry* e, const Attempt& a) {
-  if (e->state == State::Held && WaitQueue::admitsJoin(e->shared, a.req.shared, e->hasWaiters())) {
+  const bool admits = e->state == State::Held && WaitQueue::admitsJoin(e->shared, a.req.shared, e->hasWaiters());
+  if (admits && !e->writerWaits) {
     e->autoCreate = e->autoCreate || a.req.autoCreate;
-    return {addOwner(e, a.dir, a.name, a.req), false};
+    AcquireResult res{addOwner(e, a.dir, a.name, a.req), false};
+    noteJoin(e, a);
+    return res;
   }
+  if (admits) noteJoin(e, a);  // another process's writer waits: is it still there?
   if (a.sink) {
     queueWaiter(e, Waiter{a.request, a.req, a.dir, a.name, a.sink});
     return {0, true};
@@ -256,6 +306,11 @@ AcquireResult Registry::joinOrQueue(Entry* e, const Attempt& a) {
   if (e->state == State::KernelWait) {
     SysError err(EBUSY, "fcntl", path, otherHolder(e->remote));
     err.holderPid = e->remote ? 0 : lockfile::holderPid(e->fd.get(), e->kind, lockfile::modeOf(a.req.shared));
+    throw err;
+  }
+  if (admits) {
+    SysError err(EBUSY, "fcntl", path, "held shared in this process; another process waits to lock it exclusively");
+    err.busyHere = true;
     throw err;
   }
   throw busyHere(e, path);

@@ -134,6 +134,10 @@ class Registry {
     uint64_t request;     // 0 when it must not wait
     const SinkPtr& sink;  // null when it must not wait
     Purpose purpose;
+    // Set by a join that is due to look for another process's writer (see noteJoin): the entry, by
+    // its serial, for the caller to check once the mutex can be let go.
+    mutable InodeKey writerCheck{};
+    mutable uint32_t writerCheckSerial = 0;
   };
   // Bounded retries: the file was unlinked or replaced under us (waits for another thread's transition
   // are not counted: they always end); out of descriptors, the idle ones are given back once.
@@ -177,6 +181,8 @@ class Registry {
   Next reserveOpened(Lock& lk, const Attempt& a, Tries& tries, NameNow& now, const std::string& path, Entry*& e);
   Next lockReserved(Lock& lk, const Attempt& a, Entry* e, Tries& tries, AcquireResult& res);
   AcquireResult joinOrQueue(Entry* e, const Attempt& a);
+  void noteJoin(Entry* e, const Attempt& a);
+  void checkWriter(Lock& lk, const Attempt& a);
 
   // --- release, hand-off and cancel (registry_release.cc) ---
   int releaseLocked(Lock& lk, uint64_t lease, Purpose purpose);
