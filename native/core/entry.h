@@ -79,7 +79,7 @@ struct Entry {
   // table (idle, or unlocked to wait in another mode). The same serial before and after an unlocked
   // window means the same file (the open fd pins its inode number), locked throughout if it was then.
   uint32_t serial = 0;
-  uint32_t writerCheckMs = 0;  // when /proc/locks was last read for it (coarse monotonic ms)
+  uint32_t writerCheckAt = 0;  // when /proc/locks may be read for it again (coarse monotonic ms; 0: now)
   Dir* dir = nullptr;          // kept alive by Dir::self_ while it has entries
   Entry* lruPrev = nullptr;    // idle list links while Idle
   Entry* lruNext = nullptr;

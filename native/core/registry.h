@@ -182,7 +182,8 @@ class Registry {
   Next lockReserved(Lock& lk, const Attempt& a, Entry* e, Tries& tries, AcquireResult& res);
   AcquireResult joinOrQueue(Entry* e, const Attempt& a);
   void noteJoin(Entry* e, const Attempt& a);
-  void checkWriter(Lock& lk, const Attempt& a);
+  void checkWriter(const Attempt& a);
+  void writerCheck(InodeKey key, uint32_t serial) noexcept;
 
   // --- release, hand-off and cancel (registry_release.cc) ---
   int releaseLocked(Lock& lk, uint64_t lease, Purpose purpose);
@@ -234,6 +235,8 @@ class Registry {
   size_t kernelWaits_ = 0;
   uint32_t nextSerial_ = 0;
   uint64_t grantOrder_ = 0;  // stamps each owner (Owner::order)
+  size_t writerChecks_ = 0;  // threads reading /proc/locks for noteJoin (the destructor waits for them)
+  std::condition_variable writerChecksDone_;
 };
 
 }  // namespace lockspace

@@ -264,7 +264,7 @@ AcquireResult Registry::acquireAnnounced(const DirPtr& dir, const std::string& n
     dir->checkName(name);
     const Attempt a{dir, name, req, request, sink, Purpose::Lock};
     res = acquireLocked(lk, a);
-    checkWriter(lk, a);
+    checkWriter(a);
   } catch (...) {
     const bool wasCancelled = runnerGone(request, req.env);
     book_.settle(request);
