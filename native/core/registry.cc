@@ -2,6 +2,8 @@
 #include "registry.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -288,11 +290,19 @@ void Registry::noteJoin(Entry* e, const Attempt& a) {
 void Registry::checkWriter(const Attempt& a) {
   if (a.writerCheckSerial == 0) return;
   ++writerChecks_;
+  // The thread blocks every signal (a handler of the process must not run on it): it is created so.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
   try {
-    std::thread([this, key = a.writerCheck, serial = a.writerCheckSerial] { writerCheck(key, serial); }).detach();
+    std::thread([this, key = a.writerCheck, serial = a.writerCheckSerial] {
+      pthread_setname_np(pthread_self(), "lockspace-check");
+      writerCheck(key, serial);
+    }).detach();
   } catch (...) {
     --writerChecks_;
   }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 void Registry::writerCheck(InodeKey key, uint32_t serial) noexcept {
