@@ -10,15 +10,20 @@
 //   - soft edges: the owners of requests queued ahead of it in a mode that conflicts with it (FIFO: it
 //     is granted only after them). Only the nearest conflicting ones: an exclusive request waits for
 //     the shared run right ahead of it and the exclusive request before that run, a shared one for
-//     the nearest exclusive request ahead; the earlier ones are reached through them.
+//     the nearest exclusive request ahead; the earlier ones are reached through them (past the
+//     searched owner's own requests, whose edges to it are none: the scan goes on behind them).
 // An owner waiting for itself by its own request (two tasks of one thread, under one owner, one
-// holding while the other waits) is no edge: its other task may release. A request of an entry in
+// holding while the other waits) is no edge: its other task may release. An owner that awaits the
+// request (awaitedBy) waiting for itself is one: `request('n', () => request('n', ...))`. So each
+// blocked owner is searched for on its own (from), with its own edges. A request of an entry in
 // transition (being granted, opened or closed), of a thread that is gone, or one not queued (announced,
 // starting over) has no edges: it is not known to wait. Requests that wait for another process (the
 // entry waits in the kernel) have no hard edge: the kernel reports cycles between processes (POSIX).
 //
 // Cost: only a request that has waited deadlockTimeout asks; one search visits each owner once, each
-// request it reaches once or twice, and each resource's holders once (see Search).
+// request it reaches once or twice, and each resource's holders once in full (later only those that
+// close a cycle). A queue of one owner's requests is scanned past them: O(its length) per search.
+// native/test/deadlock_test.cc checks the answers against an oracle with every edge.
 #include <algorithm>
 #include <string_view>
 #include <unordered_map>

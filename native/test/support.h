@@ -106,6 +106,7 @@ void testKernelWaitAliasReplaced();
 void testSharedJoinBehindCancelledExclusives();
 void testAnnouncedRequests();
 void testKernelWaitInterruptedWithoutSignals();
+void testSharedYieldsToOutsideWriter();
 // parts_test.cc
 void testWaitQueuePolicy();
 void testGrantRound();
