@@ -25,6 +25,9 @@ export function lockspaceCases(lockspace: LockspaceModule, dir: string): Case[] 
   ls.createSync('sync');
   ls.createSync('records');
   ls.createSync('async');
+  ls.createSync('shared');
+  ls.createSync('joined');
+  ls.createSync('wait');
   for (const name of SET) ls.createSync(name);
   return [
     {
@@ -44,6 +47,34 @@ export function lockspaceCases(lockspace: LockspaceModule, dir: string): Case[] 
       label: 'lockspace await acquire+release',
       group: 'lockspace',
       run: (n) => timeAsync(n, async () => (await ls.acquire('async')).release()),
+    },
+    {
+      id: 'lockspace:shared-sync',
+      label: 'lockspace acquireSync+releaseSync, shared',
+      group: 'lockspace',
+      run: (n) => timeSync(n, () => ls.acquireSync('shared', { shared: true }).releaseSync()),
+    },
+    {
+      // A join to a shared lock held all along: the path that counts joins and has /proc/locks read
+      // for another process's writer (at most every 50 ms, on a thread of its own).
+      id: 'lockspace:join-sync',
+      label: 'lockspace shared join+release (another shared lease held)',
+      group: 'lockspace',
+      run: (n) => {
+        const held = ls.acquireSync('joined', { shared: true });
+        try {
+          return timeSync(n, () => ls.acquireSync('joined', { shared: true }).releaseSync());
+        } finally {
+          held.releaseSync();
+        }
+      },
+    },
+    {
+      // wait: true, granted at once: no deadlock check is armed (only a queued wait arms one).
+      id: 'lockspace:wait-async',
+      label: 'lockspace await acquire (wait: true, free)+release',
+      group: 'lockspace',
+      run: (n) => timeAsync(n, async () => (await ls.acquire('wait', { wait: true })).release()),
     },
     {
       id: 'lockspace:autocreate',

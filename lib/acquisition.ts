@@ -8,7 +8,7 @@ import { knownOptions, Owner, ownerKey, readOption } from './validate';
 const THREAD_OWNER_KEY = ownerKey(threadId);
 
 const SYNC_OPTIONS = { shared: 'boolean', autoCreate: 'boolean', owner: 'owner', label: 'label', ifGeneration: 'generation' } as const;
-const ASYNC_OPTIONS = { ...SYNC_OPTIONS, wait: 'boolean', timeout: 'timeout', signal: 'signal' } as const;
+const ASYNC_OPTIONS = { ...SYNC_OPTIONS, wait: 'boolean', timeout: 'timeout', signal: 'signal', deadlockTimeout: 'timeout' } as const;
 // A set's members each have their own generation: a set takes no ifGeneration.
 const { ifGeneration: _sync, ...SYNC_ALL_OPTIONS } = SYNC_OPTIONS;
 const { ifGeneration: _async, ...ASYNC_ALL_OPTIONS } = ASYNC_OPTIONS;
@@ -16,7 +16,7 @@ const NOT_ALL = { ifGeneration: "its members each have a generation of their own
 /** acquire's options that the sync calls do not take, and why (`use` names the async call). */
 const notSync = (use: string) => {
   const why = `it never waits; use ${use}`;
-  return { wait: why, timeout: why, signal: why };
+  return { wait: why, timeout: why, signal: why, deadlockTimeout: why };
 };
 const NOT_SYNC = notSync('acquire');
 const NOT_SYNC_ALL = { ...notSync('acquireAll'), ...NOT_ALL };
@@ -33,7 +33,15 @@ export interface Acquisition {
   /** Holder records: the caller's label, and the generation the grant must follow. */
   label?: string;
   ifGeneration?: bigint;
+  /** Undefined: the lockspace's. */
+  deadlockTimeout?: number;
+  /** Owners that await this acquire while it waits (ls.locks: the callbacks it was made in). */
+  awaitedBy?: string[];
 }
+
+/** LockSpace's acquire with an Acquisition as read (ls.locks passes `awaitedBy`): not exported from
+ *  the package. */
+export const ACQUIRE: unique symbol = Symbol('lockspace.acquire');
 
 /** No options: exclusive, no autoCreate, owned by this thread, no wait. */
 export const DEFAULT_ACQUISITION: Acquisition = { shared: false, autoCreate: false, owner: threadId, key: THREAD_OWNER_KEY, wait: false };
@@ -67,10 +75,15 @@ export function readAcquisition(options: AcquireSyncOptions | AcquireOptions, wa
   a.wait = readOption(opts, 'wait', ASYNC_OPTIONS.wait) === true;
   const timeout = readOption(opts, 'timeout', ASYNC_OPTIONS.timeout) as number | undefined;
   const signal = readOption(opts, 'signal', ASYNC_OPTIONS.signal) as AbortSignal | undefined;
+  const deadlockTimeout = readOption(opts, 'deadlockTimeout', ASYNC_OPTIONS.deadlockTimeout) as number | undefined;
   if (!a.wait && (timeout !== undefined || signal !== undefined)) {
     throw invalidArgValue('options', options, 'sets timeout or signal without wait: true');
   }
+  if (!a.wait && deadlockTimeout !== undefined) {
+    throw invalidArgValue('options', options, 'sets deadlockTimeout without wait: true');
+  }
   if (timeout !== undefined) a.timeout = timeout;
   if (signal !== undefined) a.signal = signal;
+  if (deadlockTimeout !== undefined) a.deadlockTimeout = deadlockTimeout;
   return a;
 }

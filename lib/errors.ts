@@ -160,6 +160,26 @@ export function generationChangedError(path: string, expected: bigint, last: big
   return err;
 }
 
+/**
+ * EDEADLK for a wait that closed a cycle of waits in this process's lock table: `cycle` is each
+ * owner (as given to acquire), the file it waits for, and whether the next owner holds that file or
+ * (soft) has a request queued ahead in a conflicting mode.
+ */
+export function deadlockError(path: string, cycle: { owner: unknown; path: string; soft: boolean }[]): LockspaceError {
+  const who = (owner: unknown) => `owner ${JSON.stringify(owner)}`;
+  const steps = cycle.map((step, i) => {
+    const next = cycle[(i + 1) % cycle.length].owner;
+    const by = step.soft ? `queued ahead by ${who(next)}` : `held by ${who(next)}`;
+    return `${who(step.owner)} waits for '${step.path}', ${by}`;
+  });
+  return new LockspaceError(`EDEADLK: resource deadlock would occur, acquire '${path}' (a cycle of waits: ${steps.join('; ')})`, {
+    code: 'EDEADLK',
+    errno: -35,
+    syscall: 'acquire',
+    path,
+  });
+}
+
 export function timeoutError(path: string, ms: number): LockspaceError {
   return new LockspaceError(`ETIMEDOUT: timed out waiting for the lock, acquire '${path}' (after ${ms} ms)`, {
     code: 'ETIMEDOUT',

@@ -4,12 +4,14 @@
  * Node's own `navigator.locks` (one process), these locks exclude across worker threads and
  * processes: they are the lockspace's fcntl locks, with each request its own owner.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import { threadId } from 'node:worker_threads';
 
+import { ACQUIRE } from './acquisition';
 import { AbortError, invalidArgType, isLockspaceError } from './errors';
 import type { Lease, LockSpace } from './lockspace';
-import { isWellFormed, readOptions, signalAborted, signalReason } from './validate';
+import { isWellFormed, ownerKey, readOptions, signalAborted, signalReason } from './validate';
 
 export type LockMode = 'exclusive' | 'shared';
 
@@ -55,6 +57,10 @@ const REQUEST_OPTIONS = { mode: 'mode', ifAvailable: 'boolean', steal: 'boolean'
 const OWNER_PREFIX = 'lockspace.locks ';
 const CLIENT_ID = `${process.pid}/${threadId}`;
 let requests = 0;
+
+/** The owner keys of the requests whose callbacks the running code is in, outermost first: a request
+ *  made there is awaited by them (Web Locks' nesting), which the deadlock search follows. */
+const inCallbacks = new AsyncLocalStorage<readonly string[]>();
 
 function notSupported(message: string): DOMException {
   return new DOMException(message, 'NotSupportedError');
@@ -128,6 +134,8 @@ export class LockManager {
     const file = this.#ls.directory === null ? name : fileName(name);
     const shared = mode === 'shared';
     const owner = `${OWNER_PREFIX}${CLIENT_ID} #${++requests} ${name}`;
+    const key = ownerKey(owner);
+    const outer = inCallbacks.getStore();
     // A directory's lock files come and go with their locks; in path mode the files are the user's.
     const autoCreate = this.#ls.directory !== null;
     let lease: Lease | null;
@@ -139,7 +147,15 @@ export class LockManager {
     } else {
       this.#pending.set(owner, { name, mode, clientId: CLIENT_ID });
       try {
-        lease = await this.#ls.acquire(file, { shared, autoCreate, owner, wait: true, signal });
+        lease = await this.#ls[ACQUIRE](file, {
+          shared,
+          autoCreate,
+          owner,
+          key,
+          wait: true,
+          ...(signal && { signal }),
+          ...(outer && { awaitedBy: [...outer] }),
+        });
       } catch (err) {
         if (signal && err instanceof AbortError && signalAborted(signal)) throw signalReason(signal);
         throw err;
@@ -153,7 +169,8 @@ export class LockManager {
       }
     }
     try {
-      return await callback(lease && Object.freeze({ name, mode }));
+      const lock = lease && Object.freeze({ name, mode });
+      return await inCallbacks.run(outer ? [...outer, key] : [key], () => callback(lock));
     } finally {
       await lease?.release();
     }

@@ -1,7 +1,7 @@
 /* LockSpace: a directory's (or the path-mode) lockspace and the calls on its resources. */
 import { threadId } from 'node:worker_threads';
 
-import { Acquisition, DEFAULT_ACQUISITION, readAcquisition } from './acquisition';
+import { ACQUIRE, Acquisition, DEFAULT_ACQUISITION, readAcquisition } from './acquisition';
 import { AcquireMessage, debug, debugging, publishRelease, releaseObserved, traceAcquire, traceAcquireSync, tracing } from './diagnostics';
 import { ErrorRecord, fromRecord, generationChangedError, invalidArgValue, isLockspaceError, LockspaceError, timeoutError } from './errors';
 import { InspectInfo, inspectInfo } from './inspect';
@@ -45,6 +45,8 @@ export { LeaseSet } from './lease-set';
 export { BoundSet } from './bound';
 
 const DEFAULT_CHECK_INTERVAL = 2000;
+/** PostgreSQL's deadlock_timeout: a wait looks for a cycle of waits after this many ms. */
+const DEFAULT_DEADLOCK_TIMEOUT = 1000;
 
 function throwIfError<T>(result: T): Exclude<T, unknown[]> {
   if (isErrorRecord(result)) throw fromRecord(result);
@@ -68,6 +70,7 @@ export class LockSpace {
   #locks: LockManager | undefined;
   #checker: LeaseChecker<Lease> | undefined;
   #lastName: string | undefined;
+  #deadlockTimeout = DEFAULT_DEADLOCK_TIMEOUT;
 
   private constructor(handle: DirHandle, directory: string | null, remote: boolean, lockType: LockType, records: boolean) {
     this.#handle = handle;
@@ -88,12 +91,13 @@ export class LockSpace {
     const dir = checkPath('directory', directory, true);
     const opts = readOptions<LockSpaceOptions>(
       options,
-      { lockType: 'lockType', checkInterval: 'interval', records: 'boolean' },
+      { lockType: 'lockType', checkInterval: 'interval', records: 'boolean', deadlockTimeout: 'timeout' },
       'LockSpace.open',
     );
     const lockType = opts.lockType ?? 'posix';
     const opened = throwIfError(native.openDir(dir === null ? null : absoluteAsKernel(dir)));
     const ls = new LockSpace(opened.handle, opened.path, opened.remote, lockType, opts.records === true);
+    ls.#deadlockTimeout = opts.deadlockTimeout ?? DEFAULT_DEADLOCK_TIMEOUT;
     const interval = opts.checkInterval ?? DEFAULT_CHECK_INTERVAL;
     if (interval > 0) ls.#checker = new LeaseChecker<Lease>(interval, leaseInternals);
     return ls;
@@ -270,6 +274,17 @@ export class LockSpace {
     return tracing() ? traceAcquire(() => this.#acquire(n, a), this.#message(n, a)) : this.#acquire(n, a);
   }
 
+  /** acquire with options as read (ls.locks: `awaitedBy`); not part of the public API. */
+  [ACQUIRE](name: string, a: Acquisition): Promise<Lease> {
+    let n: string;
+    try {
+      n = this.#name(name);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return tracing() ? traceAcquire(() => this.#acquire(n, a), this.#message(n, a)) : this.#acquire(n, a);
+  }
+
   async #acquire(n: string, a: Acquisition): Promise<Lease> {
     const flags = this.#flags(a);
     const onPool = this.#onPool(n);
@@ -284,16 +299,17 @@ export class LockSpace {
     // or queued) comes back through `started`, a later grant through the dispatcher.
     let started: Promise<number | ErrorRecord> | undefined;
     if (onPool) {
-      [request, started] = native.acquireWaitAsync(this.#handle, n, flags, a.key);
+      [request, started] = native.acquireWaitAsync(this.#handle, n, flags, a.key, a.awaitedBy);
     } else {
-      const result = native.acquireWait(this.#handle, n, flags, a.key);
+      const result = native.acquireWait(this.#handle, n, flags, a.key, a.awaitedBy);
       if (isErrorRecord(result) || result > 0) return this.records ? this.#granted(result, n, a, onPool) : this.#lease(result, n, a, onPool);
       request = -result;
     }
     if (debugging) debug('wait %s %s owner=%j', this.#path(n), a.shared ? 'shared' : 'exclusive', a.owner);
     let lease: number;
     try {
-      lease = await awaitGrant(request, { signal, timeout: a.timeout, path: this.#path(n) }, started);
+      const deadlockTimeout = a.deadlockTimeout ?? this.#deadlockTimeout;
+      lease = await awaitGrant(request, { signal, timeout: a.timeout, deadlockTimeout, path: this.#path(n) }, started);
     } catch (err) {
       if (debugging) debug('acquire failed %s: %s', this.#path(n), (err as Error).message);
       throw err;
@@ -451,6 +467,7 @@ export class LockSpace {
     const m = set.members[i];
     const w = this.#memberAcquisition(set, i, true);
     if (a.signal) w.signal = a.signal;
+    if (a.deadlockTimeout !== undefined) w.deadlockTimeout = a.deadlockTimeout;
     if (deadline !== Infinity) w.timeout = Math.max(0, deadline - performance.now());
     try {
       return await this.#acquire(m.name, w);

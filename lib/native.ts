@@ -36,20 +36,28 @@ export interface NativeConstants {
  * The N-API binding (native/binding.cc). Results are numbers/undefined, or an ErrorRecord on failure.
  * Each `<name>Async` is `<name>` run on libuv's threadpool (network file systems), as a Promise.
  */
+/** [owner key, path, soft]: see Binding#checkDeadlock. */
+export type DeadlockStep = [string, string, boolean];
+
 export interface Binding {
   constants: NativeConstants;
   openDir(path: string | null): { handle: DirHandle; path: string | null; remote: boolean } | ErrorRecord;
   acquire(dir: DirHandle, name: string, flags: number, owner: string): number | ErrorRecord;
   acquireAsync(dir: DirHandle, name: string, flags: number, owner: string): Promise<number | ErrorRecord>;
-  acquireWait(dir: DirHandle, name: string, flags: number, owner: string): number | ErrorRecord;
+  /** `awaitedBy`: owners that await this request while it waits (they wait for what it waits for). */
+  acquireWait(dir: DirHandle, name: string, flags: number, owner: string, awaitedBy?: string[]): number | ErrorRecord;
   /** [request id, lease id | 0 (queued: the outcome comes to the dispatcher) | -1 (cancelled) | error] */
   acquireWaitAsync(
     dir: DirHandle,
     name: string,
     flags: number,
     owner: string,
+    awaitedBy?: string[],
   ): [number, Promise<number | ErrorRecord>];
   cancel(request: number): boolean;
+  /** undefined, or the cycle of waits the queued request was in (it is no longer queued): each step
+   *  [owner key, path, soft]: the owner waits for path, held (soft: queued ahead) by the next step's. */
+  checkDeadlock(request: number): DeadlockStep[] | undefined;
   release(lease: number): boolean;
   releaseAsync(lease: number): Promise<boolean>;
   isHeld(lease: number): boolean;

@@ -19,6 +19,9 @@ export interface LockSpaceOptions {
    *  grants a generation) into the lock file, for `inspect` and `lockspace status` on every host.
    *  Default false (nothing is written). */
   records?: boolean | undefined;
+  /** How long (ms) a wait of this lockspace waits before it looks for a cycle of waits in this
+   *  process's lock table (deadlock detection, see README "Waiting"). Default 1000; `Infinity`: never. */
+  deadlockTimeout?: number | undefined;
 }
 
 export interface AcquireSyncOptions {
@@ -41,6 +44,7 @@ export interface AcquireNowOptions extends AcquireSyncOptions {
   wait?: false | undefined;
   timeout?: undefined;
   signal?: undefined;
+  deadlockTimeout?: undefined;
 }
 
 /** Acquire, waiting until the lock is free (FIFO within this process). */
@@ -50,6 +54,9 @@ export interface AcquireWaitOptions extends AcquireSyncOptions {
   timeout?: number | undefined;
   /** Abort the wait (rejects with an AbortError). */
   signal?: AbortSignal | undefined;
+  /** Look for a cycle of waits after this many ms of waiting (rejects with EDEADLK if this wait is in
+   *  one); default: the lockspace's `deadlockTimeout`. `Infinity`: never. */
+  deadlockTimeout?: number | undefined;
 }
 
 /** Options built before the call, in a variable: there `wait` is a `boolean`, so whether
@@ -58,6 +65,7 @@ export interface AcquireBooleanWaitOptions extends AcquireSyncOptions {
   wait: boolean;
   timeout?: number | undefined;
   signal?: AbortSignal | undefined;
+  deadlockTimeout?: number | undefined;
 }
 
 /** `timeout` and `signal` go with `wait: true` only: without `wait` they do not compile. */

@@ -8,9 +8,9 @@
 import { debuglog } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
 
-import { AbortError, ErrorRecord, fromRecord, timeoutError } from './errors';
+import { AbortError, deadlockError, ErrorRecord, fromRecord, timeoutError } from './errors';
 import { binding as native, Delivery, isErrorRecord } from './native';
-import { onAbort, signalAborted, signalReason } from './validate';
+import { onAbort, ownerFromKey, signalAborted, signalReason } from './validate';
 
 /** Settles one queued request exactly once. `grant` returns false when the lease was not taken. */
 interface Consumer {
@@ -141,9 +141,41 @@ function deadline(ms: number, fire: () => void): () => void {
   return () => clearTimeout(timer);
 }
 
+/** A wait that is in no cycle when it has waited deadlockTimeout is looked at again later, at
+ *  doubling intervals up to this (a cycle can also close without a new wait, as a grant to an owner
+ *  that waits elsewhere adds edges). */
+const MAX_RECHECK = 30_000;
+
+/**
+ * Looks for a cycle of waits through queued request `request` once it has waited `delay` ms, then at
+ * doubling intervals while it waits (the timer keeps no process alive). `found` gets the error when
+ * the table found one: the request is no longer queued then.
+ */
+function deadlockChecks(request: number, delay: number, path: string, found: (error: Error) => void): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  let next = delay;
+  const arm = (): void => {
+    timer = setTimeout(check, Math.min(Math.max(Math.ceil(next), 0), MAX_DELAY));
+    timer.unref();
+  };
+  const check = (): void => {
+    const cycle = native.checkDeadlock(request);
+    if (cycle === undefined) {
+      next = Math.min(next * 2, Math.max(delay, MAX_RECHECK));
+      arm();
+      return;
+    }
+    found(deadlockError(path, cycle.map(([owner, p, soft]) => ({ owner: ownerFromKey(owner), path: p, soft }))));
+  };
+  arm();
+  return () => clearTimeout(timer);
+}
+
 export interface WaitBounds {
   signal?: AbortSignal;
   timeout?: number;
+  /** Look for a cycle of waits after this many ms (Infinity: never). */
+  deadlockTimeout?: number;
   /** The file, for the ETIMEDOUT message. */
   path: string;
 }
@@ -160,11 +192,13 @@ export function awaitGrant(request: number, bounds: WaitBounds, started?: Promis
     let settled = false;
     let stopTimer: (() => void) | undefined;
     let stopListening: (() => void) | undefined;
+    let stopChecks: (() => void) | undefined;
     const finish = (): void => {
       settled = true;
       consumers.delete(request);
       try {
         stopTimer?.();
+        stopChecks?.();
         stopListening?.();
       } catch {
         // cleanup only; the outcome stands
@@ -195,6 +229,10 @@ export function awaitGrant(request: number, bounds: WaitBounds, started?: Promis
     if (signal) {
       if (signalAborted(signal)) giveUp(() => abortError(signal));
       else stopListening = whenAborted(signal, giveUp);
+    }
+    const { deadlockTimeout } = bounds;
+    if (!settled && deadlockTimeout !== undefined && deadlockTimeout !== Infinity) {
+      stopChecks = deadlockChecks(request, deadlockTimeout, bounds.path, (error) => consumer.fail(error));
     }
     started?.then(
       (r) => {

@@ -147,6 +147,15 @@ AcquireArgs acquireArgs(const Napi::CallbackInfo& info) {
   a.req.kind = kindOf(flags);
   a.req.owner = stringArg(info, 3, "owner");
   a.req.env = addon(info.Env()).envId;
+  // awaitedBy (acquireWait only): the owners that await this request (lib/locks.ts's nesting).
+  if (info.Length() > 4 && info[4].IsArray()) {
+    Napi::Array by = info[4].As<Napi::Array>();
+    for (uint32_t i = 0; i < by.Length(); ++i) {
+      Napi::Value v = by.Get(i);
+      if (!v.IsString()) throw Napi::TypeError::New(info.Env(), "awaitedBy must be an array of strings");
+      a.req.awaitedBy.push_back(v.As<Napi::String>().Utf8Value());
+    }
+  }
   return a;
 }
 
@@ -191,7 +200,7 @@ struct Acquire {
   static Napi::Value toJs(Napi::Env env, const Args&, uint64_t lease) { return number(env, lease); }
 };
 
-// acquireWait(handle, name, flags, owner) -> lease id | -request id (queued: the outcome comes to the
+// acquireWait(handle, name, flags, owner, awaitedBy?) -> lease id | -request id (queued: the outcome comes to the
 // dispatcher) | error record.
 // acquireWaitAsync(...) -> [request id, Promise<lease id | 0 (queued) | -1 (cancelled) | error record>]:
 // the request is announced before it goes to the pool, and its id comes back at once, so that the
@@ -251,6 +260,29 @@ struct Cancel {
   static Napi::Value toJs(Napi::Env env, uint64_t, const Result& r) {
     if (r.cancelled && !r.runnerReports) addon(env).mailbox->settled(env);
     return Napi::Boolean::New(env, r.cancelled);
+  }
+};
+
+// checkDeadlock(request id) -> undefined, or the cycle of waits the request was in: it is no longer
+// queued (the caller fails it with EDEADLK). Each step [owner, path, soft]: owner waits for path, held
+// (soft: queued ahead) by the next step's owner.
+struct CheckDeadlock {
+  using Args = uint64_t;
+  using Result = lockspace::DeadlockCycle;
+  static Args args(const Napi::CallbackInfo& info) { return idArg(info, 0); }
+  static Result run(uint64_t request) { return Registry::instance().checkDeadlock(request); }
+  static Napi::Value toJs(Napi::Env env, uint64_t, const Result& cycle) {
+    if (cycle.empty()) return env.Undefined();
+    addon(env).mailbox->settled(env);  // as a cancel: it waits no more
+    Napi::Array out = Napi::Array::New(env, cycle.size());
+    for (uint32_t i = 0; i < cycle.size(); ++i) {
+      Napi::Array step = Napi::Array::New(env, 3);
+      step.Set(0u, Napi::String::New(env, cycle[i].owner));
+      step.Set(1u, Napi::String::New(env, cycle[i].path));
+      step.Set(2u, Napi::Boolean::New(env, cycle[i].soft));
+      out.Set(i, step);
+    }
+    return out;
   }
 };
 
@@ -702,6 +734,7 @@ Napi::Object InitOwner(Napi::Env env, Napi::Object exports) {
   put<here<AcquireWait>>(env, exports, "acquireWait");
   put<AcquireWait::startOnPool>(env, exports, "acquireWaitAsync");
   put<here<Cancel>>(env, exports, "cancel");
+  put<here<CheckDeadlock>>(env, exports, "checkDeadlock");
   put<here<Release>>(env, exports, "release");
   put<onPool<Release>>(env, exports, "releaseAsync");
   put<here<IsHeld>>(env, exports, "isHeld");

@@ -127,6 +127,20 @@ test.each([
   });
 });
 
+test('a cycle of waits through two copies: one waiter fails with EDEADLK naming both, the other goes on', async () => {
+  const out = await run('deadlock');
+  expect(out).toEqual({
+    first: {
+      code: 'EDEADLK',
+      message: expect.stringMatching(/owner "a" waits for '.*\/z', held by owner "b"; owner "b" waits for '.*\/x', held by owner "a"/),
+      isCopyAError: true, // the older wait, copy A's, looked first
+    },
+    second: { held: true, outside: 'busy' },
+    leasesAtEnd: [0, 0],
+    waitersAtEnd: 0,
+  });
+});
+
 test.each(['main', 'worker'])('a copy loaded only in a worker shares the table (%s loads first)', async (first) => {
   const out = await run('worker', first);
   expect(out).toEqual({
@@ -186,13 +200,14 @@ test.each(['a', 'c'])('a copy with another table format refuses to load, naming 
 // A copy that joins runs the owner's binding under its own lib/, so the binding's interface is part
 // of the table format. A tripwire for one part of it, the export names: when they change, update this
 // list, and bump LOCKSPACE_TABLE_FORMAT (native/core/shared_table.h) if a released version had the old one.
-test('the binding exports what table format 4 promises', () => {
+test('the binding exports what table format 5 promises', () => {
   expect(Object.keys(binding).filter((k) => k !== 'path' /* set by `bindings` */).sort()).toEqual([
     'acquire',
     'acquireAsync',
     'acquireWait',
     'acquireWaitAsync',
     'cancel',
+    'checkDeadlock',
     'closeIdleFds',
     'constants',
     'create',

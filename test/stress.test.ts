@@ -84,11 +84,16 @@ describe('journal checker', () => {
 
 describe('stress driver (shortened)', () => {
   test('2 processes x 3 workers on 4 resources, the unlink/recreate race, renames over held files: zero violations, no leaked fds', async () => {
-    const r = await runStress(['--procs', '2', '--workers', '3', '--resources', '4', '--ops', '150', '--race-ops', '200']);
+    const r = await runStress([
+      ...['--procs', '2', '--workers', '3', '--resources', '4', '--ops', '150', '--race-ops', '200'],
+      ...['--deadlock-acquisitions', '2000'],
+    ]);
     if (r.status !== 0) console.error(r.stdout, r.stderr);
     expect(r.stderr).toBe('');
     expect(r.summary).toBeDefined();
-    const [mix, race, rename] = r.summary.phases;
+    const [mix, race, rename, deadlock] = r.summary.phases;
+    expect(deadlock).toMatchObject({ mode: 'deadlock', ok: true });
+    expect(JSON.parse(deadlock.result)).toMatchObject({ deadlocks: 0, violations: 0, tableEmpty: true });
     for (const p of [mix, race, rename]) {
       expect({ mode: p.mode, violations: p.violations, crashes: p.crashes, leakedFds: p.leakedFds, tableNotEmpty: p.tableNotEmpty }).toEqual({
         mode: p.mode,

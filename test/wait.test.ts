@@ -16,7 +16,9 @@ import {
   countFds,
   lslocksFor,
   Holder,
+  python,
 } from './helpers';
+import { spawn } from 'child_process';
 
 const tmp = useTmpDir();
 
@@ -353,5 +355,62 @@ describe('other-process holder', () => {
     } finally {
       if (holder) await holder.release();
     }
+  });
+});
+
+describe('fairness to another process', () => {
+  // python waits (blocking lockf) for an exclusive lock; prints how long it waited, holds it 100 ms
+  // while it checks that no shared lock can be had meanwhile, then exits.
+  const WRITER = `
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+print('waiting', flush=True)
+t0 = time.monotonic()
+fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)
+print('granted %d' % ((time.monotonic() - t0) * 1000), flush=True)
+time.sleep(0.1)
+print('releasing', flush=True)
+`;
+
+  test("a stream of overlapping shared leases here does not starve another process's exclusive waiter", async () => {
+    const ls = LockSpace.open(tmp.dir);
+    const file = path.join(tmp.dir, 'iso');
+    fs.writeFileSync(file, '');
+    let stop = false;
+    let taken = 0;
+    const releases: Promise<void>[] = [];
+    // Each shared lease is held 30 ms and a new one is requested every 5 ms: they always overlap.
+    const stream = (async () => {
+      const deadline = Date.now() + 8000;
+      while (!stop && Date.now() < deadline) {
+        const lease = await ls.acquire('iso', { shared: true, wait: true });
+        taken++;
+        releases.push(new Promise<void>((r) => setTimeout(() => lease.release().then(r), 30)));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    await waitFor(() => taken >= 20, 'the shared stream going');
+    const writer = spawn(python(), ['-c', WRITER, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const lines: string[] = [];
+    let takenWhileWriterHeld = -1;
+    writer.stdout.setEncoding('utf8').on('data', (d: string) => {
+      for (const l of d.split('\n').filter(Boolean)) {
+        lines.push(l);
+        if (l.startsWith('granted')) takenWhileWriterHeld = taken;
+        if (l === 'releasing') takenWhileWriterHeld = taken - takenWhileWriterHeld;
+      }
+    });
+    const status = await new Promise<number | null>((r) => writer.on('close', r));
+    const takenAfter = taken;
+    await waitFor(() => taken > takenAfter, 'the shared stream going on after the writer');
+    stop = true;
+    await stream;
+    await Promise.all(releases);
+    expect(status).toBe(0);
+    const granted = lines.find((l) => l.startsWith('granted'));
+    expect(granted).toBeDefined();
+    expect(Number(granted!.split(' ')[1])).toBeLessThan(1000); // granted within 1 s, not after the stream
+    expect(takenWhileWriterHeld).toBe(0); // no shared lease here while the writer held it
+    expect(stats()).toMatchObject({ leases: 0, waiters: 0 });
   });
 });

@@ -60,6 +60,7 @@ struct Extra {
   uint64_t recordLive = 0;
   uint32_t recordSerial = 0;
   bool recordFileSized = false;  // its file was made kFileSize long (an entry keeps its inode)
+  bool yieldFirst = false;      // let go to let another process's writer in: pause before blocking
 };
 
 // One resource. Allocated with its full path right behind it (see make), the name being the path's
@@ -76,12 +77,18 @@ struct Entry {
   LockKind kind = LockKind::Posix;
   uint16_t nameLen = 0;
   uint16_t pathLen = 0;
+  // Fairness to another process's exclusive waiter (see Registry::joinOrQueue): shared joins since
+  // the kernel lock was last taken (saturating), and whether a check found a writer waiting, after
+  // which shared requests queue instead of joining and the last release lets the lock go.
+  uint8_t joins = 0;
+  bool writerWaits = false;
   // Unique per insertion, and renewed whenever the entry lets its kernel lock go while staying in the
   // table (idle, or unlocked to wait in another mode). The same serial before and after an unlocked
   // window means the same file (the open fd pins its inode number), locked throughout if it was then.
   uint32_t serial = 0;
-  Dir* dir = nullptr;        // kept alive by Dir::self_ while it has entries
-  Entry* lruPrev = nullptr;  // idle list links while Idle
+  uint32_t writerCheckAt = 0;  // when /proc/locks may be read for it again (coarse monotonic ms; 0: now)
+  Dir* dir = nullptr;          // kept alive by Dir::self_ while it has entries
+  Entry* lruPrev = nullptr;    // idle list links while Idle
   Entry* lruNext = nullptr;
   std::unique_ptr<Extra> extra;
   SmallVec<Owner, 1> owners;

@@ -2,10 +2,12 @@
 
 #include <errno.h>
 #include <sys/mman.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <string>
 #include <string_view>
 
@@ -140,6 +142,37 @@ int shownHeld(int fd, LockKind kind, Mode mode) {
       return 1;
   }
   return 0;
+}
+
+bool writerBlocked(const InodeKey& key) noexcept {
+  try {
+    UniqueFd locks(::open("/proc/locks", O_RDONLY | O_CLOEXEC));
+    if (!locks) return false;
+    char where[64];
+    snprintf(where, sizeof where, "%02x:%02x:%llu", major(key.dev), minor(key.dev),
+             static_cast<unsigned long long>(key.ino));
+    const std::string pid = std::to_string(::getpid());
+    std::string text;
+    char buf[16384];
+    for (;;) {
+      const ssize_t n = ::read(locks.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      text.append(buf, static_cast<size_t>(n));
+    }
+    // "12: -> POSIX  ADVISORY  WRITE 4242 fe:00:1234 0 0": blocked behind line 12 (OFD: OFDLCK, pid -1).
+    for (size_t at = 0; at < text.size();) {
+      const size_t end = std::min(text.find('\n', at), text.size());
+      const std::string_view line(text.data() + at, end - at);
+      at = end + 1;
+      std::string_view words[8];
+      if (splitWords(line, words, 8) != 8 || words[1] != "->") continue;
+      // Words: id, ->, type, ADVISORY, access, pid, where, start (then end).
+      if (words[4] == "WRITE" && words[6] == where && words[7] == "0" && words[5] != pid) return true;
+    }
+  } catch (...) {  // out of memory: no writer seen
+  }
+  return false;
 }
 
 bool namesInode(const char* path, const InodeKey& key) noexcept {

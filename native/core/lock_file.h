@@ -57,7 +57,10 @@ int query(int fd, LockKind kind, Mode mode, struct flock& conflict) noexcept;
 int shownHeld(int fd, LockKind kind, Mode mode);
 
 // --- names against the locked inode ---------------------------------------------------------------
-bool namesInode(const char* path, const InodeKey& key) noexcept;  // path reaches that very file now
+bool namesInode(const char* path, const InodeKey& key) noexcept;
+// Does another process wait (blocked, "->" in /proc/locks) for an exclusive lock on byte 0 of the
+// file? False when /proc/locks cannot be read. Reads all of /proc/locks: call it rarely.
+bool writerBlocked(const InodeKey& key) noexcept;  // path reaches that very file now
 // Unlinks path, held through fd in mode `held`, only if it still reaches key's file and no other
 // process holds it (a shared lock is upgraded first). 0, EBUSY (held elsewhere), ENOENT (the name
 // reaches another file now: not ours to delete) or the unlink's errno.

@@ -2,10 +2,15 @@
 #include "registry.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <thread>
 
 #include "lock_file.h"
 #include "test_point.h"
@@ -19,6 +24,20 @@ std::atomic<testing::PointFn> testing::pointFn{nullptr};
 namespace {
 
 constexpr int kMaxAttempts = 64;
+
+// Fairness to another process's exclusive waiter: after this many shared joins to one continuous
+// kernel lock, a join has /proc/locks read for a blocked writer, at most once per this many ms per
+// entry, and never sooner than kWriterCheckSpacing times as long as the last read took after it (a
+// read waits milliseconds for an RCU grace period, tens of ms on a busy host).
+constexpr uint8_t kJoinsBeforeWriterCheck = 8;
+constexpr uint32_t kWriterCheckMs = 50;
+constexpr uint32_t kWriterCheckSpacing = 20;
+
+uint32_t coarseMs() noexcept {
+  struct timespec ts {};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<uint32_t>(static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000);
+}
 
 // On a network file system F_GETLK reports the holder's pid on its own host (or nothing useful), so
 // no pid is given there and the holder is not named a process of this host.
@@ -39,6 +58,10 @@ Registry& Registry::instance() {
 Registry::Registry() = default;
 
 Registry::~Registry() {
+  {
+    Lock lk(mu_);
+    writerChecksDone_.wait(lk, [this] { return writerChecks_ == 0; });
+  }
   std::vector<Entry*> all;
   byInode_.forEach([&](Entry* e) { all.push_back(e); });
   for (Entry* e : all) eraseEntry(e);  // its fds close: nothing of this table is held any more
@@ -239,15 +262,78 @@ AcquireResult Registry::acquire(const DirPtr& dir, const std::string& name, cons
   if (!dir) throw ArgError("invalid lockspace handle");
   dir->checkName(name);
   Lock lk(mu_);
-  return acquireLocked(lk, Attempt{dir, name, req, request, sink, Purpose::Lock});
+  const Attempt a{dir, name, req, request, sink, Purpose::Lock};
+  AcquireResult res = acquireLocked(lk, a);
+  checkWriter(a);
+  return res;
+}
+
+// A shared request joined a shared kernel lock (e, Held). Overlapping shared leases keep this
+// process's one read lock for as long as they overlap, and the kernel queues nobody across processes:
+// an exclusive waiter in another process would wait until they all end. So a lock joined often is
+// looked at (rate-limited, on a thread of its own: checkWriter): once /proc/locks shows another process blocked for an
+// exclusive lock of it, new shared requests queue instead of joining (or get EBUSY without wait), and the last release
+// lets the lock go before the queue takes it again (handOff), so that the writer gets its turn.
+void Registry::noteJoin(Entry* e, const Attempt& a) {
+  if (e->remote) return;  // network file systems: no /proc/locks to ask
+  if (e->joins < kJoinsBeforeWriterCheck && ++e->joins < kJoinsBeforeWriterCheck) return;
+  const uint32_t now = coarseMs();
+  if (e->writerCheckAt != 0 && static_cast<int32_t>(now - e->writerCheckAt) < 0) return;
+  e->writerCheckAt = (now + kWriterCheckMs) | 1;  // (never 0) until this check says how long it took
+  a.writerCheck = e->key;
+  a.writerCheckSerial = e->serial;
+}
+
+// The check noteJoin asked for, on a thread of its own (mutex held): reading /proc/locks takes the
+// kernel's file-lock rwsem for writing, which waits for an RCU grace period (milliseconds), and no
+// acquire should wait for that. If no thread can be had, the check comes again later.
+void Registry::checkWriter(const Attempt& a) {
+  if (a.writerCheckSerial == 0) return;
+  ++writerChecks_;
+  // The thread blocks every signal (a handler of the process must not run on it): it is created so.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  try {
+    std::thread([this, key = a.writerCheck, serial = a.writerCheckSerial] {
+      pthread_setname_np(pthread_self(), "lockspace-check");
+      writerCheck(key, serial);
+    }).detach();
+  } catch (...) {
+    --writerChecks_;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+void Registry::writerCheck(InodeKey key, uint32_t serial) noexcept {
+  const uint32_t began = coarseMs();
+  const bool waits = lockfile::writerBlocked(key);
+  const uint32_t ended = coarseMs();
+  Lock lk(mu_);
+  Entry* e = byInode_.find(key);
+  if (e && e->serial == serial && e->state == State::Held && e->shared) {
+    e->writerCheckAt = (ended + std::max(kWriterCheckMs, (ended - began) * kWriterCheckSpacing)) | 1;
+    const bool was = e->writerWaits;
+    e->writerWaits = waits;
+    // The writer gave up (or got its turn elsewhere): shared requests queued meanwhile join now.
+    try {
+      if (was && !waits && e->hasWaiters() && e->waiters().front().req.shared) grantInPlace(lk, e);
+    } catch (...) {  // out of memory: they join at the next release
+    }
+  }
+  if (--writerChecks_ == 0) writerChecksDone_.notify_all();
 }
 
 // Called right after a stat showed that the name reaches e's file (and, for a join, while e was Held).
 AcquireResult Registry::joinOrQueue(Entry* e, const Attempt& a) {
-  if (e->state == State::Held && WaitQueue::admitsJoin(e->shared, a.req.shared, e->hasWaiters())) {
+  const bool admits = e->state == State::Held && WaitQueue::admitsJoin(e->shared, a.req.shared, e->hasWaiters());
+  if (admits && !e->writerWaits) {
     e->autoCreate = e->autoCreate || a.req.autoCreate;
-    return {addOwner(e, a.dir, a.name, a.req), false};
+    AcquireResult res{addOwner(e, a.dir, a.name, a.req), false};
+    noteJoin(e, a);
+    return res;
   }
+  if (admits) noteJoin(e, a);  // another process's writer waits: is it still there?
   if (a.sink) {
     queueWaiter(e, Waiter{a.request, a.req, a.dir, a.name, a.sink});
     return {0, true};
@@ -256,6 +342,11 @@ AcquireResult Registry::joinOrQueue(Entry* e, const Attempt& a) {
   if (e->state == State::KernelWait) {
     SysError err(EBUSY, "fcntl", path, otherHolder(e->remote));
     err.holderPid = e->remote ? 0 : lockfile::holderPid(e->fd.get(), e->kind, lockfile::modeOf(a.req.shared));
+    throw err;
+  }
+  if (admits) {
+    SysError err(EBUSY, "fcntl", path, "held shared in this process; another process waits to lock it exclusively");
+    err.busyHere = true;
     throw err;
   }
   throw busyHere(e, path);

@@ -25,8 +25,8 @@
 //   kernel_wait.h    the threads that wait in F_SETLKW for other processes, and their interruption
 //   holder_record.h  the holder records in a lock file (its format, writing, reading)
 // Its own code: registry.cc (tables, acquire), registry_release.cc (release, hand-off, cancel),
-// registry_kernel_wait.cc (kernel waits), registry_inspect.cc (resources, stats, verify, inspect),
-// registry_record.cc (holder records).
+// registry_kernel_wait.cc (kernel waits), registry_deadlock.cc (cycles of waits), registry_inspect.cc
+// (resources, stats, verify, inspect), registry_record.cc (holder records).
 //
 // Interface: the public members below; the binding calls nothing else.
 #pragma once
@@ -78,6 +78,10 @@ class Registry {
   // A waiting acquire that runs later on another thread (libuv's pool, on network file systems): the
   // caller announces its request id first, so that a cancel before it reaches the table is not lost.
   void announce(uint64_t request);
+  // Deadlock detection (registry_deadlock.cc): is queued request `request` in a cycle of waits in this
+  // table (owners waiting for owners through resources, by hard and soft edges)? If so it is taken off
+  // its queue, as by cancel (the caller fails it with EDEADLK), and the cycle is returned; else empty.
+  DeadlockCycle checkDeadlock(uint64_t request);
   AcquireResult acquireAnnounced(const DirPtr& dir, const std::string& name, const Request& req, uint64_t request,
                                  SinkPtr sink);
   // Tests: treat every directory as on a network file system (threadpool paths, no idle fds).
@@ -135,6 +139,10 @@ class Registry {
     uint64_t request;     // 0 when it must not wait
     const SinkPtr& sink;  // null when it must not wait
     Purpose purpose;
+    // Set by a join that is due to look for another process's writer (see noteJoin): the entry, by
+    // its serial, for the caller to check once the mutex can be let go.
+    mutable InodeKey writerCheck{};
+    mutable uint32_t writerCheckSerial = 0;
   };
   // Bounded retries: the file was unlinked or replaced under us (waits for another thread's transition
   // are not counted: they always end); out of descriptors, the idle ones are given back once.
@@ -178,6 +186,9 @@ class Registry {
   Next reserveOpened(Lock& lk, const Attempt& a, Tries& tries, NameNow& now, const std::string& path, Entry*& e);
   Next lockReserved(Lock& lk, const Attempt& a, Entry* e, Tries& tries, AcquireResult& res);
   AcquireResult joinOrQueue(Entry* e, const Attempt& a);
+  void noteJoin(Entry* e, const Attempt& a);
+  void checkWriter(const Attempt& a);
+  void writerCheck(InodeKey key, uint32_t serial) noexcept;
 
   // --- release, hand-off and cancel (registry_release.cc) ---
   int releaseLocked(Lock& lk, uint64_t lease, Purpose purpose);
@@ -209,6 +220,9 @@ class Registry {
   static int kernelWaitTurn(void* job, lockspace_kwait_call* call) noexcept;
   static void onKernelWaitInterrupted(void* job) noexcept;
 
+  // --- deadlock detection (registry_deadlock.cc) ---
+  struct DeadlockSearch;
+
   // --- inspect (registry_inspect.cc) ---
   void fillOwnView(const Entry* e, InspectResult& out) const;
 
@@ -226,6 +240,8 @@ class Registry {
   size_t kernelWaits_ = 0;
   uint32_t nextSerial_ = 0;
   uint64_t grantOrder_ = 0;  // stamps each owner (Owner::order)
+  size_t writerChecks_ = 0;  // threads reading /proc/locks for noteJoin (the destructor waits for them)
+  std::condition_variable writerChecksDone_;
 };
 
 }  // namespace lockspace

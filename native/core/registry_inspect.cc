@@ -34,7 +34,10 @@ std::vector<ResourceInfo> Registry::resources(const DirPtr& dir) {
 }
 
 Stats Registry::stats() {
-  std::lock_guard<std::mutex> lk(mu_);
+  Lock lk(mu_);
+  // A writer check in flight (see noteJoin) has /proc/locks open for a moment: wait for it, so that
+  // a count of this process's descriptors taken after the stats is exact.
+  writerChecksDone_.wait(lk, [this] { return writerChecks_ == 0; });
   Stats s;
   s.resources = byInode_.size() - idle_.size();  // held, waited for, or in transition
   s.leases = leases_.size();

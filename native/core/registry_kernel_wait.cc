@@ -130,6 +130,13 @@ bool Registry::kernelWaitStep(Lock& lk, KernelWaitJob& job, lockspace_kwait_call
     closeAbandoned(lk, e);
     return false;
   }
+  if (e->extra->yieldFirst) {  // let go for another process's writer: give it time to take the lock
+    e->extra->yieldFirst = false;
+    call = {};
+    call.sleep_ns = 20'000'000;
+    e->extra->blocking = true;  // until the mutex is taken again, interrupt() ends this thread
+    return true;
+  }
   job.wantShared = e->waiters().front().req.shared;
   const lockfile::BlockingCall lock = lockfile::blockingLock(e->fd.get(), e->kind, lockfile::modeOf(job.wantShared));
   call = {};
@@ -180,6 +187,8 @@ Registry::AfterLockCall Registry::lockCallEnded(Lock& lk, KernelWaitJob& job, in
   // Locked: grant the front of the queue, each request only if its name still reaches this file.
   e->state = State::Granting;
   e->shared = job.wantShared;
+  e->joins = 0;
+  e->writerWaits = false;
   --kernelWaits_;
   job.countedOut = true;
   std::vector<Waiter> moved;

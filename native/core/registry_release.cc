@@ -77,6 +77,18 @@ void Registry::handOff(Lock& lk, Entry* e) {
       finishLastRelease(lk, e, e->autoCreate ? Unlink::Yes : Unlink::No);
       break;
     }
+    if (e->writerWaits) {
+      // Another process waits to lock it exclusively (see noteJoin): let it go, so that the writer
+      // gets its turn, and wait in the kernel for it again, after a pause that lets the writer in.
+      lockfile::unlock(e->fd.get(), e->kind);
+      e->serial = ++nextSerial_;  // not locked throughout any more
+      e->writerWaits = false;
+      e->joins = 0;
+      e->state = State::KernelWait;
+      e->ext().yieldFirst = true;
+      startKernelWait(e);
+      break;
+    }
     const bool headShared = e->waiters().front().req.shared;
     if (headShared != e->shared) {
       if (lockfile::tryLock(e->fd.get(), e->kind, lockfile::modeOf(headShared)) != 0) {
@@ -88,6 +100,7 @@ void Registry::handOff(Lock& lk, Entry* e) {
         break;
       }
       e->shared = headShared;
+      e->joins = 0;
     }
     e->state = State::Granting;
     grantFront(lk, e, moved);
@@ -210,7 +223,8 @@ bool Registry::cancelLocked(Lock& lk, uint64_t request, bool* runnerReports) {
   e->waiters().erase(found.at);
   if (e->state == State::KernelWait) {
     if (wasHead) interrupt(e);  // re-evaluate: nobody left, or another lock mode wanted
-  } else if (e->state == State::Held && e->shared && wasHead && e->hasWaiters() && e->waiters().front().req.shared) {
+  } else if (e->state == State::Held && e->shared && !e->writerWaits && wasHead && e->hasWaiters() &&
+             e->waiters().front().req.shared) {
     grantInPlace(lk, e);  // shared requests queued behind a cancelled exclusive one may join now
   }
   return true;
@@ -248,7 +262,9 @@ AcquireResult Registry::acquireAnnounced(const DirPtr& dir, const std::string& n
   try {
     if (!dir) throw ArgError("invalid lockspace handle");
     dir->checkName(name);
-    res = acquireLocked(lk, Attempt{dir, name, req, request, sink, Purpose::Lock});
+    const Attempt a{dir, name, req, request, sink, Purpose::Lock};
+    res = acquireLocked(lk, a);
+    checkWriter(a);
   } catch (...) {
     const bool wasCancelled = runnerGone(request, req.env);
     book_.settle(request);
@@ -426,6 +442,8 @@ void Registry::makeIdle(Entry* e) {
   e->state = State::Idle;
   e->serial = ++nextSerial_;  // unlocked: a later lock is another locking period
   e->autoCreate = false;
+  e->joins = 0;
+  e->writerWaits = false;
   if (e->extra) e->extra->spare.clear();  // unlocked: closing them drops nothing
   idle_.push(e);
   trimIdle();

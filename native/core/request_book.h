@@ -12,13 +12,18 @@
 // runner's acquire may queue the request before it settles (all under the mutex): the booking then
 // is Queued and keeps its mark, for the runner to see.
 //
+// Queued requests are also indexed by the owners they block (their own owner and req.awaitedBy): the
+// deadlock search follows an owner to the requests it waits by.
+//
 // Interface: announce/restart (a runner takes a request), queue (it waits at a handle), leave (it is
 // granted, failed or dropped), cancel (what a cancel finds), settle (the runner is back), withdrawn,
-// waiting (queued or restarting: the waiter count).
+// waiting (queued or restarting: the waiter count), blockedBy (an owner's queued requests).
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "wait_queue.h"
 
@@ -40,7 +45,7 @@ class RequestBook {
   // Taken off a queue to start over: the caller runs its acquire again.
   void restart(uint64_t request) {
     Booking& b = book(request);
-    if (b.phase == Phase::Queued) --queued_;
+    if (b.phase == Phase::Queued) unqueue(request, b);
     b.phase = Phase::Restarting;
     b.entry = nullptr;
     ++restarting_;
@@ -48,6 +53,8 @@ class RequestBook {
   void queue(uint64_t request, Entry* e, WaitQueue::Handle at) {
     Booking& b = book(request);
     if (b.phase == Phase::Restarting) --restarting_;
+    if (b.phase == Phase::Queued) unindex(request, *b.at);
+    index(request, *at);  // may throw: the booking is not changed then
     if (b.phase != Phase::Queued) ++queued_;
     b.phase = Phase::Queued;
     b.entry = e;
@@ -58,7 +65,7 @@ class RequestBook {
     auto it = map_.find(request);
     if (it == map_.end()) return;
     Booking& b = it->second;
-    if (b.phase == Phase::Queued) --queued_;
+    if (b.phase == Phase::Queued) unqueue(request, b);
     if (b.phase == Phase::Restarting) --restarting_;
     if (b.withdrawn) {
       b.phase = Phase::Settling;
@@ -83,7 +90,7 @@ class RequestBook {
     switch (b.phase) {
       case Phase::Queued: {
         Cancel c{Cancel::Queued, b.entry, b.at};
-        --queued_;
+        unqueue(request, b);
         map_.erase(it);
         return c;
       }
@@ -122,9 +129,40 @@ class RequestBook {
   }
   size_t waiting() const noexcept { return queued_ + restarting_; }
 
+  // The queued requests that `owner` waits by (its own, and those it awaits), or null if none.
+  const std::unordered_set<uint64_t>* blockedBy(const std::string& owner) const {
+    auto it = byOwner_.find(owner);
+    return it == byOwner_.end() ? nullptr : &it->second;
+  }
+
  private:
   Booking& book(uint64_t request) { return map_[request]; }
+  void index(uint64_t request, const Waiter& w) {
+    byOwner_[w.req.owner].insert(request);
+    try {
+      for (const std::string& o : w.req.awaitedBy) byOwner_[o].insert(request);
+    } catch (...) {
+      unindex(request, w);
+      throw;
+    }
+  }
+  void unindex(uint64_t request, const Waiter& w) noexcept {
+    drop(w.req.owner, request);
+    for (const std::string& o : w.req.awaitedBy) drop(o, request);
+  }
+  void drop(const std::string& owner, uint64_t request) noexcept {
+    auto it = byOwner_.find(owner);
+    if (it == byOwner_.end()) return;
+    it->second.erase(request);
+    if (it->second.empty()) byOwner_.erase(it);
+  }
+  // Leaves the Queued phase: its waiter (at b.at) is still in its queue, or in a list taken from it.
+  void unqueue(uint64_t request, const Booking& b) noexcept {
+    unindex(request, *b.at);
+    --queued_;
+  }
   std::unordered_map<uint64_t, Booking> map_;
+  std::unordered_map<std::string, std::unordered_set<uint64_t>> byOwner_;
   size_t queued_ = 0;
   size_t restarting_ = 0;
 };

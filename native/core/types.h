@@ -3,7 +3,7 @@
 //
 // Interface: SysError / NotHeldError / ArgError (what the core throws), Request and Sink (an acquire
 // and who hears a queued one's outcome), AcquireResult, ResourceInfo, VerifyResult, InspectResult,
-// Stats (what it answers), InodeKey (a file's identity).
+// DeadlockCycle, Stats (what it answers), InodeKey (a file's identity).
 #pragma once
 
 #include <fcntl.h>
@@ -76,6 +76,9 @@ struct Request {
   LockKind kind = LockKind::Posix;
   std::string owner;  // opaque owner key
   uint32_t env = 0;   // the JS environment (thread) that acquires: its leases die with it
+  // Other owners that wait for this request while it waits (a Web Locks callback that awaits a request
+  // made inside it): in the wait-for graph, they wait for what this request waits for.
+  std::vector<std::string> awaitedBy;
 };
 
 struct AcquireResult {
@@ -83,6 +86,15 @@ struct AcquireResult {
   bool queued = false;     // the request waits; its Sink hears the outcome
   bool cancelled = false;  // acquireAnnounced: cancelled before it was done; nothing held or queued
 };
+
+// A cycle of waits the deadlock search found: step i's owner waits for path, which step i+1's owner
+// (the first step's, after the last) holds, or has queued ahead of it in a mode that conflicts (soft).
+struct DeadlockStep {
+  std::string owner;
+  std::string path;
+  bool soft = false;
+};
+using DeadlockCycle = std::vector<DeadlockStep>;  // empty: no cycle
 
 struct ResourceInfo {
   std::string name;

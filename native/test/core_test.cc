@@ -323,6 +323,7 @@ int main() {
       {"shared joins behind cancelled exclusives", testSharedJoinBehindCancelledExclusives},
       {"announced requests", testAnnouncedRequests},
       {"kernel wait: interrupted without signals", testKernelWaitInterruptedWithoutSignals},
+      {"shared holds yield to another process's writer", testSharedYieldsToOutsideWriter},
       {"verify and inspect", testVerifyAndInspect},
       {"a registry of its own", testOwnRegistry},
       {"wait queue: the grant policy", testWaitQueuePolicy},
@@ -337,6 +338,8 @@ int main() {
       {"network file systems", testNetworkFs},
       {"directories", testDirCache},
       {"holder records", testHolderRecords},
+      {"deadlocks: a report", testDeadlockReport},
+      {"deadlocks: the oracle over random schedules", testDeadlockOracle},
   };
   for (auto& t : tests) {
     int before = failures;

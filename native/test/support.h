@@ -106,6 +106,7 @@ void testKernelWaitAliasReplaced();
 void testSharedJoinBehindCancelledExclusives();
 void testAnnouncedRequests();
 void testKernelWaitInterruptedWithoutSignals();
+void testSharedYieldsToOutsideWriter();
 // parts_test.cc
 void testWaitQueuePolicy();
 void testGrantRound();
@@ -119,5 +120,8 @@ void testLockFile();
 void testNetworkFs();
 void testDirCache();
 void testHolderRecords();
+// deadlock_test.cc
+void testDeadlockOracle();
+void testDeadlockReport();
 
 }  // namespace lockspace::test

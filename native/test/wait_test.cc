@@ -9,7 +9,9 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "../core/lock_file.h"
 #include "support.h"
 
 namespace lockspace::test {
@@ -307,6 +309,63 @@ void testKernelWaitInterruptedWithoutSignals() {
   CHECK(!kernelWaiterBlocked());
   CHECK(ofdLock(out2, F_UNLCK) && outsiderCanLock(p2, false));
   ::close(out2);
+}
+
+}  // namespace lockspace::test
+
+namespace lockspace::test {
+
+// Shared holds here that keep overlapping yield to another process's exclusive waiter: once a join
+// has had /proc/locks read, new shared requests are refused (EBUSY without wait) or queued, the last
+// release lets the lock go, the writer gets it, and the queued request is granted after it.
+void testSharedYieldsToOutsideWriter() {
+  DirPtr d = reg().openDir(freshDir("fair"));
+  reg().create(d, "res");
+  const std::string p = d->path() + "/res";
+  std::vector<uint64_t> held{reg().acquire(d, "res", req(true)).lease};
+  int fromChild[2];
+  CHECK(pipe(fromChild) == 0);
+  const pid_t pid = fork();
+  if (pid == 0) {  // the writer: blocks in F_SETLKW, says when it has the lock, holds it 100 ms
+    ::close(fromChild[0]);
+    const int fd = ::open(p.c_str(), O_RDWR);
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_len = 1;
+    const char c = fd >= 0 && ::fcntl(fd, F_SETLKW, &fl) == 0 ? 'g' : 'n';
+    if (::write(fromChild[1], &c, 1) != 1) _exit(1);
+    usleep(100000);
+    _exit(0);
+  }
+  ::close(fromChild[1]);
+  struct stat st {};
+  CHECK(::stat(p.c_str(), &st) == 0);
+  CHECK(eventually([&] { return lockfile::writerBlocked(InodeKey{st.st_dev, st.st_ino}); }));
+  // Joins go on until one has had the writer seen: then a shared request is refused.
+  std::string refusal;
+  CHECK(eventually([&] {
+    try {
+      held.push_back(reg().acquire(d, "res", req(true)).lease);
+      return false;
+    } catch (const SysError& e) {
+      refusal = e.detail;
+      return e.err == EBUSY;
+    }
+  }));
+  CHECK(refusal.find("another process waits to lock it exclusively") != std::string::npos);
+  auto sink = std::make_shared<TestSink>();
+  CHECK(reg().acquire(d, "res", req(true), 601, sink).queued);
+  for (uint64_t l : held) reg().release(l);
+  char c = 0;
+  CHECK(::read(fromChild[0], &c, 1) == 1 && c == 'g');  // the writer's turn
+  CHECK(sink->grants.empty());
+  CHECK(sink->waitFor(1) && sink->grants[0].first == 601);  // then ours, once it has let go
+  ::close(fromChild[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  for (auto& g : sink->grants) reg().release(g.second);
+  CHECK(reg().stats().leases == 0 && reg().stats().waiters == 0);
 }
 
 }  // namespace lockspace::test

@@ -9,25 +9,28 @@
 // "rename": P processes x 2 workers on two resources whose exclusive holders often rename a new file
 // over the name while they hold it (the holder keeps the old file, the name reaches the new one): each
 // section is journalled under name@inode, so zero double holders means zero holders of one file.
+// Phase "deadlock" (deadlock.js): W worker threads take 100,000 acquisitions (--quick: 10,000) in one
+// global order with a 1 ms deadlockTimeout: zero EDEADLK, as no cycle of waits can close.
 // After each phase check.js proves from the journals that no exclusive section overlapped another
 // section on the same resource and that the counters kept under the locks are exact; each process
 // proves it leaked no fd (/proc/self/fd before and after) and left its lock table empty.
 //
 // Options: --procs P (3) --workers W (4) --resources K (8) --ops N (4000 per worker) --race-ops N (3000)
-//          --seed S (random) --quick (ops 250, race-ops 400) --json (also print a JSON summary line)
+//          --seed S (random) --quick (ops 250, race-ops 400, deadlock 10000) --json (also print a JSON
+//          summary line) --deadlock-acquisitions N (100000: phase "deadlock")
 //          --keep (keep the temp directory)
 //          --unlocked (negative control: take no locks at all; the checks must then fail)
 // Exit status: 0 when every check passed, 1 otherwise.
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { spawn } = require('child_process');
+const { spawn, spawnSync } = require('child_process');
 const { check } = require('./check');
 
 const LIB = path.resolve(__dirname, '../../dist/lib/index.js');
 
 function parseArgs(argv) {
-  const opts = { procs: 3, workers: 4, resources: 8, ops: 4000, raceOps: 3000, seed: undefined, json: false, keep: false, unlocked: false };
+  const opts = { procs: 3, workers: 4, resources: 8, ops: 4000, raceOps: 3000, seed: undefined, json: false, keep: false, unlocked: false, deadlockAcquisitions: 100000 };
   let quick = false;
   const explicit = new Set();
   for (let i = 0; i < argv.length; i++) {
@@ -44,6 +47,7 @@ function parseArgs(argv) {
       case '--ops': opts.ops = num(); explicit.add('ops'); break;
       case '--race-ops': opts.raceOps = num(); explicit.add('raceOps'); break;
       case '--seed': opts.seed = num(); break;
+      case '--deadlock-acquisitions': opts.deadlockAcquisitions = num(); explicit.add('deadlock'); break;
       case '--quick': quick = true; break;
       case '--json': opts.json = true; break;
       case '--keep': opts.keep = true; break;
@@ -63,6 +67,7 @@ function parseArgs(argv) {
   if (quick) {
     if (!explicit.has('ops')) opts.ops = 250;
     if (!explicit.has('raceOps')) opts.raceOps = 400;
+    if (!explicit.has('deadlock')) opts.deadlockAcquisitions = 10000;
   }
   if (opts.procs < 1 || opts.workers < 1 || opts.resources < 1) throw new Error('procs, workers and resources must be >= 1');
   if (opts.seed === undefined) opts.seed = (Date.now() ^ (process.pid << 16)) >>> 0;
@@ -224,6 +229,15 @@ async function main() {
   } finally {
     if (opts.keep) process.stdout.write(`kept ${root}\n`);
     else fs.rmSync(root, { recursive: true, force: true });
+  }
+  if (!opts.unlocked) {
+    const args = ['--workers', String(Math.max(opts.workers, 8)), '--acquisitions', String(opts.deadlockAcquisitions)];
+    if (opts.seed !== undefined) args.push('--seed', String(opts.seed));
+    const r = spawnSync(process.execPath, [path.join(__dirname, 'deadlock.js'), ...args], { encoding: 'utf8' });
+    const line = r.stdout.trim().split('\n').pop();
+    const ok = r.status === 0;
+    phases.push({ mode: 'deadlock', ok, result: line });
+    process.stdout.write(`phase deadlock: ${ok ? 'ok' : 'FAILED'} ${line}${r.stderr ? `\n${r.stderr}` : ''}\n`);
   }
   const ok = phases.every((p) => p.ok);
   if (opts.json) process.stdout.write(`${JSON.stringify({ seed: opts.seed, ok, phases })}\n`);
