@@ -60,7 +60,7 @@ struct Extra {
   uint64_t recordLive = 0;
   uint32_t recordSerial = 0;
   bool recordFileSized = false;  // its file was made kFileSize long (an entry keeps its inode)
-  bool yieldFirst = false;      // let go to let another process's writer in: pause before blocking
+  bool yieldFirst = false;       // let go to let another process's writer in: pause before blocking
 };
 
 // One resource. Allocated with its full path right behind it (see make), the name being the path's
