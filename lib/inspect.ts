@@ -1,6 +1,6 @@
 // ls.inspect(): who holds a resource, from the kernel's view (a lock query that sees every owner on
 // local file systems, with /proc/locks for the other shared holders' pids; a lock query to the server
-// on network ones) and this process's table.
+// on network ones) and this process's table; with the holder records of the live holders (records.ts).
 import { LockspaceError, systemError } from './errors';
 import { answer, holdersOf } from './lock-query';
 import type { LockType } from './options';
