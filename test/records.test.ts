@@ -209,6 +209,18 @@ describe('generations', () => {
     await next.release();
   });
 
+  test('a hand-off in this process (a waiting owner granted at the release) counts on too', async () => {
+    create('disk');
+    const ls = LockSpace.open(tmp.dir, { records: true });
+    const first = await ls.acquire('disk', { owner: 'vm-1', label: 'one' });
+    const waiting = ls.acquire('disk', { owner: 'vm-2', label: 'two', wait: true });
+    await first.release();
+    const second = await waiting;
+    expect(second.generation).toBe(first.generation! + 1n);
+    expect(statusJson([tmp.dir]).resources[0].records).toMatchObject([{ pid: process.pid, label: 'two', generation: String(second.generation) }]);
+    await second.release();
+  });
+
   test('ifGeneration: granted while nobody took it exclusively meanwhile, ERR_GENERATION_CHANGED after another holder', async () => {
     const file = create('disk');
     const ls = LockSpace.open(tmp.dir, { records: true });
