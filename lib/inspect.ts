@@ -1,6 +1,7 @@
 // ls.inspect(): who holds a resource, from the kernel's view (a lock query that sees every owner on
 // local file systems, with /proc/locks for the other shared holders' pids; a lock query to the server
-// on network ones) and this process's table.
+// on network ones) and this process's table; with the holder records of the live holders (records.ts)
+// and, for a bound set's holder, the process it holds for (bound-holders.ts).
 import { BoundTo, boundTo, fileKey, findHolders } from './bound-holders';
 import { LockspaceError, systemError } from './errors';
 import { answer, holdersOf } from './lock-query';

@@ -207,8 +207,10 @@ export class LockSpace {
    * Who holds `name`: `state` and `holders` are the kernel's view ([{ pid, mode, kind }], pid null
    * when unknown or on another host): from /proc/locks on local file systems, from a lock query to
    * the server (F_GETLK) on network ones, which names one other holder at most. `owners` are this
-   * process's owners of it, `waiters` how many of its requests wait for it. Opens nothing for
-   * writing, locks nothing, never drops a lock of this process. ENOENT if the file does not exist.
+   * process's owners of it, `waiters` how many of its requests wait for it; `records` the holder
+   * records of the holders that hold it now, on any host (records.ts), `generation` the last
+   * exclusive generation counted in the file. Opens nothing for writing, locks nothing, never drops a
+   * lock of this process. ENOENT if the file does not exist.
    */
   async inspect(name: string): Promise<InspectInfo> {
     const n = this.#name(name);

@@ -131,6 +131,16 @@ describe('a record is visible from other processes', () => {
     expect(statusJson([tmp.dir]).resources[0].records).toMatchObject([{ pid: b.pid, label: 'vm-b' }]);
   });
 
+  test('an OFD lockspace: the record is seen the same way (its live byte is an OFD lock, pid -1)', async () => {
+    create('disk');
+    const h = await nodeHolder('disk', { records: true, lockType: 'ofd', label: 'ofd-vm' });
+    const [r] = statusJson([tmp.dir]).resources;
+    expect(r).toMatchObject({ state: 'exclusive', holders: [{ pid: null, type: 'OFDLCK' }] });
+    expect(r.records).toMatchObject([{ pid: h.pid, label: 'ofd-vm', mode: 'exclusive' }]);
+    await h.kill('SIGKILL');
+    expect(statusJson([tmp.dir]).resources[0]).toMatchObject({ state: 'free', records: [] });
+  });
+
   test('lockspace run --label holds with a record that status shows', async () => {
     create('job');
     const run = cliAsync(['run', '--label=nightly', tmp.dir, 'job', '--', 'sh', '-c', 'echo started; exec sleep 30']);
@@ -197,6 +207,18 @@ describe('generations', () => {
     const next = await ls.acquire('disk');
     expect(next.generation).toBe(g1 + 2n);
     await next.release();
+  });
+
+  test('a hand-off in this process (a waiting owner granted at the release) counts on too', async () => {
+    create('disk');
+    const ls = LockSpace.open(tmp.dir, { records: true });
+    const first = await ls.acquire('disk', { owner: 'vm-1', label: 'one' });
+    const waiting = ls.acquire('disk', { owner: 'vm-2', label: 'two', wait: true });
+    await first.release();
+    const second = await waiting;
+    expect(second.generation).toBe(first.generation! + 1n);
+    expect(statusJson([tmp.dir]).resources[0].records).toMatchObject([{ pid: process.pid, label: 'two', generation: String(second.generation) }]);
+    await second.release();
   });
 
   test('ifGeneration: granted while nobody took it exclusively meanwhile, ERR_GENERATION_CHANGED after another holder', async () => {
