@@ -251,7 +251,7 @@ describe('options', () => {
         () => ls.acquireSync('r', { timout: 5 } as any),
         '"timout" for acquireSync (did you mean timeout? acquireSync does not take that either: it never waits; use acquire)',
       ],
-      ['acquire frob', () => ls.acquire('r', { frob: 1 } as any), '"frob" for acquire (known: shared, autoCreate, owner, label, ifGeneration, wait, timeout, signal)'],
+      ['acquire frob', () => ls.acquire('r', { frob: 1 } as any), '"frob" for acquire (known: shared, autoCreate, owner, label, ifGeneration, wait, timeout, signal, deadlockTimeout)'],
       ['open locktype', () => LockSpace.open(tmp.dir, { locktype: 'ofd' } as any), '"locktype" for LockSpace.open (did you mean lockType?)'],
       ['resourceNameForPath canonicalise', () => resourceNameForPath('/x', { canonicalise: false } as any), '(did you mean canonicalize?)'],
       ['locks.request ifavailable', () => ls.locks.request('r', { ifavailable: true } as any, () => 1), '(did you mean ifAvailable?)'],
