@@ -185,7 +185,7 @@ test.each(['a', 'c'])('a copy with another table format refuses to load, naming 
   const out = await run('incompatible', first);
   const [loaded, refused] = first === 'a' ? ['a', 'c'] : ['c', 'a'];
   const node = (k: 'a' | 'b' | 'c') => path.join(copies[k], 'build', 'Release', 'lockspace.node');
-  const format = (k: string) => (k === 'c' ? 99 : 4);
+  const format = (k: string) => (k === 'c' ? 99 : 5);
   expect(out.refused.code).toBe('ERR_LOCKSPACE_INCOMPATIBLE_COPY');
   expect(out.refused.message).toContain(
     `cannot load ${node(refused as 'a' | 'c')} (version ${versions[refused as 'a' | 'c']}, table format ${format(refused)})`,
