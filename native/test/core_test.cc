@@ -338,6 +338,7 @@ int main() {
       {"network file systems", testNetworkFs},
       {"directories", testDirCache},
       {"deadlocks: a report", testDeadlockReport},
+      {"deadlocks: past a long run of one owner's requests", testDeadlockPastOwnRun},
       {"deadlocks: the oracle over random schedules", testDeadlockOracle},
   };
   for (auto& t : tests) {

@@ -122,5 +122,6 @@ void testDirCache();
 // deadlock_test.cc
 void testDeadlockOracle();
 void testDeadlockReport();
+void testDeadlockPastOwnRun();
 
 }  // namespace lockspace::test
