@@ -51,7 +51,7 @@ struct Model {
     ModelResource& r = res[k];
     std::vector<ModelRequest> granted;
     while (!r.queue.empty()) {
-      const ModelRequest& w = r.queue.front();
+      const ModelRequest w = r.queue.front();  // a copy: popped below
       const bool head = granted.empty();
       const bool ok = head && r.holders.empty() ? true : w.shared && r.shared;
       if (!ok) break;
