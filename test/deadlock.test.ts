@@ -5,7 +5,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { LockSpace, isLockspaceError } from '../lib';
-import { useTmpDir, outsideProbe, waitFor, track, catchErr, sleep, WorkerClient, stats } from './helpers';
+import { useTmpDir, outsideProbe, waitFor, track, catchErr, sleep, WorkerClient, stats, spawnPythonHolder } from './helpers';
 
 let workers: WorkerClient[] = [];
 const tmp = useTmpDir({
@@ -237,10 +237,18 @@ describe('waits in no cycle are never failed', () => {
     await (await waits[1]).release();
   });
 
-  test('a wait for another process is no cycle here', async () => {
+  test('waits for another process are no cycle here: they wait (and time out) as before', async () => {
     const ls = LockSpace.open(tmp.dir, { deadlockTimeout: 50 });
-    const err = await catchErr(() => ls.acquire('absent', { wait: true, timeout: 200 }));
-    expect(err.code).toBe('ENOENT');
+    const file = path.join(tmp.dir, 'held-outside');
+    fs.writeFileSync(file, '');
+    const holder = await spawnPythonHolder(file);
+    try {
+      const waits = [ls.acquire('held-outside', { wait: true, timeout: 400 }), ls.acquire('held-outside', { wait: true, timeout: 400, shared: true })];
+      for (const w of waits) expect((await catchErr(() => w)).code).toBe('ETIMEDOUT');
+    } finally {
+      await holder.release();
+    }
+    expect(stats()).toMatchObject({ waiters: 0, leases: 0 });
   });
 });
 

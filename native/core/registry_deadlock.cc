@@ -22,7 +22,8 @@
 //
 // Cost: only a request that has waited deadlockTimeout asks; one search visits each owner once, each
 // request it reaches once or twice, and each resource's holders once in full (later only those that
-// close a cycle). A queue of one owner's requests is scanned past them: O(its length) per search.
+// close a cycle). A run of the searched owner's own requests in a queue is jumped over at once
+// (Waiter::runStart), so one owner's long queue costs a search O(1), not O(its length).
 // native/test/deadlock_test.cc checks the answers against an oracle with every edge.
 #include <algorithm>
 #include <string_view>
@@ -162,18 +163,29 @@ struct Registry::DeadlockSearch {
         const bool mine = !skip.empty() && it->req.owner == skip;
         if (!mine) f(it->req.owner, true);
         // One of skip's own requests is no edge for it: what that request waits for, this one waits
-        // for too (it conflicts with everything ahead), so the scan goes on past it.
+        // for too (it conflicts with everything ahead), so the scan goes on past it, and past the
+        // rest of that run of skip's requests at once.
         if (!it->req.shared && !mine) break;
+        if (mine) it = runStart(e, it);
       }
       return;
     }
     // A shared request: the nearest exclusive request ahead not of skip's own.
-    for (NearestExclusive x = nearestBefore(begin, it); x.found; x = nearestBefore(begin, x.at)) {
+    for (NearestExclusive x = nearestBefore(begin, it); x.found; x = nearestBefore(begin, runStart(e, x.at))) {
       if (skip.empty() || x.at->req.owner != skip) {
         f(x.at->req.owner, true);
         break;
       }
     }
+  }
+
+  // The first request of the run of one owner's requests that `it` is in (see Waiter::runStart), or
+  // `it` itself when that request has left the queue.
+  ConstIt runStart(const Entry* e, ConstIt it) const {
+    if (it->runStartPush == it->push) return it;
+    const RequestBook::Booking* b = r.book_.find(it->runStart);
+    const bool there = b && b->phase == RequestBook::Phase::Queued && b->entry == e && b->at->push == it->runStartPush;
+    return there ? ConstIt(b->at) : it;
   }
 
   // The nearest exclusive request before `it` in its queue (shared requests between are passed over;

@@ -38,6 +38,13 @@ struct Waiter {
   DirPtr dir;
   std::string name;  // as the request named it (in dir)
   SinkPtr sink;
+  // The first request of the run of this owner's requests that this one joined at the back (itself if
+  // the one before it had another owner), and that request's push. Requests only leave a queue or join
+  // it at the back, so while that push is still queued here, every request between it and this one has
+  // this owner too. The deadlock search jumps over one owner's requests with it.
+  uint64_t push = 0;  // this one's push (a request queued here again is another push)
+  uint64_t runStart = 0;
+  uint64_t runStartPush = 0;
 };
 
 class WaitQueue {
@@ -57,7 +64,13 @@ class WaitQueue {
   bool empty() const noexcept { return list_.empty(); }
   size_t size() const noexcept { return list_.size(); }
   Waiter& front() noexcept { return list_.front(); }
-  Handle push(Waiter&& w) { return list_.insert(list_.end(), std::move(w)); }
+  Handle push(Waiter&& w) {
+    w.push = ++pushes_;
+    const bool sameRun = !list_.empty() && list_.back().req.owner == w.req.owner;
+    w.runStart = sameRun ? list_.back().runStart : w.request;
+    w.runStartPush = sameRun ? list_.back().runStartPush : w.push;
+    return list_.insert(list_.end(), std::move(w));
+  }
   void erase(Handle at) noexcept { list_.erase(at); }
   Waiter popFront() {
     Waiter w = std::move(list_.front());
@@ -86,6 +99,7 @@ class WaitQueue {
 
  private:
   std::list<Waiter> list_;
+  uint64_t pushes_ = 0;
 };
 
 // One grant round: the requests the policy admitted (whose names are then checked outside the mutex),

@@ -339,6 +339,7 @@ int main() {
       {"directories", testDirCache},
       {"holder records", testHolderRecords},
       {"deadlocks: a report", testDeadlockReport},
+      {"deadlocks: past a long run of one owner's requests", testDeadlockPastOwnRun},
       {"deadlocks: the oracle over random schedules", testDeadlockOracle},
   };
   for (auto& t : tests) {

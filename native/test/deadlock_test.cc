@@ -51,7 +51,7 @@ struct Model {
     ModelResource& r = res[k];
     std::vector<ModelRequest> granted;
     while (!r.queue.empty()) {
-      const ModelRequest& w = r.queue.front();
+      const ModelRequest w = r.queue.front();  // a copy: popped below
       const bool head = granted.empty();
       const bool ok = head && r.holders.empty() ? true : w.shared && r.shared;
       if (!ok) break;
@@ -283,6 +283,33 @@ void testDeadlockReport() {
   own.release(by);
   for (auto& g : sink->grants) own.release(g.second);
   CHECK(own.stats().leases == 0 && own.stats().waiters == 0);
+}
+
+// A cycle behind a long run of one owner's own requests: A's request at the back of E's queue waits
+// (soft) for B's request at the front, past 1,000 more of A's; B also waits for F, which A holds. The
+// search jumps over A's run (also once its first request has left the queue) and finds the cycle.
+void testDeadlockPastOwnRun() {
+  Registry own;
+  DirPtr d = own.openDir(freshDir("dl-run"));
+  own.create(d, "e");
+  own.create(d, "f");
+  auto sink = std::make_shared<TestSink>();
+  const uint64_t he = own.acquire(d, "e", req(false, false, "H")).lease;
+  const uint64_t af = own.acquire(d, "f", req(false, false, "A")).lease;
+  CHECK(own.acquire(d, "e", req(false, false, "B"), 1, sink).queued);
+  for (uint64_t r = 2; r <= 1002; ++r) CHECK(own.acquire(d, "e", req(r % 3 == 0, false, "A"), r, sink).queued);
+  CHECK(own.checkDeadlock(1002).empty());  // no cycle yet: B waits only for H
+  CHECK(own.acquire(d, "f", req(false, false, "B"), 2000, sink).queued);
+  CHECK(own.cancel(2));  // the first of A's run leaves: the others' jumps fall back, step by step
+  const DeadlockCycle c = own.checkDeadlock(1002);
+  CHECK(c.size() == 2 && c[0].owner == "A" && c[0].soft && c[1].owner == "B" && !c[1].soft);
+  CHECK(!own.checkDeadlock(500).empty());  // any of A's requests closes one too (it is rejected alone)
+  own.release(af);
+  own.release(he);
+  while (own.stats().leases > 0) {
+    for (auto& g : sink->grants) own.release(g.second);
+  }
+  CHECK(own.stats().waiters == 0);
 }
 
 }  // namespace lockspace::test

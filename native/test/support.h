@@ -123,5 +123,6 @@ void testHolderRecords();
 // deadlock_test.cc
 void testDeadlockOracle();
 void testDeadlockReport();
+void testDeadlockPastOwnRun();
 
 }  // namespace lockspace::test

@@ -76,6 +76,8 @@ async function usage(signal: AbortSignal): Promise<void> {
   await ls.holdFor(4242, ['disk'], { onLost: 'restart' });
   expectType<Equal<ReturnType<typeof ls.inspectSync>, InspectInfo>>();
   LockSpace.open('/var/lib/myapp/locks', { checkInterval: 0 });
+  LockSpace.open('/var/lib/myapp/locks', { deadlockTimeout: Infinity });
+  await (await ls.acquire('web', { wait: true, deadlockTimeout: 200 })).release();
   lease.releaseSync();
 
   const sync = ls.acquireSync('web', { owner: 7 });
@@ -175,6 +177,8 @@ async function misuse(ls: LockSpace, lease: Lease): Promise<void> {
   await ls.acquire('web', { timeout: 10 });
   // @ts-expect-error -- signal only with wait: true
   await ls.acquire('web', { signal: new AbortController().signal });
+  // @ts-expect-error -- deadlockTimeout only with wait: true
+  await ls.acquire('web', { deadlockTimeout: 200 });
   // @ts-expect-error -- timeout only with wait (undefined is no wait)
   await ls.acquire('web', { wait: undefined, timeout: 10 });
   const noWait = { timeout: 10 };
