@@ -191,7 +191,10 @@ void runSchedule(uint32_t seed, Counts& counts) {
       for (int k = 0; k < kResources; ++k)
         for (const ModelRequest& w : m.res[k].queue) all.emplace_back(k, w.id);
       if (all.empty()) continue;
-      auto [k, id] = all[pick(static_cast<int>(all.size()))];
+      // Not a structured binding: a lambda below captures id, which C++17 does not allow of one.
+      const std::pair<int, uint64_t> chosen = all[pick(static_cast<int>(all.size()))];
+      const int k = chosen.first;
+      const uint64_t id = chosen.second;
       bool remove = true;
       if (op < 8) {
         CHECK(own.cancel(id));
