@@ -235,7 +235,9 @@ const Identity& self() {
     while (!mid.empty() && (mid.back() == '\n' || mid.back() == ' ')) mid.pop_back();
     out->machineId = mid.substr(0, kMaxMachineId);
     out->pid = ::getpid();
-    out->startTime = startTimeIn(readSmallFile("/proc/self/stat"));
+    // By pid, not /proc/self: the file readers check it against (startTimeOf), and qemu-user fakes
+    // /proc/self/stat (start time 0) for the programs it runs.
+    out->startTime = startTimeOf(::getpid());
     return out;
   }();
   return *id;
