@@ -235,8 +235,7 @@ const Identity& self() {
     while (!mid.empty() && (mid.back() == '\n' || mid.back() == ' ')) mid.pop_back();
     out->machineId = mid.substr(0, kMaxMachineId);
     out->pid = ::getpid();
-    // By pid, not /proc/self: the file readers check it against (startTimeOf), and qemu-user fakes
-    // /proc/self/stat (start time 0) for the programs it runs.
+    // By pid: the very file readers check it against (startTimeOf).
     out->startTime = startTimeOf(::getpid());
     return out;
   }();

@@ -343,8 +343,9 @@ int main() {
       {"deadlocks: the oracle over random schedules", testDeadlockOracle},
   };
   // LOCKSPACE_CORE_TEST_NOT_UNDER="name|...": scenarios left out of a run, each printed as "not run".
-  // Only the portability check sets it, for the holder records scenario under qemu-user, where it
-  // reads no live record for a reason not yet found (native x86-64 runs it, glibc and musl).
+  // Only the portability check sets it, for the holder records scenario under qemu-user: qemu fakes
+  // /proc/PID/stat for the process it runs and gives the start time of the *calling thread*, so the
+  // query thread never matches the start time the writing thread recorded (Linux gives the process's).
   const char* notRun = getenv("LOCKSPACE_CORE_TEST_NOT_UNDER");
   for (auto& t : tests) {
     if (notRun != nullptr &&
