@@ -82,6 +82,13 @@ function descriptorsUnder(dir: string): string[] {
   return found;
 }
 
+/** Collects 'lockspace:fenced' messages into `into`; returns the unsubscribe. */
+function hearFenced(into: FencedMessage[]): () => void {
+  const listener = (m: unknown) => into.push(m as FencedMessage);
+  dc.subscribe('lockspace:fenced', listener);
+  return () => dc.unsubscribe('lockspace:fenced', listener);
+}
+
 /** Starts test/fixtures/bind-manager.js; resolves with the VM's and the holder's pids. */
 function startManager(cfg: object): Promise<{ manager: ChildProcess; vm: number; holder: number }> {
   const manager = spawn(process.execPath, [path.join(FIXTURES, 'bind-manager.js'), JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -256,8 +263,7 @@ test('a holder that dies takes the locks with it, so its guardian fences the VM 
   const ls = LockSpace.open(tmp.dir);
   const vm = startVm();
   const fenced: FencedMessage[] = [];
-  const listener = (m: unknown) => fenced.push(m as FencedMessage);
-  dc.subscribe('lockspace:fenced', listener);
+  const stop = hearFenced(fenced);
   try {
     const set = await ls.holdFor(vm.pid!, ['a']);
     process.kill(set.holderPid, 'SIGKILL');
@@ -267,7 +273,7 @@ test('a holder that dies takes the locks with it, so its guardian fences the VM 
     expect(set.signal.aborted).toBe(true);
     expect(set.signal.reason).toMatchObject({ code: 'ERR_LOCK_LOST' });
   } finally {
-    dc.unsubscribe('lockspace:fenced', listener);
+    stop();
   }
 });
 
@@ -279,8 +285,7 @@ test.each([
   const ls = LockSpace.open(tmp.dir);
   const vm = startVm();
   const fenced: FencedMessage[] = [];
-  const listener = (m: unknown) => fenced.push(m as FencedMessage);
-  dc.subscribe('lockspace:fenced', listener);
+  const stop = hearFenced(fenced);
   try {
     const set = await ls.holdFor(vm.pid!, ['a', 'b'], { onLost, checkInterval: 100, graceMs: 2000 });
     holders.push(set.holderPid);
@@ -292,7 +297,7 @@ test.each([
     expect(fenced[0]).toMatchObject({ pid: vm.pid, lostName: 'b', action: signal });
     expect(set.signal.reason).toMatchObject({ code: 'ERR_LOCK_LOST', path: b, cause: expect.objectContaining({ code: 'ENOENT' }) });
   } finally {
-    dc.unsubscribe('lockspace:fenced', listener);
+    stop();
   }
 });
 
