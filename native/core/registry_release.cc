@@ -334,14 +334,17 @@ void Registry::releaseByName(const DirPtr& dir, const std::string& name, const s
     if (e && checkName(lk, path.c_str(), e->key, e->serial) == NameCheck::Reaches)
       lease = ownerLease(byInode_.find(InodeKey{st.st_dev, st.st_ino}));
   }
-  // Or a lease this owner took by this very name on a file that the name no longer reaches.
+  // Or the oldest lease this owner took by this very name on a file that the name no longer reaches:
+  // the oldest, as by a name that still reaches the file, and never the table's (inode hash) order.
   if (!lease) {
+    uint64_t oldest = 0;
     byInode_.forEach([&](Entry* e) {
-      if (lease || !e->locked()) return;
+      if (!e->locked()) return;
       for (const Owner& o : e->owners) {
-        if (ownerKey(o.owner) == owner && ownerDir(e, o.lease) == dir.get() && ownerName(e, o.lease) == name) {
-          lease = o.lease;  // the owner's first lease of it, as by a name that still reaches the file
-          break;
+        const bool mine = ownerKey(o.owner) == owner && ownerDir(e, o.lease) == dir.get() && ownerName(e, o.lease) == name;
+        if (mine && (!lease || o.order < oldest)) {
+          lease = o.lease;
+          oldest = o.order;
         }
       }
     });
