@@ -341,7 +341,8 @@ void Registry::releaseByName(const DirPtr& dir, const std::string& name, const s
     byInode_.forEach([&](Entry* e) {
       if (!e->locked()) return;
       for (const Owner& o : e->owners) {
-        const bool mine = ownerKey(o.owner) == owner && ownerDir(e, o.lease) == dir.get() && ownerName(e, o.lease) == name;
+        const bool mine =
+            ownerKey(o.owner) == owner && ownerDir(e, o.lease) == dir.get() && ownerName(e, o.lease) == name;
         if (mine && (!lease || o.order < oldest)) {
           lease = o.lease;
           oldest = o.order;
