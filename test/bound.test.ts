@@ -200,6 +200,23 @@ test('a process that ends before the bind completes: ESRCH, nothing held', async
   expect(await catchErr(() => ls.holdFor(2 ** 22, ['a']))).toMatchObject({ code: 'ESRCH' });
 });
 
+test("a VM whose command holds ') ' and spaces: the manager and the holder read one start time", async () => {
+  const [a] = disks(['a']);
+  // The command (field 2 of /proc/PID/stat) is parenthesised but may itself hold ') ': both parses
+  // count the fields after the last ')', or the holder would refuse the bind (ESRCH).
+  const vm = spawn(python(), ['-c', "open('/proc/self/comm', 'w').write('vm) 1 2 (x) 3')\nprint('ready', flush=True)\nimport time\ntime.sleep(1000)"], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.push(vm);
+  await new Promise((resolve) => vm.stdout!.once('data', resolve));
+  expect(fs.readFileSync(`/proc/${vm.pid}/comm`, 'latin1')).toBe('vm) 1 2 (x) 3\n');
+  const set = await LockSpace.open(tmp.dir).holdFor(vm.pid!, ['a']);
+  holders.push(set.holderPid);
+  expect(await probes([a])).toEqual(['busy']);
+  vm.kill('SIGKILL');
+  await waitFor(async () => (await probes([a]))[0] === 'locked', 'a free once the VM ends', 5000);
+});
+
 test('a bound set never outlives its process when the pid number is reused', () => {
   disks(['a']);
   // In a pid namespace of its own, the next pid can be chosen (ns_last_pid): the VM's pid is given

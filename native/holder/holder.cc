@@ -47,6 +47,7 @@
 
 #include "../core/lock_file.h"
 #include "../core/network_fs.h"
+#include "../core/proc_stat.h"
 #include "../core/types.h"
 #include "../core/unique_fd.h"
 
@@ -66,7 +67,8 @@ enum class Action { Kill, Term, None };
 
 struct Config {
   pid_t pid = 0;
-  std::string start;  // empty: not checked
+  bool checkStart = false;  // --start given: the bound process must have started then
+  uint64_t start = 0;
   LockKind kind = LockKind::Posix;
   long waitMs = 0;  // -1: as long as the bound process lives
   bool autoCreate = false;
@@ -124,6 +126,14 @@ long number(const char* text, long min) {
   return v;
 }
 
+uint64_t startTicks(const char* text) {
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long v = strtoull(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || text[0] == '-') usage("bad start time");
+  return v;
+}
+
 Config parse(int argc, char** argv) {
   Config c;
   int i = 1;
@@ -139,9 +149,10 @@ Config parse(int argc, char** argv) {
     }
     if (a == "--pid")
       c.pid = static_cast<pid_t>(number(value(), 1));
-    else if (a == "--start")
-      c.start = value();
-    else if (a == "--kind")
+    else if (a == "--start") {
+      c.checkStart = true;
+      c.start = startTicks(value());
+    } else if (a == "--kind")
       c.kind = std::string(value()) == "ofd" ? LockKind::Ofd : LockKind::Posix;
     else if (a == "--wait-ms")
       c.waitMs = number(value(), -1);
@@ -167,24 +178,6 @@ Config parse(int argc, char** argv) {
   if (c.pid == 0 || c.specs.empty()) usage("--pid and at least one member are required");
   if (c.fenceAfterMs == 0) c.fenceAfterMs = 3 * c.checkMs;
   return c;
-}
-
-// Field 22 of /proc/PID/stat (the start time, in clock ticks after boot), or "" when unreadable.
-std::string startTime(pid_t pid) {
-  const std::string file = "/proc/" + std::to_string(pid) + "/stat";
-  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return {};
-  char buf[1024];
-  const ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
-  if (n <= 0) return {};
-  buf[n] = '\0';
-  const char* p = strrchr(buf, ')');  // the command may hold spaces and parentheses
-  if (p == nullptr) return {};
-  // After ")": field 3 (state) onwards; the start time is field 22.
-  for (int field = 2; field < 22 && p != nullptr; field++) p = strchr(p + 1, ' ');
-  if (p == nullptr) return {};
-  const char* end = strchr(p + 1, ' ');
-  return end == nullptr ? std::string() : std::string(p + 1, end);
 }
 
 bool exited(int pidfd, int timeoutMs = 0) {
@@ -449,7 +442,8 @@ int run(int argc, char** argv) {
     return 1;
   }
   // The pidfd names the process that has the pid now: it must be the one the manager meant.
-  if (!c.start.empty() && startTime(c.pid) != c.start) {
+  uint64_t start = 0;
+  if (c.checkStart && (!procstat::startTimeOf(c.pid, &start) || start != c.start)) {
     say("error " + std::to_string(ESRCH) + " pidfd_open -1");
     return 1;
   }
