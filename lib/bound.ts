@@ -20,18 +20,13 @@ import { abortError } from './waits';
 
 export type { BoundRecord, BoundTo, LostAction } from './bound-holders';
 
-export interface HoldForOptions {
+/** holdFor's options other than waiting. */
+export interface HoldForCommonOptions {
   /** Shared (read) locks for the requests that do not say. */
   shared?: boolean | undefined;
   /** Create missing files (mode 0600); deleted again when the set is released or its process ends
    *  (local file systems only, as for `acquire`). */
   autoCreate?: boolean | undefined;
-  /** Wait until every lock of the set is free (holding none of them meanwhile). */
-  wait?: boolean | undefined;
-  /** With `wait`: give up after this many ms (ETIMEDOUT), nothing held. */
-  timeout?: number | undefined;
-  /** Abort the bind (AbortError), nothing held. */
-  signal?: AbortSignal | undefined;
   /** Fencing: what happens to the bound process when a lock is lost. Default `'kill'`. */
   onLost?: LostAction | undefined;
   /** `onLost: 'term'`: ms between SIGTERM and SIGKILL. Default 5000. */
@@ -44,6 +39,33 @@ export interface HoldForOptions {
   fenceAfter?: number | undefined;
 }
 
+/** Bind without waiting: EBUSY at once when a member is held. */
+export interface HoldForNowOptions extends HoldForCommonOptions {
+  wait?: false | undefined;
+  timeout?: undefined;
+  signal?: undefined;
+}
+
+/** Bind once every lock of the set is free (holding none of them meanwhile). */
+export interface HoldForWaitOptions extends HoldForCommonOptions {
+  wait: true;
+  /** Give up after this many ms (ETIMEDOUT), nothing held. */
+  timeout?: number | undefined;
+  /** Abort the bind (AbortError), nothing held. */
+  signal?: AbortSignal | undefined;
+}
+
+/** Options built before the call, in a variable: there `wait` is a `boolean`, so whether `timeout`
+ *  and `signal` go with `wait: true` is checked at run time (ERR_INVALID_ARG_VALUE). */
+export interface HoldForBooleanWaitOptions extends HoldForCommonOptions {
+  wait: boolean;
+  timeout?: number | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+/** holdFor's options. `timeout` and `signal` go with `wait: true` only, as for `acquire`: without
+ *  `wait` they do not compile. */
+export type HoldForOptions = HoldForNowOptions | HoldForWaitOptions | HoldForBooleanWaitOptions;
 
 /** diagnostics_channel('lockspace:fenced'): a holder reported a lost lock, and what it did. */
 export interface FencedMessage {
