@@ -67,6 +67,7 @@
         "type": "executable",
         "sources": [
           "native/holder/holder.cc",
+          "native/core/holder_record.cc",
           "native/core/lock_file.cc",
           "native/core/network_fs.cc",
           "native/core/proc_stat.cc"

@@ -37,6 +37,11 @@ export interface HoldForCommonOptions {
    *  can hang for the server's whole timeout). Default 3 × checkInterval. Set it well below the time
    *  after which the file system grants the lock to another host. */
   fenceAfter?: number | undefined;
+  /** Records only (`LockSpace.open(dir, { records: true })`): the label of the holder records, e.g.
+   *  the VM's name; at most 256 bytes of UTF-8. With records on, the holder writes a record into each
+   *  file of the set as a grant of the lockspace does (an exclusive member counts the generation on):
+   *  readers (`inspect`, `lockspace status`) see the holder (`holderPid`) as the holder. */
+  label?: string | undefined;
 }
 
 /** Bind without waiting: EBUSY at once when a member is held. */
@@ -215,6 +220,7 @@ const HOLD_OPTIONS = {
   checkInterval: 'interval',
   fenceAfter: 'interval',
   graceMs: 'interval',
+  label: 'label',
 } as const;
 
 interface HoldPlan {
@@ -236,7 +242,7 @@ export function planHold(
   pid: unknown,
   requests: unknown,
   options: unknown,
-  ls: { directory: string | null; lockType: LockType; pathOf(name: string): string; keyOf(name: string): string },
+  ls: { directory: string | null; lockType: LockType; records: boolean; pathOf(name: string): string; keyOf(name: string): string },
 ): HoldPlan {
   if (typeof pid !== 'number') throw invalidArgType('pid', 'of type number', pid);
   if (!Number.isInteger(pid) || pid <= 0 || pid > 2 ** 22) throw invalidArgValue('pid', pid, 'must be a process id (a positive integer)');
@@ -251,6 +257,10 @@ export function planHold(
   const checkInterval = (readOption(opts, 'checkInterval', 'interval') as number | undefined) ?? 2000;
   const fenceAfter = (readOption(opts, 'fenceAfter', 'interval') as number | undefined) ?? 3 * checkInterval;
   const graceMs = (readOption(opts, 'graceMs', 'interval') as number | undefined) ?? 5000;
+  const label = readOption(opts, 'label', 'label') as string | undefined;
+  if (label !== undefined && !ls.records) {
+    throw invalidArgValue('options', options, 'sets label, which needs a lockspace opened with { records: true }');
+  }
   if (!wait && (timeout !== undefined || signal !== undefined)) {
     throw invalidArgValue('options', options, 'sets timeout or signal without wait: true');
   }
@@ -288,6 +298,7 @@ export function planHold(
     ...['--pid', String(pid), '--start', start, '--kind', ls.lockType, '--wait-ms', String(waitMs)],
     ...['--on-lost', onLost, '--grace-ms', String(graceMs), '--check-ms', String(checkInterval), '--fence-after-ms', String(fenceAfter)],
     ...(autoCreate ? ['--auto-create'] : []),
+    ...(ls.records ? ['--records', ...(label ? ['--label', label] : [])] : []),
     '--',
     ...ordered.map((m) => `${m.shared ? 's' : 'x'}${m.path}`),
   ];

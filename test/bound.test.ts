@@ -3,6 +3,7 @@
  * exclusion is checked from outside, by python's fcntl.lockf. */
 import * as dc from 'diagnostics_channel';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { ChildProcess, spawn, spawnSync } from 'child_process';
 import { BoundSet, LockSpace } from '../lib';
@@ -370,6 +371,36 @@ test('nobody else may see, release or fence a set: another user reads no record 
   expect(alive(set.holderPid)).toBe(true);
   expect(await probes([a])).toEqual(['busy']);
   expect(set.state).toBe('held');
+});
+
+test('records: true: the holder writes each member\'s holder record, with the label; other processes read it as the holder', async () => {
+  const [a, b] = disks(['a', 'b']);
+  const ls = LockSpace.open(tmp.dir, { records: true });
+  const before = await ls.acquire('a');
+  const last = before.generation!;
+  await before.release();
+  const vm = startVm();
+  const set = await ls.holdFor(vm.pid!, ['a', { name: 'b', shared: true }], { label: 'vm-7' });
+  holders.push(set.holderPid);
+  expect(await probes([a, b])).toEqual(['busy', 'busy']);
+  // Another process (the CLI) reads the records: the holder is their holder, exclusive a counted on.
+  const byName = (resources: { name: string; records: unknown[] }[]) => Object.fromEntries(resources.map((r) => [r.name, r.records]));
+  const seen = byName(statusJson([tmp.dir]).resources);
+  const record = { host: os.hostname(), pid: set.holderPid, label: 'vm-7', since: expect.stringMatching(/^\d{4}-/) };
+  expect(seen.a).toEqual([expect.objectContaining({ ...record, mode: 'exclusive', generation: String(last + 1n) })]);
+  expect(seen.b).toEqual([expect.objectContaining({ ...record, mode: 'shared' })]);
+  expect((await ls.inspect('a')).records).toMatchObject([{ pid: set.holderPid, label: 'vm-7', generation: last + 1n }]);
+  // The VM ends: the holder and its records go; the next exclusive grant counts on.
+  vm.kill('SIGKILL');
+  await waitFor(async () => (await probes([a, b])).every((p) => p === 'locked'), 'both free', 5000);
+  expect(byName(statusJson([tmp.dir]).resources)).toEqual({ a: [], b: [] });
+  const after = await ls.acquire('a');
+  expect(after.generation).toBe(last + 2n);
+  await after.release();
+  // A label needs records, as for acquire.
+  const vm2 = startVm();
+  expect(await catchErr(() => LockSpace.open(tmp.dir).holdFor(vm2.pid!, ['a'], { label: 'x' }))).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+  expect(await probes([a])).toEqual(['locked']);
 });
 
 test('bad arguments are TypeErrors and start nothing', async () => {

@@ -10,10 +10,13 @@
 // /proc/PID/environ is readable only by that user and root, which is how a restarted manager finds it.
 //
 // usage: lockspace-holder --pid PID [--start TICKS] [--kind posix|ofd] [--wait-ms MS] [--auto-create]
-//        [--on-lost kill|term|none] [--grace-ms MS] [--check-ms MS] [--fence-after-ms MS] -- (x|s)PATH...
+//        [--on-lost kill|term|none] [--grace-ms MS] [--check-ms MS] [--fence-after-ms MS]
+//        [--records [--label TEXT]] -- (x|s)PATH...
 //   x: exclusive, s: shared. --wait-ms -1 waits as long as the bound process lives. --start is the bound
 //   process's start time (field 22 of /proc/PID/stat) as the manager saw it: another process with that
-//   pid now is an error, not a bind.
+//   pid now is an error, not a bind. --records: write a holder record into each member once the set is
+//   held (native/core/holder_record.h), as a lockspace opened with { records: true } does for its
+//   grants; the record names this process, the locks' owner, and carries the label.
 //
 // Lines it writes (each "\n"-terminated):
 //   held                           every lock is held, the set is bound
@@ -45,6 +48,7 @@
 #include <thread>
 #include <vector>
 
+#include "../core/holder_record.h"
 #include "../core/lock_file.h"
 #include "../core/network_fs.h"
 #include "../core/proc_stat.h"
@@ -76,6 +80,8 @@ struct Config {
   int graceMs = 5000;
   int checkMs = 2000;
   int fenceAfterMs = 0;  // 0: 3 check intervals
+  bool records = false;
+  std::string label;
   std::vector<std::pair<Mode, std::string>> specs;
 };
 
@@ -158,6 +164,10 @@ Config parse(int argc, char** argv) {
       c.waitMs = number(value(), -1);
     else if (a == "--auto-create")
       c.autoCreate = true;
+    else if (a == "--records")
+      c.records = true;
+    else if (a == "--label")
+      c.label = value();
     else if (a == "--grace-ms")
       c.graceMs = static_cast<int>(number(value(), 0));
     else if (a == "--check-ms")
@@ -177,6 +187,7 @@ Config parse(int argc, char** argv) {
   }
   if (c.pid == 0 || c.specs.empty()) usage("--pid and at least one member are required");
   if (c.fenceAfterMs == 0) c.fenceAfterMs = 3 * c.checkMs;
+  if (c.label.size() > record::kMaxLabel) usage("the label is longer than a record holds");
   return c;
 }
 
@@ -295,6 +306,43 @@ Outcome takeAll(const Config& c, std::vector<Member>& held) {
       releaseAll(held, c.kind);
       return o;
     }
+  }
+  return {};
+}
+
+// The holder record of each member (holder_record.h), in the steps a lockspace's grant takes
+// (registry_record.cc): under the lock just taken, the count goes on for an exclusive member, then this
+// process claims a slot and writes its record; on a network file system it reaches the server before
+// "held" is said. Every slot claimed by other live holders: no record, as for a lockspace's grant.
+Outcome writeRecords(const Config& c, const std::vector<Member>& held) {
+  const record::Identity& me = record::self();
+  for (const Member& m : held) {
+    const int fd = m.fd.get();
+    record::Count count;
+    int err = record::readCount(fd, m.remote, &count);
+    if (err != 0) return failure(m.index, err, "read");
+    if ((err = record::extend(fd)) != 0) return failure(m.index, err, "ftruncate");
+    record::Holder h;
+    h.exclusive = m.mode == Mode::Exclusive;
+    h.generation = count.last;
+    if (h.exclusive) {
+      h.generation = record::nextGeneration(count.last);
+      if ((err = record::writeCount(fd, count, h.generation)) != 0) return failure(m.index, err, "write");
+    }
+    h.slot = record::claimSlot(fd, c.kind, &h.live, &err);
+    if (err != 0) return failure(m.index, err, "fcntl");
+    if (h.slot >= 0) {
+      struct timespec ts {};
+      ::clock_gettime(CLOCK_REALTIME, &ts);
+      h.since = static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+      h.pid = me.pid;
+      h.startTime = me.startTime;
+      h.host = me.host;
+      h.machineId = me.machineId;
+      h.label = c.label;
+      if ((err = record::writeSlot(fd, h)) != 0) return failure(m.index, err, "write");
+    }
+    if (m.remote && (err = record::flush(fd)) != 0) return failure(m.index, err, "fdatasync");
   }
   return {};
 }
@@ -452,7 +500,11 @@ int run(int argc, char** argv) {
   std::vector<Member> held;
   const int64_t deadline = c.waitMs < 0 ? INT64_MAX : nowMs() + c.waitMs;
   for (int round = 0;; round++) {
-    const Outcome o = takeAll(c, held);
+    Outcome o = takeAll(c, held);
+    if (o.what == Outcome::Held && c.records) {
+      o = writeRecords(c, held);
+      if (o.what != Outcome::Held) releaseAll(held, c.kind);
+    }
     if (o.what == Outcome::Held) break;
     if (o.what == Outcome::Error) {
       say("error " + std::to_string(o.err) + " " + o.syscall + " " + std::to_string(o.index));
