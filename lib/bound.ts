@@ -103,6 +103,22 @@ const lostError = (record: BoundRecord, index: number, errnum: number): Lockspac
   });
 };
 
+/** How often a found set's `signal` looks at its holder (bound sets are few; each look reads two
+ *  small /proc files). */
+const FOUND_WATCH_MS = 200;
+
+const foundLostError = (record: BoundRecord): LockspaceError =>
+  new LockspaceError(`ERR_LOCK_LOST: lock lost, holdFor '${record.names.join("', '")}' (bound to pid ${record.pid})`, {
+    code: 'ERR_LOCK_LOST',
+    syscall: 'holdFor',
+  });
+
+const endedError = (record: BoundRecord): LockspaceError =>
+  new LockspaceError(
+    `ERR_LOCK_NOT_HELD: the set of process ${record.pid} ended: its holder is gone (the process ended, the set was released, or the holder died)`,
+    { code: 'ERR_LOCK_NOT_HELD', syscall: 'holdFor' },
+  );
+
 const BOUND_TOKEN: unique symbol = Symbol('lockspace.boundSet');
 
 /**
@@ -127,6 +143,8 @@ export class BoundSet {
   readonly #controller = new AbortController();
   /** The holder's exit, when this process started it (else ended() polls /proc). */
   #exit: Promise<void> | undefined;
+  /** A found set's look at its holder for `signal`, started the first time `signal` is read. */
+  #watch: ReturnType<typeof setInterval> | undefined;
 
   /** Bound sets come from `holdFor` and `boundSets` only: the token is not exported. */
   constructor(token: typeof BOUND_TOKEN, record: BoundRecord, holderPid: number, holderStart: string) {
@@ -155,10 +173,31 @@ export class BoundSet {
     return comm === 'lockspace-lost' ? 'lost' : 'held';
   }
 
-  /** Aborts (reason ERR_LOCK_LOST) when the holder reports a lost lock to the manager that bound
-   *  the set, while that manager runs. A set found with `boundSets()` reads `state` instead. */
+  /**
+   * In the manager that bound the set: aborts (reason ERR_LOCK_LOST) when the holder reports a lost
+   * lock, or dies. In a set found with `boundSets()`: aborts once `state` is no longer 'held': 'lost'
+   * (ERR_LOCK_LOST), or 'ended' (ERR_LOCK_NOT_HELD: the bound process ended, the set was released,
+   * or the holder died). A found set looks at its holder every 200 ms from the first time `signal`
+   * is read, until it aborts; that keeps no event loop alive.
+   */
   get signal(): AbortSignal {
+    if (this.#exit === undefined && this.#watch === undefined && !this.#controller.signal.aborted) this.#watchFound();
     return this.#controller.signal;
+  }
+
+  /** A found set hears no report from its holder: `signal` follows `state` instead. */
+  #watchFound(): void {
+    const check = (): boolean => {
+      const state = this.state;
+      if (state === 'held') return false;
+      this.lost(state === 'lost' ? foundLostError(this.#record) : endedError(this.#record));
+      return true;
+    };
+    if (check()) return;
+    this.#watch = setInterval(() => {
+      if (check()) clearInterval(this.#watch);
+    }, FOUND_WATCH_MS);
+    this.#watch.unref();
   }
 
   /** @internal This process started the holder: its exit event says when it is gone. */

@@ -373,6 +373,32 @@ test('nobody else may see, release or fence a set: another user reads no record 
   expect(set.state).toBe('held');
 });
 
+test("a set found with boundSets(): its signal aborts when the set ends (the VM killed), or when a lock is lost", async () => {
+  const [a] = disks(['a', 'b']);
+  // Bound by another process (the manager), found here.
+  const { vm } = await startManager({ directory: tmp.dir, names: ['a'] });
+  const [found] = await LockSpace.open(tmp.dir).boundSets();
+  expect(found.signal.aborted).toBe(false);
+  process.kill(vm, 'SIGKILL');
+  await waitFor(() => found.signal.aborted, "the found set's signal aborted");
+  expect(found.signal.reason).toMatchObject({ code: 'ERR_LOCK_NOT_HELD', syscall: 'holdFor' });
+  expect(found.state).toBe('ended');
+  expect(await probes([a])).toEqual(['locked']);
+
+  // A lost lock (onLost 'none': the VM runs on): ERR_LOCK_LOST, read from the holder's state.
+  const other = startVm();
+  const set = await LockSpace.open(tmp.dir).holdFor(other.pid!, ['b'], { onLost: 'none', checkInterval: 100 });
+  holders.push(set.holderPid);
+  const [again] = await LockSpace.open(tmp.dir).boundSets();
+  expect(again.signal.aborted).toBe(false);
+  const b = path.join(tmp.dir, 'b');
+  fs.writeFileSync(`${b}.new`, '');
+  fs.renameSync(`${b}.new`, b);
+  await waitFor(() => again.signal.aborted, "the found set's signal aborted");
+  expect(again.signal.reason).toMatchObject({ code: 'ERR_LOCK_LOST', syscall: 'holdFor' });
+  expect(alive(other.pid!)).toBe(true);
+});
+
 test('records: true: the holder writes each member\'s holder record, with the label; other processes read it as the holder', async () => {
   const [a, b] = disks(['a', 'b']);
   const ls = LockSpace.open(tmp.dir, { records: true });
