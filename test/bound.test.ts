@@ -157,7 +157,7 @@ test('all or nothing: a busy member fails the bind (EBUSY, or ETIMEDOUT with wai
   } finally {
     await python.release();
   }
-});
+}, 180_000); // 30 s of probes at least, and more on a loaded machine
 
 test('a wait for a busy member holds none of the others meanwhile, and binds once it is free', async () => {
   const [a, b] = disks(['a', 'b']);
