@@ -34,6 +34,7 @@
         "native/core/registry_inspect.cc",
         "native/core/registry_record.cc",
         "native/core/holder_record.cc",
+        "native/core/proc_stat.cc",
         "native/core/dir.cc",
         "native/core/idle_list.cc",
         "native/core/lock_file.cc",
@@ -66,8 +67,10 @@
         "type": "executable",
         "sources": [
           "native/holder/holder.cc",
+          "native/core/holder_record.cc",
           "native/core/lock_file.cc",
-          "native/core/network_fs.cc"
+          "native/core/network_fs.cc",
+          "native/core/proc_stat.cc"
         ],
         "libraries": ["-lpthread"],
         "conditions": [["lockspace_asan==0", { "ldflags": ["-static"] }]]
@@ -86,6 +89,7 @@
           "native/core/registry_inspect.cc",
           "native/core/registry_record.cc",
           "native/core/holder_record.cc",
+          "native/core/proc_stat.cc",
           "native/core/dir.cc",
           "native/core/idle_list.cc",
           "native/core/lock_file.cc",

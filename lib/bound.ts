@@ -20,18 +20,13 @@ import { abortError } from './waits';
 
 export type { BoundRecord, BoundTo, LostAction } from './bound-holders';
 
-export interface HoldForOptions {
+/** holdFor's options other than waiting. */
+export interface HoldForCommonOptions {
   /** Shared (read) locks for the requests that do not say. */
   shared?: boolean | undefined;
   /** Create missing files (mode 0600); deleted again when the set is released or its process ends
    *  (local file systems only, as for `acquire`). */
   autoCreate?: boolean | undefined;
-  /** Wait until every lock of the set is free (holding none of them meanwhile). */
-  wait?: boolean | undefined;
-  /** With `wait`: give up after this many ms (ETIMEDOUT), nothing held. */
-  timeout?: number | undefined;
-  /** Abort the bind (AbortError), nothing held. */
-  signal?: AbortSignal | undefined;
   /** Fencing: what happens to the bound process when a lock is lost. Default `'kill'`. */
   onLost?: LostAction | undefined;
   /** `onLost: 'term'`: ms between SIGTERM and SIGKILL. Default 5000. */
@@ -42,8 +37,40 @@ export interface HoldForOptions {
    *  can hang for the server's whole timeout). Default 3 × checkInterval. Set it well below the time
    *  after which the file system grants the lock to another host. */
   fenceAfter?: number | undefined;
+  /** Records only (`LockSpace.open(dir, { records: true })`): the label of the holder records, e.g.
+   *  the VM's name; at most 256 bytes of UTF-8. With records on, the holder writes a record into each
+   *  file of the set as a grant of the lockspace does (an exclusive member counts the generation on):
+   *  readers (`inspect`, `lockspace status`) see the holder (`holderPid`) as the holder. */
+  label?: string | undefined;
 }
 
+/** Bind without waiting: EBUSY at once when a member is held. */
+export interface HoldForNowOptions extends HoldForCommonOptions {
+  wait?: false | undefined;
+  timeout?: undefined;
+  signal?: undefined;
+}
+
+/** Bind once every lock of the set is free (holding none of them meanwhile). */
+export interface HoldForWaitOptions extends HoldForCommonOptions {
+  wait: true;
+  /** Give up after this many ms (ETIMEDOUT), nothing held. */
+  timeout?: number | undefined;
+  /** Abort the bind (AbortError), nothing held. */
+  signal?: AbortSignal | undefined;
+}
+
+/** Options built before the call, in a variable: there `wait` is a `boolean`, so whether `timeout`
+ *  and `signal` go with `wait: true` is checked at run time (ERR_INVALID_ARG_VALUE). */
+export interface HoldForBooleanWaitOptions extends HoldForCommonOptions {
+  wait: boolean;
+  timeout?: number | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+/** holdFor's options. `timeout` and `signal` go with `wait: true` only, as for `acquire`: without
+ *  `wait` they do not compile. */
+export type HoldForOptions = HoldForNowOptions | HoldForWaitOptions | HoldForBooleanWaitOptions;
 
 /** diagnostics_channel('lockspace:fenced'): a holder reported a lost lock, and what it did. */
 export interface FencedMessage {
@@ -76,6 +103,22 @@ const lostError = (record: BoundRecord, index: number, errnum: number): Lockspac
   });
 };
 
+/** How often a found set's `signal` looks at its holder (bound sets are few; each look reads two
+ *  small /proc files). */
+const FOUND_WATCH_MS = 200;
+
+const foundLostError = (record: BoundRecord): LockspaceError =>
+  new LockspaceError(`ERR_LOCK_LOST: lock lost, holdFor '${record.names.join("', '")}' (bound to pid ${record.pid})`, {
+    code: 'ERR_LOCK_LOST',
+    syscall: 'holdFor',
+  });
+
+const endedError = (record: BoundRecord): LockspaceError =>
+  new LockspaceError(
+    `ERR_LOCK_NOT_HELD: the set of process ${record.pid} ended: its holder is gone (the process ended, the set was released, or the holder died)`,
+    { code: 'ERR_LOCK_NOT_HELD', syscall: 'holdFor' },
+  );
+
 const BOUND_TOKEN: unique symbol = Symbol('lockspace.boundSet');
 
 /**
@@ -100,6 +143,8 @@ export class BoundSet {
   readonly #controller = new AbortController();
   /** The holder's exit, when this process started it (else ended() polls /proc). */
   #exit: Promise<void> | undefined;
+  /** A found set's look at its holder for `signal`, started the first time `signal` is read. */
+  #watch: ReturnType<typeof setInterval> | undefined;
 
   /** Bound sets come from `holdFor` and `boundSets` only: the token is not exported. */
   constructor(token: typeof BOUND_TOKEN, record: BoundRecord, holderPid: number, holderStart: string) {
@@ -128,10 +173,31 @@ export class BoundSet {
     return comm === 'lockspace-lost' ? 'lost' : 'held';
   }
 
-  /** Aborts (reason ERR_LOCK_LOST) when the holder reports a lost lock to the manager that bound
-   *  the set, while that manager runs. A set found with `boundSets()` reads `state` instead. */
+  /**
+   * In the manager that bound the set: aborts (reason ERR_LOCK_LOST) when the holder reports a lost
+   * lock, or dies. In a set found with `boundSets()`: aborts once `state` is no longer 'held': 'lost'
+   * (ERR_LOCK_LOST), or 'ended' (ERR_LOCK_NOT_HELD: the bound process ended, the set was released,
+   * or the holder died). A found set looks at its holder every 200 ms from the first time `signal`
+   * is read, until it aborts; that keeps no event loop alive.
+   */
   get signal(): AbortSignal {
+    if (this.#exit === undefined && this.#watch === undefined && !this.#controller.signal.aborted) this.#watchFound();
     return this.#controller.signal;
+  }
+
+  /** A found set hears no report from its holder: `signal` follows `state` instead. */
+  #watchFound(): void {
+    const check = (): boolean => {
+      const state = this.state;
+      if (state === 'held') return false;
+      this.lost(state === 'lost' ? foundLostError(this.#record) : endedError(this.#record));
+      return true;
+    };
+    if (check()) return;
+    this.#watch = setInterval(() => {
+      if (check()) clearInterval(this.#watch);
+    }, FOUND_WATCH_MS);
+    this.#watch.unref();
   }
 
   /** @internal This process started the holder: its exit event says when it is gone. */
@@ -193,6 +259,7 @@ const HOLD_OPTIONS = {
   checkInterval: 'interval',
   fenceAfter: 'interval',
   graceMs: 'interval',
+  label: 'label',
 } as const;
 
 interface HoldPlan {
@@ -214,7 +281,7 @@ export function planHold(
   pid: unknown,
   requests: unknown,
   options: unknown,
-  ls: { directory: string | null; lockType: LockType; pathOf(name: string): string; keyOf(name: string): string },
+  ls: { directory: string | null; lockType: LockType; records: boolean; pathOf(name: string): string; keyOf(name: string): string },
 ): HoldPlan {
   if (typeof pid !== 'number') throw invalidArgType('pid', 'of type number', pid);
   if (!Number.isInteger(pid) || pid <= 0 || pid > 2 ** 22) throw invalidArgValue('pid', pid, 'must be a process id (a positive integer)');
@@ -229,6 +296,10 @@ export function planHold(
   const checkInterval = (readOption(opts, 'checkInterval', 'interval') as number | undefined) ?? 2000;
   const fenceAfter = (readOption(opts, 'fenceAfter', 'interval') as number | undefined) ?? 3 * checkInterval;
   const graceMs = (readOption(opts, 'graceMs', 'interval') as number | undefined) ?? 5000;
+  const label = readOption(opts, 'label', 'label') as string | undefined;
+  if (label !== undefined && !ls.records) {
+    throw invalidArgValue('options', options, 'sets label, which needs a lockspace opened with { records: true }');
+  }
   if (!wait && (timeout !== undefined || signal !== undefined)) {
     throw invalidArgValue('options', options, 'sets timeout or signal without wait: true');
   }
@@ -266,6 +337,7 @@ export function planHold(
     ...['--pid', String(pid), '--start', start, '--kind', ls.lockType, '--wait-ms', String(waitMs)],
     ...['--on-lost', onLost, '--grace-ms', String(graceMs), '--check-ms', String(checkInterval), '--fence-after-ms', String(fenceAfter)],
     ...(autoCreate ? ['--auto-create'] : []),
+    ...(ls.records ? ['--records', ...(label ? ['--label', label] : [])] : []),
     '--',
     ...ordered.map((m) => `${m.shared ? 's' : 'x'}${m.path}`),
   ];

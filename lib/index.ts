@@ -9,7 +9,16 @@ import { checkPath, readOptions } from './validate';
 export { AbortError, isLockspaceError, LockspaceError };
 export type { LockspaceErrorCode } from './errors';
 export { BoundSet, Lease, LeaseSet, LockSpace, webLockFileName };
-export type { BoundTo, FencedMessage, HoldForOptions, LostAction } from './bound';
+export type {
+  BoundTo,
+  FencedMessage,
+  HoldForBooleanWaitOptions,
+  HoldForCommonOptions,
+  HoldForNowOptions,
+  HoldForOptions,
+  HoldForWaitOptions,
+  LostAction,
+} from './bound';
 export type { LockRequest } from './lease-set';
 export type {
   AcquireAllOptions,

@@ -551,6 +551,7 @@ export class LockSpace {
       const plan = planHold(pid, requests, options, {
         directory: this.directory,
         lockType: this.lockType,
+        records: this.records,
         pathOf: (name) => this.#path(name),
         keyOf: (name) => (pathMode ? withCanonicalDir(name) : this.#path(name)),
       });

@@ -152,7 +152,13 @@ function buildOne(target, zig, dir, dest) {
 /** The holder of bound sets (native/holder): one static program per CPU, linked against musl, so it
  *  runs beside either C library's addon and maps no shared library (its resident set per bound VM
  *  stays small). Built from the same sources binding.gyp names for it. */
-const HOLDER_SOURCES = ['native/holder/holder.cc', 'native/core/lock_file.cc', 'native/core/network_fs.cc'];
+const HOLDER_SOURCES = [
+  'native/holder/holder.cc',
+  'native/core/holder_record.cc',
+  'native/core/lock_file.cc',
+  'native/core/network_fs.cc',
+  'native/core/proc_stat.cc',
+];
 const HOLDER_TARGETS = { x64: 'x86_64-linux-musl', arm64: 'aarch64-linux-musl' };
 
 function buildHolder(arch, zig, dest) {

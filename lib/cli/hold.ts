@@ -99,14 +99,14 @@ export async function hold(args: string[]): Promise<number> {
   }
   let bound: Api.BoundSet;
   try {
-    bound = await ls.holdFor(Number(pidText), requests, {
+    const options = {
       autoCreate: o.has('auto-create'),
-      ...(wait === undefined ? {} : { wait: true, timeout: seconds('wait', wait) }),
       onLost,
       graceMs: seconds('grace', o.get('grace')),
       checkInterval,
       fenceAfter: seconds('fence-after', o.get('fence-after')),
-    });
+    };
+    bound = await ls.holdFor(Number(pidText), requests, wait === undefined ? options : { ...options, wait: true, timeout: seconds('wait', wait) });
   } catch (err) {
     const code = errCode(err);
     const where = (err as { path?: string }).path;

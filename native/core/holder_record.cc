@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "proc_stat.h"
 #include "unique_fd.h"
 
 namespace lockspace::record {
@@ -208,21 +209,6 @@ std::string readSmallFile(const char* path) {
   return text;
 }
 
-// Field 22 of a /proc/<pid>/stat text (the fields after the command, which may hold spaces and ')').
-uint64_t startTimeIn(const std::string& stat) {
-  const size_t close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  // After ") ": field 3 (state) onwards; field 22 is the 20th of them.
-  size_t at = close + 1;
-  for (int field = 3; field < 22; ++field) {
-    at = stat.find(' ', at + 1);
-    if (at == std::string::npos) return 0;
-  }
-  uint64_t v = 0;
-  for (size_t i = at + 1; i < stat.size() && stat[i] >= '0' && stat[i] <= '9'; ++i) v = v * 10 + (stat[i] - '0');
-  return v;
-}
-
 }  // namespace
 
 const Identity& self() {
@@ -243,8 +229,8 @@ const Identity& self() {
 }
 
 uint64_t startTimeOf(pid_t pid) {
-  if (pid <= 0) return 0;
-  return startTimeIn(readSmallFile(("/proc/" + std::to_string(pid) + "/stat").c_str()));
+  uint64_t start = 0;
+  return procstat::startTimeOf(pid, &start) ? start : 0;
 }
 
 int readCount(int fd, bool remote, Count* out) {

@@ -10,10 +10,13 @@
 // /proc/PID/environ is readable only by that user and root, which is how a restarted manager finds it.
 //
 // usage: lockspace-holder --pid PID [--start TICKS] [--kind posix|ofd] [--wait-ms MS] [--auto-create]
-//        [--on-lost kill|term|none] [--grace-ms MS] [--check-ms MS] [--fence-after-ms MS] -- (x|s)PATH...
+//        [--on-lost kill|term|none] [--grace-ms MS] [--check-ms MS] [--fence-after-ms MS]
+//        [--records [--label TEXT]] -- (x|s)PATH...
 //   x: exclusive, s: shared. --wait-ms -1 waits as long as the bound process lives. --start is the bound
 //   process's start time (field 22 of /proc/PID/stat) as the manager saw it: another process with that
-//   pid now is an error, not a bind.
+//   pid now is an error, not a bind. --records: write a holder record into each member once the set is
+//   held (native/core/holder_record.h), as a lockspace opened with { records: true } does for its
+//   grants; the record names this process, the locks' owner, and carries the label.
 //
 // Lines it writes (each "\n"-terminated):
 //   held                           every lock is held, the set is bound
@@ -45,8 +48,10 @@
 #include <thread>
 #include <vector>
 
+#include "../core/holder_record.h"
 #include "../core/lock_file.h"
 #include "../core/network_fs.h"
+#include "../core/proc_stat.h"
 #include "../core/types.h"
 #include "../core/unique_fd.h"
 
@@ -66,7 +71,8 @@ enum class Action { Kill, Term, None };
 
 struct Config {
   pid_t pid = 0;
-  std::string start;  // empty: not checked
+  bool checkStart = false;  // --start given: the bound process must have started then
+  uint64_t start = 0;
   LockKind kind = LockKind::Posix;
   long waitMs = 0;  // -1: as long as the bound process lives
   bool autoCreate = false;
@@ -74,6 +80,8 @@ struct Config {
   int graceMs = 5000;
   int checkMs = 2000;
   int fenceAfterMs = 0;  // 0: 3 check intervals
+  bool records = false;
+  std::string label;
   std::vector<std::pair<Mode, std::string>> specs;
 };
 
@@ -124,6 +132,14 @@ long number(const char* text, long min) {
   return v;
 }
 
+uint64_t startTicks(const char* text) {
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long v = strtoull(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || text[0] == '-') usage("bad start time");
+  return v;
+}
+
 Config parse(int argc, char** argv) {
   Config c;
   int i = 1;
@@ -139,14 +155,19 @@ Config parse(int argc, char** argv) {
     }
     if (a == "--pid")
       c.pid = static_cast<pid_t>(number(value(), 1));
-    else if (a == "--start")
-      c.start = value();
-    else if (a == "--kind")
+    else if (a == "--start") {
+      c.checkStart = true;
+      c.start = startTicks(value());
+    } else if (a == "--kind")
       c.kind = std::string(value()) == "ofd" ? LockKind::Ofd : LockKind::Posix;
     else if (a == "--wait-ms")
       c.waitMs = number(value(), -1);
     else if (a == "--auto-create")
       c.autoCreate = true;
+    else if (a == "--records")
+      c.records = true;
+    else if (a == "--label")
+      c.label = value();
     else if (a == "--grace-ms")
       c.graceMs = static_cast<int>(number(value(), 0));
     else if (a == "--check-ms")
@@ -166,25 +187,8 @@ Config parse(int argc, char** argv) {
   }
   if (c.pid == 0 || c.specs.empty()) usage("--pid and at least one member are required");
   if (c.fenceAfterMs == 0) c.fenceAfterMs = 3 * c.checkMs;
+  if (c.label.size() > record::kMaxLabel) usage("the label is longer than a record holds");
   return c;
-}
-
-// Field 22 of /proc/PID/stat (the start time, in clock ticks after boot), or "" when unreadable.
-std::string startTime(pid_t pid) {
-  const std::string file = "/proc/" + std::to_string(pid) + "/stat";
-  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return {};
-  char buf[1024];
-  const ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
-  if (n <= 0) return {};
-  buf[n] = '\0';
-  const char* p = strrchr(buf, ')');  // the command may hold spaces and parentheses
-  if (p == nullptr) return {};
-  // After ")": field 3 (state) onwards; the start time is field 22.
-  for (int field = 2; field < 22 && p != nullptr; field++) p = strchr(p + 1, ' ');
-  if (p == nullptr) return {};
-  const char* end = strchr(p + 1, ' ');
-  return end == nullptr ? std::string() : std::string(p + 1, end);
 }
 
 bool exited(int pidfd, int timeoutMs = 0) {
@@ -302,6 +306,43 @@ Outcome takeAll(const Config& c, std::vector<Member>& held) {
       releaseAll(held, c.kind);
       return o;
     }
+  }
+  return {};
+}
+
+// The holder record of each member (holder_record.h), in the steps a lockspace's grant takes
+// (registry_record.cc): under the lock just taken, the count goes on for an exclusive member, then this
+// process claims a slot and writes its record; on a network file system it reaches the server before
+// "held" is said. Every slot claimed by other live holders: no record, as for a lockspace's grant.
+Outcome writeRecords(const Config& c, const std::vector<Member>& held) {
+  const record::Identity& me = record::self();
+  for (const Member& m : held) {
+    const int fd = m.fd.get();
+    record::Count count;
+    int err = record::readCount(fd, m.remote, &count);
+    if (err != 0) return failure(m.index, err, "read");
+    if ((err = record::extend(fd)) != 0) return failure(m.index, err, "ftruncate");
+    record::Holder h;
+    h.exclusive = m.mode == Mode::Exclusive;
+    h.generation = count.last;
+    if (h.exclusive) {
+      h.generation = record::nextGeneration(count.last);
+      if ((err = record::writeCount(fd, count, h.generation)) != 0) return failure(m.index, err, "write");
+    }
+    h.slot = record::claimSlot(fd, c.kind, &h.live, &err);
+    if (err != 0) return failure(m.index, err, "fcntl");
+    if (h.slot >= 0) {
+      struct timespec ts {};
+      ::clock_gettime(CLOCK_REALTIME, &ts);
+      h.since = static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+      h.pid = me.pid;
+      h.startTime = me.startTime;
+      h.host = me.host;
+      h.machineId = me.machineId;
+      h.label = c.label;
+      if ((err = record::writeSlot(fd, h)) != 0) return failure(m.index, err, "write");
+    }
+    if (m.remote && (err = record::flush(fd)) != 0) return failure(m.index, err, "fdatasync");
   }
   return {};
 }
@@ -449,7 +490,8 @@ int run(int argc, char** argv) {
     return 1;
   }
   // The pidfd names the process that has the pid now: it must be the one the manager meant.
-  if (!c.start.empty() && startTime(c.pid) != c.start) {
+  uint64_t start = 0;
+  if (c.checkStart && (!procstat::startTimeOf(c.pid, &start) || start != c.start)) {
     say("error " + std::to_string(ESRCH) + " pidfd_open -1");
     return 1;
   }
@@ -458,7 +500,11 @@ int run(int argc, char** argv) {
   std::vector<Member> held;
   const int64_t deadline = c.waitMs < 0 ? INT64_MAX : nowMs() + c.waitMs;
   for (int round = 0;; round++) {
-    const Outcome o = takeAll(c, held);
+    Outcome o = takeAll(c, held);
+    if (o.what == Outcome::Held && c.records) {
+      o = writeRecords(c, held);
+      if (o.what != Outcome::Held) releaseAll(held, c.kind);
+    }
     if (o.what == Outcome::Held) break;
     if (o.what == Outcome::Error) {
       say("error " + std::to_string(o.err) + " " + o.syscall + " " + std::to_string(o.index));

@@ -337,6 +337,7 @@ int main() {
       {"lock file", testLockFile},
       {"network file systems", testNetworkFs},
       {"directories", testDirCache},
+      {"process start time", testProcStat},
       {"holder records", testHolderRecords},
       {"deadlocks: a report", testDeadlockReport},
       {"deadlocks: past a long run of one owner's requests", testDeadlockPastOwnRun},

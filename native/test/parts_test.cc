@@ -2,7 +2,7 @@
 // the parts): the wait queue's policy against the cases of the TypeScript reference model
 // (test/model.test.ts), grant rounds, the request book, the lease table, owner keys, the idle list,
 // the compact containers, the syscalls on a resource file, the network-fs detector, the directories,
-// the holder records.
+// the start time of a process, the holder records.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -21,6 +21,7 @@
 #include "../core/lock_query.h"
 #include "../core/network_fs.h"
 #include "../core/owner_keys.h"
+#include "../core/proc_stat.h"
 #include "../core/request_book.h"
 #include "../core/wait_queue.h"
 #include "support.h"
@@ -385,6 +386,28 @@ void testDirCache() {
   CHECK(errnoOf([&] { dirs.open(file); }) == ENOTDIR);
   CHECK(errnoOf([&] { dirs.open(file + "/sub"); }) == ENOTDIR && !exists(file + "/sub"));
   CHECK(d->openError(ENOENT, d->fullPath("x")).detail.empty());
+}
+
+// A process's start time (proc_stat.h): field 22, counted after the command's LAST ')' (a command
+// may hold spaces, '(' and ') '), and nothing for a text without it.
+void testProcStat() {
+  // Fields 3..21 of a real line, then the start time 987654, then the rest.
+  const std::string tail = " S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 2048 100";
+  uint64_t v = 0;
+  CHECK(procstat::startTimeIn("1234 (sleep)" + tail, &v) && v == 987654);
+  CHECK(procstat::startTimeIn("1234 (a) b 1 2 3)" + tail, &v) && v == 987654);
+  CHECK(procstat::startTimeIn("1234 (x) S 9 (y) ) ) 7)" + tail, &v) && v == 987654);
+  CHECK(procstat::startTimeIn("1234 ()" + tail, &v) && v == 987654);
+  // Too few fields, no command, a field 22 that is not a number: not a start time.
+  CHECK(!procstat::startTimeIn("1234 (sleep) S 1 1234", &v));
+  CHECK(!procstat::startTimeIn("1234 sleep" + tail, &v));
+  CHECK(!procstat::startTimeIn("1234 (sleep) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 x 1", &v));
+  CHECK(!procstat::startTimeIn("", &v));
+  // This process: the same as the holder records' identity; a pid nobody has: none.
+  uint64_t mine = 0;
+  CHECK(procstat::startTimeOf(::getpid(), &mine) && mine > 0 && mine == record::self().startTime);
+  CHECK(record::startTimeOf(::getpid()) == mine);
+  CHECK(!procstat::startTimeOf(1 << 23, &v) && record::startTimeOf(1 << 23) == 0);
 }
 
 // Holder records (holder_record.h): the count goes on under the exclusive lock, a record is read only

@@ -119,6 +119,7 @@ void testFlatContainers();
 void testLockFile();
 void testNetworkFs();
 void testDirCache();
+void testProcStat();
 void testHolderRecords();
 // deadlock_test.cc
 void testDeadlockOracle();

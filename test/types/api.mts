@@ -72,6 +72,19 @@ async function usage(signal: AbortSignal): Promise<void> {
   await bound.release({ force: true });
   const holdOptions: HoldForOptions = { onLost: 'none', checkInterval: 500, fenceAfter: 2000 };
   void holdOptions;
+  // A wait decided at run time (wait a boolean) takes timeout and signal; refused at run time without it.
+  const waitNow: boolean = holdOptions.onLost === 'none';
+  await ls.holdFor(4242, ['disk'], { wait: waitNow, timeout: 100, signal: new AbortController().signal });
+  await ls.holdFor(4242, ['disk'], { wait: true, signal: new AbortController().signal });
+  // @ts-expect-error -- timeout only with wait: true, as for acquire
+  await ls.holdFor(4242, ['disk'], { timeout: 10 });
+  // @ts-expect-error -- signal only with wait: true, as for acquire
+  await ls.holdFor(4242, ['disk'], { signal: new AbortController().signal });
+  // @ts-expect-error -- timeout only with wait (undefined is no wait)
+  await ls.holdFor(4242, ['disk'], { wait: undefined, timeout: 10 });
+  const holdNoWait = { onLost: 'none' as const, timeout: 10 };
+  // @ts-expect-error -- timeout only with wait, also from a variable
+  await ls.holdFor(4242, ['disk'], holdNoWait);
   // @ts-expect-error onLost is 'kill', 'term' or 'none'
   await ls.holdFor(4242, ['disk'], { onLost: 'restart' });
   expectType<Equal<ReturnType<typeof ls.inspectSync>, InspectInfo>>();
