@@ -32,18 +32,69 @@ export interface ProcLock {
 }
 
 export const PROC_LOCKS = '/proc/locks';
-const LOCK_LINE = /^\d+:\s+(->\s+)?(\S+)\s+\S+\s+(\S+)\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s+(\d+)\s+(\d+|EOF)\s*$/;
+const LOCK_LINE = /^\s+(->\s+)?(\S+)\s+\S+\s+(\S+)\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s+(\d+)\s+(\d+|EOF)\s*$/;
 
-/** fcntl locks (POSIX and OFD) from /proc/locks, or null if it cannot be read. */
-export function readProcLocks(): ProcLock[] | null {
-  let text: string;
+/**
+ * One read(2) of /proc/locks returns about a page of lines at most, and the kernel lets go of its list
+ * of locks between two reads: a lock released meanwhile before the read position shifts the rest
+ * back, and the next read skips a line (one taken meanwhile repeats a line). So a list that takes more
+ * than one read is read again, until QUIET_PASSES passes in a row add no line, and each line counts
+ * as often as the pass that had it most often. A lock held throughout is missed only if every pass
+ * skipped it (with a process churning 300 locks, one pass in 27 missed one of two shared holders; two
+ * passes that read the same lines can both have missed it, so that is no reason to stop).
+ */
+const QUIET_PASSES = 3;
+const MAX_PASSES = 12;
+
+/** One pass: the lines of /proc/locks with the kernel's ordinal cut off, and how many reads it took. */
+function readProcLocksOnce(): { lines: string[]; reads: number } {
+  const fd = fs.openSync(PROC_LOCKS, 'r');
   try {
-    text = fs.readFileSync(PROC_LOCKS, 'latin1');
+    const chunk = Buffer.allocUnsafe(65536);
+    const parts: string[] = [];
+    let reads = 0;
+    for (let n; (n = fs.readSync(fd, chunk, 0, chunk.length, null)) > 0; reads++) parts.push(chunk.toString('latin1', 0, n));
+    return { lines: parts.join('').split('\n').map((line) => line.slice(line.indexOf(':') + 1)), reads };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function countLines(lines: string[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const line of lines) if (line) counts.set(line, (counts.get(line) ?? 0) + 1);
+  return counts;
+}
+
+/** The lines of /proc/locks (without ordinals), each as often as any pass saw it; null if unreadable. */
+function readProcLockLines(): string[] | null {
+  try {
+    const first = readProcLocksOnce();
+    if (first.reads <= 1) return first.lines; // all of it in one read: nothing can have been skipped
+    const most = countLines(first.lines);
+    for (let passes = 1, quiet = 0; quiet < QUIET_PASSES && passes < MAX_PASSES; passes++) {
+      const counts = countLines(readProcLocksOnce().lines);
+      let added = false;
+      for (const [line, count] of counts) {
+        if (count > (most.get(line) ?? 0)) {
+          most.set(line, count);
+          added = true;
+        }
+      }
+      quiet = added ? 0 : quiet + 1;
+    }
+    return [...most].flatMap(([line, count]) => Array<string>(count).fill(line));
   } catch {
     return null;
   }
+}
+
+/** fcntl locks (POSIX and OFD) from /proc/locks, or null if it cannot be read. */
+export function readProcLocks(): ProcLock[] | null {
+  const lines = readProcLockLines();
+  if (lines === null) return null;
   const locks: ProcLock[] = [];
-  for (const line of text.split('\n')) {
+  for (const line of lines) {
     const m = LOCK_LINE.exec(line);
     if (!m) continue;
     const [, arrow, type, mode, pid, major, minor, ino, start] = m;

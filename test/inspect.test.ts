@@ -76,6 +76,24 @@ test('on a busy host (3,000 locks held, two processes churning 200 files each) a
   }
 });
 
+test('on a busy host every shared holder of a file is listed, every time (a read of /proc/locks that skips a line is read again)', async () => {
+  const target = path.join(tmp.dir, 'iso');
+  fs.writeFileSync(target, '');
+  const readers = [await hold(target, 'shared'), await hold(target, 'shared')];
+  // Enough locks for /proc/locks to take several reads, released and taken again all the time.
+  const child = spawn(python(), ['-c', CHURN_PY, ...files(path.join(tmp.dir, 'c'), 'f', 300)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  holders.push(await holderFromChild(child, 'churn'));
+  const ls = LockSpace.open(tmp.dir, { checkInterval: 0 });
+  const expected = readers.map((r) => ({ pid: r.pid, mode: 'shared', kind: 'posix' })).sort((a, b) => a.pid - b.pid);
+  const seen = new Map<string, number>();
+  for (let i = 0; i < 300; i++) {
+    const info = ls.inspectSync('iso');
+    const key = `${info.state} ${JSON.stringify([...info.holders].sort((a, b) => (a.pid ?? 0) - (b.pid ?? 0)))}`;
+    seen.set(key, (seen.get(key) ?? 0) + 1);
+  }
+  expect([...seen]).toEqual([[`shared ${JSON.stringify(expected)}`, 300]]);
+});
+
 test('in its own pid namespace, where /proc/locks leaves out the holder, a held file is held', async () => {
   fs.writeFileSync(path.join(tmp.dir, 'disk'), '');
   fs.writeFileSync(path.join(tmp.dir, 'shared'), '');
