@@ -337,30 +337,34 @@ function lslocksOnce(p: string, st: fs.Stats, majmin: string): LslocksEntry[] {
     .filter((l) => (l.inode === st.ino && l.majmin === majmin) || l.path === p);
 }
 
-const sameEntry = (a: LslocksEntry, b: LslocksEntry): boolean => JSON.stringify(a) === JSON.stringify(b);
-
 /**
  * Locks on `p` as seen by lslocks.
  *
  * /proc/locks is a seq_file read in chunks while other processes (e.g. a parallel Jest worker) take and
- * drop locks, so one line can be read twice. Some repeats cannot be real and are dropped: two identical
- * POSIX locks of one process (the kernel merges them) and two identical held WRITE locks (they would
- * conflict). Identical shared OFD locks can be real (two open file descriptions), so a read that still
- * has a repeat is retried and the read with the fewest entries is kept: a lock held for the whole call
- * shows in every read, a double read shows in one.
+ * drop locks, so a line can be read twice, or skipped (a lock released before the read position shifts
+ * the rest back). Repeats that cannot be real are dropped: two identical POSIX locks of one process
+ * (the kernel merges them) and two identical held WRITE locks (they would conflict). Identical shared
+ * OFD locks can be real (two open file descriptions). Then three reads vote: each entry counts as
+ * often as the middle one of its three counts, so one read that skipped a line or read it twice is
+ * outvoted.
  */
 export function lslocksFor(p: string): LslocksEntry[] {
   const st = fs.statSync(p);
   const majmin = `${Math.floor(st.dev / 256) & 0xfff}:${(st.dev & 0xff) | ((st.dev >> 12) & 0xfff00)}`;
-  let best: LslocksEntry[] | null = null;
-  for (let attempt = 0; attempt < 4; attempt++) {
-    const read = lslocksOnce(p, st, majmin).filter(
-      (l, i, all) => !(l.type === 'POSIX' || l.mode === 'WRITE') || all.findIndex((o) => sameEntry(o, l)) === i,
-    );
-    if (best === null || read.length < best.length) best = read;
-    if (!read.some((l, i) => read.findIndex((o) => sameEntry(o, l)) !== i)) return read;
-  }
-  return best ?? [];
+  const reads = [0, 1, 2].map(() => {
+    const counts = new Map<string, number>();
+    for (const l of lslocksOnce(p, st, majmin)) {
+      const key = JSON.stringify(l);
+      const impossibleRepeat = l.type === 'POSIX' || l.mode === 'WRITE';
+      counts.set(key, impossibleRepeat ? 1 : (counts.get(key) ?? 0) + 1);
+    }
+    return counts;
+  });
+  const keys = new Set(reads.flatMap((r) => [...r.keys()]));
+  return [...keys].flatMap((key) => {
+    const middle = reads.map((r) => r.get(key) ?? 0).sort((a, b) => a - b)[1];
+    return Array.from({ length: middle }, () => JSON.parse(key) as LslocksEntry);
+  });
 }
 
 /* ------------------------------------------------------------------ fds / stats */
