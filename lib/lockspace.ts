@@ -110,7 +110,7 @@ export class LockSpace {
 
   /** A Web Locks-shaped manager (`navigator.locks` style) on this lockspace. */
   get locks(): LockManager {
-    return (this.#locks ??= new LockManager(this));
+    return (this.#locks ??= new LockManager(this, { queued: () => native.queued(this.#handle), remote: this.#remote }));
   }
 
   #path(name: string): string {
