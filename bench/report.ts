@@ -124,6 +124,17 @@ function recordsSection(r: BenchResults): string[] {
   ];
 }
 
+function webLocksSection(r: BenchResults): string[] {
+  const w = r.webLocksHandoff;
+  if (!w) return [];
+  const us = (ns: number) => fmt(ns / 1000, 2);
+  return [
+    `Web Locks hand-off: two worker threads, each awaiting ${fmt(w.rounds)} requests of one name one after another`,
+    `  ls.locks ${us(w.lockspace.median)} µs per request (min ${us(w.lockspace.min)}); navigator.locks ${us(w.navigator.median)} µs ` +
+      `(min ${us(w.navigator.min)}); ratio ${fmt(w.ratio, 2)}x (median of per-repetition ratios)`,
+  ];
+}
+
 function targetValue(t: TargetCheck): string {
   if (t.unit === 'x') return `${fmt(t.value, 2)}x`;
   if (t.unit === 'µs') return `${fmt(t.value, 1)} µs`;
@@ -152,6 +163,7 @@ export function renderReport(r: BenchResults): string {
     contentionSection(r),
     handoffSection(r),
     cancelSection(r),
+    webLocksSection(r),
     r.targets.length ? ['Targets', targetTable(r.targets)] : [],
     r.notes.length ? ['Notes', ...r.notes.map((n) => `- ${n}`)] : [],
   ];

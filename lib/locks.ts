@@ -9,9 +9,10 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import { threadId } from 'node:worker_threads';
 
-import { ACQUIRE, type Acquisition } from './acquisition';
+import { ACQUIRE, ACQUIRE_NOW, type Acquisition } from './acquisition';
 import { AbortError, invalidArgType, isLockspaceError } from './errors';
-import type { Lease, LockSpace } from './lockspace';
+import { Lease } from './lease';
+import type { LockSpace } from './lockspace';
 import { isWellFormed, ownerFromKey, ownerKey, readOptions, signalAborted, signalReason } from './validate';
 
 export type LockMode = 'exclusive' | 'shared';
@@ -244,12 +245,17 @@ export class LockManager {
   #files: LockFiles | null;
   /** This thread's requests not yet granted, by owner (the table lists those queued). */
   #pending = new Map<string, LockInfo>();
+  #releasesNow: boolean;
+  /** The last name's file name (fileName hashes long names). */
+  #lastName: string | undefined;
+  #lastFile = '';
 
   /** Made by `LockSpace#locks`. */
   constructor(ls: LockSpace, access: LockManagerAccess) {
     this.#ls = ls;
     this.#access = access;
     this.#files = ls.directory === null ? null : new LockFiles(ls, !access.remote);
+    this.#releasesNow = ls.directory !== null && !access.remote;
     if (this.#files && !exitHookSet) {
       exitHookSet = true;
       process.on('exit', deleteIdleFilesAtExit);
@@ -272,68 +278,90 @@ export class LockManager {
     if (opts.steal) throw notSupported('steal is not supported: a lock held by another thread or process cannot be taken from it');
     if (signal && signalAborted(signal)) throw signalReason(signal);
     const files = this.#files;
-    const file = files === null ? name : fileName(name);
-    const shared = mode === 'shared';
+    const file = files === null ? name : this.#fileName(name);
     const owner = `${OWNER_PREFIX}${CLIENT_ID} #${++requests} ${name}`;
     const key = ownerKey(owner);
     const outer = inCallbacks.getStore();
+    const a: Acquisition = {
+      shared: mode === 'shared',
+      autoCreate: false,
+      owner,
+      key,
+      wait: !opts.ifAvailable,
+      ...(signal && { signal }),
+      ...(outer && { awaitedBy: [...outer] }),
+    };
     files?.use(file);
     try {
       let lease: Lease | null;
-      if (opts.ifAvailable) {
-        lease = await this.#take(file, { shared, autoCreate: false, owner, key, wait: false }).catch((err: unknown) => {
-          if (isLockspaceError(err, 'EBUSY')) return null;
-          throw err;
-        });
+      let now: Lease | Promise<Lease>;
+      try {
+        now = this.#ls[ACQUIRE_NOW](file, a);
+      } catch (err) {
+        now = Promise.reject(err);
+      }
+      if (now instanceof Lease) {
+        lease = now;
+        // As in Web Locks, the callback is called later, never within request().
+        await undefined;
       } else {
-        this.#pending.set(owner, { name, mode, clientId: CLIENT_ID });
-        try {
-          lease = await this.#take(file, {
-            shared,
-            autoCreate: false,
-            owner,
-            key,
-            wait: true,
-            ...(signal && { signal }),
-            ...(outer && { awaitedBy: [...outer] }),
-          });
-        } catch (err) {
-          if (signal && err instanceof AbortError && signalAborted(signal)) throw signalReason(signal);
-          throw err;
-        } finally {
-          this.#pending.delete(owner);
-        }
-        // A free lock is granted before request() returns: an abort since then still wins.
-        if (signal && signalAborted(signal)) {
-          await lease.release();
-          throw signalReason(signal);
-        }
+        lease = await this.#untilGranted(now, file, a, { name, mode, clientId: CLIENT_ID });
+      }
+      // A free lock is granted before request() returns: an abort since then still wins.
+      if (lease && signal && signalAborted(signal)) {
+        await this.#release(lease);
+        throw signalReason(signal);
       }
       try {
         const lock = lease && Object.freeze({ name, mode });
         return await inCallbacks.run(outer ? [...outer, key] : [key], () => callback(lock));
       } finally {
-        await lease?.release();
+        if (lease) await this.#release(lease);
       }
     } finally {
       files?.letGo(file);
     }
   }
 
-  /** Acquires `file`; in a directory lockspace creates it first when it is missing (ENOENT). */
-  async #take(file: string, a: Acquisition): Promise<Lease> {
-    for (let creates = 0; ; creates++) {
-      try {
-        return await this.#ls[ACQUIRE](file, a);
-      } catch (err) {
-        if (this.#files === null || !isLockspaceError(err, 'ENOENT') || creates === MAX_CREATES) throw err;
+  #fileName(name: string): string {
+    if (name !== this.#lastName) {
+      this.#lastFile = fileName(name);
+      this.#lastName = name;
+    }
+    return this.#lastFile;
+  }
+
+  /** Local directories release at once (the lease's syscalls run on this thread anyway). */
+  #release(lease: Lease): void | Promise<void> {
+    return this.#releasesNow ? lease.releaseSync() : lease.release();
+  }
+
+  /**
+   * A request not granted at once: `first` is its acquire. A lock file found missing (deleted by
+   * another process, or on a network file system never made) is created and the acquire made again.
+   * ifAvailable: null when the lock is held. This thread's request is listed pending meanwhile.
+   */
+  async #untilGranted(first: Promise<Lease>, file: string, a: Acquisition, info: LockInfo): Promise<Lease | null> {
+    if (a.wait) this.#pending.set(a.owner as string, info);
+    try {
+      for (let creates = 0, attempt = first; ; creates++) {
+        try {
+          return await attempt;
+        } catch (err) {
+          if (!a.wait && isLockspaceError(err, 'EBUSY')) return null;
+          if (a.signal && err instanceof AbortError && signalAborted(a.signal)) throw signalReason(a.signal);
+          if (this.#files === null || !isLockspaceError(err, 'ENOENT') || creates === MAX_CREATES) throw err;
+        }
+        try {
+          await this.#ls.create(file);
+        } catch (err) {
+          // Created (EEXIST), or created and held (EBUSY), by another request meanwhile: lock that one.
+          if (!isLockspaceError(err, 'EEXIST') && !isLockspaceError(err, 'EBUSY')) throw err;
+        }
+        attempt = this.#ls[ACQUIRE](file, a);
       }
-      try {
-        await this.#ls.create(file);
-      } catch (err) {
-        // Created (EEXIST), or created and held (EBUSY), by another request meanwhile: lock that one.
-        if (!isLockspaceError(err, 'EEXIST') && !isLockspaceError(err, 'EBUSY')) throw err;
-      }
+    } finally {
+      this.#pending.delete(a.owner as string);
     }
   }
 
