@@ -53,11 +53,14 @@ export interface LockManagerSnapshot {
 export type LockGrantedCallback<T> = (lock: Lock | null) => T | PromiseLike<T>;
 
 const REQUEST_OPTIONS = { mode: 'mode', ifAvailable: 'boolean', steal: 'boolean', signal: 'signal' } as const;
+const NO_OPTIONS: Partial<LockOptions> = Object.freeze({});
 
 /** Owners of requests are strings `lockspace.locks <clientId> #<n> <name>`: query() tells them apart
  *  and gets the Web Locks name back from them (a hashed file name cannot be turned back). */
 const OWNER_PREFIX = 'lockspace.locks ';
 const CLIENT_ID = `${process.pid}/${threadId}`;
+/** This thread's owners up to the request's number. */
+const OWNER_START = `${OWNER_PREFIX}${CLIENT_ID} #`;
 let requests = 0;
 
 /** The owner keys of the requests whose callbacks the running code is in, outermost first: a request
@@ -128,7 +131,7 @@ const MAX_CREATES = 64;
 interface FileUse {
   /** This manager's requests on the file now (waiting or holding). */
   users: number;
-  /** The sweep count when it was last let go. */
+  /** The sweep count when it was last let go (or first used). */
   idleSince: number;
 }
 
@@ -174,7 +177,7 @@ class LockFiles {
       if (use.users++ === 0) this.#idle--;
       return;
     }
-    this.#files.set(file, { users: 1, idleSince: 0 });
+    this.#files.set(file, { users: 1, idleSince: this.#sweeps });
     if (!this.#deletes) return;
     try {
       this.#ls.createSync(file);
@@ -194,10 +197,12 @@ class LockFiles {
       this.#files.delete(file);
       return;
     }
-    use.idleSince = this.#sweeps;
-    // To the end of the map: its order is the order files went idle in, oldest first.
-    this.#files.delete(file);
-    this.#files.set(file, use);
+    // The map is in the order of idleSince: a file let go in a later sweep goes to its end.
+    if (use.idleSince !== this.#sweeps) {
+      use.idleSince = this.#sweeps;
+      this.#files.delete(file);
+      this.#files.set(file, use);
+    }
     if (++this.#idle === 1) idleAtExit.add(this);
     const { maxIdleFiles, sweepMs } = lockFileLimits;
     if (this.#idle > maxIdleFiles) this.#deleteIdle(() => this.#idle > maxIdleFiles);
@@ -212,7 +217,7 @@ class LockFiles {
     if (this.#idle > 0) this.#timer = setTimeout(() => this.#sweep(), lockFileLimits.sweepMs).unref();
   }
 
-  /** Deletes idle files, those idle longest first, while `more(use)` says so. */
+  /** Deletes idle files, those idle since the oldest sweep first, while `more(use)` says so. */
   #deleteIdle(more: (use: FileUse) => boolean): void {
     for (const [file, use] of this.#files) {
       if (use.users > 0) continue;
@@ -246,7 +251,7 @@ export class LockManager {
   /** This thread's requests not yet granted, by owner (the table lists those queued). */
   #pending = new Map<string, LockInfo>();
   #releasesNow: boolean;
-  /** The last name's file name (fileName hashes long names). */
+  /** The last name checked, and its file name (fileName hashes long names). */
   #lastName: string | undefined;
   #lastFile = '';
 
@@ -264,22 +269,25 @@ export class LockManager {
 
   request<T>(name: string, callback: LockGrantedCallback<T>): Promise<Awaited<T>>;
   request<T>(name: string, options: LockOptions, callback: LockGrantedCallback<T>): Promise<Awaited<T>>;
-  async request<T>(name: string, ...args: [LockGrantedCallback<T>] | [LockOptions, LockGrantedCallback<T>]): Promise<Awaited<T>> {
-    const [options, callback] = args.length === 1 ? [undefined, args[0]] : args;
+  async request<T>(
+    name: string,
+    optionsOrCallback: LockOptions | LockGrantedCallback<T>,
+    maybeCallback?: LockGrantedCallback<T>,
+  ): Promise<Awaited<T>> {
+    const [options, callback] = arguments.length < 3 ? [undefined, optionsOrCallback] : [optionsOrCallback as LockOptions, maybeCallback];
     if (typeof callback !== 'function') throw invalidArgType('callback', 'of type function', callback);
-    const opts = readOptions<LockOptions>(options, REQUEST_OPTIONS, 'locks.request');
+    const opts = options === undefined ? NO_OPTIONS : readOptions<LockOptions>(options, REQUEST_OPTIONS, 'locks.request');
     const mode = opts.mode ?? 'exclusive';
     const { signal } = opts;
     // Web Locks' checks, in its order, then lockspace's refusal of steal.
-    checkWebLockName(name);
+    const file = this.#fileFor(name);
     if (opts.steal && opts.ifAvailable) throw notSupported('steal and ifAvailable cannot be used together');
     if (opts.steal && mode !== 'exclusive') throw notSupported("steal requires mode: 'exclusive'");
     if (signal && (opts.steal || opts.ifAvailable)) throw notSupported('signal cannot be used with steal or ifAvailable');
     if (opts.steal) throw notSupported('steal is not supported: a lock held by another thread or process cannot be taken from it');
     if (signal && signalAborted(signal)) throw signalReason(signal);
     const files = this.#files;
-    const file = files === null ? name : this.#fileName(name);
-    const owner = `${OWNER_PREFIX}${CLIENT_ID} #${++requests} ${name}`;
+    const owner = `${OWNER_START}${++requests} ${name}`;
     const key = ownerKey(owner);
     const outer = inCallbacks.getStore();
     const a: Acquisition = {
@@ -288,8 +296,8 @@ export class LockManager {
       owner,
       key,
       wait: !opts.ifAvailable,
-      ...(signal && { signal }),
-      ...(outer && { awaitedBy: [...outer] }),
+      signal,
+      awaitedBy: outer && [...outer],
     };
     files?.use(file);
     try {
@@ -323,9 +331,12 @@ export class LockManager {
     }
   }
 
-  #fileName(name: string): string {
+  /** Checks a Web Locks name and gives its lock file's name (in path mode the name itself); the last
+   *  name checked is not checked again. */
+  #fileFor(name: string): string {
     if (name !== this.#lastName) {
-      this.#lastFile = fileName(name);
+      checkWebLockName(name);
+      this.#lastFile = this.#files === null ? name : fileName(name);
       this.#lastName = name;
     }
     return this.#lastFile;
