@@ -298,6 +298,9 @@ export class LockManager {
       wait: !opts.ifAvailable,
       signal,
       awaitedBy: outer && [...outer],
+      // A request outside every callback holds nothing while it waits and nobody awaits it: no cycle
+      // of waits is closed by it alone, and each has a nested request in it, whose wait looks.
+      ...(outer === undefined && { deadlockTimeout: Infinity }),
     };
     files?.use(file);
     try {
