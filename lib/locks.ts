@@ -304,19 +304,33 @@ export class LockManager {
     };
     files?.use(file);
     try {
-      let lease: Lease | null;
-      let now: Lease | Promise<Lease>;
+      let lease: Lease | null = null;
+      let now: Lease | Promise<Lease> | undefined;
+      let refusal: unknown;
       try {
         now = this.#ls[ACQUIRE_NOW](file, a);
       } catch (err) {
-        now = Promise.reject(err);
+        refusal = err;
       }
       if (now instanceof Lease) {
         lease = now;
         // As in Web Locks, the callback is called later, never within request().
         await undefined;
       } else {
-        lease = await this.#untilGranted(now, file, a, { name, mode, clientId: CLIENT_ID });
+        if (a.wait) this.#pending.set(owner, { name, mode, clientId: CLIENT_ID });
+        try {
+          if (now !== undefined) {
+            try {
+              lease = await now;
+            } catch (err) {
+              refusal = err;
+              now = undefined;
+            }
+          }
+          if (now === undefined) lease = await this.#afterRefusal(refusal, file, a);
+        } finally {
+          this.#pending.delete(owner);
+        }
       }
       // A free lock is granted before request() returns: an abort since then still wins.
       if (lease && signal && signalAborted(signal)) {
@@ -351,31 +365,26 @@ export class LockManager {
   }
 
   /**
-   * A request not granted at once: `first` is its acquire. A lock file found missing (deleted by
-   * another process, or on a network file system never made) is created and the acquire made again.
-   * ifAvailable: null when the lock is held. This thread's request is listed pending meanwhile.
+   * What follows an acquire's refusal: ifAvailable's null when the lock is held, the signal's reason
+   * for an abort, and for a lock file found missing (deleted by another process, or on a network file
+   * system never made) the file made and the acquire made again. Anything else is thrown.
    */
-  async #untilGranted(first: Promise<Lease>, file: string, a: Acquisition, info: LockInfo): Promise<Lease | null> {
-    if (a.wait) this.#pending.set(a.owner as string, info);
-    try {
-      for (let creates = 0, attempt = first; ; creates++) {
-        try {
-          return await attempt;
-        } catch (err) {
-          if (!a.wait && isLockspaceError(err, 'EBUSY')) return null;
-          if (a.signal && err instanceof AbortError && signalAborted(a.signal)) throw signalReason(a.signal);
-          if (this.#files === null || !isLockspaceError(err, 'ENOENT') || creates === MAX_CREATES) throw err;
-        }
-        try {
-          await this.#ls.create(file);
-        } catch (err) {
-          // Created (EEXIST), or created and held (EBUSY), by another request meanwhile: lock that one.
-          if (!isLockspaceError(err, 'EEXIST') && !isLockspaceError(err, 'EBUSY')) throw err;
-        }
-        attempt = this.#ls[ACQUIRE](file, a);
+  async #afterRefusal(refusal: unknown, file: string, a: Acquisition): Promise<Lease | null> {
+    for (let creates = 0; ; creates++) {
+      if (!a.wait && isLockspaceError(refusal, 'EBUSY')) return null;
+      if (a.signal && refusal instanceof AbortError && signalAborted(a.signal)) throw signalReason(a.signal);
+      if (this.#files === null || !isLockspaceError(refusal, 'ENOENT') || creates === MAX_CREATES) throw refusal;
+      try {
+        await this.#ls.create(file);
+      } catch (err) {
+        // Created (EEXIST), or created and held (EBUSY), by another request meanwhile: lock that one.
+        if (!isLockspaceError(err, 'EEXIST') && !isLockspaceError(err, 'EBUSY')) throw err;
       }
-    } finally {
-      this.#pending.delete(a.owner as string);
+      try {
+        return await this.#ls[ACQUIRE](file, a);
+      } catch (err) {
+        refusal = err;
+      }
     }
   }
 
