@@ -155,7 +155,7 @@ export function renderReport(r: BenchResults): string {
       `lockspace bench${r.options.quick ? ' (--quick)' : ''}: ${r.options.reps} repetitions, median reported`,
       `machine: ${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, temp dir on ${m.fsType}`,
     ],
-    [caseTable(r.cases)],
+    r.cases.length ? [caseTable(r.cases)] : [],
     setSection(r),
     boundSection(r),
     recordsSection(r),

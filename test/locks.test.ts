@@ -444,6 +444,23 @@ describe('lock files', () => {
     expect(await ls.locks.request('job', () => outsideProbe(file))).toBe('busy');
   });
 
+  test('on a network file system a missing file is made by the request, and no file is ever deleted', async () => {
+    _debug.setForceRemote(true);
+    try {
+      _debug.setLockFileLimits({ maxIdleFiles: 0 });
+      const ls = LockSpace.open(tmp.dir);
+      const file = path.join(tmp.dir, '-app%2Fdb');
+      expect(await ls.locks.request('app/db', () => outsideProbe(file))).toBe('busy');
+      expect(await ls.locks.request('app/db', { mode: 'shared' }, () => outsideProbe(file, 'shared'))).toBe('locked');
+      expect(fs.readdirSync(tmp.dir)).toEqual(['-app%2Fdb']);
+      fs.unlinkSync(file); // another host deleted it: made again
+      expect(await ls.locks.request('app/db', () => outsideProbe(file))).toBe('busy');
+      expect(fs.readdirSync(tmp.dir)).toEqual(['-app%2Fdb']);
+    } finally {
+      _debug.setForceRemote(false);
+    }
+  });
+
   test('a process deletes its idle files when it exits, and so does a worker thread', async () => {
     const script = `
       const { LockSpace } = require(${JSON.stringify(DIST_INDEX)});
