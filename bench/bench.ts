@@ -20,6 +20,7 @@ import { renderReport } from './report';
 import type { BenchResults, Machine } from './results';
 import { runScale } from './scale';
 import { checkTargets } from './targets';
+import { runWebLocksHandoff, webLocksCases, webLocksSkipReason } from './web-locks';
 
 const FS_MAGIC: Record<number, string> = {
   0xef53: 'ext4',
@@ -63,7 +64,9 @@ async function part<T>(title: string, notes: string[], run: () => Promise<T>): P
   }
 }
 
-function perOpCases(root: string, lockspace: LockspaceModule | undefined, notes: string[]): Case[] {
+function perOpCases(root: string, lockspace: LockspaceModule | undefined, notes: string[], options: BenchOptions): Case[] {
+  const webLocks = lockspace ? webLocksCases(lockspace, subdir(root, 'web-locks')) : [];
+  if (options.only === 'web-locks') return webLocks;
   const floorDir = subdir(root, 'floor');
   const baselines = baselineCases(subdir(root, 'baselines'));
   notes.push(...baselines.notes);
@@ -89,6 +92,7 @@ function perOpCases(root: string, lockspace: LockspaceModule | undefined, notes:
     ...byId(ours, 'lockspace:set-sync'),
     ...byId(ours, 'lockspace:four-async'),
     ...byId(ours, 'lockspace:set-async'),
+    ...webLocks,
   ];
   const rest = [...floor, ...ours].filter((c) => !paired.includes(c));
   return [...paired, ...rest, ...baselines.cases];
@@ -100,9 +104,16 @@ async function measure(options: BenchOptions, root: string): Promise<BenchResult
   const lockspace = typeof loaded === 'string' ? undefined : loaded;
   if (typeof loaded === 'string') notes.push(`${loaded}: baselines only`);
 
-  const cases = await runCases(perOpCases(root, lockspace, notes), options.reps, options.sampleMs, progress);
+  const skipWebLocks = webLocksSkipReason();
+  if (skipWebLocks) notes.push(skipWebLocks);
+  const cases = await runCases(perOpCases(root, lockspace, notes, options), options.reps, options.sampleMs, progress);
   const results: BenchResults = { machine: describeMachine(root), options, cases, targets: [], notes };
-  if (lockspace) {
+  if (lockspace && !skipWebLocks) {
+    results.webLocksHandoff = await part('Web Locks hand-off', notes, () =>
+      runWebLocksHandoff(subdir(root, 'web-locks-handoff'), options.webLocksRounds, options.reps),
+    );
+  }
+  if (lockspace && options.only === undefined) {
     const { reps, sampleMs } = options;
     results.scale = await part('scale', notes, () =>
       runScale({ dir: subdir(root, 'scale'), levels: options.scaleLevels, reps, sampleMs }),

@@ -17,18 +17,23 @@ export interface BenchOptions {
   idleWaitRounds: number;
   scaleLevels: number[];
   cancel: CancelOptions;
+  /** Requests per worker thread in one run of the Web Locks hand-off. */
+  webLocksRounds: number;
+  /** `--only=web-locks`: only the Web Locks figure (its per-op pair and its hand-off). */
+  only?: 'web-locks';
 }
 
-const USAGE = 'usage: npm run bench -- [--quick] [--json]';
+const USAGE = 'usage: npm run bench -- [--quick] [--json] [--only=web-locks]';
 
 export function parseOptions(argv: readonly string[]): BenchOptions {
   for (const arg of argv) {
-    if (arg !== '--quick' && arg !== '--json') throw new Error(`unknown argument ${arg}\n${USAGE}`);
+    if (arg !== '--quick' && arg !== '--json' && arg !== '--only=web-locks') throw new Error(`unknown argument ${arg}\n${USAGE}`);
   }
   const quick = argv.includes('--quick');
   return {
     quick,
     json: argv.includes('--json'),
+    ...(argv.includes('--only=web-locks') && { only: 'web-locks' as const }),
     reps: quick ? 5 : 9,
     sampleMs: quick ? 40 : 200,
     contentionMs: quick ? 250 : 1000,
@@ -37,6 +42,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     idleWaitMs: quick ? 200 : 500,
     idleWaitRounds: quick ? 2 : 5,
     scaleLevels: [10, 10_000, 50_000],
+    webLocksRounds: quick ? 2000 : 10_000,
     cancel: { ownSignalWaits: [10_000, 40_000], sharedSignalWaits: 20_000, rounds: 3, budgetMs: quick ? 5000 : 30_000 },
   };
 }

@@ -124,6 +124,17 @@ function recordsSection(r: BenchResults): string[] {
   ];
 }
 
+function webLocksSection(r: BenchResults): string[] {
+  const w = r.webLocksHandoff;
+  if (!w) return [];
+  const us = (ns: number) => fmt(ns / 1000, 2);
+  return [
+    `Web Locks hand-off: two worker threads, each awaiting ${fmt(w.rounds)} requests of one name one after another`,
+    `  ls.locks ${us(w.lockspace.median)} µs per request (min ${us(w.lockspace.min)}); navigator.locks ${us(w.navigator.median)} µs ` +
+      `(min ${us(w.navigator.min)}); ratio ${fmt(w.ratio, 2)}x (median of per-repetition ratios)`,
+  ];
+}
+
 function targetValue(t: TargetCheck): string {
   if (t.unit === 'x') return `${fmt(t.value, 2)}x`;
   if (t.unit === 'µs') return `${fmt(t.value, 1)} µs`;
@@ -144,7 +155,7 @@ export function renderReport(r: BenchResults): string {
       `lockspace bench${r.options.quick ? ' (--quick)' : ''}: ${r.options.reps} repetitions, median reported`,
       `machine: ${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, temp dir on ${m.fsType}`,
     ],
-    [caseTable(r.cases)],
+    r.cases.length ? [caseTable(r.cases)] : [],
     setSection(r),
     boundSection(r),
     recordsSection(r),
@@ -152,6 +163,7 @@ export function renderReport(r: BenchResults): string {
     contentionSection(r),
     handoffSection(r),
     cancelSection(r),
+    webLocksSection(r),
     r.targets.length ? ['Targets', targetTable(r.targets)] : [],
     r.notes.length ? ['Notes', ...r.notes.map((n) => `- ${n}`)] : [],
   ];

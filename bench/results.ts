@@ -7,6 +7,7 @@ import type { CaseResult } from './measure';
 import type { BenchOptions } from './options';
 import type { ScaleResult } from './scale-child';
 import type { TargetCheck } from './targets';
+import type { WebLocksHandoffResult } from './web-locks';
 
 export interface Machine {
   cpus: number;
@@ -26,6 +27,7 @@ export interface BenchResults {
   handoff?: HandoffResult;
   cancel?: CancelResult;
   bound?: BoundResult;
+  webLocksHandoff?: WebLocksHandoffResult;
   targets: TargetCheck[];
   notes: string[];
 }

@@ -4,6 +4,7 @@ import type { ContentionResult } from './contention';
 import type { HandoffResult } from './handoff';
 import type { CaseResult } from './measure';
 import type { ScaleLevel, ScaleResult } from './scale-child';
+import type { WebLocksHandoffResult } from './web-locks';
 import { median } from './stats';
 
 export interface TargetCheck {
@@ -23,6 +24,7 @@ export interface Measured {
   contention?: ContentionResult;
   handoff?: HandoffResult;
   cancel?: CancelResult;
+  webLocksHandoff?: WebLocksHandoffResult;
 }
 
 /** "Waiting burns no core": the waiter's CPU time stays under this share of the wait's wall time. */
@@ -59,6 +61,7 @@ function perOpChecks(cases: CaseResult[]): TargetCheck[] {
     [3, 'autoCreate cycle / same syscalls in C', 'lockspace:autocreate', 'floor:autocreate', '<=', 1.5],
     [7, 'proper-lockfile / await acquire+release', 'peer:proper-lockfile', 'lockspace:async', '>=', 20],
     [7, 'os-lock / await acquire+release', 'peer:os-lock', 'lockspace:async', '>=', 3],
+    [9, 'ls.locks.request cycle / navigator.locks.request cycle', 'lockspace:web-locks', 'node:navigator-locks', '<=', 1],
   ];
   return specs.flatMap(([figure, target, a, b, op, limit]) => {
     const r = ratio(cases, a, b);
@@ -107,6 +110,11 @@ function cancelChecks(c: CancelResult): TargetCheck[] {
   ];
 }
 
+/** Web Locks between two worker threads: lockspace's ls.locks against Node's navigator.locks. */
+function webLocksChecks(w: WebLocksHandoffResult): TargetCheck[] {
+  return [check(9, 'ls.locks / navigator.locks, two worker threads handing off', w.ratio, 'x', '<=', 1)];
+}
+
 export function checkTargets(m: Measured): TargetCheck[] {
   return [
     ...perOpChecks(m.cases),
@@ -114,5 +122,6 @@ export function checkTargets(m: Measured): TargetCheck[] {
     ...(m.contention ? contentionChecks(m.contention) : []),
     ...(m.handoff ? handoffChecks(m.handoff) : []),
     ...(m.cancel ? cancelChecks(m.cancel) : []),
+    ...(m.webLocksHandoff ? webLocksChecks(m.webLocksHandoff) : []),
   ].sort((a, b) => a.figure - b.figure);
 }

@@ -43,6 +43,10 @@ export interface Acquisition {
  *  the package. */
 export const ACQUIRE: unique symbol = Symbol('lockspace.acquire');
 
+/** ACQUIRE answered without a promise when the table answers at once (ls.locks' fast path): not
+ *  exported from the package. */
+export const ACQUIRE_NOW: unique symbol = Symbol('lockspace.acquireNow');
+
 /** No options: exclusive, no autoCreate, owned by this thread, no wait. */
 export const DEFAULT_ACQUISITION: Acquisition = { shared: false, autoCreate: false, owner: threadId, key: THREAD_OWNER_KEY, wait: false };
 

@@ -3,6 +3,7 @@
  * public API: no compatibility promise, and nothing here is needed to use lockspace.
  */
 import { invalidArgValue } from './errors';
+import { lockFileLimits } from './locks';
 import { binding, NativeStats } from './native';
 
 export type { NativeStats } from './native';
@@ -24,5 +25,15 @@ export const _debug = {
   setForceRemote(on: boolean): void {
     if (typeof on !== 'boolean') throw invalidArgValue('on', on, 'must be a boolean');
     binding.setForceRemote(on);
+  },
+  /** ls.locks in this thread: how long an idle lock file stays (between 1 and 2 sweeps) and how many
+   *  idle ones a manager keeps at most (beyond, the oldest are deleted at once; 0: at each release). */
+  setLockFileLimits(limits: { sweepMs?: number; maxIdleFiles?: number }): void {
+    const { sweepMs = lockFileLimits.sweepMs, maxIdleFiles = lockFileLimits.maxIdleFiles } = limits;
+    if (!Number.isInteger(sweepMs) || sweepMs < 1) throw invalidArgValue('sweepMs', sweepMs, 'must be a positive integer');
+    if (!Number.isInteger(maxIdleFiles) || maxIdleFiles < 0) {
+      throw invalidArgValue('maxIdleFiles', maxIdleFiles, 'must be a non-negative integer');
+    }
+    Object.assign(lockFileLimits, { sweepMs, maxIdleFiles });
   },
 };

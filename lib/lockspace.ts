@@ -1,7 +1,7 @@
 /* LockSpace: a directory's (or the path-mode) lockspace and the calls on its resources. */
 import { threadId } from 'node:worker_threads';
 
-import { ACQUIRE, Acquisition, DEFAULT_ACQUISITION, readAcquisition } from './acquisition';
+import { ACQUIRE, ACQUIRE_NOW, Acquisition, DEFAULT_ACQUISITION, readAcquisition } from './acquisition';
 import { AcquireMessage, debug, debugging, publishRelease, releaseObserved, traceAcquire, traceAcquireSync, tracing } from './diagnostics';
 import { ErrorRecord, fromRecord, generationChangedError, invalidArgValue, isLockspaceError, LockspaceError, timeoutError } from './errors';
 import { InspectInfo, inspectInfo } from './inspect';
@@ -110,7 +110,7 @@ export class LockSpace {
 
   /** A Web Locks-shaped manager (`navigator.locks` style) on this lockspace. */
   get locks(): LockManager {
-    return (this.#locks ??= new LockManager(this));
+    return (this.#locks ??= new LockManager(this, { queued: () => native.queued(this.#handle), remote: this.#remote }));
   }
 
   #path(name: string): string {
@@ -307,6 +307,28 @@ export class LockSpace {
       if (isErrorRecord(result) || result > 0) return this.records ? this.#granted(result, n, a, onPool) : this.#lease(result, n, a, onPool);
       request = -result;
     }
+    return this.#queued(request, n, a, onPool, started);
+  }
+
+  /**
+   * ACQUIRE without a promise when it can answer at once: in a directory on a local file system,
+   * without holder records or tracing, a lock granted now is the Lease itself, and a refusal is
+   * thrown. A queued request (and every other case) is ACQUIRE's promise.
+   */
+  [ACQUIRE_NOW](name: string, a: Acquisition): Lease | Promise<Lease> {
+    if (this.directory === null || this.#remote || this.records || tracing()) return this[ACQUIRE](name, a);
+    const n = this.#name(name);
+    const flags = this.#flags(a);
+    if (!a.wait) return this.#lease(native.acquire(this.#handle, n, flags, a.key), n, a, false);
+    if (a.signal && signalAborted(a.signal)) throw abortError(a.signal);
+    const result = native.acquireWait(this.#handle, n, flags, a.key, a.awaitedBy);
+    if (isErrorRecord(result) || result > 0) return this.#lease(result, n, a, false);
+    return this.#queued(-result, n, a, false, undefined);
+  }
+
+  /** The rest of a waiting acquire once its request is queued (or started on the threadpool). */
+  async #queued(request: number, n: string, a: Acquisition, onPool: boolean, started: Promise<number | ErrorRecord> | undefined): Promise<Lease> {
+    const { signal } = a;
     if (debugging) debug('wait %s %s owner=%j', this.#path(n), a.shared ? 'shared' : 'exclusive', a.owner);
     let lease: number;
     try {

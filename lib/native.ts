@@ -70,6 +70,8 @@ export interface Binding {
   remove(dir: DirHandle, name: string, flags: number): undefined | ErrorRecord;
   removeAsync(dir: DirHandle, name: string, flags: number): Promise<undefined | ErrorRecord>;
   resources(dir: DirHandle): [string, string, boolean, boolean, string[]][];
+  /** The requests queued through this directory by every thread, oldest first: [name, shared, owner key]. */
+  queued(dir: DirHandle): [string, boolean, string][];
   isRemote(dir: DirHandle, name: string): boolean;
   stats(): NativeStats;
   closeIdleFds(): number;

@@ -382,6 +382,26 @@ struct Resources {
   }
 };
 
+// queued(handle) -> [name, shared, ownerKey][]: the requests queued through this directory by every
+// thread, oldest first
+struct Queued {
+  using Args = DirPtr;
+  using Result = std::vector<lockspace::QueuedRequest>;
+  static Args args(const Napi::CallbackInfo& info) { return dirArg(info, 0); }
+  static Result run(const DirPtr& dir) { return Registry::instance().queued(dir); }
+  static Napi::Value toJs(Napi::Env env, const DirPtr&, const Result& list) {
+    Napi::Array out = Napi::Array::New(env, list.size());
+    for (size_t i = 0; i < list.size(); ++i) {
+      Napi::Array row = Napi::Array::New(env, 3);
+      row.Set(0u, Napi::String::New(env, list[i].name));
+      row.Set(1u, Napi::Boolean::New(env, list[i].shared));
+      row.Set(2u, Napi::String::New(env, list[i].owner));
+      out.Set(i, row);
+    }
+    return out;
+  }
+};
+
 // isRemote(handle, name): should calls on this resource go to the threadpool?
 struct IsRemote {
   using Args = NameArgs;
@@ -749,6 +769,7 @@ Napi::Object InitOwner(Napi::Env env, Napi::Object exports) {
   put<here<Remove>>(env, exports, "remove");
   put<onPool<Remove>>(env, exports, "removeAsync");
   put<here<Resources>>(env, exports, "resources");
+  put<here<Queued>>(env, exports, "queued");
   put<here<IsRemote>>(env, exports, "isRemote");
   put<here<Verify>>(env, exports, "verify");
   put<onPool<Verify>>(env, exports, "verifyAsync");

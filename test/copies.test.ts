@@ -218,6 +218,7 @@ test('the binding exports what table format 5 promises', () => {
     'isRemote',
     'openDir',
     'queryLocks',
+    'queued',
     'release',
     'releaseAsync',
     'releaseByName',

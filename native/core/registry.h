@@ -26,7 +26,7 @@
 //   holder_record.h  the holder records in a lock file (its format, writing, reading)
 // Its own code: registry.cc (tables, acquire), registry_release.cc (release, hand-off, cancel),
 // registry_kernel_wait.cc (kernel waits), registry_deadlock.cc (cycles of waits), registry_inspect.cc
-// (resources, stats, verify, inspect), registry_record.cc (holder records).
+// (resources, queued, stats, verify, inspect), registry_record.cc (holder records).
 //
 // Interface: the public members below; the binding calls nothing else.
 #pragma once
@@ -105,6 +105,8 @@ class Registry {
   void remove(const DirPtr& dir, const std::string& name, LockKind kind);  // "delete"
 
   std::vector<ResourceInfo> resources(const DirPtr& dir);
+  // The requests queued through dir by every thread, oldest request first.
+  std::vector<QueuedRequest> queued(const DirPtr& dir);
   // Is the lease's lock still there? Asks the file system about the held fd (a lock query, never a
   // change of it) and checks that the lease's name still reaches the locked file.
   VerifyResult verify(uint64_t lease);

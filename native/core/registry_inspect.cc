@@ -1,5 +1,5 @@
-// What the table and the file system say, without changing anything: resources, stats, verify and
-// inspect (see registry.h for the parts).
+// What the table and the file system say, without changing anything: resources, queued, stats, verify
+// and inspect (see registry.h for the parts).
 #include <errno.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,6 +30,21 @@ std::vector<ResourceInfo> Registry::resources(const DirPtr& dir) {
     }
   });
   std::sort(out.begin(), out.end(), [](const ResourceInfo& a, const ResourceInfo& b) { return a.name < b.name; });
+  return out;
+}
+
+std::vector<QueuedRequest> Registry::queued(const DirPtr& dir) {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<QueuedRequest> out;
+  byInode_.forEach([&](Entry* e) {
+    if (!e->hasWaiters()) return;
+    for (const Waiter& w : e->extra->waiters) {
+      if (w.dir == dir) out.push_back(QueuedRequest{w.request, w.name, w.req.shared, w.req.owner});
+    }
+  });
+  // Request ids grow with each request: their order is the order the requests were made in.
+  std::sort(out.begin(), out.end(),
+            [](const QueuedRequest& a, const QueuedRequest& b) { return a.request < b.request; });
   return out;
 }
 

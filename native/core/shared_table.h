@@ -40,9 +40,9 @@ struct lockspace_table {
   const lockspace_table* owner;  // the elected owner, once known (atomic: see electOwner)
   // Formats 1 to 5 (2: the binding exports its constants; releaseAsync answers a boolean, verify takes
   // an array of leases; 3: queryLocks, inspect's lock query fields, verify's Dropped; 4: writeRecord,
-  // holder records in inspect and queryLocks; 5: checkDeadlock, acquireWait's awaitedBy): the owner's
-  // module init, napi_value (napi_env, napi_value) behind void pointers. It registers the binding on
-  // the environment it is given, as the owner's own module init does.
+  // holder records in inspect and queryLocks; 5: checkDeadlock, acquireWait's awaitedBy, queued): the
+  // owner's module init, napi_value (napi_env, napi_value) behind void pointers. It registers the
+  // binding on the environment it is given, as the owner's own module init does.
   void* (*moduleInit)(void* env, void* exports);
 };
 }

@@ -2,8 +2,8 @@
 // N-API; the binding converts these records to and from JavaScript.
 //
 // Interface: SysError / NotHeldError / ArgError (what the core throws), Request and Sink (an acquire
-// and who hears a queued one's outcome), AcquireResult, ResourceInfo, VerifyResult, InspectResult,
-// DeadlockCycle, Stats (what it answers), InodeKey (a file's identity).
+// and who hears a queued one's outcome), AcquireResult, ResourceInfo, QueuedRequest, VerifyResult,
+// InspectResult, DeadlockCycle, Stats (what it answers), InodeKey (a file's identity).
 #pragma once
 
 #include <fcntl.h>
@@ -102,6 +102,14 @@ struct ResourceInfo {
   bool shared;
   bool autoCreate;
   std::vector<std::string> owners;
+};
+
+// A request queued in the table (waiting for its lock): the name it came through, its mode and owner.
+struct QueuedRequest {
+  uint64_t request;
+  std::string name;
+  bool shared;
+  std::string owner;
 };
 
 // What verify() found about a lease.

@@ -1,6 +1,6 @@
 // The C++ core test's scenarios of waiting: FIFO hand-off, kernel waits for other processes, cancels
-// in every phase of a request (queued, announced, restarting), and the shared joins behind cancelled
-// exclusive requests.
+// in every phase of a request (queued, announced, restarting), the shared joins behind cancelled
+// exclusive requests, and the list of queued requests.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -59,8 +59,15 @@ void testHandOffFifo() {
   CHECK(reg().acquire(d, "res", req(true), 103, sink).queued);
   CHECK(reg().cancel(103));
   CHECK(!reg().cancel(103));
+  // queued() lists what waits, oldest first, by the name, mode and owner it was requested with; a
+  // cancelled request is gone, another directory's list is empty.
+  const std::vector<QueuedRequest> waiting = reg().queued(d);
+  CHECK(waiting.size() == 2 && waiting[0].request == 101 && waiting[1].request == 102);
+  CHECK(waiting[0].name == "res" && !waiting[0].shared && waiting[1].shared && waiting[1].owner == req(true).owner);
+  CHECK(reg().queued(reg().openDir(freshDir("fifo-other"))).empty());
   reg().release(a);
   CHECK(sink->waitFor(1) && sink->grants[0].first == 101);
+  CHECK(reg().queued(d).size() == 1 && reg().queued(d)[0].request == 102);  // granted: no longer listed
   reg().release(sink->grants[0].second);
   CHECK(sink->waitFor(2) && sink->grants[1].first == 102);
   reg().release(sink->grants[1].second);
