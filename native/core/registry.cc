@@ -602,6 +602,9 @@ Registry::Next Registry::lockReserved(Lock& lk, const Attempt& a, Entry* e, Trie
     const bool busy = lockfile::isBusy(err);
     const bool remote = e->remote;  // e may be gone below
     const int pid = busy && !remote ? lockfile::holderPid(e->fd.get(), a.req.kind, mode) : 0;
+    // Network file systems keep no idle fds: one that will not wait is erased below. Still reserved,
+    // no other thread of this process holds the inode: closing it here drops nothing.
+    if (remote && !(busy && a.sink)) e->fd.reset();
     lk.lock();
     if (busy && a.sink) {
       // Wait for the other process in a dedicated thread, not in the caller nor in libuv's pool.

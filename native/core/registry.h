@@ -13,10 +13,10 @@
 // meet a reserved entry wait on a condition variable for the few microseconds it lasts. The C++ core
 // test checks the rule in every lock_file.h function (table_mutex.h), and checks that an entry
 // changes state only under the mutex and only as entry.h's table of transitions allows (setState).
-// Not yet outside it: the close of an fd that holds no lock of ours (an entry erased after a failed
-// or refused lock, an idle fd dropped, spare fds, an fd parked or given up in reserveOpened,
-// closeOrPark and inspect), the creation of a kernel-wait or writer-check thread, and the signal
-// that interrupts a kernel wait.
+// Not yet outside it: the close of an fd that holds no lock of ours (spare fds, as their entry goes;
+// an idle fd dropped; an entry erased after a refused lock on a local file system, or when no
+// kernel-wait thread can be had; an fd given up in reserveOpened or closeOrPark), the creation of a
+// kernel-wait or writer-check thread, and the signal that interrupts a kernel wait.
 //
 // The parts it owns, each in its own header, none of them calling back into it:
 //   types.h          the records it takes and answers, and its errors

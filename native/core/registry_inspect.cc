@@ -249,9 +249,9 @@ InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
     struct flock fl {};
     // POSIX F_GETLK sees every other owner's lock, OFD ones too (their pid shows as -1).
     const int err = lockfile::query(fd, LockKind::Posix, lockfile::Mode::Exclusive, fl);
+    if (reserved) reserved->fd.reset();  // still reserved: nothing of this process holds a lock on the inode
     lk.lock();
     if (reserved) {
-      reserved->fd.reset();  // still reserved: nothing of this process holds a lock on the inode
       eraseEntry(reserved);
       notifyTransition(key);
     } else {
