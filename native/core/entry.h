@@ -2,7 +2,7 @@
 // guards every field (the registry reserves an entry, Opening/Granting/Closing, to use its fd outside
 // the mutex).
 //
-// Interface: State (an entry's life), Entry (make/destroy, path and name, owners, the rare Extra:
+// Interface: State and its transitions (an entry's life), Entry (make/destroy, path and name, owners, the rare Extra:
 // spare fds, the wait queue, the kernel-wait thread), Owner (one lease of it), Alias (where a lease
 // reached it, when that is not the entry's own name), InodeTraits (the table's index by inode).
 #pragma once
@@ -27,11 +27,44 @@ namespace lockspace {
 enum class State : uint8_t {
   Opening,     // reserved by a thread that is opening/locking it (outside the mutex)
   Held,        // locked, with at least one owner
-  Granting,    // locked: a thread checks the names of the requests it is about to grant (outside the mutex)
+  Granting,    // locked, reserved by a thread that grants queued requests or changes the lock (outside the mutex)
   KernelWait,  // not held: a kernel-wait thread blocks in F_SETLKW on behalf of the queued requests
   Closing,     // last owner gone: being unlocked/unlinked/closed (outside the mutex)
   Idle,        // not locked, fd kept open for a fast re-acquire (bounded LRU, local file systems)
 };
+constexpr int kStates = 6;
+
+// The life of an entry: every change of state it may go through, and nothing else (Registry::setState
+// checks each one, under the mutex). An entry is born Opening (insertEntry) and leaves the table from
+// Opening, KernelWait (no thread could be had), Closing or Idle (eraseEntry).
+//
+//   from        to          when
+//   Idle        Opening     an acquire takes the idle fd to lock it again
+//   Opening     Held        locked, and the name still reaches the file
+//   Opening     KernelWait  another process holds it and the request waits
+//   Opening     Idle        another process holds it, no wait: the fd is kept
+//   Held        Granting    the last owner left with requests queued (hand-off), requests may join
+//                           a held lock (grant in place), a holder record is written
+//   Held        Closing     the last owner left and nobody waits
+//   Granting    Held        granted (or the record written): someone holds it
+//   Granting    KernelWait  let go to wait in the kernel (another mode, another process's writer,
+//                           or every name granted reaches another file now)
+//   Granting    Closing     the requests it was handed to are all gone
+//   KernelWait  Granting    the kernel granted the lock the queue's head asked for
+//   KernelWait  Closing     nobody waits any more, or the kernel wait failed
+//   Closing     Idle        unlocked, the fd kept for a fast re-acquire
+constexpr bool kTransitions[kStates][kStates] = {
+    // to: Opening Held   Granting KernelWait Closing Idle
+    {false, true, false, true, false, true},    // from Opening
+    {false, false, true, false, true, false},   // from Held
+    {false, true, false, true, true, false},    // from Granting
+    {false, false, true, false, true, false},   // from KernelWait
+    {false, false, false, false, false, true},  // from Closing
+    {true, false, false, false, false, false},  // from Idle
+};
+constexpr bool transitionAllowed(State from, State to) noexcept {
+  return kTransitions[static_cast<int>(from)][static_cast<int>(to)];
+}
 
 // Where an owner reached the entry, when that differs from the entry's own dir/name (hard link,
 // symlinked directory, path-mode name of a directory resource).
@@ -53,6 +86,9 @@ struct Extra {
   WaitQueue waiters;            // queued requests, FIFO
   pthread_t thread{};           // the kernel-wait thread while KernelWait
   bool blocking = false;        // that thread is between unlocking to block and locking again
+  // Threads asking the kernel about the fd without the mutex (who holds it, while KernelWait): the fd
+  // is not closed until they are done (Registry::waitForAskers).
+  uint32_t askers = 0;
   // Holder records (holder_record.h): the slot of this process's record and its live byte, claimed in
   // the locking period whose serial is recordSerial (0: none). A later period claims again: the
   // unlock that ended this one dropped both locks.
@@ -69,9 +105,9 @@ struct Extra {
 struct Entry {
   InodeKey key;
   UniqueFd fd;
-  State state = State::Opening;
-  bool shared = false;      // kernel lock mode while Held
-  bool autoCreate = false;  // delete the file at the last release
+  State state = State::Opening;  // changed by Registry::setState only
+  bool shared = false;           // kernel lock mode while Held
+  bool autoCreate = false;       // delete the file at the last release
   bool remote = false;
   bool named = true;  // in its Dir's name index; false once its name was found to reach another file
   LockKind kind = LockKind::Posix;

@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "table_mutex.h"
+
 namespace lockspace::lockfile {
 namespace {
 
@@ -30,32 +32,54 @@ int setLock(int fd, LockKind kind, short type) {
 
 }  // namespace
 
-UniqueFd open(const char* path) { return UniqueFd(::open(path, kOpenFlags)); }
-UniqueFd createNew(const char* path) { return UniqueFd(::open(path, kOpenFlags | O_CREAT | O_EXCL, 0600)); }
-UniqueFd openOrCreate(const char* path) { return UniqueFd(::open(path, kOpenFlags | O_CREAT, 0600)); }
-UniqueFd openForQuery(const char* path) {
-  return UniqueFd(::open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
+namespace {
+int openWith(const char* path, int flags, UniqueFd& fd) {
+  LS_CHECK_NO_TABLE_LOCK("open");
+  fd.reset(::open(path, flags, 0600));
+  return fd ? 0 : errno;
+}
+}  // namespace
+
+int open(const char* path, UniqueFd& fd) { return openWith(path, kOpenFlags, fd); }
+int createNew(const char* path, UniqueFd& fd) { return openWith(path, kOpenFlags | O_CREAT | O_EXCL, fd); }
+int openOrCreate(const char* path, UniqueFd& fd) { return openWith(path, kOpenFlags | O_CREAT, fd); }
+int openForQuery(const char* path, UniqueFd& fd) {
+  return openWith(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, fd);
 }
 
 int makeFile(const char* path) {
   // mknod: a regular file, never following a symlink and never truncating.
+  LS_CHECK_NO_TABLE_LOCK("mknod");
   return ::mknod(path, S_IFREG | 0600, 0) == 0 ? 0 : errno;
 }
 
-void checkRegular(mode_t mode, const std::string& path) {
-  if (S_ISREG(mode)) return;
-  if (S_ISLNK(mode)) throw SysError(ELOOP, "open", path, "resource path is a symbolic link");
-  if (S_ISDIR(mode)) throw SysError(EISDIR, "open", path, "resource path is a directory");
-  const char* what = S_ISFIFO(mode) ? "a FIFO" : S_ISSOCK(mode) ? "a socket" : "a device";
-  throw SysError(EINVAL, "open", path, std::string("resource path is ") + what + ", not a regular file");
+int checkRegular(mode_t mode, const char** why) noexcept {
+  *why = "";
+  if (S_ISREG(mode)) return 0;
+  if (S_ISLNK(mode)) {
+    *why = "resource path is a symbolic link";
+    return ELOOP;
+  }
+  if (S_ISDIR(mode)) {
+    *why = "resource path is a directory";
+    return EISDIR;
+  }
+  *why = S_ISFIFO(mode)   ? "resource path is a FIFO, not a regular file"
+         : S_ISSOCK(mode) ? "resource path is a socket, not a regular file"
+                          : "resource path is a device, not a regular file";
+  return EINVAL;
 }
 
-int tryLock(int fd, LockKind kind, Mode mode) noexcept { return setLock(fd, kind, typeOf(mode)); }
+int tryLock(int fd, LockKind kind, Mode mode) noexcept {
+  LS_CHECK_NO_TABLE_LOCK("fcntl");
+  return setLock(fd, kind, typeOf(mode));
+}
 BlockingCall blockingLock(int fd, LockKind kind, Mode mode) noexcept {
   return {fd, kind == LockKind::Ofd ? F_OFD_SETLKW : F_SETLKW, typeOf(mode)};
 }
 int unlock(int fd, LockKind kind) noexcept {
   // The whole file: byte 0 and the bytes a holder record locks (holder_record.h) go together.
+  LS_CHECK_NO_TABLE_LOCK("fcntl");
   struct flock fl {};
   fl.l_type = F_UNLCK;
   fl.l_whence = SEEK_SET;
@@ -66,6 +90,7 @@ int unlock(int fd, LockKind kind) noexcept {
 bool isBusy(int err) noexcept { return err == EAGAIN || err == EACCES; }
 
 int query(int fd, LockKind kind, Mode mode, struct flock& conflict) noexcept {
+  LS_CHECK_NO_TABLE_LOCK("fcntl");
   conflict = {};
   conflict.l_type = typeOf(mode);
   conflict.l_whence = SEEK_SET;
@@ -82,16 +107,16 @@ int holderPid(int fd, LockKind kind, Mode mode) noexcept {
 
 namespace {
 
-// The text of /proc/self/fdinfo/<fd>, or a negated errno.
+// The text of /proc/self/fdinfo/<fd>: 0 or errno.
 int readFdinfo(int fd, std::string& text) {
   const std::string file = "/proc/self/fdinfo/" + std::to_string(fd);
   UniqueFd info(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!info) return -errno;
+  if (!info) return errno;
   char buf[4096];
   for (;;) {
     const ssize_t n = ::read(info.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -errno;
+    if (n < 0) return errno;
     if (n == 0) return 0;
     text.append(buf, static_cast<size_t>(n));
   }
@@ -124,8 +149,10 @@ size_t splitWords(std::string_view text, std::string_view* words, size_t max) {
 
 }  // namespace
 
-int shownHeld(int fd, LockKind kind, Mode mode) {
-  if (!fdinfoListsLocks()) return -ENOSYS;
+int shownHeld(int fd, LockKind kind, Mode mode, bool& held) {
+  LS_CHECK_NO_TABLE_LOCK("read");
+  held = false;
+  if (!fdinfoListsLocks()) return ENOSYS;
   std::string text;
   if (const int err = readFdinfo(fd, text)) return err;
   // "lock:\t1: POSIX  ADVISORY  WRITE 4242 fe:00:1234 0 0" (OFD: OFDLCK; shared: READ; then start, end)
@@ -138,13 +165,16 @@ int shownHeld(int fd, LockKind kind, Mode mode) {
     if (line.substr(0, 5) != "lock:") continue;
     // Words: id, type, ADVISORY, access, pid, where, start, end.
     std::string_view words[7];
-    if (splitWords(line.substr(5), words, 7) == 7 && words[1] == type && words[3] == access && words[6] == "0")
-      return 1;
+    if (splitWords(line.substr(5), words, 7) == 7 && words[1] == type && words[3] == access && words[6] == "0") {
+      held = true;
+      break;
+    }
   }
   return 0;
 }
 
 bool writerBlocked(const InodeKey& key) noexcept {
+  LS_CHECK_NO_TABLE_LOCK("read");
   try {
     UniqueFd locks(::open("/proc/locks", O_RDONLY | O_CLOEXEC));
     if (!locks) return false;
@@ -176,12 +206,14 @@ bool writerBlocked(const InodeKey& key) noexcept {
 }
 
 bool namesInode(const char* path, const InodeKey& key) noexcept {
+  LS_CHECK_NO_TABLE_LOCK("stat");
   struct stat st {};
   return ::lstat(path, &st) == 0 && st.st_dev == key.dev && st.st_ino == key.ino;
 }
 
 int deleteHeld(int fd, LockKind kind, Mode held, const char* path, const InodeKey& key) noexcept {
   // Never delete a file another process still holds: be exclusive first (upgrade a shared lock).
+  LS_CHECK_NO_TABLE_LOCK("unlink");
   if (held == Mode::Shared) {
     const int err = tryLock(fd, kind, Mode::Exclusive);
     if (err != 0) return isBusy(err) ? EBUSY : err;
@@ -191,11 +223,13 @@ int deleteHeld(int fd, LockKind kind, Mode held, const char* path, const InodeKe
 }
 
 void closeLocked(UniqueFd& fd, LockKind kind, bool remote) noexcept {
+  LS_CHECK_NO_TABLE_LOCK("close");
   if (remote && fd) unlock(fd.get(), kind);
   fd.reset();
 }
 
 void staleNamePause(int attempt) {
+  LS_CHECK_NO_TABLE_LOCK("nanosleep");
   struct timespec pause {
     0, std::min(1L << std::min(attempt, 5), 32L) * 1'000'000L
   };

@@ -3,11 +3,15 @@
 // lock kind, asked who holds it, checked against its name, unlinked and closed. Plain C++/POSIX, no
 // N-API, no state: the registry decides when; these functions only know how.
 //
-// Errors come back as errno values (0: done), so that a caller never reads a stale errno.
+// One error convention: every function that can fail returns 0 or the errno value (never -1 and a
+// global errno, never an exception), and gives its answer through a parameter; a caller never reads a
+// stale errno and turns the value into its own error (a SysError, a holder's outcome). Predicates
+// (isBusy, namesInode, writerBlocked) and holderPid answer "no" (0) when the kernel cannot tell.
 //
 // Interface: open/createNew/openOrCreate/openForQuery/makeFile/checkRegular (names to fds),
 // tryLock/blockingLock/unlock/isBusy/holderPid/query/shownHeld (the lock on byte 0), namesInode/deleteHeld
-// (names against the locked inode), closeLocked (the last fd of a locked file), staleNamePause.
+// (names against the locked inode), closeLocked (the last fd of a locked file), staleNamePause. Each one
+// that makes a syscall checks that the calling thread holds no table mutex (table_mutex.h).
 #pragma once
 
 #include <fcntl.h>
@@ -24,15 +28,15 @@ namespace lockspace::lockfile {
 enum class Mode : uint8_t { Exclusive, Shared };
 inline Mode modeOf(bool shared) noexcept { return shared ? Mode::Shared : Mode::Exclusive; }
 
-// --- names to fds (each returns an invalid fd and sets errno on failure) --------------------------
-UniqueFd open(const char* path);          // an existing file, read-write
-UniqueFd createNew(const char* path);     // only if nothing is there (O_EXCL): mode 0600
-UniqueFd openOrCreate(const char* path);  // mode 0600 if created
-UniqueFd openForQuery(const char* path);  // read-only: to ask about locks, never to take one
-// A new empty regular file, mode 0600, without opening it (no fd to close); 0 or errno.
+// --- names to fds (0 or errno; fd is set on success) ----------------------------------------------
+int open(const char* path, UniqueFd& fd);          // an existing file, read-write
+int createNew(const char* path, UniqueFd& fd);     // only if nothing is there (O_EXCL): mode 0600
+int openOrCreate(const char* path, UniqueFd& fd);  // mode 0600 if created
+int openForQuery(const char* path, UniqueFd& fd);  // read-only: to ask about locks, never to take one
+// A new empty regular file, mode 0600, without opening it (no fd to close).
 int makeFile(const char* path);
-// Throws the error an acquire reports for a name that is not a regular file.
-void checkRegular(mode_t mode, const std::string& path);
+// 0 for a regular file; else the errno an acquire reports for what is there, and *why says what it is.
+int checkRegular(mode_t mode, const char** why) noexcept;
 
 // --- the lock (byte 0 of the file, as libvirt's virLockSpace) -------------------------------------
 int tryLock(int fd, LockKind kind, Mode mode) noexcept;  // 0, or errno (isBusy: another holds it)
@@ -52,9 +56,9 @@ int holderPid(int fd, LockKind kind, Mode mode) noexcept;
 int query(int fd, LockKind kind, Mode mode, struct flock& conflict) noexcept;
 // Whether this process still holds its lock (kind, mode) on byte 0 taken through fd, as
 // /proc/self/fdinfo/<fd> shows it: the kernel prints there, under the file's lock list lock, the
-// locks taken through that open file and owned by this process (POSIX) or by it (OFD). 1 held, 0 not,
-// or a negated errno when it cannot tell (no /proc; ENOSYS: a kernel whose fdinfo lists no locks).
-int shownHeld(int fd, LockKind kind, Mode mode);
+// locks taken through that open file and owned by this process (POSIX) or by it (OFD): held. 0, or
+// the errno when it cannot tell (no /proc; ENOSYS: a kernel whose fdinfo lists no locks).
+int shownHeld(int fd, LockKind kind, Mode mode, bool& held);
 
 // --- names against the locked inode ---------------------------------------------------------------
 bool namesInode(const char* path, const InodeKey& key) noexcept;

@@ -54,9 +54,9 @@ void askOne(const std::string& path, Records records, Answer& a, LastDevice& las
     a.syscall = "open";
     return;
   }
-  UniqueFd fd = lockfile::openForQuery(path.c_str());
-  if (!fd) {
-    a.err = errno;
+  UniqueFd fd;
+  if (const int err = lockfile::openForQuery(path.c_str(), fd)) {
+    a.err = err;
     a.syscall = "open";
     return;
   }

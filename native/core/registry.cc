@@ -23,8 +23,6 @@ std::atomic<testing::PointFn> testing::pointFn{nullptr};
 
 namespace {
 
-constexpr int kMaxAttempts = 64;
-
 // Fairness to another process's exclusive waiter: after this many shared joins to one continuous
 // kernel lock, a join has /proc/locks read for a blocked writer, at most once per this many ms per
 // entry, and never sooner than kWriterCheckSpacing times as long as the last read took after it (a
@@ -60,7 +58,7 @@ Registry::Registry() = default;
 Registry::~Registry() {
   {
     Lock lk(mu_);
-    writerChecksDone_.wait(lk, [this] { return writerChecks_ == 0; });
+    while (writerChecks_ != 0) waitReleasing(writerChecksDone_, lk);
   }
   std::vector<Entry*> all;
   byInode_.forEach([&](Entry* e) { all.push_back(e); });
@@ -88,10 +86,26 @@ SysError Registry::busyHere(const Entry* e, const std::string& path) const {
 Registry::Stripe& Registry::stripe(const InodeKey& key) { return stripes_[InodeHash()(key) % kStripes]; }
 
 void Registry::waitTransition(Lock& lk, const InodeKey& key) {
+  LS_CHECK_HELD(mu_);
   Stripe& st = stripe(key);
   ++st.waiters;
-  st.cv.wait(lk);
+  waitReleasing(st.cv, lk);
   --st.waiters;
+}
+
+// ESTALE: the client's cached name of a file that another host deleted or replaced. A fresh lookup
+// finds the current file; the pause (see Tries) gives the client's cache a moment to let it go.
+void Registry::stalePause(Lock& lk, const Tries& tries) {
+  LS_CHECK_HELD(mu_);
+  lk.unlock();
+  lockfile::staleNamePause(tries.stale);
+  lk.lock();
+}
+
+void Registry::setState(Entry* e, State to) {
+  LS_CHECK(mu_.heldByThisThread(), "an entry's state changed without the table mutex");
+  LS_CHECK(transitionAllowed(e->state, to), "an entry's state changed in a way entry.h does not allow");
+  e->state = to;
 }
 
 void Registry::notifyTransition(const InodeKey& key) {
@@ -99,8 +113,18 @@ void Registry::notifyTransition(const InodeKey& key) {
   if (st.waiters > 0) st.cv.notify_all();
 }
 
-Entry* Registry::insertEntry(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd,
-                             const Request& req) {
+// Whether fd's file is on a network file system: a statfs the first time its device is seen, so it is
+// asked before the mutex is taken for insertEntry. Out of memory: taken for one (the careful answer).
+bool Registry::onNetworkFs(const Dir& dir, dev_t dev, int fd) noexcept {
+  try {
+    return dir.remote() || networkFs_.ofDevice(dev, fd);
+  } catch (...) {
+    return true;
+  }
+}
+
+Entry* Registry::insertEntry(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd, const Request& req,
+                             bool remote) {
   Entry* e = Entry::make(*dir, name);
   e->serial = ++nextSerial_;
   e->key = key;
@@ -109,7 +133,7 @@ Entry* Registry::insertEntry(const DirPtr& dir, const std::string& name, InodeKe
   e->shared = req.shared;
   e->autoCreate = req.autoCreate;
   try {
-    e->remote = dir->remote() || networkFs_.ofDevice(key.dev, e->fd.get());
+    e->remote = remote;
     byInode_.insert(e);
     e->named = dir->byName_.insert(e) == e;
   } catch (...) {
@@ -195,6 +219,7 @@ void Registry::queueWaiter(Entry* e, Waiter&& w) {
 // inode, the path named that very file while the entry was there (locked throughout, if it was locked
 // before: see Entry::serial). Called with the mutex held; drops it for the stat.
 Registry::NameCheck Registry::checkName(Lock& lk, const char* path, const InodeKey& key, uint32_t serial) {
+  LS_CHECK_HELD(mu_);
   lk.unlock();
   const bool reaches = lockfile::namesInode(path, key);
   lk.lock();
@@ -208,6 +233,7 @@ Registry::NameCheck Registry::checkName(Lock& lk, const char* path, const InodeK
 // to use, or nullptr to look again (something changed; *check says what: Moved, the name reaches
 // another file now).
 Entry* Registry::confirmEntry(Lock& lk, Entry* e, const std::string& path, NameCheck* check) {
+  LS_CHECK_HELD(mu_);
   const bool wasHeld = e->state == State::Held;
   const InodeKey key = e->key;
   const uint32_t serial = e->serial;
@@ -242,6 +268,7 @@ void Registry::park(Entry* holder, UniqueFd& fd) {
 
 // An fd of key's inode goes with its entry, if there is one, else it is closed.
 void Registry::closeOrPark(Lock& lk, UniqueFd& fd, const InodeKey& key) {
+  LS_CHECK_HELD(mu_);
   Entry* holder = byInode_.find(key);
   while (holder && holder->transient()) {
     waitTransition(lk, key);  // keeps fd open until the other thread is done with the inode
@@ -325,7 +352,8 @@ void Registry::writerCheck(InodeKey key, uint32_t serial) noexcept {
 }
 
 // Called right after a stat showed that the name reaches e's file (and, for a join, while e was Held).
-AcquireResult Registry::joinOrQueue(Entry* e, const Attempt& a) {
+AcquireResult Registry::joinOrQueue(Lock& lk, Entry* e, const Attempt& a) {
+  LS_CHECK_HELD(mu_);
   const bool admits = e->state == State::Held && WaitQueue::admitsJoin(e->shared, a.req.shared, e->hasWaiters());
   if (admits && !e->writerWaits) {
     e->autoCreate = e->autoCreate || a.req.autoCreate;
@@ -341,7 +369,7 @@ AcquireResult Registry::joinOrQueue(Entry* e, const Attempt& a) {
   std::string path = a.dir->fullPath(a.name);
   if (e->state == State::KernelWait) {
     SysError err(EBUSY, "fcntl", path, otherHolder(e->remote));
-    err.holderPid = e->remote ? 0 : lockfile::holderPid(e->fd.get(), e->kind, lockfile::modeOf(a.req.shared));
+    err.holderPid = e->remote ? 0 : holderPidOf(lk, e, lockfile::modeOf(a.req.shared));
     throw err;
   }
   if (admits) {
@@ -352,8 +380,37 @@ AcquireResult Registry::joinOrQueue(Entry* e, const Attempt& a) {
   throw busyHere(e, path);
 }
 
+// The other process a kernel wait waits for, asked through the entry's fd without the mutex: the fd
+// stays open meanwhile (e is not closed nor erased while it has askers: waitForAskers).
+int Registry::holderPidOf(Lock& lk, Entry* e, lockfile::Mode mode) {
+  LS_CHECK_HELD(mu_);
+  Extra& x = e->ext();
+  const InodeKey key = e->key;
+  const int fd = e->fd.get();
+  const LockKind kind = e->kind;
+  ++x.askers;
+  lk.unlock();
+  const int pid = lockfile::holderPid(fd, kind, mode);
+  lk.lock();
+  if (--x.askers == 0) notifyTransition(key);
+  return pid;
+}
+
+// Before an entry's fd closes (Closing, or a kernel wait that could not start).
+void Registry::waitForAskers(Lock& lk, Entry* e) {
+  LS_CHECK_HELD(mu_);
+  while (e->extra && e->extra->askers > 0) waitTransition(lk, e->key);
+}
+
+// What an acquire (or inspect) reports for a name that is not a regular file.
+void Registry::requireRegular(mode_t mode, const std::string& path) {
+  const char* why = "";
+  if (const int err = lockfile::checkRegular(mode, &why)) throw SysError(err, "open", path, why);
+}
+
 // 1. known, 2. opened by name, 3. reserved, 4. locked (each step may send it round again).
 AcquireResult Registry::acquireLocked(Lock& lk, const Attempt& a) {
+  LS_CHECK_HELD(mu_);
   // Whatever happens, the caller gets the mutex back locked (some callers go on after an error).
   struct Relock {
     Lock& lk;
@@ -362,7 +419,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const Attempt& a) {
     }
   } relock{lk};
   for (Tries tries;;) {
-    if (tries.stale >= kMaxAttempts)
+    if (tries.exhausted())
       throw SysError(EAGAIN, "open", a.dir->fullPath(a.name), "the file kept being replaced while locking it");
     Entry* e = nullptr;
     AcquireResult res;
@@ -376,6 +433,7 @@ AcquireResult Registry::acquireLocked(Lock& lk, const Attempt& a) {
 // 1. Known under this very name: held, waited for, or idle with its fd still open.
 Registry::Next Registry::useKnown(Lock& lk, const Attempt& a, Entry* e, Tries& tries, Entry*& reserved,
                                   AcquireResult& res) {
+  LS_CHECK_HELD(mu_);
   if (e->transient()) {
     waitTransition(lk, e->key);
     return Next::Retry;
@@ -390,11 +448,11 @@ Registry::Next Registry::useKnown(Lock& lk, const Attempt& a, Entry* e, Tries& t
       }
       return Next::Retry;
     }
-    res = joinOrQueue(same, a);
+    res = joinOrQueue(lk, same, a);
     return Next::Answered;
   }
   idle_.unlink(e);
-  e->state = State::Opening;
+  setState(e, State::Opening);
   e->shared = a.req.shared;
   e->autoCreate = a.req.autoCreate;
   e->kind = a.req.kind;
@@ -414,34 +472,32 @@ struct Registry::NameNow {
 // exists, so no FIFO, device or symlink is ever opened; whatever is in the way takes the stat path.
 void Registry::lookUpName(const char* path, bool create, NameNow& now) {
   if (create) {
-    now.fd = lockfile::createNew(path);
-    now.err = now.fd ? 0 : errno;
+    now.err = lockfile::createNew(path, now.fd);
   }
   if (now.fd || (create && now.err != EEXIST)) return;
   now.exists = ::lstat(path, &now.st) == 0;
   if (now.exists) return;
   now.err = errno;
   if (now.err == ENOENT && create) {  // gone again since the create found it
-    now.fd = lockfile::openOrCreate(path);
-    now.err = now.fd ? 0 : errno;
+    now.err = lockfile::openOrCreate(path, now.fd);
   }
 }
 
 // 2. Not known by name: stat it, and look the inode up before opening anything; then open it, and 3.
 //    reserve it in the table.
 Registry::Next Registry::openByName(Lock& lk, const Attempt& a, Tries& tries, Entry*& reserved, AcquireResult& res) {
+  LS_CHECK_HELD(mu_);
   const std::string path = a.dir->fullPath(a.name);
   lk.unlock();
   NameNow now;
   lookUpName(path.c_str(), a.req.autoCreate && a.purpose != Purpose::Delete, now);
   if (now.exists) {
-    lockfile::checkRegular(now.st.st_mode, path);
+    requireRegular(now.st.st_mode, path);
     LS_TEST_POINT("acquire.statted", a.name.c_str());
     lk.lock();
     if (Entry* other = byInode_.find(InodeKey{now.st.st_dev, now.st.st_ino})) return meetEntry(lk, a, other, path, res);
     lk.unlock();
-    now.fd = lockfile::open(path.c_str());
-    now.err = now.fd ? 0 : errno;
+    now.err = lockfile::open(path.c_str(), now.fd);
   }
   if (!now.fd) return openFailed(lk, a, tries, now, path);
   return reserveOpened(lk, a, tries, now, path, reserved);
@@ -451,6 +507,7 @@ Registry::Next Registry::openByName(Lock& lk, const Attempt& a, Tries& tries, En
 // inode number the held one reuses): only a confirmed match may join (or be refused as busy).
 Registry::Next Registry::meetEntry(Lock& lk, const Attempt& a, Entry* other, const std::string& path,
                                    AcquireResult& res) {
+  LS_CHECK_HELD(mu_);
   if (other->transient()) {
     waitTransition(lk, other->key);
     return Next::Retry;
@@ -462,7 +519,7 @@ Registry::Next Registry::meetEntry(Lock& lk, const Attempt& a, Entry* other, con
   NameCheck check;
   Entry* same = confirmEntry(lk, other, path, &check);
   if (!same) return Next::Retry;
-  res = joinOrQueue(same, a);
+  res = joinOrQueue(lk, same, a);
   return Next::Answered;
 }
 
@@ -470,9 +527,9 @@ Registry::Next Registry::meetEntry(Lock& lk, const Attempt& a, Entry* other, con
 // give the idle ones back once; else it is the caller's error.
 Registry::Next Registry::openFailed(Lock& lk, const Attempt& a, Tries& tries, const NameNow& now,
                                     const std::string& path) {
-  if (now.err == ESTALE) lockfile::staleNamePause(tries.stale);
   lk.lock();
   if ((now.err == ENOENT && now.exists) || now.err == ESTALE) {  // vanished between stat and open
+    if (now.err == ESTALE) stalePause(lk, tries);
     ++tries.stale;
     return Next::Retry;
   }
@@ -496,9 +553,7 @@ Registry::Next Registry::reserveOpened(Lock& lk, const Attempt& a, Tries& tries,
       // Network file systems: the file went away on the server under a cached name. The fd reaches
       // the inode the name showed; park it with that inode's entry, if held, and look again.
       closeOrPark(lk, fd, InodeKey{now.st.st_dev, now.st.st_ino});
-      lk.unlock();
-      lockfile::staleNamePause(tries.stale);
-      lk.lock();
+      stalePause(lk, tries);
       ++tries.stale;
       return Next::Retry;
     }
@@ -506,9 +561,10 @@ Registry::Next Registry::reserveOpened(Lock& lk, const Attempt& a, Tries& tries,
   }
   if (!S_ISREG(fst.st_mode)) {
     fd.reset();  // a non-regular file is never in the table: closing drops nothing
-    lockfile::checkRegular(fst.st_mode, path);
+    requireRegular(fst.st_mode, path);
   }
   const InodeKey key{fst.st_dev, fst.st_ino};
+  const bool remote = onNetworkFs(*a.dir, key.dev, fd.get());
   lk.lock();
   // Reached through another name (hard link, other path to the directory) meanwhile? Then this fd
   // must not be closed while that entry may hold a lock on the inode: it joins that entry's spares,
@@ -530,7 +586,7 @@ Registry::Next Registry::reserveOpened(Lock& lk, const Attempt& a, Tries& tries,
     return Next::Retry;
   }
   // 3. Reserve the inode in the table.
-  reserved = insertEntry(a.dir, a.name, key, std::move(fd), a.req);
+  reserved = insertEntry(a.dir, a.name, key, std::move(fd), a.req, remote);
   return Next::Reserved;
 }
 
@@ -538,6 +594,7 @@ Registry::Next Registry::reserveOpened(Lock& lk, const Attempt& a, Tries& tries,
 //    the path must still name the inode locked: it may have been unlinked or replaced since it was
 //    opened (or since it went idle), e.g. by an autoCreate release in another process.
 Registry::Next Registry::lockReserved(Lock& lk, const Attempt& a, Entry* e, Tries& tries, AcquireResult& res) {
+  LS_CHECK_HELD(mu_);
   const InodeKey key = e->key;
   const lockfile::Mode mode = lockfile::modeOf(a.req.shared);
   lk.unlock();
@@ -545,12 +602,15 @@ Registry::Next Registry::lockReserved(Lock& lk, const Attempt& a, Entry* e, Trie
     const bool busy = lockfile::isBusy(err);
     const bool remote = e->remote;  // e may be gone below
     const int pid = busy && !remote ? lockfile::holderPid(e->fd.get(), a.req.kind, mode) : 0;
+    // Network file systems keep no idle fds: one that will not wait is erased below. Still reserved,
+    // no other thread of this process holds the inode: closing it here drops nothing.
+    if (remote && !(busy && a.sink)) e->fd.reset();
     lk.lock();
     if (busy && a.sink) {
       // Wait for the other process in a dedicated thread, not in the caller nor in libuv's pool.
-      e->state = State::KernelWait;
+      setState(e, State::KernelWait);
       queueWaiter(e, Waiter{a.request, a.req, a.dir, a.name, a.sink});
-      startKernelWait(e);
+      startKernelWait(lk, e);
       notifyTransition(key);
       res = {0, true};
       return Next::Answered;
@@ -561,9 +621,7 @@ Registry::Next Registry::lockReserved(Lock& lk, const Attempt& a, Entry* e, Trie
       eraseEntry(e);  // the process holds no lock on this inode: closing drops nothing
     notifyTransition(key);
     if (err == ESTALE || err == ENOENT) {  // the file went away on the server (a cached name): look again
-      lk.unlock();
-      lockfile::staleNamePause(tries.stale);
-      lk.lock();
+      stalePause(lk, tries);
       ++tries.stale;
       return Next::Retry;
     }
@@ -591,7 +649,7 @@ Registry::Next Registry::lockReserved(Lock& lk, const Attempt& a, Entry* e, Trie
     throw;
   }
   if (a.purpose == Purpose::Delete) e->autoCreate = true;
-  e->state = State::Held;
+  setState(e, State::Held);
   notifyTransition(key);
   return Next::Answered;
 }

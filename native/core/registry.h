@@ -6,10 +6,17 @@
 // inode never opens a file that it would later have to close (closing any fd of a file drops every
 // POSIX lock the process holds on it): it joins (shared on shared), queues (wait) or fails with EBUSY.
 //
-// Concurrency: one mutex guards the table and the parts below. Syscalls on the acquire/release fast
-// paths run outside it; the entry they work on is reserved in the table meanwhile (state Opening,
-// Granting, Closing), and other threads that meet a reserved entry wait on a condition variable for
-// the few microseconds it lasts.
+// Concurrency: one mutex guards the table and the parts below. No syscall on a resource file runs
+// while it is held (on a network file system each is a round trip to the server, and every thread of
+// the process would wait behind it): the entry a syscall works on is reserved in the table meanwhile
+// (state Opening, Granting, Closing; KernelWait for its kernel-wait thread), and other threads that
+// meet a reserved entry wait on a condition variable for the few microseconds it lasts. The C++ core
+// test checks the rule in every lock_file.h function (table_mutex.h), and checks that an entry
+// changes state only under the mutex and only as entry.h's table of transitions allows (setState).
+// Not yet outside it: the close of an fd that holds no lock of ours (spare fds, as their entry goes;
+// an idle fd dropped; an entry erased after a refused lock on a local file system, or when no
+// kernel-wait thread can be had; an fd given up in reserveOpened or closeOrPark), the creation of a
+// kernel-wait or writer-check thread, and the signal that interrupts a kernel wait.
 //
 // The parts it owns, each in its own header, none of them calling back into it:
 //   types.h          the records it takes and answers, and its errors
@@ -46,9 +53,11 @@
 #include "idle_list.h"
 #include "kernel_wait.h"
 #include "lease_table.h"
+#include "lock_file.h"
 #include "network_fs.h"
 #include "owner_keys.h"
 #include "request_book.h"
+#include "table_mutex.h"
 #include "types.h"
 #include "unique_fd.h"
 #include "wait_queue.h"
@@ -121,7 +130,7 @@ class Registry {
   void setIdleLimit(size_t limit);
 
  private:
-  using Lock = std::unique_lock<std::mutex>;
+  using Lock = std::unique_lock<TableMutex>;
   // Why a resource is locked: to hold it, or (delete) to unlink it, never joining nor waiting.
   enum class Purpose : uint8_t { Lock, Delete };
   // What the last release does with the file: keep it, unlink it (autoCreate), or unlink it and report
@@ -146,12 +155,17 @@ class Registry {
     mutable InodeKey writerCheck{};
     mutable uint32_t writerCheckSerial = 0;
   };
-  // Bounded retries: the file was unlinked or replaced under us (waits for another thread's transition
-  // are not counted: they always end); out of descriptors, the idle ones are given back once.
+  // THE retry rule for a name whose file went away or was replaced under a lookup (acquire, inspect):
+  // look again, at most kMaxAttempts times (waits for another thread's transition are not counted:
+  // they always end); after ESTALE, or a file gone on a network file system's server, first pause
+  // (stalePause: the mutex let go). Out of descriptors, the idle ones are given back once.
   struct Tries {
+    static constexpr int kMaxAttempts = 64;
     int stale = 0;
     bool droppedIdleFds = false;
+    bool exhausted() const noexcept { return stale >= kMaxAttempts; }
   };
+  void stalePause(Lock& lk, const Tries& tries);
   struct NameNow;  // what a name is now (registry.cc)
 
   // --- tables (registry.cc) ---
@@ -162,8 +176,13 @@ class Registry {
   static constexpr size_t kStripes = 32;
   Stripe& stripe(const InodeKey& key);
   void waitTransition(Lock& lk, const InodeKey& key);
+  // Every change of an entry's state goes through here (checked: under the mutex, and allowed by
+  // entry.h's table of transitions).
+  void setState(Entry* e, State to);
   void notifyTransition(const InodeKey& key);
-  Entry* insertEntry(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd, const Request& req);
+  bool onNetworkFs(const Dir& dir, dev_t dev, int fd) noexcept;
+  Entry* insertEntry(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd, const Request& req,
+                     bool remote);
   void eraseEntry(Entry* e);
   uint64_t addOwner(Entry* e, const DirPtr& via, const std::string& name, const Request& req);
   void removeOwner(Entry* e, uint64_t lease);
@@ -183,11 +202,14 @@ class Registry {
   Next useKnown(Lock& lk, const Attempt& a, Entry* known, Tries& tries, Entry*& e, AcquireResult& res);
   Next openByName(Lock& lk, const Attempt& a, Tries& tries, Entry*& e, AcquireResult& res);
   static void lookUpName(const char* path, bool create, NameNow& now);
+  static void requireRegular(mode_t mode, const std::string& path);
   Next meetEntry(Lock& lk, const Attempt& a, Entry* other, const std::string& path, AcquireResult& res);
   Next openFailed(Lock& lk, const Attempt& a, Tries& tries, const NameNow& now, const std::string& path);
   Next reserveOpened(Lock& lk, const Attempt& a, Tries& tries, NameNow& now, const std::string& path, Entry*& e);
   Next lockReserved(Lock& lk, const Attempt& a, Entry* e, Tries& tries, AcquireResult& res);
-  AcquireResult joinOrQueue(Entry* e, const Attempt& a);
+  AcquireResult joinOrQueue(Lock& lk, Entry* e, const Attempt& a);
+  int holderPidOf(Lock& lk, Entry* e, lockfile::Mode mode);
+  void waitForAskers(Lock& lk, Entry* e);
   void noteJoin(Entry* e, const Attempt& a);
   void checkWriter(const Attempt& a);
   void writerCheck(InodeKey key, uint32_t serial) noexcept;
@@ -196,6 +218,11 @@ class Registry {
   int releaseLocked(Lock& lk, uint64_t lease, Purpose purpose);
   int finishLastRelease(Lock& lk, Entry* e, Unlink unlink);
   void handOff(Lock& lk, Entry* e);
+  enum class Fit : uint8_t { TryInPlace, LetGo };
+  bool fitKernelLock(Lock& lk, Entry* e, bool shared, Fit how);
+  bool grantReserved(Lock& lk, Entry* e, std::vector<Waiter>& moved);
+  enum class WaitBy : uint8_t { NewThread, ThisThread };  // who waits in the kernel for an entry settled KernelWait
+  void settle(Lock& lk, Entry* e, State to, std::vector<Waiter>& moved, WaitBy by = WaitBy::ThisThread);
   void grantFront(Lock& lk, Entry* e, std::vector<Waiter>& moved);
   void releaseOldestFirst(Lock& lk, std::vector<std::pair<uint64_t, uint64_t>>& leases);  // (order, lease)
   Round grantRound(Lock& lk, Entry* e, std::vector<Waiter>& moved);
@@ -211,7 +238,7 @@ class Registry {
   bool cacheable(const Entry* e) const { return idle_.enabled() && !e->remote; }
 
   // --- kernel waits (registry_kernel_wait.cc) ---
-  void startKernelWait(Entry* e);
+  void startKernelWait(Lock& lk, Entry* e);
   void interrupt(Entry* e);
   void kernelWaitInterrupted(Lock& lk, Entry* e);
   void closeAbandoned(Lock& lk, Entry* e);
@@ -228,7 +255,7 @@ class Registry {
   // --- inspect (registry_inspect.cc) ---
   void fillOwnView(const Entry* e, InspectResult& out) const;
 
-  std::mutex mu_;
+  TableMutex mu_;
   Stripe stripes_[kStripes];  // an Opening/Closing entry settled (by inode hash)
   DirCache dirs_;             // (its own leaf mutex)
   NetworkFs networkFs_;       // (its own leaf mutex)

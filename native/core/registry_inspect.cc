@@ -11,12 +11,9 @@
 #include "registry.h"
 
 namespace lockspace {
-namespace {
-constexpr int kMaxAttempts = 64;
-}
 
 std::vector<ResourceInfo> Registry::resources(const DirPtr& dir) {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<TableMutex> lk(mu_);
   std::vector<ResourceInfo> out;
   byInode_.forEach([&](Entry* e) {
     if (!e->locked()) return;
@@ -52,7 +49,7 @@ Stats Registry::stats() {
   Lock lk(mu_);
   // A writer check in flight (see noteJoin) has /proc/locks open for a moment: wait for it, so that
   // a count of this process's descriptors taken after the stats is exact.
-  writerChecksDone_.wait(lk, [this] { return writerChecks_ == 0; });
+  while (writerChecks_ != 0) waitReleasing(writerChecksDone_, lk);
   Stats s;
   s.resources = byInode_.size() - idle_.size();  // held, waited for, or in transition
   s.leases = leases_.size();
@@ -97,9 +94,9 @@ OwnLock ownLock(int fd, LockKind kind, lockfile::Mode mode) {
       // Another process's shared lock, which ours may or may not be next to: fdinfo tells.
     }
   }
-  const int shown = lockfile::shownHeld(fd, kind, mode);
-  if (shown < 0) return {LeaseCheck::Held, false};
-  return {shown == 1 ? LeaseCheck::Held : LeaseCheck::Dropped, true};
+  bool shown = false;
+  if (lockfile::shownHeld(fd, kind, mode, shown) != 0) return {LeaseCheck::Held, false};
+  return {shown ? LeaseCheck::Held : LeaseCheck::Dropped, true};
 }
 
 }  // namespace
@@ -179,21 +176,21 @@ InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
   out.path = dir->fullPath(name);
   out.remote = dir->pathMode() ? isRemotePath(out.path) : dir->remote();
   Lock lk(mu_);
-  for (int attempt = 0;; ++attempt) {
-    if (attempt >= kMaxAttempts) throw SysError(EAGAIN, "stat", out.path, "the file kept being replaced");
+  // Every round counts here (a wait for another thread's transition too).
+  for (Tries tries;; ++tries.stale) {
+    if (tries.exhausted()) throw SysError(EAGAIN, "stat", out.path, "the file kept being replaced");
     lk.unlock();
     struct stat st {};
     if (::lstat(out.path.c_str(), &st) != 0) {
       const int err = errno;
+      lk.lock();
       if (err == ESTALE) {
-        lockfile::staleNamePause(attempt);
-        lk.lock();
+        stalePause(lk, tries);
         continue;
       }
-      lk.lock();
       throw SysError(err, "stat", out.path);
     }
-    lockfile::checkRegular(st.st_mode, out.path);
+    requireRegular(st.st_mode, out.path);
     const InodeKey key{st.st_dev, st.st_ino};
     out.dev = st.st_dev;
     out.ino = st.st_ino;
@@ -236,11 +233,12 @@ InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
       serial = e->serial;
     } else {
       lk.unlock();
-      UniqueFd own = lockfile::openForQuery(out.path.c_str());
-      const int err = own ? 0 : errno;
+      UniqueFd own;
+      const int err = lockfile::openForQuery(out.path.c_str(), own);
       struct stat fst {};
       const bool statted = own && ::fstat(own.get(), &fst) == 0;
       const int fstatErr = statted ? 0 : errno;
+      const bool remote = statted && onNetworkFs(*dir, fst.st_dev, own.get());
       lk.lock();
       if (!own) {
         if (err == ENOENT || err == ESTALE) continue;
@@ -259,16 +257,16 @@ InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
         continue;
       }
       Request req;
-      reserved = insertEntry(dir, name, key, std::move(own), req);
+      reserved = insertEntry(dir, name, key, std::move(own), req, remote);
       fd = reserved->fd.get();
     }
     lk.unlock();
     struct flock fl {};
     // POSIX F_GETLK sees every other owner's lock, OFD ones too (their pid shows as -1).
     const int err = lockfile::query(fd, LockKind::Posix, lockfile::Mode::Exclusive, fl);
+    if (reserved) reserved->fd.reset();  // still reserved: nothing of this process holds a lock on the inode
     lk.lock();
     if (reserved) {
-      reserved->fd.reset();  // still reserved: nothing of this process holds a lock on the inode
       eraseEntry(reserved);
       notifyTransition(key);
     } else {

@@ -47,7 +47,8 @@ int Registry::kernelWaitTurn(void* arg, lockspace_kwait_call* call) noexcept {
   return again ? 1 : 0;
 }
 
-void Registry::startKernelWait(Entry* e) {
+void Registry::startKernelWait(Lock& lk, Entry* e) {
+  LS_CHECK_HELD(mu_);
   // Called with the mutex held, e in state KernelWait with at least one waiter.
   e->ext().blocking = false;
   auto* job = new (std::nothrow) KernelWaitJob{this, e};
@@ -58,6 +59,8 @@ void Registry::startKernelWait(Entry* e) {
   }
   delete job;
   // No thread: fail the queued requests and drop the entry (the process holds no lock on it).
+  // (Not before a thread asking who holds it is done with the fd.)
+  waitForAskers(lk, e);
   failWaiters(e, SysError(rc, "pthread_create", e->dir->fullPath(e->name()), "cannot start a thread to wait"));
   const InodeKey key = e->key;
   eraseEntry(e);
@@ -73,14 +76,15 @@ void Registry::interrupt(Entry* e) {
 }
 
 void Registry::kernelWaitInterrupted(Lock& lk, Entry* e) {
+  LS_CHECK_HELD(mu_);
   // Called with the mutex held by the kernel-wait thread of e, which is ending (see kernel_wait.h).
   // Its fcntl may have got the lock just before it ended: nobody in this process holds the file while
   // the entry waits, so let that go, then wait again for what is still queued, on a new thread.
   e->extra->blocking = false;
-  lockfile::unlock(e->fd.get(), e->kind);
+  fitKernelLock(lk, e, false, Fit::LetGo);
   --kernelWaits_;
   if (!e->hasWaiters()) return closeAbandoned(lk, e);
-  startKernelWait(e);  // counts the new thread in, or fails the queue if there can be none
+  startKernelWait(lk, e);  // counts the new thread in, or fails the queue if there can be none
 }
 
 // The cleanup of an interrupted kernel wait: runs on that thread as it ends, without the mutex.
@@ -97,8 +101,10 @@ void Registry::onKernelWaitInterrupted(void* arg) noexcept {
 }
 
 void Registry::closeAbandoned(Lock& lk, Entry* e) {
+  LS_CHECK_HELD(mu_);
   // Called with the mutex held by the kernel-wait thread of e. Closing drops the lock if we had it.
-  e->state = State::Closing;
+  setState(e, State::Closing);
+  waitForAskers(lk, e);
   lk.unlock();
   lockfile::closeLocked(e->fd, e->kind, e->remote);
   lk.lock();
@@ -108,6 +114,7 @@ void Registry::closeAbandoned(Lock& lk, Entry* e) {
 }
 
 bool Registry::kernelWaitStep(Lock& lk, KernelWaitJob& job, lockspace_kwait_call& call) {
+  LS_CHECK_HELD(mu_);
   Entry* e = job.entry;
   if (call.made) e->extra->blocking = false;
   if (call.made && call.cmd != 0) {  // the blocking fcntl returned (a back-off sleep just waits again)
@@ -148,6 +155,7 @@ bool Registry::kernelWaitStep(Lock& lk, KernelWaitJob& job, lockspace_kwait_call
 }
 
 Registry::AfterLockCall Registry::lockCallEnded(Lock& lk, KernelWaitJob& job, int err) {
+  LS_CHECK_HELD(mu_);
   using Clock = KernelWaitJob::Clock;
   // POSIX deadlock detection counts processes, not threads: see below. EDEADLK that lasts this long
   // is taken for a real deadlock.
@@ -181,30 +189,25 @@ Registry::AfterLockCall Registry::lockCallEnded(Lock& lk, KernelWaitJob& job, in
   // Requests may have been cancelled meanwhile. A lock that no longer fits the head is let go before
   // waiting in the other mode: upgrading in place while another process does the same deadlocks.
   if (!e->hasWaiters() || e->waiters().front().req.shared != job.wantShared) {
-    lockfile::unlock(e->fd.get(), e->kind);
+    fitKernelLock(lk, e, job.wantShared, Fit::LetGo);
     return AfterLockCall::WaitAgain;
   }
   // Locked: grant the front of the queue, each request only if its name still reaches this file.
-  e->state = State::Granting;
+  setState(e, State::Granting);
   e->shared = job.wantShared;
   e->joins = 0;
   e->writerWaits = false;
   --kernelWaits_;
   job.countedOut = true;
   std::vector<Waiter> moved;
-  grantFront(lk, e, moved);
-  const bool granted = !e->owners.empty();
-  if (!granted) {
-    // Every name checked reaches another file now (or the batch was cancelled meanwhile): let the
-    // lock go, and wait again for whoever is still queued.
-    lockfile::unlock(e->fd.get(), e->kind);
-    ++kernelWaits_;
-    job.countedOut = false;
-  }
-  e->state = granted ? State::Held : State::KernelWait;
-  notifyTransition(e->key);
-  for (Waiter& w : moved) redispatch(lk, std::move(w));
-  return granted ? AfterLockCall::Ended : AfterLockCall::WaitAgain;
+  if (grantReserved(lk, e, moved)) return AfterLockCall::Ended;
+  // Every name checked reaches another file now (or the batch was cancelled meanwhile): let the lock
+  // go, and wait again (on this thread) for whoever is still queued.
+  fitKernelLock(lk, e, job.wantShared, Fit::LetGo);
+  ++kernelWaits_;
+  job.countedOut = false;
+  settle(lk, e, State::KernelWait, moved, WaitBy::ThisThread);
+  return AfterLockCall::WaitAgain;
 }
 
 }  // namespace lockspace

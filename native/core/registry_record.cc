@@ -36,7 +36,7 @@ RecordResult Registry::writeRecord(uint64_t lease, const RecordRequest& req) {
   const InodeKey key = e->key;
   const uint32_t serial = e->serial;
   const std::string path = e->path();
-  e->state = State::Granting;
+  setState(e, State::Granting);
   lk.unlock();
 
   RecordResult out;
@@ -88,7 +88,7 @@ RecordResult Registry::writeRecord(uint64_t lease, const RecordRequest& req) {
     x.recordLive = h.live;
     x.recordSerial = serial;
   }
-  e->state = State::Held;
+  setState(e, State::Held);
   notifyTransition(key);
   if (err != 0) throw SysError(err, syscall, path, "cannot write the holder record");
   return out;

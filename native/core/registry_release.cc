@@ -21,11 +21,12 @@ bool Registry::release(uint64_t lease) {
 }
 
 bool Registry::isHeld(uint64_t lease) {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<TableMutex> lk(mu_);
   return leases_.find(lease) != nullptr;
 }
 
 int Registry::releaseLocked(Lock& lk, uint64_t lease, Purpose purpose) {
+  LS_CHECK_HELD(mu_);
   Entry* e = leases_.find(lease);
   while (e && e->transient()) {  // another thread is granting queued requests of it: let it finish
     waitTransition(lk, e->key);
@@ -44,11 +45,13 @@ int Registry::releaseLocked(Lock& lk, uint64_t lease, Purpose purpose) {
 // The last owner is gone and nobody waits: unlock (keep the fd idle) or close, unlinking first when
 // asked. Returns the unlink error when the unlink was a must (delete), else 0.
 int Registry::finishLastRelease(Lock& lk, Entry* e, Unlink unlink) {
+  LS_CHECK_HELD(mu_);
   // Network file systems: an autoCreate file stays. A client of another host keeps seeing a deleted
   // file by its cached name for about a second, so a waiter there would be granted the deleted
   // inode while a new acquire here creates and locks a new file: two holders. Only delete unlinks.
   if (e->remote && unlink == Unlink::Yes) unlink = Unlink::No;
-  e->state = State::Closing;
+  setState(e, State::Closing);
+  waitForAskers(lk, e);
   const bool cacheableNow = cacheable(e) && e->named;  // reads the idle limit: under the mutex
   lk.unlock();
   // Only this thread touches a Closing entry's fds; everyone else waits for the transition.
@@ -68,49 +71,81 @@ int Registry::finishLastRelease(Lock& lk, Entry* e, Unlink unlink) {
   return unlink == Unlink::Must ? unlinkErr : 0;
 }
 
-// The last owner left and requests are queued: pass the lock on without closing the fd.
+// The last owner left and requests are queued: pass the lock on without closing the fd. The entry is
+// reserved (Granting) until it is settled: Held by the requests granted, KernelWait to wait for another
+// process, or Closing when nobody is left to take it.
 void Registry::handOff(Lock& lk, Entry* e) {
+  LS_CHECK_HELD(mu_);
   std::vector<Waiter> moved;
+  setState(e, State::Granting);
   for (;;) {
     dropDeadHead(e);
     if (!e->hasWaiters()) {  // nobody left to take it (or out of memory failed them all)
       finishLastRelease(lk, e, e->autoCreate ? Unlink::Yes : Unlink::No);
       break;
     }
-    if (e->writerWaits) {
-      // Another process waits to lock it exclusively (see noteJoin): let it go, so that the writer
-      // gets its turn, and wait in the kernel for it again, after a pause that lets the writer in.
-      lockfile::unlock(e->fd.get(), e->kind);
-      e->serial = ++nextSerial_;  // not locked throughout any more
-      e->writerWaits = false;
-      e->joins = 0;
-      e->state = State::KernelWait;
-      e->ext().yieldFirst = true;
-      startKernelWait(e);
-      break;
-    }
     const bool headShared = e->waiters().front().req.shared;
-    if (headShared != e->shared) {
-      if (lockfile::tryLock(e->fd.get(), e->kind, lockfile::modeOf(headShared)) != 0) {
-        // Another process holds it shared: drop ours (no upgrade deadlock) and wait in the kernel.
-        lockfile::unlock(e->fd.get(), e->kind);
+    // Another process waits to lock it exclusively (see noteJoin): let it go, so that the writer gets
+    // its turn, and wait in the kernel for it again, after a pause that lets the writer in. Or the head
+    // wants the other mode: switch in place unless another process holds it shared (then no upgrade
+    // deadlock: let it go and wait in the kernel).
+    const bool yieldToWriter = e->writerWaits;
+    if (yieldToWriter || headShared != e->shared) {
+      if (!fitKernelLock(lk, e, headShared, yieldToWriter ? Fit::LetGo : Fit::TryInPlace)) {
         e->serial = ++nextSerial_;  // not locked throughout any more
-        e->state = State::KernelWait;
-        startKernelWait(e);
-        break;
+        e->writerWaits = false;
+        if (yieldToWriter) e->ext().yieldFirst = true;
+        return settle(lk, e, State::KernelWait, moved, WaitBy::NewThread);
       }
-      e->shared = headShared;
-      e->joins = 0;
+      continue;  // the queue may have changed while the mutex was let go
     }
-    e->state = State::Granting;
-    grantFront(lk, e, moved);
-    e->state = State::Held;
-    if (!e->owners.empty()) {
-      notifyTransition(e->key);
-      break;
-    }
+    if (grantReserved(lk, e, moved)) return;
   }
   // Requests whose names reach another file now start over, once this entry is settled.
+  for (Waiter& w : moved) redispatch(lk, std::move(w));
+}
+
+// THE change of a reserved entry's kernel lock (Granting, or KernelWait on its own kernel-wait thread)
+// to another mode: in place when a non-blocking try gets it (TryInPlace), else let go; never by a
+// blocking upgrade, which deadlocks when two processes do it. The syscalls run without the mutex (the
+// reservation keeps every other thread of this process off the fd). True: locked in mode `shared` now.
+bool Registry::fitKernelLock(Lock& lk, Entry* e, bool shared, Fit how) {
+  LS_CHECK_HELD(mu_);
+  LS_CHECK(e->state == State::Granting || e->state == State::KernelWait, "the kernel lock of an entry not reserved");
+  const int fd = e->fd.get();
+  const LockKind kind = e->kind;
+  lk.unlock();
+  const bool switched = how == Fit::TryInPlace && lockfile::tryLock(fd, kind, lockfile::modeOf(shared)) == 0;
+  if (!switched) lockfile::unlock(fd, kind);
+  lk.lock();
+  if (!switched) return false;
+  e->shared = shared;
+  e->joins = 0;
+  return true;
+}
+
+// THE grant, for every path that grants queued requests (a hand-off, a grant in place, a kernel wait's
+// lock): e is reserved (Granting) and locked in mode e->shared. Grants what the queue's policy admits,
+// each request only if its name still reaches e's file; if anyone holds e then, e is settled Held.
+// False: nobody holds it, e stays Granting for the caller to let go (`moved` kept for its settle).
+bool Registry::grantReserved(Lock& lk, Entry* e, std::vector<Waiter>& moved) {
+  LS_CHECK_HELD(mu_);
+  LS_CHECK(e->state == State::Granting, "a grant from an entry not reserved");
+  grantFront(lk, e, moved);
+  if (e->owners.empty()) return false;
+  settle(lk, e, State::Held, moved);
+  return true;
+}
+
+// Ends a reservation: e goes to `to` (KernelWait: waited for by a new kernel-wait thread, or by the
+// one that calls), the threads waiting for its transition are woken, and the requests whose names
+// reach another file now start over, once e is settled.
+void Registry::settle(Lock& lk, Entry* e, State to, std::vector<Waiter>& moved, WaitBy by) {
+  LS_CHECK_HELD(mu_);
+  const InodeKey key = e->key;
+  setState(e, to);
+  if (to == State::KernelWait && by == WaitBy::NewThread) startKernelWait(lk, e);  // none: e is gone, its queue failed
+  notifyTransition(key);
   for (Waiter& w : moved) redispatch(lk, std::move(w));
 }
 
@@ -128,12 +163,14 @@ void Registry::dropDeadHead(Entry* e) {
 // Called with the mutex held, e reserved (Granting) and its kernel lock held in mode e->shared; drops
 // the mutex for the stats (nothing can change e's lock meanwhile: it is reserved).
 void Registry::grantFront(Lock& lk, Entry* e, std::vector<Waiter>& moved) {
+  LS_CHECK_HELD(mu_);
   // A round that stops at a request it did not check asks the policy again (wait_queue.h, rule 4).
   while (grantRound(lk, e, moved) == Round::StoppedUnchecked) {
   }
 }
 
 Registry::Round Registry::grantRound(Lock& lk, Entry* e, std::vector<Waiter>& moved) {
+  LS_CHECK_HELD(mu_);
   dropDeadHead(e);
   if (!e->hasWaiters()) return Round::Done;
   // 1. The requests the policy admits now, and the paths they came through (mostly just the entry's own).
@@ -205,6 +242,7 @@ bool Registry::cancel(uint64_t request, bool* runnerReports) {
 }
 
 bool Registry::cancelLocked(Lock& lk, uint64_t request, bool* runnerReports) {
+  LS_CHECK_HELD(mu_);
   if (runnerReports) *runnerReports = false;
   const RequestBook::Cancel found = book_.cancel(request);
   switch (found.found) {
@@ -232,16 +270,14 @@ bool Registry::cancelLocked(Lock& lk, uint64_t request, bool* runnerReports) {
 
 // Grants what the policy admits now to a Held entry, without a hand-off.
 void Registry::grantInPlace(Lock& lk, Entry* e) {
+  LS_CHECK_HELD(mu_);
   std::vector<Waiter> moved;
-  e->state = State::Granting;
-  grantFront(lk, e, moved);
-  e->state = State::Held;
-  notifyTransition(e->key);
-  for (Waiter& w : moved) redispatch(lk, std::move(w));
+  setState(e, State::Granting);
+  if (!grantReserved(lk, e, moved)) settle(lk, e, State::Held, moved);  // (it has owners: never)
 }
 
 void Registry::announce(uint64_t request) {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<TableMutex> lk(mu_);
   book_.announce(request);
 }
 
@@ -280,6 +316,7 @@ AcquireResult Registry::acquireAnnounced(const DirPtr& dir, const std::string& n
 }
 
 void Registry::redispatch(Lock& lk, Waiter w) {
+  LS_CHECK_HELD(mu_);
   // The request stays booked as restarting until acquireLocked is back (it drops the mutex on the
   // way): a cancel meanwhile marks it, returns true (the caller settles it) and is honoured here.
   if (runnerGone(w.request, w.req.env)) {
@@ -370,6 +407,7 @@ size_t Registry::releaseOwner(const DirPtr& dir, const std::string& owner) {
 // and never in the table's (inode hash) order: which release comes first decides what a waiter whose
 // name moved finds (the new file handed on, or deleted by an autoCreate release).
 void Registry::releaseOldestFirst(Lock& lk, std::vector<std::pair<uint64_t, uint64_t>>& leases) {
+  LS_CHECK_HELD(mu_);
   std::sort(leases.begin(), leases.end());
   for (const auto& l : leases) releaseLocked(lk, l.second, Purpose::Lock);
 }
@@ -443,7 +481,7 @@ void Registry::remove(const DirPtr& dir, const std::string& name, LockKind kind)
 // --- idle descriptors (see idle_list.h) ------------------------------------------------------------
 
 void Registry::makeIdle(Entry* e) {
-  e->state = State::Idle;
+  setState(e, State::Idle);
   e->serial = ++nextSerial_;  // unlocked: a later lock is another locking period
   e->autoCreate = false;
   e->joins = 0;
@@ -463,14 +501,14 @@ void Registry::trimIdle() {
 }
 
 size_t Registry::closeIdleFds() {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<TableMutex> lk(mu_);
   size_t n = 0;
   for (; Entry* oldest = idle_.oldest(); ++n) dropIdle(oldest);
   return n;
 }
 
 void Registry::setIdleLimit(size_t limit) {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<TableMutex> lk(mu_);
   idle_.setLimit(limit);
   trimIdle();
 }

@@ -244,20 +244,18 @@ Outcome takeOne(const Config& c, size_t i, std::vector<Member>& held) {
   const char* path = c.specs[i].second.c_str();
   for (int attempt = 0;; attempt++) {
     bool created = false;
-    UniqueFd fd = lockfile::open(path);
-    if (!fd && errno == ENOENT && c.autoCreate) {
-      fd = lockfile::createNew(path);
-      if (!fd && errno == EEXIST) continue;
-      created = static_cast<bool>(fd);
+    UniqueFd fd;
+    int openErr = lockfile::open(path, fd);
+    if (openErr == ENOENT && c.autoCreate) {
+      openErr = lockfile::createNew(path, fd);
+      if (openErr == EEXIST) continue;
+      created = openErr == 0;
     }
-    if (!fd) return failure(i, errno, "open");
+    if (openErr != 0) return failure(i, openErr, "open");
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) return failure(i, errno, "fstat");
-    try {
-      lockfile::checkRegular(st.st_mode, path);
-    } catch (const SysError& e) {
-      return failure(i, e.err, "open");
-    }
+    const char* why = "";
+    if (const int notRegular = lockfile::checkRegular(st.st_mode, &why)) return failure(i, notRegular, "open");
     const InodeKey key{st.st_dev, st.st_ino};
     for (Member& m : held) {
       if (!(m.key == key)) continue;

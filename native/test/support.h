@@ -117,6 +117,7 @@ void testOwnerKeys();
 void testIdleList();
 void testFlatContainers();
 void testLockFile();
+void testTableMutexChecks();
 void testNetworkFs();
 void testDirCache();
 void testProcStat();

@@ -106,6 +106,15 @@ void testKernelWait() {
   CHECK(reg().acquire(d, "res", req(), 201, sink).queued);
   CHECK(reg().acquire(d, "res", req(), 202, sink).queued);
   CHECK(reg().stats().kernelWaits == 1);
+  // An acquire that must not wait, while this process waits in the kernel: busy, held by that process
+  // (asked through the waiting entry's fd, without the table mutex: the checks would count it).
+  SysError waited(0, "", "");
+  try {
+    reg().acquire(d, "res", req());
+  } catch (const SysError& e) {
+    waited = e;
+  }
+  CHECK(waited.err == EBUSY && !waited.busyHere && waited.holderPid == pid);
   CHECK(reg().cancel(202));
   CHECK(write(toChild[1], "x", 1) == 1);
   int status;
