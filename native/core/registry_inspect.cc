@@ -31,7 +31,7 @@ std::vector<ResourceInfo> Registry::resources(const DirPtr& dir) {
 }
 
 std::vector<QueuedRequest> Registry::queued(const DirPtr& dir) {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<TableMutex> lk(mu_);
   std::vector<QueuedRequest> out;
   byInode_.forEach([&](Entry* e) {
     if (!e->hasWaiters()) return;
