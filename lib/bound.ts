@@ -143,6 +143,10 @@ export class BoundSet {
   readonly #controller = new AbortController();
   /** The holder's exit, when this process started it (else ended() polls /proc). */
   #exit: Promise<void> | undefined;
+  /** The holder's child process handle (unref'd: the set outlives this manager), ref'd while anyone
+   *  here awaits the holder's exit, which would otherwise keep no event loop alive. */
+  #holder: { ref(): void; unref(): void } | undefined;
+  #awaitingExit = 0;
   /** A found set's look at its holder for `signal`, started the first time `signal` is read. */
   #watch: ReturnType<typeof setInterval> | undefined;
 
@@ -201,8 +205,9 @@ export class BoundSet {
   }
 
   /** @internal This process started the holder: its exit event says when it is gone. */
-  watchExit(exit: Promise<void>): void {
+  watchExit(exit: Promise<void>, holder: { ref(): void; unref(): void }): void {
     this.#exit = exit;
+    this.#holder = holder;
   }
 
   /** @internal The holder reported a loss. */
@@ -213,7 +218,14 @@ export class BoundSet {
   /** Resolves once the holder is gone: the bound process ended (or the set was released) and the
    *  kernel has dropped the locks. */
   async ended(): Promise<void> {
-    if (this.#exit) return this.#exit;
+    if (this.#exit) {
+      if (this.#awaitingExit++ === 0) this.#holder?.ref();
+      try {
+        return await this.#exit;
+      } finally {
+        if (--this.#awaitingExit === 0) this.#holder?.unref();
+      }
+    }
     while (isLive(this.holderPid, this.#holderStart) && !isZombie(this.holderPid)) await new Promise((r) => setTimeout(r, 10));
   }
 
@@ -378,7 +390,7 @@ export function startHolder(plan: HoldPlan): Promise<BoundSet> {
       if (bound === undefined) {
         if (what === 'held') {
           bound = new BoundSet(BOUND_TOKEN, record, holder.pid!, startTime(holder.pid!) ?? '');
-          bound.watchExit(exit);
+          bound.watchExit(exit, holder);
           settled = bound;
           off();
           holder.unref(); // the set outlives this manager: nothing here waits for the holder

@@ -498,6 +498,33 @@ describe('CLI', () => {
   });
 });
 
+test('a script with nothing else to do awaits holdFor, release and ended to the end (the holder keeps no event loop alive, but a wait for it does)', async () => {
+  const [a, b] = disks(['a', 'b']);
+  const script = `
+    const { spawn } = require('child_process');
+    const { LockSpace } = require(${JSON.stringify(DIST_INDEX)});
+    (async () => {
+      const ls = LockSpace.open(process.argv[1]);
+      const vm = spawn('sleep', ['1000'], { stdio: 'ignore' });
+      vm.unref();
+      for (let round = 0; round < 2; round++) {
+        const set = await ls.holdFor(vm.pid, ['a', 'b']);
+        console.log('bound ' + set.holderPid);
+        await set.release({ force: true });
+        console.log('released');
+      }
+      const set = await ls.holdFor(vm.pid, ['a', 'b']);
+      vm.kill('SIGKILL');
+      await set.ended();
+      console.log('ended');
+    })();`;
+  const r = spawnSync(process.execPath, ['-e', script, tmp.dir], { encoding: 'utf8', timeout: 60_000 });
+  expect(r.stderr).toBe('');
+  expect(r.stdout.replace(/bound \d+/g, 'bound')).toBe('bound\nreleased\nbound\nreleased\nended\n');
+  expect(r.status).toBe(0);
+  expect(await probes([a, b])).toEqual(['locked', 'locked']);
+});
+
 // From inside the command: can another process take each file exclusively (then shared)?
 const PROBE_ALL = `
 import fcntl, os, sys
