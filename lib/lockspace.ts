@@ -22,7 +22,7 @@ import {
 import { BoundSet, boundSetOf, HoldForOptions, planHold, startHolder } from './bound';
 import { findHolders } from './bound-holders';
 import { LeaseChecker } from './lost';
-import { binding, DirHandle, FLAGS, isErrorRecord } from './native';
+import { AcquireOutcome, binding, DirHandle, FLAGS, isErrorRecord, isQueued, Queued } from './native';
 import type {
   AcquireAllOptions,
   AcquireAllSyncOptions,
@@ -133,7 +133,7 @@ export class LockSpace {
     return (this.#lastName = checkName(name, this.directory === null));
   }
 
-  #lease(result: number | ErrorRecord, name: string, a: Acquisition, onPool?: boolean, generation: bigint | null = null): Lease {
+  #lease(result: AcquireOutcome, name: string, a: Acquisition, onPool?: boolean, generation: bigint | null = null): Lease {
     if (isErrorRecord(result)) {
       const err = fromRecord(result);
       if (debugging) debug('%s %s: %s', err.code === 'EBUSY' ? 'conflict' : 'acquire failed', this.#path(name), err.message);
@@ -190,7 +190,7 @@ export class LockSpace {
   }
 
   /** A granted lease id (or the failure) as a Lease, its record written first when records are on. */
-  async #granted(result: number | ErrorRecord, n: string, a: Acquisition, onPool: boolean): Promise<Lease> {
+  async #granted(result: AcquireOutcome, n: string, a: Acquisition, onPool: boolean): Promise<Lease> {
     if (!this.records || isErrorRecord(result)) return this.#lease(result, n, a, onPool);
     return this.#lease(result, n, a, onPool, await this.#record(result, n, a, onPool));
   }
@@ -296,18 +296,13 @@ export class LockSpace {
     }
     const { signal } = a;
     if (signal && signalAborted(signal)) throw abortError(signal);
-    let request: number;
-    // Network file systems: the first attempt runs on the threadpool too; its outcome (granted, failed
-    // or queued) comes back through `started`, a later grant through the dispatcher.
-    let started: Promise<number | ErrorRecord> | undefined;
-    if (onPool) {
-      [request, started] = native.acquireWaitAsync(this.#handle, n, flags, a.key, a.awaitedBy);
-    } else {
-      const result = native.acquireWait(this.#handle, n, flags, a.key, a.awaitedBy);
-      if (isErrorRecord(result) || result > 0) return this.records ? this.#granted(result, n, a, onPool) : this.#lease(result, n, a, onPool);
-      request = -result;
-    }
-    return this.#queued(request, n, a, onPool, started);
+    // Network file systems: the first attempt runs on the threadpool too, so the answer is queued at
+    // once and that attempt's outcome comes through its `started`.
+    const answer = onPool
+      ? native.acquireWaitAsync(this.#handle, n, flags, a.key, a.awaitedBy)
+      : native.acquireWait(this.#handle, n, flags, a.key, a.awaitedBy);
+    if (!isQueued(answer)) return this.records ? this.#granted(answer, n, a, onPool) : this.#lease(answer, n, a, onPool);
+    return this.#queued(answer, n, a, onPool);
   }
 
   /**
@@ -321,19 +316,19 @@ export class LockSpace {
     const flags = this.#flags(a);
     if (!a.wait) return this.#lease(native.acquire(this.#handle, n, flags, a.key), n, a, false);
     if (a.signal && signalAborted(a.signal)) throw abortError(a.signal);
-    const result = native.acquireWait(this.#handle, n, flags, a.key, a.awaitedBy);
-    if (isErrorRecord(result) || result > 0) return this.#lease(result, n, a, false);
-    return this.#queued(-result, n, a, false, undefined);
+    const answer = native.acquireWait(this.#handle, n, flags, a.key, a.awaitedBy);
+    if (!isQueued(answer)) return this.#lease(answer, n, a, false);
+    return this.#queued(answer, n, a, false);
   }
 
   /** The rest of a waiting acquire once its request is queued (or started on the threadpool). */
-  async #queued(request: number, n: string, a: Acquisition, onPool: boolean, started: Promise<number | ErrorRecord> | undefined): Promise<Lease> {
+  async #queued(answer: Queued, n: string, a: Acquisition, onPool: boolean): Promise<Lease> {
     const { signal } = a;
     if (debugging) debug('wait %s %s owner=%j', this.#path(n), a.shared ? 'shared' : 'exclusive', a.owner);
     let lease: number;
     try {
       const deadlockTimeout = a.deadlockTimeout ?? this.#deadlockTimeout;
-      lease = await awaitGrant(request, { signal, timeout: a.timeout, deadlockTimeout, path: this.#path(n) }, started);
+      lease = await awaitGrant(answer, { signal, timeout: a.timeout, deadlockTimeout, path: this.#path(n) });
     } catch (err) {
       if (debugging) debug('acquire failed %s: %s', this.#path(n), (err as Error).message);
       throw err;

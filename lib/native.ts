@@ -21,8 +21,31 @@ export interface NativeStats {
   heapBytes?: number;
 }
 
-/** [request id, lease id (0 on failure), error record or undefined] */
-export type Delivery = [number, number, ErrorRecord | undefined];
+/**
+ * What an acquire call answers: its one shape, built in one place in native/binding.cc ("an acquire's
+ * answer") and told apart only by `isQueued` and `isErrorRecord` below.
+ * - a number: granted, the lease id (> 0);
+ * - an ErrorRecord: failed;
+ * - a Queued: it waits.
+ */
+export type AcquireAnswer = number | ErrorRecord | Queued;
+
+/**
+ * An acquire that waits as request `request` (the id `cancel` and `checkDeadlock` take). Its outcome
+ * arrives as a Delivery to the dispatcher; when its first attempt runs on the threadpool, `started`
+ * is a Promise of that attempt's answer, which comes first: a Queued one there means the outcome
+ * comes otherwise (as a Delivery, or through the `cancel` that took the request off).
+ */
+export interface Queued {
+  readonly request: number;
+  readonly started: Promise<AcquireAnswer> | undefined;
+}
+
+/** A final answer: granted or failed (an acquire that never waits, a queued one's outcome). */
+export type AcquireOutcome = Exclude<AcquireAnswer, Queued>;
+
+/** The outcome of a queued request: [request id, granted or failed]. */
+export type Delivery = [number, AcquireOutcome];
 
 /** The numbers native code defines and lib passes or reads back (native/binding.cc's `constants`). */
 export interface NativeConstants {
@@ -42,18 +65,12 @@ export type DeadlockStep = [string, string, boolean];
 export interface Binding {
   constants: NativeConstants;
   openDir(path: string | null): { handle: DirHandle; path: string | null; remote: boolean } | ErrorRecord;
-  acquire(dir: DirHandle, name: string, flags: number, owner: string): number | ErrorRecord;
-  acquireAsync(dir: DirHandle, name: string, flags: number, owner: string): Promise<number | ErrorRecord>;
+  acquire(dir: DirHandle, name: string, flags: number, owner: string): AcquireOutcome;
+  acquireAsync(dir: DirHandle, name: string, flags: number, owner: string): Promise<AcquireOutcome>;
   /** `awaitedBy`: owners that await this request while it waits (they wait for what it waits for). */
-  acquireWait(dir: DirHandle, name: string, flags: number, owner: string, awaitedBy?: string[]): number | ErrorRecord;
-  /** [request id, lease id | 0 (queued: the outcome comes to the dispatcher) | -1 (cancelled) | error] */
-  acquireWaitAsync(
-    dir: DirHandle,
-    name: string,
-    flags: number,
-    owner: string,
-    awaitedBy?: string[],
-  ): [number, Promise<number | ErrorRecord>];
+  acquireWait(dir: DirHandle, name: string, flags: number, owner: string, awaitedBy?: string[]): AcquireAnswer;
+  /** Queued at once (announced before it goes to the pool), with `started`. */
+  acquireWaitAsync(dir: DirHandle, name: string, flags: number, owner: string, awaitedBy?: string[]): Queued;
   cancel(request: number): boolean;
   /** undefined, or the cycle of waits the queued request was in (it is no longer queued): each step
    *  [owner key, path, soft]: the owner waits for path, held (soft: queued ahead) by the next step's. */
@@ -280,4 +297,9 @@ export const LeaseCheck = binding.constants.leaseCheck;
 
 export function isErrorRecord(value: unknown): value is ErrorRecord {
   return Array.isArray(value);
+}
+
+/** Whether an acquire's answer is queued: neither a number (granted) nor an array (failed). */
+export function isQueued(answer: AcquireAnswer): answer is Queued {
+  return typeof answer === 'object' && !isErrorRecord(answer);
 }

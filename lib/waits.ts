@@ -8,8 +8,8 @@
 import { debuglog } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
 
-import { AbortError, deadlockError, ErrorRecord, fromRecord, timeoutError } from './errors';
-import { binding as native, Delivery, isErrorRecord } from './native';
+import { AbortError, deadlockError, fromRecord, timeoutError } from './errors';
+import { AcquireOutcome, binding as native, Delivery, isErrorRecord, isQueued, Queued } from './native';
 import { onAbort, ownerFromKey, signalAborted, signalReason } from './validate';
 
 /** Settles one queued request exactly once. `grant` returns false when the lease was not taken. */
@@ -20,17 +20,18 @@ interface Consumer {
 
 const consumers = new Map<number, Consumer>();
 
-function deliver(request: number, lease: number, error: ErrorRecord | undefined): void {
+function deliver(request: number, outcome: AcquireOutcome): void {
   const consumer = consumers.get(request);
   consumers.delete(request);
+  const failed = isErrorRecord(outcome);
   let taken = false;
   try {
     if (consumer) {
-      if (error) consumer.fail(fromRecord(error));
-      else taken = consumer.grant(lease);
+      if (failed) consumer.fail(fromRecord(outcome));
+      else taken = consumer.grant(outcome);
     }
   } finally {
-    if (lease > 0 && !taken) native.release(lease); // nobody to give it to: never leak a lock
+    if (!failed && !taken) native.release(outcome); // nobody to give it to: never leak a lock
   }
 }
 
@@ -39,9 +40,9 @@ function deliver(request: number, lease: number, error: ErrorRecord | undefined)
 const logExitReleases = debuglog('lockspace').enabled && !isMainThread;
 
 native.setDispatcher((batch: Delivery[]) => {
-  for (const [request, lease, error] of batch) {
+  for (const [request, outcome] of batch) {
     try {
-      deliver(request, lease, error);
+      deliver(request, outcome);
     } catch (err) {
       // Not this batch's business: report it without losing the rest of the batch.
       queueMicrotask(() => {
@@ -181,12 +182,11 @@ export interface WaitBounds {
 }
 
 /**
- * Waits for queued request `request`: resolves with its lease id when granted, rejects with its
- * error, with ETIMEDOUT after `timeout` ms, or with an AbortError when `signal` aborts. `started`
- * (network file systems) is the first attempt run on the threadpool: a lease id, an error, 0
- * (queued: the dispatcher brings the outcome) or -1 (cancelled meanwhile).
+ * Waits for a queued acquire: resolves with its lease id when granted, rejects with its error, with
+ * ETIMEDOUT after `timeout` ms, or with an AbortError when `signal` aborts.
  */
-export function awaitGrant(request: number, bounds: WaitBounds, started?: Promise<number | ErrorRecord>): Promise<number> {
+export function awaitGrant(queued: Queued, bounds: WaitBounds): Promise<number> {
+  const { request, started } = queued;
   const { signal, timeout } = bounds;
   return new Promise<number>((resolve, reject) => {
     let settled = false;
@@ -235,10 +235,8 @@ export function awaitGrant(request: number, bounds: WaitBounds, started?: Promis
       stopChecks = deadlockChecks(request, deadlockTimeout, bounds.path, (error) => consumer.fail(error));
     }
     started?.then(
-      (r) => {
-        if (r === 0 || r === -1) return; // queued, or cancelled and already settled by giveUp
-        if (isErrorRecord(r)) deliver(request, 0, r);
-        else deliver(request, r, undefined);
+      (answer) => {
+        if (!isQueued(answer)) deliver(request, answer); // queued: a delivery, or giveUp's cancel, settles it
       },
       (e: unknown) => consumers.get(request)?.fail(e instanceof Error ? e : new Error(String(e))),
     );

@@ -191,20 +191,50 @@ struct OpenDir {
   }
 };
 
-// acquire(handle, name, flags, owner) -> lease id | error record (EBUSY when held: it never waits)
+// --- an acquire's answer: its one shape (lib/native.ts AcquireAnswer), built here only ---------------
+//   granted  the lease id, a number (> 0)
+//   failed   an error record: settle builds it from what the core threw, as for any call
+//   queued   { request, started }: it waits as request `request` (cancel, checkDeadlock take that id),
+//            and its outcome arrives as a delivery to the dispatcher, [request, granted | failed].
+//            `started` (its first attempt runs on the threadpool) is a Promise of that attempt's answer,
+//            which comes first; queued there, the outcome comes otherwise: as a delivery, or through
+//            the cancel that took the request off. Undefined: the dispatcher only.
+
+Napi::Value grantedAnswer(Napi::Env env, uint64_t lease) { return number(env, lease); }
+
+Napi::Value queuedAnswer(Napi::Env env, uint64_t request, Napi::Value started) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("request", number(env, request));
+  out.Set("started", started);
+  return out;
+}
+
+// What an attempt that did not throw answers: granted, or queued as `request` (cancelled too: the
+// cancel settled it, the answer brings nothing).
+Napi::Value attemptAnswer(Napi::Env env, const AcquireResult& r, uint64_t request) {
+  return r.lease != 0 ? grantedAnswer(env, r.lease) : queuedAnswer(env, request, env.Undefined());
+}
+
+// A delivery to the dispatcher: [request id, granted | failed].
+Napi::Value delivery(Napi::Env env, const Mailbox::Item& it) {
+  Napi::Array row = Napi::Array::New(env, 2);
+  row.Set(0u, number(env, it.request));
+  row.Set(1u, it.failed ? errorRecord(env, it.error) : grantedAnswer(env, it.lease));
+  return row;
+}
+
+// acquire(handle, name, flags, owner) -> granted | failed (EBUSY when held: it never waits)
 struct Acquire {
   using Args = AcquireArgs;
   using Result = uint64_t;
   static Args args(const Napi::CallbackInfo& info) { return acquireArgs(info); }
   static Result run(const Args& a) { return Registry::instance().acquire(a.dir, a.name, a.req).lease; }
-  static Napi::Value toJs(Napi::Env env, const Args&, uint64_t lease) { return number(env, lease); }
+  static Napi::Value toJs(Napi::Env env, const Args&, uint64_t lease) { return grantedAnswer(env, lease); }
 };
 
-// acquireWait(handle, name, flags, owner, awaitedBy?) -> lease id | -request id (queued: the outcome comes to the
-// dispatcher) | error record.
-// acquireWaitAsync(...) -> [request id, Promise<lease id | 0 (queued) | -1 (cancelled) | error record>]:
-// the request is announced before it goes to the pool, and its id comes back at once, so that the
-// caller can route its outcome and cancel it before it has run.
+// acquireWait(handle, name, flags, owner, awaitedBy?) -> granted | failed | queued (started undefined).
+// acquireWaitAsync(...) -> queued, started: the request is announced before it goes to the pool, and
+// its id comes back at once, so that the caller can route its outcome and cancel it before it has run.
 struct AcquireWait {
   struct Args {
     AcquireArgs at;
@@ -223,8 +253,7 @@ struct AcquireWait {
   }
   static Napi::Value toJs(Napi::Env env, const Args& a, const AcquireResult& r) {
     if (r.queued) a.mailbox->waiting(env);
-    if (a.announced) return Napi::Number::New(env, r.cancelled ? -1.0 : r.queued ? 0.0 : static_cast<double>(r.lease));
-    return r.queued ? Napi::Number::New(env, -static_cast<double>(a.request)) : number(env, r.lease);
+    return attemptAnswer(env, r, a.request);
   }
   static Napi::Value startOnPool(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -236,10 +265,7 @@ struct AcquireWait {
     args.mailbox->waiting(env);
     Napi::Promise started =
         queueOnPool<AcquireWait>(env, std::move(args), [](Napi::Env e) { addon(e).mailbox->settled(e); });
-    Napi::Array out = Napi::Array::New(env, 2);
-    out.Set(0u, number(env, request));
-    out.Set(1u, started);
-    return out;
+    return queuedAnswer(env, request, started);
   }
 };
 
@@ -643,8 +669,7 @@ Napi::Value SetForceRemote(const Napi::CallbackInfo& info) {
 
 // --- deliveries ------------------------------------------------------------------------------------------
 
-// setDispatcher(fn, logExitReleases?): fn(batch) receives [request, lease, errorRecord | undefined][]
-// on this thread.
+// setDispatcher(fn, logExitReleases?): fn(batch) receives this thread's deliveries (an array of them).
 Napi::Value SetDispatcher(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction()) throw Napi::TypeError::New(info.Env(), "dispatcher must be a function");
   Addon& a = addon(info.Env());
@@ -687,12 +712,7 @@ void deliverBatch(Napi::Env env) {
   if (items.empty() || a.dispatcher.IsEmpty()) return;
   Napi::Array batch = Napi::Array::New(env, items.size());
   for (size_t i = 0; i < items.size(); ++i) {
-    const auto& it = items[i];
-    Napi::Array row = Napi::Array::New(env, 3);
-    row.Set(0u, number(env, it.request));
-    row.Set(1u, number(env, it.lease));
-    row.Set(2u, it.failed ? errorRecord(env, it.error) : env.Undefined());
-    batch.Set(i, row);
+    batch.Set(i, delivery(env, items[i]));
     a.mailbox->settled(env);
   }
   a.dispatcher.Call({batch});

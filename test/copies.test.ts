@@ -185,7 +185,7 @@ test.each(['a', 'c'])('a copy with another table format refuses to load, naming 
   const out = await run('incompatible', first);
   const [loaded, refused] = first === 'a' ? ['a', 'c'] : ['c', 'a'];
   const node = (k: 'a' | 'b' | 'c') => path.join(copies[k], 'build', 'Release', 'lockspace.node');
-  const format = (k: string) => (k === 'c' ? 99 : 5);
+  const format = (k: string) => (k === 'c' ? 99 : 6);
   expect(out.refused.code).toBe('ERR_LOCKSPACE_INCOMPATIBLE_COPY');
   expect(out.refused.message).toContain(
     `cannot load ${node(refused as 'a' | 'c')} (version ${versions[refused as 'a' | 'c']}, table format ${format(refused)})`,
@@ -200,7 +200,7 @@ test.each(['a', 'c'])('a copy with another table format refuses to load, naming 
 // A copy that joins runs the owner's binding under its own lib/, so the binding's interface is part
 // of the table format. A tripwire for one part of it, the export names: when they change, update this
 // list, and bump LOCKSPACE_TABLE_FORMAT (native/core/shared_table.h) if a released version had the old one.
-test('the binding exports what table format 5 promises', () => {
+test('the binding exports what table format 6 promises', () => {
   expect(Object.keys(binding).filter((k) => k !== 'path' /* set by `bindings` */).sort()).toEqual([
     'acquire',
     'acquireAsync',

@@ -25,7 +25,7 @@
 // Bump it whenever a copy's lib/ could not use another copy's binding: the binding's exports (names,
 // arguments, results, error records) or what the table does with them changed. A copy that joins
 // runs the owner's native code under its own lib/.
-#define LOCKSPACE_TABLE_FORMAT 5
+#define LOCKSPACE_TABLE_FORMAT 6
 #endif
 #ifndef LOCKSPACE_VERSION
 #define LOCKSPACE_VERSION "unknown"
@@ -38,9 +38,10 @@ struct lockspace_table {
   uint32_t format;               // LOCKSPACE_TABLE_FORMAT of this copy
   const char* version;           // this copy's package version
   const lockspace_table* owner;  // the elected owner, once known (atomic: see electOwner)
-  // Formats 1 to 5 (2: the binding exports its constants; releaseAsync answers a boolean, verify takes
+  // Formats 1 to 6 (2: the binding exports its constants; releaseAsync answers a boolean, verify takes
   // an array of leases; 3: queryLocks, inspect's lock query fields, verify's Dropped; 4: writeRecord,
-  // holder records in inspect and queryLocks; 5: checkDeadlock, acquireWait's awaitedBy, queued): the
+  // holder records in inspect and queryLocks; 5: checkDeadlock, acquireWait's awaitedBy; 6: one shape
+  // of an acquire's answer, queued as { request, started }, deliveries [request, answer]; queued): the
   // owner's module init, napi_value (napi_env, napi_value) behind void pointers. It registers the
   // binding on the environment it is given, as the owner's own module init does.
   void* (*moduleInit)(void* env, void* exports);
