@@ -77,7 +77,7 @@ function inspectState(name: string, r: InspectRecord): InspectInfo {
     return { ...base, state: stateOf(holders), holders };
   }
   const lines = (): Holder[] | null => {
-    const all = readProcLocks();
+    const all = readProcLocks(new Set([BigInt(r.ino)]));
     return all && locksOnFile(all, { major: r.major, minor: r.minor }, BigInt(r.ino), undefined, () => null).holders;
   };
   if (r.queryErrno === 0) {

@@ -46,15 +46,21 @@ const LOCK_LINE = /^\s+(->\s+)?(\S+)\s+\S+\s+(\S+)\s+(-?\d+)\s+([0-9a-f]+):([0-9
 const QUIET_PASSES = 3;
 const MAX_PASSES = 12;
 
-/** One pass: the lines of /proc/locks with the kernel's ordinal cut off, and how many reads it took. */
-function readProcLocksOnce(): { lines: string[]; reads: number } {
+/** A first read shorter than this was all of it: the kernel fills about a page (4 KiB) per read, and
+ *  stops short of that only before a record longer than the rest (a lock with dozens of waiters). A
+ *  longer first read may have been followed by an empty one only because locks went meanwhile. */
+const WHOLE_IN_ONE_READ = 2048;
+
+/** One pass: the lines of /proc/locks with the kernel's ordinal cut off, and whether its first read
+ *  held all of it (then nothing can have been skipped). */
+function readProcLocksOnce(): { lines: string[]; whole: boolean } {
   const fd = fs.openSync(PROC_LOCKS, 'r');
   try {
     const chunk = Buffer.allocUnsafe(65536);
     const parts: string[] = [];
-    let reads = 0;
-    for (let n; (n = fs.readSync(fd, chunk, 0, chunk.length, null)) > 0; reads++) parts.push(chunk.toString('latin1', 0, n));
-    return { lines: parts.join('').split('\n').map((line) => line.slice(line.indexOf(':') + 1)), reads };
+    for (let n; (n = fs.readSync(fd, chunk, 0, chunk.length, null)) > 0; ) parts.push(chunk.toString('latin1', 0, n));
+    const whole = parts.length === 0 || (parts.length === 1 && parts[0].length < WHOLE_IN_ONE_READ);
+    return { lines: parts.join('').split('\n').map((line) => line.slice(line.indexOf(':') + 1)), whole };
   } finally {
     fs.closeSync(fd);
   }
@@ -66,11 +72,57 @@ function countLines(lines: string[]): Map<string, number> {
   return counts;
 }
 
-/** The lines of /proc/locks (without ordinals), each as often as any pass saw it; null if unreadable. */
-function readProcLockLines(): string[] | null {
+/**
+ * The POSIX lock lines (without ordinals) of the files with these inode numbers, as each process's
+ * /proc/PID/fdinfo lists them under the descriptor they were taken through. The kernel prints those
+ * under the file's own lock, so none is skipped; but only for the processes this one may look into,
+ * at the cost of a read per descriptor. (OFD locks are left to /proc/locks: one open file description
+ * shows in every process that shares it.)
+ */
+function fdinfoLockLines(inodes: ReadonlySet<bigint>): string[] {
+  const lines: string[] = [];
+  let pids: string[];
+  try {
+    pids = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+  } catch {
+    return lines;
+  }
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`/proc/${pid}/fdinfo`);
+    } catch {
+      continue; // gone, or not ours to look into
+    }
+    for (const fd of fds) {
+      let text: string;
+      try {
+        text = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'latin1');
+      } catch {
+        continue;
+      }
+      for (const line of text.split('\n')) {
+        // "lock:\t1: POSIX  ADVISORY  READ 4242 fe:00:1234 0 EOF"
+        if (!line.startsWith('lock:')) continue;
+        const rest = line.slice(line.indexOf(':', 5) + 1);
+        const m = LOCK_LINE.exec(rest);
+        if (m && m[2] === 'POSIX' && inodes.has(BigInt(m[7]))) lines.push(rest);
+      }
+    }
+  }
+  return lines;
+}
+
+/**
+ * The lines of /proc/locks (without ordinals), each as often as any pass saw it; null if unreadable.
+ * When it took more than one read (or may have) and `inodes` are given, the POSIX locks of those files are also
+ * looked up in /proc/PID/fdinfo (a pass can miss one however often it is read again: the passes that
+ * follow one another quickly can skip alike).
+ */
+function readProcLockLines(inodes?: ReadonlySet<bigint>): string[] | null {
   try {
     const first = readProcLocksOnce();
-    if (first.reads <= 1) return first.lines; // all of it in one read: nothing can have been skipped
+    if (first.whole) return first.lines;
     const most = countLines(first.lines);
     for (let passes = 1, quiet = 0; quiet < QUIET_PASSES && passes < MAX_PASSES; passes++) {
       const counts = countLines(readProcLocksOnce().lines);
@@ -83,15 +135,17 @@ function readProcLockLines(): string[] | null {
       }
       quiet = added ? 0 : quiet + 1;
     }
+    if (inodes !== undefined && inodes.size > 0) for (const line of fdinfoLockLines(inodes)) if (!most.has(line)) most.set(line, 1);
     return [...most].flatMap(([line, count]) => Array<string>(count).fill(line));
   } catch {
     return null;
   }
 }
 
-/** fcntl locks (POSIX and OFD) from /proc/locks, or null if it cannot be read. */
-export function readProcLocks(): ProcLock[] | null {
-  const lines = readProcLockLines();
+/** fcntl locks (POSIX and OFD) from /proc/locks, or null if it cannot be read; complete for the POSIX
+ *  locks of the files with the inode numbers `inodes` held by processes this one may look into. */
+export function readProcLocks(inodes?: ReadonlySet<bigint>): ProcLock[] | null {
+  const lines = readProcLockLines(inodes);
   if (lines === null) return null;
   const locks: ProcLock[] = [];
   for (const line of lines) {

@@ -76,7 +76,7 @@ test('on a busy host (3,000 locks held, two processes churning 200 files each) a
   }
 });
 
-test('on a busy host every shared holder of a file is listed, every time (a read of /proc/locks that skips a line is read again)', async () => {
+test('on a busy host every shared holder of a file is listed, every time (/proc/locks can skip a line: it is read again, and fdinfo asked)', async () => {
   const target = path.join(tmp.dir, 'iso');
   fs.writeFileSync(target, '');
   const readers = [await hold(target, 'shared'), await hold(target, 'shared')];

@@ -159,13 +159,12 @@ function invocation(p: Parsed): Invocation {
 /** One line describing who holds `path`, from /proc/locks (or the error's F_GETLK pid). */
 function describeHolders(path: string, err: unknown): string {
   let holders: Holder[] = [];
-  const locks = readProcLocks();
-  if (locks !== null) {
-    try {
-      holders = locksOn(locks, fs.statSync(path, { bigint: true })).holders.filter((h) => h.pid !== process.pid);
-    } catch {
-      holders = [];
-    }
+  try {
+    const st = fs.statSync(path, { bigint: true });
+    const locks = readProcLocks(new Set([st.ino]));
+    if (locks !== null) holders = locksOn(locks, st).holders.filter((h) => h.pid !== process.pid);
+  } catch {
+    holders = [];
   }
   if (holders.length === 0) {
     const pid = (err as Api.LockspaceError | undefined)?.holderPid;

@@ -156,7 +156,7 @@ function askAll(directory: string, files: Buffer[]): ResourceStatus[] {
   const paths = files.map((raw) => Buffer.concat([dirBytes, raw]));
   const { holdersOf, queryLocks } = queries();
   const answers = queryLocks(paths, true);
-  const procLocks = readProcLocks();
+  const procLocks = readProcLocks(new Set(answers.flatMap((a) => (a instanceof Error ? [] : [a.ino]))));
   const index = procLocks && byInode(procLocks);
   const sb = procLocks === null ? undefined : superblockDevice(directory);
   const names = new Map<number, string | null>();
