@@ -271,7 +271,8 @@ describe('Web Locks names map to file names', () => {
 });
 
 /** A worker thread that takes the locks `held` (posting 'holding' once it has them all), then, told
- *  'request', makes `requests` (posting 'requested'); told 'release', lets go of what it holds. */
+ *  'request', makes `requests` (posting 'requested'), each held once granted; told 'release', lets go
+ *  of all it holds. */
 function startRequester(held: string[]): Worker {
   const code = `
     const { workerData, parentPort } = require('worker_threads');
@@ -281,7 +282,7 @@ function startRequester(held: string[]): Worker {
     const released = new Promise((resolve) => (release = resolve));
     parentPort.on('message', (m) => {
       if (m === 'release') return release();
-      for (const r of m.requests) ls.locks.request(r.name, { mode: r.mode }, () => undefined).catch(() => {});
+      for (const r of m.requests) ls.locks.request(r.name, { mode: r.mode }, () => released).catch(() => {});
       parentPort.postMessage('requested');
     });
     (async () => {
@@ -334,7 +335,7 @@ describe('query lists every thread', () => {
     ]);
     release();
     await holding;
-    await waitFor(() => stats().waiters === 2, "w1's a granted");
+    await waitFor(() => stats().waiters === 2, "w1's a granted (and held: w2's requests still wait)");
     const after = await ls.locks.query();
     expect([...after.held].sort(byName)).toEqual([
       { name: 'a', mode: 'exclusive', clientId: c1 },
