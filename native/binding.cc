@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdio>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <napi.h>
@@ -169,6 +170,27 @@ NameArgs nameArgs(const Napi::CallbackInfo& info) { return NameArgs{dirArg(info,
 
 Napi::Value number(Napi::Env env, uint64_t n) { return Napi::Number::New(env, static_cast<double>(n)); }
 
+// A JS array of `values` in order: one row of a list answer.
+Napi::Array tuple(Napi::Env env, std::initializer_list<Napi::Value> values) {
+  Napi::Array out = Napi::Array::New(env, values.size());
+  uint32_t i = 0;
+  for (const Napi::Value& v : values) out.Set(i++, v);
+  return out;
+}
+
+// A JS array of toJs(item) for each item of `items`.
+template <typename List, typename ToJs>
+Napi::Array arrayOf(Napi::Env env, const List& items, ToJs toJs) {
+  Napi::Array out = Napi::Array::New(env, items.size());
+  uint32_t i = 0;
+  for (const auto& item : items) out.Set(i++, toJs(item));
+  return out;
+}
+
+Napi::Array strings(Napi::Env env, const std::vector<std::string>& list) {
+  return arrayOf(env, list, [&](const std::string& s) { return Napi::String::New(env, s); });
+}
+
 // --- operations: Args args(info) on the JS thread; Result run(Args&) here or on the pool; toJs --------
 
 // openDir(path | null) -> { handle, path, remote } | error record
@@ -217,10 +239,7 @@ Napi::Value attemptAnswer(Napi::Env env, const AcquireResult& r, uint64_t reques
 
 // A delivery to the dispatcher: [request id, granted | failed].
 Napi::Value delivery(Napi::Env env, const Mailbox::Item& it) {
-  Napi::Array row = Napi::Array::New(env, 2);
-  row.Set(0u, number(env, it.request));
-  row.Set(1u, it.failed ? errorRecord(env, it.error) : grantedAnswer(env, it.lease));
-  return row;
+  return tuple(env, {number(env, it.request), it.failed ? errorRecord(env, it.error) : grantedAnswer(env, it.lease)});
 }
 
 // acquire(handle, name, flags, owner) -> granted | failed (EBUSY when held: it never waits)
@@ -300,15 +319,10 @@ struct CheckDeadlock {
   static Napi::Value toJs(Napi::Env env, uint64_t, const Result& cycle) {
     if (cycle.empty()) return env.Undefined();
     addon(env).mailbox->settled(env);  // as a cancel: it waits no more
-    Napi::Array out = Napi::Array::New(env, cycle.size());
-    for (uint32_t i = 0; i < cycle.size(); ++i) {
-      Napi::Array step = Napi::Array::New(env, 3);
-      step.Set(0u, Napi::String::New(env, cycle[i].owner));
-      step.Set(1u, Napi::String::New(env, cycle[i].path));
-      step.Set(2u, Napi::Boolean::New(env, cycle[i].soft));
-      out.Set(i, step);
-    }
-    return out;
+    return arrayOf(env, cycle, [&](const lockspace::DeadlockStep& step) {
+      return tuple(env, {Napi::String::New(env, step.owner), Napi::String::New(env, step.path),
+                         Napi::Boolean::New(env, step.soft)});
+    });
   }
 };
 
@@ -391,20 +405,11 @@ struct Resources {
   static Args args(const Napi::CallbackInfo& info) { return dirArg(info, 0); }
   static Result run(const DirPtr& dir) { return Registry::instance().resources(dir); }
   static Napi::Value toJs(Napi::Env env, const DirPtr&, const Result& list) {
-    Napi::Array out = Napi::Array::New(env, list.size());
-    for (size_t i = 0; i < list.size(); ++i) {
-      const auto& r = list[i];
-      Napi::Array owners = Napi::Array::New(env, r.owners.size());
-      for (size_t j = 0; j < r.owners.size(); ++j) owners.Set(j, Napi::String::New(env, r.owners[j]));
-      Napi::Array row = Napi::Array::New(env, 5);
-      row.Set(0u, Napi::String::New(env, r.name));
-      row.Set(1u, Napi::String::New(env, r.path));
-      row.Set(2u, Napi::Boolean::New(env, r.shared));
-      row.Set(3u, Napi::Boolean::New(env, r.autoCreate));
-      row.Set(4u, owners);
-      out.Set(i, row);
-    }
-    return out;
+    return arrayOf(env, list, [&](const lockspace::ResourceInfo& r) {
+      return tuple(env,
+                   {Napi::String::New(env, r.name), Napi::String::New(env, r.path), Napi::Boolean::New(env, r.shared),
+                    Napi::Boolean::New(env, r.autoCreate), strings(env, r.owners)});
+    });
   }
 };
 
@@ -416,15 +421,10 @@ struct Queued {
   static Args args(const Napi::CallbackInfo& info) { return dirArg(info, 0); }
   static Result run(const DirPtr& dir) { return Registry::instance().queued(dir); }
   static Napi::Value toJs(Napi::Env env, const DirPtr&, const Result& list) {
-    Napi::Array out = Napi::Array::New(env, list.size());
-    for (size_t i = 0; i < list.size(); ++i) {
-      Napi::Array row = Napi::Array::New(env, 3);
-      row.Set(0u, Napi::String::New(env, list[i].name));
-      row.Set(1u, Napi::Boolean::New(env, list[i].shared));
-      row.Set(2u, Napi::String::New(env, list[i].owner));
-      out.Set(i, row);
-    }
-    return out;
+    return arrayOf(env, list, [&](const lockspace::QueuedRequest& q) {
+      return tuple(
+          env, {Napi::String::New(env, q.name), Napi::Boolean::New(env, q.shared), Napi::String::New(env, q.owner)});
+    });
   }
 };
 
@@ -463,17 +463,10 @@ struct Verify {
     return out;
   }
   static Napi::Value toJs(Napi::Env env, const Args&, const Result& results) {
-    Napi::Array out = Napi::Array::New(env, results.size());
-    for (size_t i = 0; i < results.size(); ++i) {
-      const VerifyResult& r = results[i];
-      Napi::Array a = Napi::Array::New(env, 4);
-      a.Set(0u, Napi::Number::New(env, static_cast<double>(r.check)));
-      a.Set(1u, Napi::Number::New(env, r.err));
-      a.Set(2u, Napi::String::New(env, r.syscall));
-      a.Set(3u, Napi::String::New(env, r.path));
-      out.Set(i, a);
-    }
-    return out;
+    return arrayOf(env, results, [&](const VerifyResult& r) {
+      return tuple(env, {Napi::Number::New(env, static_cast<double>(r.check)), Napi::Number::New(env, r.err),
+                         Napi::String::New(env, r.syscall), Napi::String::New(env, r.path)});
+    });
   }
 };
 
@@ -527,9 +520,7 @@ struct Inspect {
     o.Set("held", Napi::Boolean::New(env, r.held));
     o.Set("heldShared", Napi::Boolean::New(env, r.heldShared));
     o.Set("heldOfd", Napi::Boolean::New(env, r.heldKind == LockKind::Ofd));
-    Napi::Array owners = Napi::Array::New(env, r.owners.size());
-    for (size_t i = 0; i < r.owners.size(); ++i) owners.Set(i, Napi::String::New(env, r.owners[i]));
-    o.Set("owners", owners);
+    o.Set("owners", strings(env, r.owners));
     o.Set("waiters", number(env, r.waiters));
     o.Set("records", recordsToJs(env, r.records));
     return o;

@@ -152,23 +152,17 @@ int writeAt(int fd, const unsigned char* buf, size_t n, off_t off) {
   return 0;
 }
 
-// Locks one byte exclusively without waiting: 0, or errno (EAGAIN/EACCES: busy).
-int lockByte(int fd, LockKind kind, off_t at) {
+// Sets byte `at`'s lock to `type` (F_WRLCK, F_UNLCK) without waiting: 0, or errno (EAGAIN/EACCES: busy).
+int setByte(int fd, LockKind kind, off_t at, short type) {
   struct flock fl {};
-  fl.l_type = F_WRLCK;
+  fl.l_type = type;
   fl.l_whence = SEEK_SET;
   fl.l_start = at;
   fl.l_len = 1;
   return ::fcntl(fd, kind == LockKind::Ofd ? F_OFD_SETLK : F_SETLK, &fl) == 0 ? 0 : errno;
 }
-int unlockByte(int fd, LockKind kind, off_t at) {
-  struct flock fl {};
-  fl.l_type = F_UNLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = at;
-  fl.l_len = 1;
-  return ::fcntl(fd, kind == LockKind::Ofd ? F_OFD_SETLK : F_SETLK, &fl) == 0 ? 0 : errno;
-}
+int lockByte(int fd, LockKind kind, off_t at) { return setByte(fd, kind, at, F_WRLCK); }
+int unlockByte(int fd, LockKind kind, off_t at) { return setByte(fd, kind, at, F_UNLCK); }
 bool busy(int err) { return err == EAGAIN || err == EACCES; }
 
 // A live byte: distinct per call; unpredictable enough that two holders rarely pick one byte (a
@@ -303,6 +297,19 @@ int writeSlot(int fd, const Holder& h) {
   unsigned char s[kSlotSize];
   encodeSlot(h, s);
   return writeAt(fd, s, sizeof s, kSlotBase + h.slot * kSlotSize);
+}
+
+int writeOwnSlot(int fd, Holder& h, const std::string& label) {
+  const Identity& me = self();
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  h.since = static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+  h.pid = me.pid;
+  h.startTime = me.startTime;
+  h.host = me.host;
+  h.machineId = me.machineId;
+  h.label = label;
+  return writeSlot(fd, h);
 }
 
 int flush(int fd) { return ::fdatasync(fd) == 0 ? 0 : errno; }

@@ -104,6 +104,9 @@ int writeCount(int fd, const Count& count, uint64_t generation);
 int claimSlot(int fd, LockKind kind, uint64_t* live, int* err);
 // Writes h (h.slot, h.live set) with one pwrite. 0 or errno.
 int writeSlot(int fd, const Holder& h);
+// Writes this process's record in h's slot (h.slot, h.live, exclusive and generation set): stamped
+// with self(), the wall clock now and label. 0 or errno.
+int writeOwnSlot(int fd, Holder& h, const std::string& label);
 // On a network file system: make the writes reach the server before the grant is reported.
 int flush(int fd);
 

@@ -1,6 +1,5 @@
 // Holder records of granted leases (see holder_record.h for the format and why it is safe to read).
 #include <errno.h>
-#include <time.h>
 
 #include "holder_record.h"
 #include "registry.h"
@@ -63,18 +62,9 @@ RecordResult Registry::writeRecord(uint64_t lease, const RecordRequest& req) {
     if (err != 0) syscall = "fcntl";
   }
   if (err == 0 && !out.changed && h.slot >= 0) {
-    const record::Identity& me = record::self();
     h.exclusive = exclusive;
     h.generation = out.generation;
-    struct timespec ts {};
-    ::clock_gettime(CLOCK_REALTIME, &ts);
-    h.since = static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
-    h.pid = me.pid;
-    h.startTime = me.startTime;
-    h.host = me.host;
-    h.machineId = me.machineId;
-    h.label = req.label;
-    if ((err = record::writeSlot(fd, h)) != 0) syscall = "write";
+    if ((err = record::writeOwnSlot(fd, h, req.label)) != 0) syscall = "write";
     out.recorded = err == 0;
   }
   // Network file systems: the count and the record reach the server before the grant is reported.

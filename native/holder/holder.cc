@@ -313,7 +313,6 @@ Outcome takeAll(const Config& c, std::vector<Member>& held) {
 // process claims a slot and writes its record; on a network file system it reaches the server before
 // "held" is said. Every slot claimed by other live holders: no record, as for a lockspace's grant.
 Outcome writeRecords(const Config& c, const std::vector<Member>& held) {
-  const record::Identity& me = record::self();
   for (const Member& m : held) {
     const int fd = m.fd.get();
     record::Count count;
@@ -329,17 +328,7 @@ Outcome writeRecords(const Config& c, const std::vector<Member>& held) {
     }
     h.slot = record::claimSlot(fd, c.kind, &h.live, &err);
     if (err != 0) return failure(m.index, err, "fcntl");
-    if (h.slot >= 0) {
-      struct timespec ts {};
-      ::clock_gettime(CLOCK_REALTIME, &ts);
-      h.since = static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
-      h.pid = me.pid;
-      h.startTime = me.startTime;
-      h.host = me.host;
-      h.machineId = me.machineId;
-      h.label = c.label;
-      if ((err = record::writeSlot(fd, h)) != 0) return failure(m.index, err, "write");
-    }
+    if (h.slot >= 0 && (err = record::writeOwnSlot(fd, h, c.label)) != 0) return failure(m.index, err, "write");
     if (m.remote && (err = record::flush(fd)) != 0) return failure(m.index, err, "fdatasync");
   }
   return {};
