@@ -298,10 +298,10 @@ export class LockManager {
       wait: !opts.ifAvailable,
       signal,
       awaitedBy: outer && [...outer],
-      // A request outside every callback holds nothing while it waits and nobody awaits it: no cycle
-      // of waits is closed by it alone, and each has a nested request in it, whose wait looks.
-      ...(outer === undefined && { deadlockTimeout: Infinity }),
     };
+    // A request outside every callback holds nothing while it waits and nobody awaits it: no cycle
+    // of waits is closed by it alone, and each has a nested request in it, whose wait looks.
+    if (outer === undefined) a.deadlockTimeout = Infinity;
     files?.use(file);
     try {
       let lease: Lease | null = null;
@@ -341,7 +341,9 @@ export class LockManager {
         const lock = lease && Object.freeze({ name, mode });
         return await inCallbacks.run(outer ? [...outer, key] : [key], () => callback(lock));
       } finally {
-        if (lease) await this.#release(lease);
+        // A local release is done when #release returns: no await, no extra turn of the microtasks.
+        const releasing = lease && this.#release(lease);
+        if (releasing) await releasing;
       }
     } finally {
       files?.letGo(file);
