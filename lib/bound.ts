@@ -88,6 +88,9 @@ const fencedChannel = dc.channel('lockspace:fenced');
 const ESRCH = 3;
 const EBUSY = 16;
 const ETIMEDOUT = 110;
+/** What makes a holder release its set on purpose (the holder program's kReleaseSignal). Any other
+ *  ending signal while the bound process runs fences that process first. */
+const RELEASE_SIGNAL = 'SIGUSR1';
 
 
 
@@ -244,7 +247,7 @@ export class BoundSet {
       );
     }
     try {
-      process.kill(this.holderPid, 'SIGTERM');
+      process.kill(this.holderPid, RELEASE_SIGNAL);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
       throw systemError(-(err as NodeJS.ErrnoException).errno!, 'kill', undefined, `holder ${this.holderPid}`);
@@ -380,7 +383,15 @@ export function startHolder(plan: HoldPlan): Promise<BoundSet> {
     let outcome: Error | undefined;
     let bound: BoundSet | undefined;
     let buffered = '';
-    const off = signal ? onAbort(signal, () => holder.kill('SIGTERM')) : () => {};
+    // Given up: the holder releases whatever it took and exits, and 'close' rejects. A 'held' it wrote
+    // before it got the signal may still come: it is no set (the holder is releasing it).
+    let givenUp = false;
+    const off = signal
+      ? onAbort(signal, () => {
+          givenUp = true;
+          holder.kill(RELEASE_SIGNAL);
+        })
+      : () => {};
     const fail = (err: Error) => {
       outcome ??= err;
     };
@@ -388,6 +399,7 @@ export function startHolder(plan: HoldPlan): Promise<BoundSet> {
     const onLine = (line: string) => {
       const [what, ...words] = line.split(' ');
       if (bound === undefined) {
+        if (givenUp) return;
         if (what === 'held') {
           bound = new BoundSet(BOUND_TOKEN, record, holder.pid!, startTime(holder.pid!) ?? '');
           bound.watchExit(exit, holder);
@@ -418,10 +430,18 @@ export function startHolder(plan: HoldPlan): Promise<BoundSet> {
       }
       if (what === 'lost') bound.lost(lostError(record, Number(words[0]), Number(words[1])));
       if (what === 'fenced') {
-        const reason = words[1] === 'holder-exited'
-          ? new LockspaceError(`ERR_LOCK_LOST: the holder of process ${record.pid}'s locks exited`, { code: 'ERR_LOCK_LOST', syscall: 'holdFor' })
-          : bound.signal.aborted ? (signalReason(bound.signal) as LockspaceError) : lostError(record, -1, ETIMEDOUT);
-        if (words[1] === 'holder-exited') bound.lost(reason);
+        const reason =
+          words[1] === 'holder-exited'
+            ? new LockspaceError(`ERR_LOCK_LOST: the holder of process ${record.pid}'s locks exited`, { code: 'ERR_LOCK_LOST', syscall: 'holdFor' })
+            : words[1] === 'terminated'
+              ? new LockspaceError(`ERR_LOCK_LOST: the holder of process ${record.pid}'s locks was told to end while the process ran`, {
+                  code: 'ERR_LOCK_LOST',
+                  syscall: 'holdFor',
+                })
+              : bound.signal.aborted
+                ? (signalReason(bound.signal) as LockspaceError)
+                : lostError(record, -1, ETIMEDOUT);
+        if (words[1] !== 'lost') bound.lost(reason);
         publishFenced(bound, record, words[0], reason);
       }
     };

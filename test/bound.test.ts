@@ -9,7 +9,24 @@ import { ChildProcess, spawn, spawnSync } from 'child_process';
 import { BoundSet, LockSpace } from '../lib';
 import type { FencedMessage } from '../lib';
 import { cli, CLI, statusJson } from './cli-helpers';
-import { AS_NOBODY, catchErr, DIST_INDEX, FIXTURES, IN_PID_NAMESPACE, outsideProbe, python, sleep, spawnPythonHolder, useTmpDir, waitFor } from './helpers';
+import {
+  AS_NOBODY,
+  catchErr,
+  DIST_INDEX,
+  FIXTURES,
+  IN_PID_NAMESPACE,
+  outsideProbe,
+  outsideProbeSync,
+  python,
+  sleep,
+  spawnPythonHolder,
+  useTmpDir,
+  waitFor,
+} from './helpers';
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
 
 const tmp = useTmpDir();
 const children: ChildProcess[] = [];
@@ -287,6 +304,57 @@ test('a holder that dies takes the locks with it, so its guardian fences the VM 
     await waitFor(() => fenced.length > 0, 'the fenced message');
     expect(fenced[0]).toMatchObject({ pid: vm.pid, holderPid: set.holderPid, names: ['a'], lostName: null, action: 'SIGKILL' });
     expect(set.signal.aborted).toBe(true);
+    expect(set.signal.reason).toMatchObject({ code: 'ERR_LOCK_LOST' });
+  } finally {
+    stop();
+  }
+});
+
+test('holdFor given up after the holder took the set (its "held" not read yet): rejects with the abort, nothing stays held, the VM runs on', async () => {
+  const [a] = disks(['a']);
+  const ls = LockSpace.open(tmp.dir);
+  const vm = startVm();
+  const ac = new AbortController();
+  const bind = ls.holdFor(vm.pid!, ['a'], { wait: true, signal: ac.signal });
+  // The event loop stays busy until the holder holds the file and has said so: its "held" waits in
+  // the pipe, unread, when the manager gives up.
+  while (outsideProbeSync(a) !== 'busy') sleepSync(10);
+  sleepSync(300);
+  ac.abort();
+  expect(await catchErr(() => bind)).toMatchObject({ name: 'AbortError' });
+  expect(await probes([a])).toEqual(['locked']);
+  expect(alive(vm.pid!)).toBe(true);
+  expect(await ls.boundSets()).toEqual([]);
+});
+
+test('a holder told to end (SIGTERM) while its VM runs fences the VM first, and holds the locks until it has ended', async () => {
+  const [a] = disks(['a']);
+  const ls = LockSpace.open(tmp.dir);
+  // A VM that says so when it gets SIGTERM and runs on: onLost 'term' gives it graceMs before SIGKILL.
+  const vm = spawn(
+    python(),
+    ['-c', 'import signal, time\nsignal.signal(signal.SIGTERM, lambda *_: print("term", flush=True))\nprint("ready", flush=True)\nwhile True: time.sleep(1)'],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  children.push(vm);
+  let said = '';
+  vm.stdout!.setEncoding('utf8').on('data', (d: string) => (said += d));
+  await waitFor(() => said.includes('ready'), 'the VM to start');
+  const fenced: FencedMessage[] = [];
+  const stop = hearFenced(fenced);
+  try {
+    const set = await ls.holdFor(vm.pid!, ['a'], { onLost: 'term', graceMs: 5000 });
+    holders.push(set.holderPid);
+    process.kill(set.holderPid, 'SIGTERM');
+    await waitFor(() => said.includes('term'), 'the VM to get its SIGTERM');
+    // Fenced, and running on through the grace time: its lock stays held meanwhile.
+    expect(await probes([a])).toEqual(['busy']);
+    expect(alive(vm.pid!)).toBe(true);
+    expect(await exited(vm)).toBe('SIGKILL');
+    await set.ended();
+    expect(await probes([a])).toEqual(['locked']);
+    await waitFor(() => fenced.length > 0, 'the fenced message');
+    expect(fenced[0]).toMatchObject({ pid: vm.pid, holderPid: set.holderPid, names: ['a'], lostName: null, action: 'SIGTERM,SIGKILL' });
     expect(set.signal.reason).toMatchObject({ code: 'ERR_LOCK_LOST' });
   } finally {
     stop();

@@ -14,9 +14,10 @@ Typical use (libvirt's order): start the VM paused, bind its disks, resume it:
   qemu-system-x86_64 -S ... &  lockspace hold --pid $! /var/lib/lockspace disk1 disk2 && resume
 
 The holder is a small process of its own (lockspace-hold) that listens on nothing; only this user
-and root can see its set (lockspace status DIR) or end it (kill HOLDER_PID releases the set).
-If a lock is lost (its file replaced, or a network file system's server gives it away), or the
-holder itself dies, PID is fenced: see --on-lost.
+and root can see its set (lockspace status DIR) or end it: kill -USR1 HOLDER_PID releases the
+set (PID then runs without its locks). If a lock is lost (its file replaced, or a network file
+system's server gives it away), or the holder itself dies or is told to end otherwise (SIGTERM,
+SIGINT, SIGHUP) while PID runs, PID is fenced: see --on-lost.
 
 Options:
   --pid PID               the process to hold the locks for (required)

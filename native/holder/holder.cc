@@ -5,7 +5,11 @@
 //
 // It listens on nothing: it reads its argv once, reports on fd 1 (a pipe to the manager that started
 // it, which may be gone later: writes that fail are ignored), and takes only signals, which the kernel
-// admits from the same user or root. SIGTERM (also SIGINT, SIGHUP) releases the set and exits.
+// admits from the same user or root. SIGUSR1 releases the set and exits: a release on purpose (the
+// manager's release, or its holdFor given up), which leaves the bound process running without its
+// locks. SIGTERM, SIGINT or SIGHUP while the bound process runs (a service manager stopping everything,
+// a stray kill) would take its locks away as well, so it is fenced first (--on-lost), as on a lost
+// lock, and the set goes once it has ended; once it has ended they release at once.
 // Who it is bound to is in its environment (LOCKSPACE_BOUND, written by the manager, never read here):
 // /proc/PID/environ is readable only by that user and root, which is how a restarted manager finds it.
 //
@@ -23,7 +27,7 @@
 //   busy INDEX PID                 member INDEX is held by another process (PID 0: not visible); nothing held
 //   error ERRNO SYSCALL INDEX      nothing held (INDEX -1: not about one member)
 //   lost INDEX ERRNO               a held lock is lost (or its check stopped answering: ETIMEDOUT)
-//   fenced SIGNAL|none REASON      the fencing action, done (REASON: lost, holder-exited)
+//   fenced SIGNAL|none REASON      the fencing action, done (REASON: lost, holder-exited, terminated)
 //
 // A guardian process (forked here, it holds no lock) watches this holder: if the holder dies without
 // releasing while the bound process runs, the bound process is fenced, as on a lost lock, because its
@@ -456,14 +460,26 @@ Checks* startChecks(const Config& c, const std::vector<Member>& held) {
   return checks;
 }
 
+constexpr int kReleaseSignal = SIGUSR1;
+
 int signalFd() {
   sigset_t set;
   sigemptyset(&set);
+  sigaddset(&set, kReleaseSignal);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
   sigprocmask(SIG_BLOCK, &set, nullptr);
   return ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+// Reads the signals that arrived; true when one of them is the release signal.
+bool releaseAsked(int signals) {
+  bool release = false;
+  struct signalfd_siginfo info {};
+  while (::read(signals, &info, sizeof info) == static_cast<ssize_t>(sizeof info))
+    if (static_cast<int>(info.ssi_signo) == kReleaseSignal) release = true;
+  return release;
 }
 
 int run(int argc, char** argv) {
@@ -520,12 +536,22 @@ int run(int argc, char** argv) {
   Checks* checks = startChecks(c, held);
 
   bool lost = false;
+  bool fenced = false;  // for a loss or an ending signal: the set goes when the bound process has ended
   for (;;) {
     struct pollfd p[3] = {{vm.get(), POLLIN, 0}, {signals.get(), POLLIN, 0}, {guardian.pidfd.get(), POLLIN, 0}};
     const int r = ::poll(p, 3, std::min(c.checkMs, 1000));
     if (r < 0 && errno != EINTR) break;
-    if (p[0].revents != 0 || p[1].revents != 0) break;  // the bound process ended, or release
-    if (p[2].revents != 0) {                            // the guardian died: another one
+    if (p[0].revents != 0) break;  // the bound process ended
+    if (p[1].revents != 0) {
+      if (releaseAsked(signals.get()) || c.onLost == Action::None || exited(vm.get())) break;
+      if (!fenced) {
+        prctl(PR_SET_NAME, "lockspace-term", 0, 0, 0);
+        say(std::string("fenced ") + fence(vm.get(), c.onLost, c.graceMs) + " terminated");
+        fenced = true;
+      }
+      continue;
+    }
+    if (p[2].revents != 0) {  // the guardian died: another one
       ::waitpid(guardian.pid, nullptr, 0);
       guardian = startGuardian(vm.get(), c);
     }
@@ -539,7 +565,8 @@ int run(int argc, char** argv) {
     else
       say("lost -1 " + std::to_string(ETIMEDOUT));
     prctl(PR_SET_NAME, "lockspace-lost", 0, 0, 0);
-    say(std::string("fenced ") + fence(vm.get(), c.onLost, c.graceMs) + " lost");
+    if (!fenced) say(std::string("fenced ") + fence(vm.get(), c.onLost, c.graceMs) + " lost");
+    fenced = true;
   }
   checks->stopping.store(true);
   dismissGuardian(guardian);
