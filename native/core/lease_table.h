@@ -1,7 +1,9 @@
 // Lease ids and what they lead to: a slab indexed by the low 24 bits of the id, whose high bits are a
-// generation, so a stale id (a lease released long ago) never reaches a reused slot. Ids are never 0
-// and stay below 2^53 (exact in a JavaScript number). Plain C++, not thread-safe (the registry's mutex
-// guards it).
+// generation, so a stale id (a lease released long ago) never reaches a reused slot. No id is ever
+// given twice: a slot whose generations are used up is retired, not reused (a JavaScript Lease keeps
+// its id after a release by name; were the id given again, its releaseSync would release another's
+// lease). Ids are never 0 and stay below 2^53 (exact in a JavaScript number). Plain C++, not thread-safe (the
+// registry's mutex guards it).
 //
 // Interface: add (a new id for a target), find (the target of a live id, or null), drop, size.
 #pragma once
@@ -14,11 +16,12 @@
 
 namespace lockspace {
 
-template <typename T>
+// MaxGeneration: tests retire slots sooner.
+template <typename T, uint32_t MaxGeneration = (1u << 29) - 1>
 class LeaseTable {
  public:
   static constexpr uint32_t kMaxSlots = 0xFFFFFF;
-  static constexpr uint32_t kMaxGeneration = (1u << 29) - 1;
+  static constexpr uint32_t kMaxGeneration = MaxGeneration;
 
   T* find(uint64_t lease) const noexcept {
     const uint64_t index = lease & kMaxSlots;
@@ -27,7 +30,7 @@ class LeaseTable {
     return slot.gen == (lease >> 24) ? slot.target : nullptr;
   }
 
-  // Throws SysError(ENOLCK) when every slot is in use.
+  // Throws SysError(ENOLCK) when every slot is in use or retired.
   uint64_t add(T* target) {
     uint32_t index;
     if (free_ != kNone) {
@@ -40,7 +43,7 @@ class LeaseTable {
     }
     Slot& slot = slots_[index];
     // Generations run 1..kMaxGeneration: an id is never 0.
-    slot.gen = slot.gen >= kMaxGeneration ? 1 : slot.gen + 1;
+    ++slot.gen;
     slot.target = target;
     ++count_;
     return (static_cast<uint64_t>(slot.gen) << 24) | index;
@@ -52,9 +55,10 @@ class LeaseTable {
     if (index >= slots_.size() || slots_[index].gen != (lease >> 24) || !slots_[index].target) return;
     Slot& slot = slots_[index];
     slot.target = nullptr;
+    --count_;
+    if (slot.gen == kMaxGeneration) return;  // retired: its ids are all given
     slot.nextFree = free_;
     free_ = static_cast<uint32_t>(index);
-    --count_;
   }
 
   size_t size() const noexcept { return count_; }

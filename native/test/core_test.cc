@@ -337,6 +337,7 @@ int main() {
       {"wait queue: handles", testWaitQueueHandles},
       {"request book", testRequestBook},
       {"lease table", testLeaseTable},
+      {"lease ids never repeat", testLeaseIdsNeverRepeat},
       {"owner keys", testOwnerKeys},
       {"idle list", testIdleList},
       {"flat containers", testFlatContainers},

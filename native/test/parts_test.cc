@@ -8,6 +8,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <string>
@@ -199,6 +200,22 @@ void testLeaseTable() {
   t.drop(0);
   t.drop(~0ULL);
   CHECK(t.size() == 2 && t.find(lc) == &a && !t.find(0) && !t.find(~0ULL));
+}
+
+void testLeaseIdsNeverRepeat() {
+  // A slot with 3 generations: used up, it is retired, and the next lease takes a new slot.
+  LeaseTable<int, 3> t;
+  int a = 1;
+  std::vector<uint64_t> given;
+  for (int i = 0; i < 5; ++i) {
+    const uint64_t id = t.add(&a);
+    CHECK(std::find(given.begin(), given.end(), id) == given.end());
+    given.push_back(id);
+    t.drop(id);
+  }
+  CHECK((given[0] & 0xFFFFFF) == (given[2] & 0xFFFFFF) && (given[3] & 0xFFFFFF) != (given[0] & 0xFFFFFF));
+  for (uint64_t id : given) CHECK(!t.find(id));
+  CHECK(t.size() == 0);
 }
 
 void testOwnerKeys() {

@@ -113,6 +113,7 @@ void testGrantRound();
 void testWaitQueueHandles();
 void testRequestBook();
 void testLeaseTable();
+void testLeaseIdsNeverRepeat();
 void testOwnerKeys();
 void testIdleList();
 void testFlatContainers();
