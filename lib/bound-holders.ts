@@ -34,6 +34,8 @@ export interface BoundRecord {
   onLost: LostAction;
   /** When it was bound (ISO 8601). */
   since: string;
+  /** What makes the holder release on purpose; absent: SIGTERM (holders of earlier versions). */
+  releaseSignal?: 'SIGUSR1';
 }
 
 /** Field 22 of /proc/PID/stat (start time in clock ticks), or null when there is no such process. */

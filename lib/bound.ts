@@ -110,6 +110,12 @@ const lostError = (record: BoundRecord, index: number, errnum: number): Lockspac
  *  small /proc files). */
 const FOUND_WATCH_MS = 200;
 
+const terminatedError = (record: BoundRecord): LockspaceError =>
+  new LockspaceError(`ERR_LOCK_LOST: the holder of process ${record.pid}'s locks was told to end while the process ran`, {
+    code: 'ERR_LOCK_LOST',
+    syscall: 'holdFor',
+  });
+
 const foundLostError = (record: BoundRecord): LockspaceError =>
   new LockspaceError(`ERR_LOCK_LOST: lock lost, holdFor '${record.names.join("', '")}' (bound to pid ${record.pid})`, {
     code: 'ERR_LOCK_LOST',
@@ -247,7 +253,8 @@ export class BoundSet {
       );
     }
     try {
-      process.kill(this.holderPid, RELEASE_SIGNAL);
+      // A holder started before release signals existed releases on SIGTERM.
+      process.kill(this.holderPid, this.#record.releaseSignal ?? 'SIGTERM');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
       throw systemError(-(err as NodeJS.ErrnoException).errno!, 'kill', undefined, `holder ${this.holderPid}`);
@@ -337,6 +344,7 @@ export function planHold(
   if (start === null) throw systemError(ESRCH, 'holdFor', undefined, `no process ${pid}`);
   const record: BoundRecord = {
     v: 1,
+    releaseSignal: RELEASE_SIGNAL,
     directory: ls.directory,
     names: ordered.map((m) => m.name),
     paths: ordered.map((m) => m.path),
@@ -429,19 +437,17 @@ export function startHolder(plan: HoldPlan): Promise<BoundSet> {
         return;
       }
       if (what === 'lost') bound.lost(lostError(record, Number(words[0]), Number(words[1])));
+      if (what === 'terminated') bound.lost(terminatedError(record));
       if (what === 'fenced') {
         const reason =
           words[1] === 'holder-exited'
             ? new LockspaceError(`ERR_LOCK_LOST: the holder of process ${record.pid}'s locks exited`, { code: 'ERR_LOCK_LOST', syscall: 'holdFor' })
             : words[1] === 'terminated'
-              ? new LockspaceError(`ERR_LOCK_LOST: the holder of process ${record.pid}'s locks was told to end while the process ran`, {
-                  code: 'ERR_LOCK_LOST',
-                  syscall: 'holdFor',
-                })
+              ? terminatedError(record)
               : bound.signal.aborted
                 ? (signalReason(bound.signal) as LockspaceError)
                 : lostError(record, -1, ETIMEDOUT);
-        if (words[1] !== 'lost') bound.lost(reason);
+        if (words[1] === 'holder-exited') bound.lost(reason);
         publishFenced(bound, record, words[0], reason);
       }
     };

@@ -8,7 +8,7 @@ import * as path from 'path';
 import { ChildProcess, spawn, spawnSync } from 'child_process';
 import { BoundSet, LockSpace } from '../lib';
 import type { FencedMessage } from '../lib';
-import { cli, CLI, statusJson } from './cli-helpers';
+import { cli, cliAsync, CLI, statusJson } from './cli-helpers';
 import {
   AS_NOBODY,
   catchErr,
@@ -347,14 +347,38 @@ test('a holder told to end (SIGTERM) while its VM runs fences the VM first, and 
     holders.push(set.holderPid);
     process.kill(set.holderPid, 'SIGTERM');
     await waitFor(() => said.includes('term'), 'the VM to get its SIGTERM');
-    // Fenced, and running on through the grace time: its lock stays held meanwhile.
+    // Fenced, and running on through the grace time: its lock stays held meanwhile, the manager has
+    // heard, and the set shows as lost to anyone who looks.
     expect(await probes([a])).toEqual(['busy']);
     expect(alive(vm.pid!)).toBe(true);
+    await waitFor(() => set.signal.aborted, "the manager's signal");
+    expect((await ls.boundSets()).map((found) => found.state)).toEqual(['lost']);
     expect(await exited(vm)).toBe('SIGKILL');
     await set.ended();
     expect(await probes([a])).toEqual(['locked']);
     await waitFor(() => fenced.length > 0, 'the fenced message');
     expect(fenced[0]).toMatchObject({ pid: vm.pid, holderPid: set.holderPid, names: ['a'], lostName: null, action: 'SIGTERM,SIGKILL' });
+    expect(set.signal.reason).toMatchObject({ code: 'ERR_LOCK_LOST' });
+  } finally {
+    stop();
+  }
+});
+
+test("onLost 'none' and a holder told to end (SIGTERM): the locks go and the VM runs on, but the manager hears it", async () => {
+  const [a] = disks(['a']);
+  const ls = LockSpace.open(tmp.dir);
+  const vm = startVm();
+  const fenced: FencedMessage[] = [];
+  const stop = hearFenced(fenced);
+  try {
+    const set = await ls.holdFor(vm.pid!, ['a'], { onLost: 'none' });
+    holders.push(set.holderPid);
+    process.kill(set.holderPid, 'SIGTERM');
+    await set.ended();
+    expect(await probes([a])).toEqual(['locked']);
+    expect(alive(vm.pid!)).toBe(true);
+    await waitFor(() => fenced.length > 0, 'the fenced message');
+    expect(fenced[0]).toMatchObject({ pid: vm.pid, holderPid: set.holderPid, action: 'none' });
     expect(set.signal.reason).toMatchObject({ code: 'ERR_LOCK_LOST' });
   } finally {
     stop();
@@ -547,6 +571,22 @@ describe('CLI', () => {
     expect(table).toMatch(new RegExp(`^${vm.pid} +sleep 1000 +${holder} +held +a b$`, 'm'));
     vm.kill('SIGKILL');
     await waitFor(async () => (await outsideProbe(a)) === 'locked', 'a free');
+  });
+
+  test('hold --wait given up by a signal (Ctrl-C): 128+N, and no holder is left to bind later', async () => {
+    const [a] = disks(['a']);
+    const vm = startVm();
+    const other = await spawnPythonHolder(a);
+    const hold = cliAsync(['hold', '--pid', String(vm.pid), '--wait', tmp.dir, 'a']);
+    children.push(hold.child);
+    const waiting = () => spawnSync('pgrep', ['-f', `lockspace-holder --pid ${vm.pid} `], { encoding: 'utf8' }).stdout.trim();
+    await waitFor(() => waiting() !== '', 'the holder, waiting');
+    hold.child.kill('SIGINT');
+    expect((await hold.done).status).toBe(130);
+    expect(waiting()).toBe('');
+    await other.release();
+    expect(await outsideProbe(a)).toBe('locked');
+    expect(await LockSpace.open(tmp.dir).boundSets()).toEqual([]);
   });
 
   test('run --and: several names, all or nothing', async () => {

@@ -27,8 +27,10 @@ export function statusJson(args: string[]): any {
 }
 
 /** Starts the CLI asynchronously; `output` resolves when it exits. */
-export function cliAsync(args: string[], env: NodeJS.ProcessEnv = process.env) {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+/** `runAs`: a command that runs the CLI as another user (helpers' AS_NOBODY). */
+export function cliAsync(args: string[], env: NodeJS.ProcessEnv = process.env, runAs: string[] = []) {
+  const [file, ...argv] = [...runAs, process.execPath, CLI, ...args];
+  const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));

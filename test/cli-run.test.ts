@@ -4,9 +4,10 @@
  * mode resolving `link/..` as the kernel does. The command itself checks the lock from outside: it
  * is another process than the holder. */
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
-import { ChildProcess, spawn } from 'child_process';
-import { Holder, mkTmpDir, outsideProbeSync, python, rmTmpDir, sha256hex, spawnPythonHolder, waitFor } from './helpers';
+import { ChildProcess, spawn, spawnSync } from 'child_process';
+import { AS_NOBODY, Holder, mkTmpDir, outsideProbeSync, python, rmTmpDir, sha256hex, spawnPythonHolder, waitFor } from './helpers';
 import { CLI, cli, cliAsync, PROBE } from './cli-helpers';
 
 let dir: string;
@@ -92,6 +93,35 @@ describe('signals', () => {
     expect(r.status).toBe(7);
     expect(r.stderr).toBe('');
     expect(outsideProbeSync(file)).toBe('locked');
+  });
+
+  test('a signal COMMAND may not be sent (it became root, as under sudo): the lock stays held until COMMAND ends', async () => {
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), 'lockspace-setuid-'));
+    try {
+      fs.chmodSync(base, 0o755);
+      const file = path.join(base, 'disk');
+      fs.writeFileSync(file, '');
+      fs.chmodSync(file, 0o666);
+      // A setuid-root python stands in for sudo: run, as nobody, may no longer signal its command.
+      const asRoot = path.join(base, 'python-setuid');
+      fs.copyFileSync(fs.realpathSync(python()), asRoot);
+      fs.chmodSync(asRoot, 0o4755);
+      const command = 'import os, time\nos.setuid(0)\nprint("root", os.getpid(), flush=True)\nwhile True: time.sleep(1)';
+      const run = started(cliAsync(['run', base, 'disk', '--', asRoot, '-c', command], process.env, AS_NOBODY));
+      await waitFor(() => /root \d+\n/.test(run.out()), 'the command, as root');
+      const commandPid = Number(/root (\d+)/.exec(run.out())![1]);
+      process.kill(run.child.pid!, 'SIGWINCH'); // what a terminal resize sends: passed on, refused (EPERM)
+      await waitFor(() => run.err().includes('could not pass a signal on'), 'the refusal reported');
+      expect(run.child.exitCode).toBeNull();
+      expect(outsideProbeSync(file)).toBe('busy');
+      process.kill(commandPid, 'SIGKILL');
+      const r = await run.done;
+      expect(r.status).toBe(128 + 9);
+      expect(outsideProbeSync(file)).toBe('locked');
+    } finally {
+      spawnSync('pkill', ['-KILL', '-f', path.join(base, 'python-setuid')]); // whatever happened above
+      fs.rmSync(base, { recursive: true, force: true });
+    }
   });
 
   test('while waiting, a terminating signal cancels the wait (128+N) and one ignored by default does not', async () => {

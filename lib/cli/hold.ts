@@ -1,6 +1,7 @@
 /* lockspace hold --pid PID DIR NAME...: bind a set of locks to a process (LockSpace#holdFor). */
 import type * as Api from '../index';
 import { absoluteAsKernel } from '../paths';
+import { signalNumber } from './signals';
 import { errCode, Exit, EX_NOINPUT, EX_TEMPFAIL, lib, OptSpec, out, parse, rethrowArgError, usage } from './args';
 
 export const HELP = `Usage: lockspace hold --pid PID [OPTIONS] [--] DIR|- NAME...
@@ -24,7 +25,8 @@ Options:
   --shared                take shared locks (default: exclusive)
   --and-shared NAME       lock NAME too, shared; repeatable
   --wait[=SECONDS]        wait until every lock is free (at most SECONDS), holding none of them
-                          meanwhile, instead of failing at once
+                          meanwhile, instead of failing at once; SIGINT, SIGTERM or SIGHUP
+                          meanwhile gives up (nothing held, exit 128+N)
   --auto-create           create missing files (mode 0600); they are deleted when PID ends
   --lock-type posix|ofd   the lock kind (default posix)
   --on-lost kill|term|none
@@ -98,6 +100,16 @@ export async function hold(args: string[]): Promise<number> {
   } catch (err) {
     rethrowArgError('hold', err, 'DIR');
   }
+  // While --wait waits, a terminating signal gives the bind up: the holder (in a session of its own,
+  // so the signal never reaches it) lets go of everything and exits before this command does.
+  const controller = new AbortController();
+  let received: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    received ??= signal;
+    controller.abort();
+  };
+  const giveUpOn: NodeJS.Signals[] = wait === undefined ? [] : ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of giveUpOn) process.on(s, onSignal);
   let bound: Api.BoundSet;
   try {
     const options = {
@@ -107,9 +119,14 @@ export async function hold(args: string[]): Promise<number> {
       checkInterval,
       fenceAfter: seconds('fence-after', o.get('fence-after')),
     };
-    bound = await ls.holdFor(Number(pidText), requests, wait === undefined ? options : { ...options, wait: true, timeout: seconds('wait', wait) });
+    bound = await ls.holdFor(
+      Number(pidText),
+      requests,
+      wait === undefined ? options : { ...options, wait: true, timeout: seconds('wait', wait), signal: controller.signal },
+    );
   } catch (err) {
     const code = errCode(err);
+    if (code === 'ABORT_ERR' && received) return 128 + signalNumber(received);
     const where = (err as { path?: string }).path;
     if (code === 'EBUSY') throw new Exit((err as Error).message.replace(/^EBUSY: /, ''), EX_TEMPFAIL, 'hold');
     if (code === 'ETIMEDOUT') throw new Exit(`timed out waiting for '${where}'`, EX_TEMPFAIL, 'hold');
@@ -117,6 +134,8 @@ export async function hold(args: string[]): Promise<number> {
       throw new Exit(`'${where}' does not exist (pass --auto-create to create it)`, EX_NOINPUT, 'hold');
     }
     rethrowArgError('hold', err, 'NAME');
+  } finally {
+    for (const s of giveUpOn) process.off(s, onSignal);
   }
   out(String(bound.holderPid));
   return 0;

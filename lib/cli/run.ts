@@ -324,13 +324,20 @@ export async function run(args: string[]): Promise<number> {
       if (received) return 128 + signalNumber(received); // signalled just as the lock came
       return await new Promise<number>((resolve) => {
         const [command, ...commandArgs] = argv;
-        child = spawn(command, commandArgs, { stdio: 'inherit' });
-        child.on('error', (err: NodeJS.ErrnoException) => {
+        const started = spawn(command, commandArgs, { stdio: 'inherit' });
+        child = started;
+        started.on('error', (err: NodeJS.ErrnoException) => {
+          if (started.pid !== undefined) {
+            // A signal it may not be sent (EPERM: it became another user, as under sudo). It runs
+            // on, so the lock stays until it ends: only 'exit' ends the wait.
+            process.stderr.write(`lockspace: could not pass a signal on to ${command}: ${err.message}\n`);
+            return;
+          }
           const notFound = err.code === 'ENOENT';
           process.stderr.write(`lockspace: ${command}: ${notFound ? 'command not found' : err.message}\n`);
           resolve(notFound ? EX_NOT_FOUND : EX_CANNOT_EXEC);
         });
-        child.on('exit', (code, signal) => {
+        started.on('exit', (code, signal) => {
           resolve(signal ? 128 + signalNumber(signal) : (code ?? EX_SOFTWARE));
         });
       });

@@ -27,6 +27,7 @@
 //   busy INDEX PID                 member INDEX is held by another process (PID 0: not visible); nothing held
 //   error ERRNO SYSCALL INDEX      nothing held (INDEX -1: not about one member)
 //   lost INDEX ERRNO               a held lock is lost (or its check stopped answering: ETIMEDOUT)
+//   terminated                     told to end (not SIGUSR1) while the bound process runs: fencing it
 //   fenced SIGNAL|none REASON      the fencing action, done (REASON: lost, holder-exited, terminated)
 //
 // A guardian process (forked here, it holds no lock) watches this holder: if the holder dies without
@@ -543,12 +544,14 @@ int run(int argc, char** argv) {
     if (r < 0 && errno != EINTR) break;
     if (p[0].revents != 0) break;  // the bound process ended
     if (p[1].revents != 0) {
-      if (releaseAsked(signals.get()) || c.onLost == Action::None || exited(vm.get())) break;
+      if (releaseAsked(signals.get()) || exited(vm.get())) break;
       if (!fenced) {
-        prctl(PR_SET_NAME, "lockspace-term", 0, 0, 0);
+        prctl(PR_SET_NAME, "lockspace-lost", 0, 0, 0);  // as for a loss: status and boundSets say lost
+        say("terminated");
         say(std::string("fenced ") + fence(vm.get(), c.onLost, c.graceMs) + " terminated");
         fenced = true;
       }
+      if (c.onLost == Action::None) break;  // reported, nothing fenced: the locks go now
       continue;
     }
     if (p[2].revents != 0) {  // the guardian died: another one
