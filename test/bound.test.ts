@@ -190,6 +190,22 @@ test('a wait for a busy member holds none of the others meanwhile, and binds onc
   expect(await probes([a, b])).toEqual(['busy', 'busy']);
 });
 
+test('the second name of one file is checked as the first: replaced, the lock is lost and the VM fenced', async () => {
+  const [a] = disks(['a']);
+  const link = path.join(tmp.dir, 'a-link');
+  fs.linkSync(a, link);
+  const ls = LockSpace.open(tmp.dir);
+  const vm = startVm();
+  const set = await ls.holdFor(vm.pid!, ['a', 'a-link'], { checkInterval: 100 });
+  holders.push(set.holderPid);
+  // Another file takes the second name: whoever opens a-link now locks the new file.
+  fs.writeFileSync(`${link}.new`, '');
+  fs.renameSync(`${link}.new`, link);
+  expect(await exited(vm)).toBe('SIGKILL');
+  await waitFor(() => set.signal.aborted, "the manager's signal");
+  expect(set.signal.reason).toMatchObject({ code: 'ERR_LOCK_LOST', path: link });
+});
+
 test('two names of one file (a hard link) are one lock, not a conflict with itself', async () => {
   const [a] = disks(['a']);
   fs.linkSync(a, path.join(tmp.dir, 'a-link'));

@@ -51,6 +51,7 @@
 #include <atomic>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "../core/holder_record.h"
@@ -98,6 +99,7 @@ struct Member {
   Mode mode = Mode::Exclusive;
   UniqueFd fd;
   std::vector<UniqueFd> aliases;
+  std::vector<std::pair<size_t, std::string>> aliasNames;  // the other specs that reach it: checked too
   InodeKey key;
   bool created = false;  // autoCreate made it: deleted at the end, as an autoCreate lease's file
   bool remote = false;
@@ -228,6 +230,7 @@ void releaseAll(std::vector<Member>& held, LockKind kind) {
   for (auto it = held.rbegin(); it != held.rend(); ++it) {
     if (it->created && !it->remote) lockfile::deleteHeld(it->fd.get(), kind, it->mode, it->path.c_str(), it->key);
     it->aliases.clear();
+    it->aliasNames.clear();
     lockfile::closeLocked(it->fd, kind, it->remote);
   }
   held.clear();
@@ -272,6 +275,7 @@ Outcome takeOne(const Config& c, size_t i, std::vector<Member>& held) {
         m.mode = Mode::Exclusive;
       }
       m.aliases.push_back(std::move(fd));
+      m.aliasNames.emplace_back(i, path);
       return {};
     }
     const int err = lockfile::tryLock(fd.get(), c.kind, mode);
@@ -454,7 +458,11 @@ Checks* startChecks(const Config& c, const std::vector<Member>& held) {
   auto* checks = new Checks;
   checks->kind = c.kind;
   checks->intervalMs = c.checkMs;
-  for (const Member& m : held) checks->locks.push_back({static_cast<int>(m.index), m.fd.get(), m.mode, m.path, m.key});
+  for (const Member& m : held) {
+    checks->locks.push_back({static_cast<int>(m.index), m.fd.get(), m.mode, m.path, m.key});
+    for (const auto& [index, path] : m.aliasNames)
+      checks->locks.push_back({static_cast<int>(index), m.fd.get(), m.mode, path, m.key});
+  }
   checks->lastPass.store(nowMs());
   // Detached: it may be stuck in a network file system's call; it is never joined, the process exits.
   std::thread(checkLoop, checks).detach();
