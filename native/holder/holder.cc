@@ -265,17 +265,25 @@ Outcome takeOne(const Config& c, size_t i, std::vector<Member>& held) {
     const char* why = "";
     if (const int notRegular = lockfile::checkRegular(st.st_mode, &why)) return failure(i, notRegular, "open");
     const InodeKey key{st.st_dev, st.st_ino};
-    for (Member& m : held) {
-      if (!(m.key == key)) continue;
-      // One file under two names: one lock, exclusive if either asks (a conversion of our own lock).
-      if (mode == Mode::Exclusive && m.mode == Mode::Shared) {
-        const int err = lockfile::tryLock(m.fd.get(), c.kind, Mode::Exclusive);
+    Member* same = nullptr;
+    for (Member& m : held)
+      if (m.key == key) same = &m;
+    if (same != nullptr) {
+      // Another name of a file the set holds: one lock. Its descriptor stays open with the member,
+      // whatever follows (closing it would drop this process's lock on the file).
+      same->aliases.push_back(std::move(fd));
+      if (!lockfile::namesInode(path, key)) {  // the name moved since it was opened: look again
+        if (attempt >= 8) return failure(i, ESTALE, "open");
+        continue;
+      }
+      // Exclusive if either name asks (a conversion of our own lock).
+      if (mode == Mode::Exclusive && same->mode == Mode::Shared) {
+        const int err = lockfile::tryLock(same->fd.get(), c.kind, Mode::Exclusive);
         if (lockfile::isBusy(err)) return {Outcome::Busy, i, err, "fcntl", 0};
         if (err != 0) return failure(i, err, "fcntl");
-        m.mode = Mode::Exclusive;
+        same->mode = Mode::Exclusive;
       }
-      m.aliases.push_back(std::move(fd));
-      m.aliasNames.emplace_back(i, path);
+      same->aliasNames.emplace_back(i, path);
       return {};
     }
     const int err = lockfile::tryLock(fd.get(), c.kind, mode);
