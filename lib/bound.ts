@@ -431,7 +431,7 @@ export function startHolder(plan: HoldPlan): Promise<BoundSet> {
           fail(
             errnum === ESRCH && index < 0
               ? systemError(ESRCH, 'holdFor', undefined, `process ${record.pid} ended before its locks were held`)
-              : systemError(errnum, words[1], record.paths[index]),
+              : systemError(errnum, words[1], record.paths[index], words[1] === 'fork' ? 'the holder could not start the guardian that fences the process if the holder dies' : undefined),
           );
         }
         return;

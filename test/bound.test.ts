@@ -8,6 +8,7 @@ import * as path from 'path';
 import { ChildProcess, spawn, spawnSync } from 'child_process';
 import { BoundSet, LockSpace } from '../lib';
 import type { FencedMessage } from '../lib';
+import { HOLDER_PROGRAM } from '../lib/native';
 import { cli, cliAsync, CLI, statusJson } from './cli-helpers';
 import {
   AS_NOBODY,
@@ -324,6 +325,25 @@ test('a holder that dies takes the locks with it, so its guardian fences the VM 
   } finally {
     stop();
   }
+});
+
+test('a holder that cannot start its guardian holds nothing: it says why and ends, and the VM runs on unfenced', async () => {
+  const [a] = disks(['a']);
+  fs.chmodSync(tmp.dir, 0o777);
+  fs.chmodSync(a, 0o666);
+  const vm = startVm();
+  // Run as a user of its own, allowed one process: the holder itself starts, its fork fails (EAGAIN).
+  // Nobody would fence the VM if such a holder died, so it must not say "held".
+  const asOwnUser = ['setpriv', '--reuid=61907', '--regid=61907', '--clear-groups'];
+  const r = spawnSync('prlimit', ['--nproc=1:1', ...asOwnUser, HOLDER_PROGRAM, '--pid', String(vm.pid), '--', `x${a}`], {
+    encoding: 'utf8',
+    timeout: 5000,
+    killSignal: 'SIGKILL',
+  });
+  expect(r.stdout).toBe(`error ${os.constants.errno.EAGAIN} fork -1\n`);
+  expect(r.status).toBe(1);
+  expect(await probes([a])).toEqual(['locked']);
+  expect(alive(vm.pid!)).toBe(true);
 });
 
 test('holdFor given up after the holder took the set (its "held" not read yet): rejects with the abort, nothing stays held, the VM runs on', async () => {

@@ -25,14 +25,14 @@
 // Lines it writes (each "\n"-terminated):
 //   held                           every lock is held, the set is bound
 //   busy INDEX PID                 member INDEX is held by another process (PID 0: not visible); nothing held
-//   error ERRNO SYSCALL INDEX      nothing held (INDEX -1: not about one member)
+//   error ERRNO SYSCALL INDEX      nothing held (INDEX -1: not about one member; fork: no guardian)
 //   lost INDEX ERRNO               a held lock is lost (or its check stopped answering: ETIMEDOUT)
 //   terminated                     told to end (not SIGUSR1) while the bound process runs: fencing it
 //   fenced SIGNAL|none REASON      the fencing action, done (REASON: lost, holder-exited, terminated)
 //
 // A guardian process (forked here, it holds no lock) watches this holder: if the holder dies without
 // releasing while the bound process runs, the bound process is fenced, as on a lost lock, because its
-// locks are gone. The holder restarts a guardian that dies.
+// locks are gone. Without a guardian the set is not held; one that dies is replaced.
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -48,7 +49,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <climits>
 #include <string>
 #include <thread>
 #include <utility>
@@ -63,6 +66,9 @@
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
 #endif
 #ifndef SYS_pidfd_send_signal
 #define SYS_pidfd_send_signal 424
@@ -352,15 +358,30 @@ Outcome writeRecords(const Config& c, const std::vector<Member>& held) {
 }
 
 // --- the guardian -------------------------------------------------------------------------------
+// Closes every descriptor from `from` on but `keepA` and `keepB`: close_range where the kernel has it
+// (5.9), else one close per possible descriptor. Async-signal-safe.
+void closeAllBut(int from, int keepA, int keepB) {
+  const int lo = std::min(keepA, keepB), hi = std::max(keepA, keepB);
+  const std::pair<int, int> ranges[] = {{from, lo - 1}, {lo + 1, hi - 1}, {hi + 1, INT_MAX}};
+  for (const auto& [first, last] : ranges) {
+    if (first > last) continue;
+    if (::syscall(SYS_close_range, static_cast<unsigned>(first), static_cast<unsigned>(last), 0u) == 0) continue;
+    struct rlimit limit {};
+    const rlim_t open = ::getrlimit(RLIMIT_NOFILE, &limit) == 0 ? limit.rlim_cur : 1024;
+    const int end = static_cast<int>(std::min<rlim_t>(open, static_cast<rlim_t>(last) + 1));
+    for (int fd = first; fd < end; fd++) ::close(fd);
+  }
+}
+
 // Forked from the holder; only async-signal-safe calls (the holder may have threads). It holds no
-// lock: it closes every descriptor but the bound process's pidfd, its end of the pipe and stdout.
+// lock: it closes every descriptor but the bound process's pidfd, its end of the pipe and stdout (an
+// OFD lock's descriptor kept here would keep that lock after the holder).
 [[noreturn]] void guard(int vmPidfd, int fromHolder, const Config& c) {
   prctl(PR_SET_NAME, "lockspace-guard", 0, 0, 0);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (int fd = 3; fd < 1024; fd++)
-    if (fd != vmPidfd && fd != fromHolder) ::close(fd);
+  closeAllBut(3, vmPidfd, fromHolder);
   struct pollfd p[2] = {{vmPidfd, POLLIN, 0}, {fromHolder, POLLIN, 0}};
   for (;;) {
     if (::poll(p, 2, -1) < 0) {
@@ -383,29 +404,42 @@ Outcome writeRecords(const Config& c, const std::vector<Member>& held) {
 }
 
 struct Guardian {
-  pid_t pid = -1;
-  UniqueFd pidfd;
+  pid_t pid = -1;  // -1: none runs (err says why it could not be started)
+  int err = 0;
+  UniqueFd pidfd;       // watched by the holder: a guardian that dies is replaced
   UniqueFd toGuardian;  // the holder's end: 'r' says "released on purpose"; EOF says "holder died"
 };
 
+// A guardian watched through a pidfd, or none (pid -1, err set): a guardian the holder cannot watch
+// could die unnoticed, so one whose pidfd cannot be had is ended at once.
 Guardian startGuardian(int vmPidfd, const Config& c) {
   Guardian g;
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return g;
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    g.err = errno;
+    return g;
+  }
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::close(fds[1]);
     guard(vmPidfd, fds[0], c);
   }
+  g.err = errno;
   ::close(fds[0]);
-  if (pid < 0) {
-    ::close(fds[1]);
+  UniqueFd toGuardian(fds[1]);
+  if (pid < 0) return g;
+  // Our child: its pid is not reused before we reap it.
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) {
+    g.err = errno;
+    ::kill(pid, SIGKILL);  // before it reads EOF from the pipe and fences as for a dead holder
+    ::waitpid(pid, nullptr, 0);
     return g;
   }
   g.pid = pid;
-  g.toGuardian.reset(fds[1]);
-  g.pidfd.reset(
-      static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));  // our child: its pid is not reused before we reap it
+  g.err = 0;
+  g.pidfd = std::move(pidfd);
+  g.toGuardian = std::move(toGuardian);
   return g;
 }
 
@@ -548,7 +582,13 @@ int run(int argc, char** argv) {
     return 1;
   }
 
+  // Without a guardian nobody would fence the bound process if this holder died: not held.
   Guardian guardian = startGuardian(vm.get(), c);
+  if (guardian.pid < 0) {
+    releaseAll(held, c.kind);
+    say("error " + std::to_string(guardian.err) + " fork -1");
+    return 1;
+  }
   say("held");
   Checks* checks = startChecks(c, held);
 
@@ -572,8 +612,9 @@ int run(int argc, char** argv) {
     }
     if (p[2].revents != 0) {  // the guardian died: another one
       ::waitpid(guardian.pid, nullptr, 0);
-      guardian = startGuardian(vm.get(), c);
+      guardian = Guardian{};
     }
+    if (guardian.pid < 0) guardian = startGuardian(vm.get(), c);  // tried again each turn until one runs
     if (lost) continue;
     const int index = checks->lostIndex.load();
     const bool stale = nowMs() - checks->lastPass.load() > c.fenceAfterMs;
