@@ -100,6 +100,8 @@ describe('help and usage', () => {
     [['run', '/tmp', 'x', '-c'], /^lockspace run: option '-c' needs a value$/m],
     [['run', '/tmp', 'x', '-c', 'true', 'extra'], /^lockspace run: -c takes COMMAND as one argument; unexpected 'extra'$/m],
     [['run', '--shared=1', '/tmp', 'x', 'true'], /^lockspace run: option '--shared' takes no value$/m],
+    [['run', '--on-lost=stop', '/tmp', 'x', 'true'], /^lockspace run: invalid --on-lost value 'stop': expected kill, term, none$/m],
+    [['run', '--grace=soon', '/tmp', 'x', 'true'], /^lockspace run: invalid --grace value 'soon'/m],
   ])('usage error %j exits 64 with a message and a hint', (args, message) => {
     const r = cli(args as string[]);
     expect(r.status).toBe(64);

@@ -172,3 +172,17 @@ export function rethrowArgError(command: string, err: unknown, what: string): ne
   }
   throw systemExit(err);
 }
+
+/** An option's SECONDS (decimals allowed) in ms, or undefined when not given. */
+export function seconds(command: string, option: string, value: string | true | undefined): number | undefined {
+  if (value === undefined || value === true) return undefined;
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value)) throw usage(command, `invalid --${option} value '${value}': expected SECONDS (e.g. 10 or 0.5)`);
+  return Math.round(Number(value) * 1000);
+}
+
+/** An option's value, one of `allowed`, or undefined when not given. */
+export function oneOf<T extends string>(command: string, option: string, value: string | true | undefined, allowed: readonly T[]): T | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
+  throw usage(command, `invalid --${option} value '${String(value)}': expected ${allowed.join(', ')}`);
+}

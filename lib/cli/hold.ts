@@ -2,7 +2,7 @@
 import type * as Api from '../index';
 import { absoluteAsKernel } from '../paths';
 import { signalNumber } from './signals';
-import { errCode, Exit, EX_NOINPUT, EX_TEMPFAIL, lib, OptSpec, out, parse, rethrowArgError, usage } from './args';
+import { errCode, Exit, EX_NOINPUT, EX_TEMPFAIL, lib, oneOf, OptSpec, out, parse, rethrowArgError, seconds, usage } from './args';
 
 export const HELP = `Usage: lockspace hold --pid PID [OPTIONS] [--] DIR|- NAME...
 
@@ -57,18 +57,6 @@ const OPTIONS: Record<string, OptSpec> = {
   'fence-after': { kind: 'value' },
 };
 
-function seconds(option: string, value: string | true | undefined): number | undefined {
-  if (value === undefined || value === true) return undefined;
-  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value)) throw usage('hold', `invalid --${option} value '${value}': expected SECONDS (e.g. 10 or 0.5)`);
-  return Math.round(Number(value) * 1000);
-}
-
-function oneOf<T extends string>(option: string, value: string | true | undefined, allowed: readonly T[]): T | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
-  throw usage('hold', `invalid --${option} value '${String(value)}': expected ${allowed.join(', ')}`);
-}
-
 export async function hold(args: string[]): Promise<number> {
   const p = parse('hold', args, OPTIONS);
   if (p.help) {
@@ -88,10 +76,10 @@ export async function hold(args: string[]): Promise<number> {
     if (r.name === '') throw usage('hold', 'invalid NAME: must not be empty');
     if (pathMode) r.name = absoluteAsKernel(r.name);
   }
-  const lockType = oneOf('lock-type', o.get('lock-type'), ['posix', 'ofd'] as const);
-  const onLost = oneOf('on-lost', o.get('on-lost'), ['kill', 'term', 'none'] as const);
+  const lockType = oneOf('hold', 'lock-type', o.get('lock-type'), ['posix', 'ofd'] as const);
+  const onLost = oneOf('hold', 'on-lost', o.get('on-lost'), ['kill', 'term', 'none'] as const);
   const wait = o.get('wait');
-  const checkInterval = seconds('check-interval', o.get('check-interval'));
+  const checkInterval = seconds('hold', 'check-interval', o.get('check-interval'));
   if (checkInterval === 0) throw usage('hold', '--check-interval must be more than 0');
 
   let ls: Api.LockSpace;
@@ -115,14 +103,14 @@ export async function hold(args: string[]): Promise<number> {
     const options = {
       autoCreate: o.has('auto-create'),
       onLost,
-      graceMs: seconds('grace', o.get('grace')),
+      graceMs: seconds('hold', 'grace', o.get('grace')),
       checkInterval,
-      fenceAfter: seconds('fence-after', o.get('fence-after')),
+      fenceAfter: seconds('hold', 'fence-after', o.get('fence-after')),
     };
     bound = await ls.holdFor(
       Number(pidText),
       requests,
-      wait === undefined ? options : { ...options, wait: true, timeout: seconds('wait', wait), signal: controller.signal },
+      wait === undefined ? options : { ...options, wait: true, timeout: seconds('hold', 'wait', wait), signal: controller.signal },
     );
   } catch (err) {
     const code = errCode(err);

@@ -1,13 +1,13 @@
 /* lockspace run DIR|- NAME -- COMMAND: hold a lock while a command runs, like flock(1), whose
  * options it also takes. */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 
 import type * as Api from '../index';
 import { absoluteAsKernel } from '../paths';
 import { commandName, Holder, locksOn, readProcLocks } from '../proc-locks';
-import { errCode, Exit, EX_CANNOT_EXEC, EX_NOINPUT, EX_NOT_FOUND, EX_SOFTWARE, EX_TEMPFAIL, lib, OptSpec, out, parse, Parsed, rethrowArgError, usage } from './args';
+import { errCode, Exit, EX_CANNOT_EXEC, EX_NOINPUT, EX_NOT_FOUND, EX_SOFTWARE, EX_TEMPFAIL, lib, oneOf, OptSpec, out, parse, Parsed, rethrowArgError, seconds, usage } from './args';
 import { caughtSignals, disposition, signalNumber } from './signals';
 
 export const HELP = `Usage: lockspace run [OPTIONS] [--] DIR|- NAME [--] COMMAND [ARGS...]
@@ -42,6 +42,11 @@ Options:
                        exclusive lock the next generation), shown by 'lockspace status' on
                        every host that sees the file
   --label=LABEL        the record's label (e.g. the VM's name); implies --records
+  --on-lost kill|term|none
+                       what happens to COMMAND when a lock is known lost (on a network file
+                       system, checked every 2 s): SIGKILL (default), SIGTERM then SIGKILL
+                       after --grace, or nothing; a line on stderr says so in every case
+  --grace SECONDS      --on-lost term: the time between SIGTERM and SIGKILL (default 5)
   -h, --help           show this help
 
 flock(1)'s options, with flock's meaning:
@@ -92,10 +97,15 @@ const OPTIONS: Record<string, OptSpec> = {
   command: { kind: 'value', short: 'c' },
   records: { kind: 'flag' },
   label: { kind: 'value' },
+  'on-lost': { kind: 'value' },
+  grace: { kind: 'value' },
 };
 
 /** flock(1)'s long options that lockspace's own lack (--shared is in both). */
 const FLOCK_LONG = ['exclusive', 'nonblock', 'timeout', 'conflict-exit-code', 'close', 'command'];
+
+/** --on-lost term: SIGTERM, then SIGKILL after this long (as the holder of bound sets does). */
+const DEFAULT_GRACE_MS = 5000;
 
 /** flock(1)'s exit status for a busy lock or a timeout. */
 const FLOCK_CONFLICT = 1;
@@ -110,6 +120,9 @@ interface Invocation {
   waitMs: number | undefined | null;
   /** The exit status for a busy lock or a wait that ran out. */
   conflictStatus: number;
+  /** What a lost lock does to COMMAND. */
+  onLost: 'kill' | 'term' | 'none';
+  graceMs: number;
   argv: string[];
 }
 
@@ -153,7 +166,32 @@ function invocation(p: Parsed): Invocation {
   if (label !== undefined && (Buffer.byteLength(label) > 256 || label.includes('\0'))) {
     throw usage('run', 'invalid --label: at most 256 bytes, no NUL');
   }
-  return { shared: o.has('shared'), autoCreate: o.has('auto-create'), label, waitMs, conflictStatus, argv };
+  const onLost = oneOf('run', 'on-lost', o.get('on-lost'), ['kill', 'term', 'none'] as const) ?? 'kill';
+  const graceMs = seconds('run', 'grace', o.get('grace')) ?? DEFAULT_GRACE_MS;
+  return { shared: o.has('shared'), autoCreate: o.has('auto-create'), label, waitMs, conflictStatus, onLost, graceMs, argv };
+}
+
+/**
+ * A lock known lost (its signal aborted: on a network file system, the background check) leaves
+ * COMMAND working without it while another host may take it: COMMAND is fenced as `onLost` says,
+ * and stderr says so. Returns the function that stops watching (COMMAND has exited).
+ */
+function fenceOnLoss(signal: AbortSignal, child: ChildProcess, command: string, onLost: 'kill' | 'term' | 'none', graceMs: number): () => void {
+  let escalation: NodeJS.Timeout | undefined;
+  const onAbort = (): void => {
+    const reason = signal.reason as { message?: string } | undefined;
+    const what = onLost === 'kill' ? 'killing it (SIGKILL)' : onLost === 'term' ? `stopping it (SIGTERM, SIGKILL after ${graceMs / 1000} s)` : 'it runs on without it (--on-lost none)';
+    process.stderr.write(`lockspace: ${command}'s lock is lost (${reason?.message ?? 'lost'}): ${what}\n`);
+    if (onLost === 'none') return;
+    child.kill(onLost === 'kill' ? 'SIGKILL' : 'SIGTERM');
+    if (onLost === 'term') escalation = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  return () => {
+    signal.removeEventListener('abort', onAbort);
+    clearTimeout(escalation);
+  };
 }
 
 /** One line describing who holds `path`, from /proc/locks (or the error's F_GETLK pid). */
@@ -261,7 +299,7 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   if (p.positionals.length < 2) throw usage('run', p.positionals.length === 0 ? 'missing DIR and NAME' : 'missing NAME');
-  const { shared, autoCreate, label, waitMs, conflictStatus, argv } = invocation(p);
+  const { shared, autoCreate, label, waitMs, conflictStatus, onLost, graceMs, argv } = invocation(p);
   const [dirArg, nameArg] = p.positionals;
   const pathMode = dirArg === '-';
   if (nameArg === '') throw usage('run', 'invalid NAME: must not be empty');
@@ -301,7 +339,7 @@ export async function run(args: string[]): Promise<number> {
   const signals = caughtSignals();
   for (const s of signals) process.on(s, onSignal);
   try {
-    let lease: { release(): Promise<void> };
+    let lease: { release(): Promise<void>; readonly signal: AbortSignal };
     try {
       const request = { shared, autoCreate, label, waitMs, signal: controller.signal };
       lease = more.length === 0 ? await acquire(ls, resource, path, request) : await acquireAll(ls, [{ name: resource, shared }, ...more], request);
@@ -337,7 +375,9 @@ export async function run(args: string[]): Promise<number> {
           process.stderr.write(`lockspace: ${command}: ${notFound ? 'command not found' : err.message}\n`);
           resolve(notFound ? EX_NOT_FOUND : EX_CANNOT_EXEC);
         });
+        const stopFencing = fenceOnLoss(lease.signal, started, command, onLost, graceMs);
         started.on('exit', (code, signal) => {
+          stopFencing();
           resolve(signal ? 128 + signalNumber(signal) : (code ?? EX_SOFTWARE));
         });
       });

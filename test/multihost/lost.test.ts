@@ -2,7 +2,9 @@
  * dies, the brick dies or restarts, a partition lets host b in, host b unlinks the file), and a's
  * lease.signal aborts with ERR_LOCK_LOST / lease.verify() rejects with it, within 15 s: the check
  * interval (1 s here) plus the client's own timeout (10 s here), with room to spare. */
+import { spawn } from 'child_process';
 import * as path from 'path';
+import { CLI } from '../cli-helpers';
 import { cluster, onHostSync, Peer, probe } from './hosts';
 
 const BOUND_MS = 15_000;
@@ -117,4 +119,30 @@ test('host a crashes while holding: host b is granted the lock', async () => {
   const got = await waiting;
   expect(await b.call('verify', { lease: got.lease })).toBe(true);
   await b.call('release', { lease: got.lease });
+});
+
+test.each([
+  ['(default)', 'SIGKILL', [], 128 + 9],
+  ['--on-lost=term', 'SIGTERM', ['--on-lost=term'], 128 + 15],
+] as const)("`lockspace run` %s on host a: the brick is killed, the lock is lost, so COMMAND gets %s", async (_, signal, options, status) => {
+  const file = path.join(dir, 'disk');
+  const [cmd, args] = cluster.onHost('a', [process.execPath, CLI, 'run', ...options, dir, 'disk', '--', 'sleep', '1000']);
+  const run = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  run.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const ended = new Promise<number | null>((resolve) => run.once('exit', (code) => resolve(code)));
+  try {
+    await cluster.waitUntil(() => probe('b', file) === 'busy', "run's lock, seen from host b");
+    const killedAt = Date.now();
+    await cluster.killBrick();
+    const code = await Promise.race([ended, cluster.sleep(BOUND_MS).then(() => 'still running')]);
+    expect(code).toBe(status);
+    expect(stderr).toContain(`lockspace: sleep's lock is lost (ERR_LOCK_LOST`);
+    expect(stderr).toContain(signal);
+    process.stdout.write(`multihost: brick killed -> run's COMMAND ended (${signal}) after ${Date.now() - killedAt} ms\n`);
+  } finally {
+    // nsenter forks: `run` and its COMMAND are its children inside host a.
+    if (run.exitCode === null) onHostSync('a', `pkill -KILL -f 'cli.js run' ; pkill -KILL -x sleep ; true`);
+    run.stderr!.destroy();
+  }
 });
