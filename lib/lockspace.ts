@@ -322,18 +322,21 @@ export class LockSpace {
   }
 
   /** The rest of a waiting acquire once its request is queued (or started on the threadpool). */
-  async #queued(answer: Queued, n: string, a: Acquisition, onPool: boolean): Promise<Lease> {
-    const { signal } = a;
+  #queued(answer: Queued, n: string, a: Acquisition, onPool: boolean): Promise<Lease> {
     if (debugging) debug('wait %s %s owner=%j', this.#path(n), a.shared ? 'shared' : 'exclusive', a.owner);
-    let lease: number;
-    try {
-      const deadlockTimeout = a.deadlockTimeout ?? this.#deadlockTimeout;
-      lease = await awaitGrant(answer, { signal, timeout: a.timeout, deadlockTimeout, path: this.#path(n) });
-    } catch (err) {
-      if (debugging) debug('acquire failed %s: %s', this.#path(n), (err as Error).message);
-      throw err;
-    }
-    return this.records ? this.#granted(lease, n, a, onPool) : this.#lease(lease, n, a, onPool);
+    const deadlockTimeout = a.deadlockTimeout ?? this.#deadlockTimeout;
+    const granted = awaitGrant(answer, { signal: a.signal, timeout: a.timeout, deadlockTimeout, path: this.#path(n) });
+    // A failed wait's error passes through untouched: no catch and rethrow (thousands of waits one
+    // AbortSignal ends would each pay for a throw).
+    return granted.then(
+      (lease) => (this.records ? this.#granted(lease, n, a, onPool) : this.#lease(lease, n, a, onPool)),
+      debugging
+        ? (err: Error) => {
+            debug('acquire failed %s: %s', this.#path(n), err.message);
+            throw err;
+          }
+        : undefined,
+    );
   }
 
   /* ---------------------------------------------------------------- lock sets (lease-set.ts) */
