@@ -386,6 +386,25 @@ describe('identity is the inode', () => {
     expect(await outsideProbe(path.join(tmp.dir, 'a'))).toBe('locked');
   });
 
+  test('autoCreate through a hard link creates nothing, so it deletes nothing: not the other name, not its own', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    ls.createSync('a');
+    fs.linkSync(path.join(tmp.dir, 'a'), path.join(tmp.dir, 'b'));
+    // A shared join through the second name.
+    const la = ls.acquireSync('a', { shared: true, owner: 1 });
+    const lb = ls.acquireSync('b', { shared: true, owner: 2, autoCreate: true });
+    la.releaseSync();
+    lb.releaseSync();
+    expect(listDir(tmp.dir)).toEqual(['a', 'b']);
+    // A queued request through the second name, granted at the release of the first.
+    const held = ls.acquireSync('a', { owner: 1 });
+    const waiting = ls.acquire('b', { owner: 2, autoCreate: true, wait: true });
+    held.releaseSync();
+    await (await waiting).release();
+    expect(listDir(tmp.dir)).toEqual(['a', 'b']);
+    expect(await outsideProbe(path.join(tmp.dir, 'a'))).toBe('locked');
+  });
+
   test('a symlinked directory opens the same lockspace (canonical directory)', async () => {
     const real = path.join(tmp.dir, 'real');
     const link = path.join(tmp.dir, 'link');

@@ -162,9 +162,10 @@ void Registry::eraseEntry(Entry* e) {
 uint64_t Registry::addOwner(Entry* e, const DirPtr& via, const std::string& name, const Request& req) {
   uint32_t owner = owners_.intern(req.owner);
   uint64_t lease = 0;
+  const bool alias = via.get() != e->dir || name != e->name();
   try {
     lease = leases_.add(e);
-    if (via.get() != e->dir || name != e->name()) aliases_.emplace(lease, new Alias{via, name});
+    if (alias) aliases_.emplace(lease, new Alias{via, name});
     e->owners.push_back(Owner{lease, owner, req.env, ++grantOrder_});
   } catch (...) {
     if (lease) {
@@ -174,6 +175,9 @@ uint64_t Registry::addOwner(Entry* e, const DirPtr& via, const std::string& name
     owners_.unref(owner);
     throw;
   }
+  // The last release deletes the file by the entry's name. A request through another name (a hard
+  // link) reached a file that was there: it created nothing, and must not delete a name it never used.
+  if (req.autoCreate && !alias) e->autoCreate = true;
   return lease;
 }
 
@@ -356,7 +360,6 @@ AcquireResult Registry::joinOrQueue(Lock& lk, Entry* e, const Attempt& a) {
   LS_CHECK_HELD(mu_);
   const bool admits = e->state == State::Held && WaitQueue::admitsJoin(e->shared, a.req.shared, e->hasWaiters());
   if (admits && !e->writerWaits) {
-    e->autoCreate = e->autoCreate || a.req.autoCreate;
     AcquireResult res{addOwner(e, a.dir, a.name, a.req), false};
     noteJoin(e, a);
     return res;

@@ -184,6 +184,7 @@ class Registry {
   Entry* insertEntry(const DirPtr& dir, const std::string& name, InodeKey key, UniqueFd fd, const Request& req,
                      bool remote);
   void eraseEntry(Entry* e);
+  // An owner granted e through `via`/`name`; an autoCreate one makes the last release delete e's file.
   uint64_t addOwner(Entry* e, const DirPtr& via, const std::string& name, const Request& req);
   void removeOwner(Entry* e, uint64_t lease);
   const std::string& ownerKey(uint32_t id) const { return owners_.key(id); }

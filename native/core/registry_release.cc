@@ -214,7 +214,6 @@ Registry::Round Registry::grantRound(Lock& lk, Entry* e, std::vector<Waiter>& mo
       failWaiters(e, SysError(ENOMEM, "acquire", std::string()));
       return Round::Done;
     }
-    e->autoCreate = e->autoCreate || w.req.autoCreate;
     book_.leave(w.request);
     Waiter granted = e->waiters().popFront();
     granted.sink->granted(granted.request, lease);
