@@ -190,6 +190,11 @@ export class LockSpace {
   }
 
   /** A granted lease id (or the failure) as a Lease, its record written first when records are on. */
+  /** The lease an acquire's answer grants (its error thrown); with holder records, once written. */
+  #answer(result: AcquireOutcome, n: string, a: Acquisition, onPool: boolean): Lease | Promise<Lease> {
+    return this.records ? this.#granted(result, n, a, onPool) : this.#lease(result, n, a, onPool);
+  }
+
   async #granted(result: AcquireOutcome, n: string, a: Acquisition, onPool: boolean): Promise<Lease> {
     if (!this.records || isErrorRecord(result)) return this.#lease(result, n, a, onPool);
     return this.#lease(result, n, a, onPool, await this.#record(result, n, a, onPool));
@@ -287,22 +292,28 @@ export class LockSpace {
     return tracing() ? traceAcquire(() => this.#acquire(n, a), this.#message(n, a)) : this.#acquire(n, a);
   }
 
-  async #acquire(n: string, a: Acquisition): Promise<Lease> {
-    const flags = this.#flags(a);
-    const onPool = this.#onPool(n);
-    if (!a.wait) {
-      const result = onPool ? await native.acquireAsync(this.#handle, n, flags, a.key) : native.acquire(this.#handle, n, flags, a.key);
-      return this.records ? this.#granted(result, n, a, onPool) : this.#lease(result, n, a, onPool);
+  /** Not an async function: a queued wait's promise is returned as it is, not adopted by another
+   *  (each adoption costs microtask turns, which thousands of waits one signal ends all pay). */
+  #acquire(n: string, a: Acquisition): Promise<Lease> {
+    try {
+      const flags = this.#flags(a);
+      const onPool = this.#onPool(n);
+      if (!a.wait) {
+        if (onPool) return native.acquireAsync(this.#handle, n, flags, a.key).then((result) => this.#answer(result, n, a, true));
+        return Promise.resolve(this.#answer(native.acquire(this.#handle, n, flags, a.key), n, a, false));
+      }
+      const { signal } = a;
+      if (signal && signalAborted(signal)) return Promise.reject(abortError(signal));
+      // Network file systems: the first attempt runs on the threadpool too, so the answer is queued at
+      // once and that attempt's outcome comes through its `started`.
+      const answer = onPool
+        ? native.acquireWaitAsync(this.#handle, n, flags, a.key, a.awaitedBy)
+        : native.acquireWait(this.#handle, n, flags, a.key, a.awaitedBy);
+      if (!isQueued(answer)) return Promise.resolve(this.#answer(answer, n, a, onPool));
+      return this.#queued(answer, n, a, onPool);
+    } catch (err) {
+      return Promise.reject(err);
     }
-    const { signal } = a;
-    if (signal && signalAborted(signal)) throw abortError(signal);
-    // Network file systems: the first attempt runs on the threadpool too, so the answer is queued at
-    // once and that attempt's outcome comes through its `started`.
-    const answer = onPool
-      ? native.acquireWaitAsync(this.#handle, n, flags, a.key, a.awaitedBy)
-      : native.acquireWait(this.#handle, n, flags, a.key, a.awaitedBy);
-    if (!isQueued(answer)) return this.records ? this.#granted(answer, n, a, onPool) : this.#lease(answer, n, a, onPool);
-    return this.#queued(answer, n, a, onPool);
   }
 
   /**
@@ -329,7 +340,7 @@ export class LockSpace {
     // A failed wait's error passes through untouched: no catch and rethrow (thousands of waits one
     // AbortSignal ends would each pay for a throw).
     return granted.then(
-      (lease) => (this.records ? this.#granted(lease, n, a, onPool) : this.#lease(lease, n, a, onPool)),
+      (lease) => this.#answer(lease, n, a, onPool),
       debugging
         ? (err: Error) => {
             debug('acquire failed %s: %s', this.#path(n), err.message);
