@@ -405,6 +405,35 @@ describe('identity is the inode', () => {
     expect(await outsideProbe(path.join(tmp.dir, 'a'))).toBe('locked');
   });
 
+  test('autoCreate through the same name in path mode (even spelt with // or /./) is the same name: its release deletes the file', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    const byPath = LockSpace.open(null);
+    for (const spelt of [path.join(tmp.dir, 'a'), `${tmp.dir}//a`, `${tmp.dir}/./a`]) {
+      ls.createSync('a');
+      const first = ls.acquireSync('a', { shared: true, owner: 1 });
+      const joined = byPath.acquireSync(spelt, { shared: true, owner: 2, autoCreate: true });
+      first.releaseSync();
+      joined.releaseSync();
+      expect(listDir(tmp.dir)).toEqual([]);
+    }
+  });
+
+  test('an autoCreate request that is never granted (aborted while another process held the file) leaves the file to those that are', async () => {
+    const ls = LockSpace.open(tmp.dir);
+    const file = path.join(tmp.dir, 'a');
+    ls.createSync('a');
+    const holder = await spawnPythonHolder(file, 'exclusive');
+    const abort = new AbortController();
+    const creating = ls.acquire('a', { autoCreate: true, wait: true, signal: abort.signal, owner: 1 });
+    const plain = ls.acquire('a', { wait: true, owner: 2 });
+    abort.abort();
+    await expect(creating).rejects.toMatchObject({ name: 'AbortError' });
+    await holder.release();
+    await (await plain).release();
+    expect(listDir(tmp.dir)).toEqual(['a']);
+    expect(await outsideProbe(file)).toBe('locked');
+  });
+
   test('a symlinked directory opens the same lockspace (canonical directory)', async () => {
     const real = path.join(tmp.dir, 'real');
     const link = path.join(tmp.dir, 'link');

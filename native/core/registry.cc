@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <string_view>
 #include <thread>
 
 #include "lock_file.h"
@@ -131,7 +132,7 @@ Entry* Registry::insertEntry(const DirPtr& dir, const std::string& name, InodeKe
   e->fd = std::move(fd);
   e->kind = req.kind;
   e->shared = req.shared;
-  e->autoCreate = req.autoCreate;
+  e->autoCreate = false;  // set by the grant (addOwner): a reserving request may never be granted
   try {
     e->remote = remote;
     byInode_.insert(e);
@@ -159,6 +160,25 @@ void Registry::eraseEntry(Entry* e) {
   if (--dir->entries_ == 0) dir->self_.reset();  // may destroy the Dir: nothing of it is used after
 }
 
+// Whether two absolute paths name one directory entry by their text alone: equal once repeated '/'
+// and '.' components are dropped ('..' is left alone: it depends on symlinks).
+static bool sameLexicalPath(std::string_view a, std::string_view b) {
+  auto next = [](std::string_view& p) {  // the next component, skipping empty and '.' ones
+    for (;;) {
+      while (!p.empty() && p.front() == '/') p.remove_prefix(1);
+      const size_t end = std::min(p.find('/'), p.size());
+      const std::string_view part = p.substr(0, end);
+      p.remove_prefix(end);
+      if (part != ".") return part;
+    }
+  };
+  for (;;) {
+    const std::string_view x = next(a), y = next(b);
+    if (x != y) return false;
+    if (x.empty()) return true;
+  }
+}
+
 uint64_t Registry::addOwner(Entry* e, const DirPtr& via, const std::string& name, const Request& req) {
   uint32_t owner = owners_.intern(req.owner);
   uint64_t lease = 0;
@@ -175,9 +195,10 @@ uint64_t Registry::addOwner(Entry* e, const DirPtr& via, const std::string& name
     owners_.unref(owner);
     throw;
   }
-  // The last release deletes the file by the entry's name. A request through another name (a hard
-  // link) reached a file that was there: it created nothing, and must not delete a name it never used.
-  if (req.autoCreate && !alias) e->autoCreate = true;
+  // The last release deletes the file by the entry's name: only for an owner that asked for autoCreate
+  // through that name. One that came through another name (a hard link) reached a file that was there:
+  // it created nothing, and must not delete a name it never used.
+  if (req.autoCreate && (!alias || sameLexicalPath(via->fullPath(name), e->path()))) e->autoCreate = true;
   return lease;
 }
 
@@ -457,7 +478,7 @@ Registry::Next Registry::useKnown(Lock& lk, const Attempt& a, Entry* e, Tries& t
   idle_.unlink(e);
   setState(e, State::Opening);
   e->shared = a.req.shared;
-  e->autoCreate = a.req.autoCreate;
+  e->autoCreate = false;  // set by the grant (addOwner)
   e->kind = a.req.kind;
   reserved = e;
   return Next::Reserved;
