@@ -8,6 +8,7 @@ import type * as Api from '../index';
 import { absoluteAsKernel } from '../paths';
 import { commandName, Holder, locksOn, readProcLocks } from '../proc-locks';
 import { errCode, Exit, EX_CANNOT_EXEC, EX_NOINPUT, EX_NOT_FOUND, EX_SOFTWARE, EX_TEMPFAIL, lib, oneOf, OptSpec, out, parse, Parsed, rethrowArgError, seconds, usage } from './args';
+import { signalTree, stopTree, treeAlive } from './fence';
 import { caughtSignals, disposition, signalNumber } from './signals';
 
 export const HELP = `Usage: lockspace run [OPTIONS] [--] DIR|- NAME [--] COMMAND [ARGS...]
@@ -43,9 +44,10 @@ Options:
                        every host that sees the file
   --label=LABEL        the record's label (e.g. the VM's name); implies --records
   --on-lost kill|term|none
-                       what happens to COMMAND when a lock is known lost (on a network file
-                       system, checked every 2 s): SIGKILL (default), SIGTERM then SIGKILL
-                       after --grace, or nothing; a line on stderr says so in every case
+                       what happens to COMMAND, and every process it started, when a lock is
+                       known lost (on a network file system, checked every 2 s): SIGKILL
+                       (default), SIGTERM then SIGKILL after --grace, or nothing; a line on
+                       stderr says so in every case
   --grace SECONDS      --on-lost term: the time between SIGTERM and SIGKILL (default 5)
   -h, --help           show this help
 
@@ -173,24 +175,54 @@ function invocation(p: Parsed): Invocation {
 
 /**
  * A lock known lost (its signal aborted: on a network file system, the background check) leaves
- * COMMAND working without it while another host may take it: COMMAND is fenced as `onLost` says,
- * and stderr says so. Returns the function that stops watching (COMMAND has exited).
+ * COMMAND working without it while another host may take it: COMMAND and every process it started
+ * are fenced as `onLost` says, and stderr says so. `stop()` once COMMAND has exited; `done` settles
+ * once a fence begun is over (--on-lost term: its SIGKILL sent, or nothing of the tree left).
  */
-function fenceOnLoss(signal: AbortSignal, child: ChildProcess, command: string, onLost: 'kill' | 'term' | 'none', graceMs: number): () => void {
-  let escalation: NodeJS.Timeout | undefined;
+function fenceOnLoss(
+  signal: AbortSignal,
+  child: ChildProcess,
+  command: string,
+  onLost: 'kill' | 'term' | 'none',
+  graceMs: number,
+): { stop(): void; done: Promise<void> } {
+  let settle!: () => void;
+  const done = new Promise<void>((resolve) => (settle = resolve));
+  let fencing = false;
   const onAbort = (): void => {
     const reason = signal.reason as { message?: string } | undefined;
-    const what = onLost === 'kill' ? 'killing it (SIGKILL)' : onLost === 'term' ? `stopping it (SIGTERM, SIGKILL after ${graceMs / 1000} s)` : 'it runs on without it (--on-lost none)';
+    const what =
+      onLost === 'kill'
+        ? 'killing it and what it started (SIGKILL)'
+        : onLost === 'term'
+          ? `stopping it and what it started (SIGTERM, SIGKILL after ${graceMs / 1000} s)`
+          : 'it runs on without it (--on-lost none)';
     process.stderr.write(`lockspace: ${command}'s lock is lost (${reason?.message ?? 'lost'}): ${what}\n`);
-    if (onLost === 'none') return;
-    child.kill(onLost === 'kill' ? 'SIGKILL' : 'SIGTERM');
-    if (onLost === 'term') escalation = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    if (onLost === 'none' || child.pid === undefined) return settle();
+    fencing = true;
+    const tree = stopTree(child.pid);
+    if (onLost === 'kill') {
+      signalTree(tree, 'SIGKILL');
+      return settle();
+    }
+    signalTree(tree, 'SIGTERM');
+    signalTree(tree, 'SIGCONT');
+    const end = Date.now() + graceMs;
+    const watch = setInterval(() => {
+      if (Date.now() < end && treeAlive(tree)) return;
+      clearInterval(watch);
+      signalTree(tree, 'SIGKILL');
+      settle();
+    }, Math.min(100, graceMs));
   };
   if (signal.aborted) onAbort();
   else signal.addEventListener('abort', onAbort, { once: true });
-  return () => {
-    signal.removeEventListener('abort', onAbort);
-    clearTimeout(escalation);
+  return {
+    stop() {
+      signal.removeEventListener('abort', onAbort);
+      if (!fencing) settle();
+    },
+    done,
   };
 }
 
@@ -375,10 +407,11 @@ export async function run(args: string[]): Promise<number> {
           process.stderr.write(`lockspace: ${command}: ${notFound ? 'command not found' : err.message}\n`);
           resolve(notFound ? EX_NOT_FOUND : EX_CANNOT_EXEC);
         });
-        const stopFencing = fenceOnLoss(lease.signal, started, command, onLost, graceMs);
+        const fence = fenceOnLoss(lease.signal, started, command, onLost, graceMs);
         started.on('exit', (code, signal) => {
-          stopFencing();
-          resolve(signal ? 128 + signalNumber(signal) : (code ?? EX_SOFTWARE));
+          fence.stop();
+          // A fence under way reaches what COMMAND started, too, before this process goes.
+          void fence.done.then(() => resolve(signal ? 128 + signalNumber(signal) : (code ?? EX_SOFTWARE)));
         });
       });
     } finally {

@@ -121,28 +121,39 @@ test('host a crashes while holding: host b is granted the lock', async () => {
   await b.call('release', { lease: got.lease });
 });
 
+/** The pids of the test's workload (`sleep 1000`) on host a. */
+function workload(): string {
+  return onHostSync('a', `pgrep -x -f 'sleep 1000' || true`).trim();
+}
+
 test.each([
-  ['(default)', 'SIGKILL', [], 128 + 9],
-  ['--on-lost=term', 'SIGTERM', ['--on-lost=term'], 128 + 15],
-] as const)("`lockspace run` %s on host a: the brick is killed, the lock is lost, so COMMAND gets %s", async (_, signal, options, status) => {
+  ['(default)', 'SIGKILL', [], ['--', 'sleep', '1000'], 128 + 9],
+  ['--on-lost=term', 'SIGTERM', ['--on-lost=term'], ['--', 'sleep', '1000'], 128 + 15],
+  ['-c with a child of its own', 'SIGKILL', [], ['-c', 'sleep 1000 & wait'], 128 + 9],
+] as const)("`lockspace run` %s on host a: the brick is killed, the lock is lost, so COMMAND and what it started get %s", async (_, signal, options, command, status) => {
   const file = path.join(dir, 'disk');
-  const [cmd, args] = cluster.onHost('a', [process.execPath, CLI, 'run', ...options, dir, 'disk', '--', 'sleep', '1000']);
+  const [cmd, args] = cluster.onHost('a', [process.execPath, CLI, 'run', ...options, dir, 'disk', ...command]);
   const run = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   run.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const ended = new Promise<number | null>((resolve) => run.once('exit', (code) => resolve(code)));
   try {
-    await cluster.waitUntil(() => probe('b', file) === 'busy', "run's lock, seen from host b");
+    await cluster.waitUntil(() => probe('b', file) === 'busy' || run.exitCode !== null, "run's lock, seen from host b");
+    expect([run.exitCode, stderr]).toEqual([null, '']);
+    await cluster.waitUntil(() => workload() !== '', 'the workload started');
     const killedAt = Date.now();
     await cluster.killBrick();
     const code = await Promise.race([ended, cluster.sleep(BOUND_MS).then(() => 'still running')]);
     expect(code).toBe(status);
-    expect(stderr).toContain(`lockspace: sleep's lock is lost (ERR_LOCK_LOST`);
+    expect(stderr).toContain("'s lock is lost (ERR_LOCK_LOST");
     expect(stderr).toContain(signal);
+    // Nothing of the workload outlives the fence (a wrapper's child included).
+    expect(workload()).toBe('');
     process.stdout.write(`multihost: brick killed -> run's COMMAND ended (${signal}) after ${Date.now() - killedAt} ms\n`);
   } finally {
     // nsenter forks: `run` and its COMMAND are its children inside host a.
-    if (run.exitCode === null) onHostSync('a', `pkill -KILL -f 'cli.js run' ; pkill -KILL -x sleep ; true`);
+    if (run.exitCode === null) onHostSync('a', `pkill -KILL -f 'cli.js run' ; true`);
+    onHostSync('a', `pkill -KILL -x -f 'sleep 1000' ; true`);
     run.stderr!.destroy();
   }
 });
