@@ -18,6 +18,9 @@ import type { LockType } from './options';
 import { knownOptions, onAbort, readOption, signalAborted, signalReason } from './validate';
 import { abortError } from './waits';
 
+/** The member index of a holder's `error` line that says no guardian could be started. */
+const NO_GUARDIAN = -2;
+
 export type { BoundRecord, BoundTo, LostAction } from './bound-holders';
 
 /** holdFor's options other than waiting. */
@@ -431,7 +434,7 @@ export function startHolder(plan: HoldPlan): Promise<BoundSet> {
           fail(
             errnum === ESRCH && index < 0
               ? systemError(ESRCH, 'holdFor', undefined, `process ${record.pid} ended before its locks were held`)
-              : systemError(errnum, words[1], record.paths[index], words[1] === 'fork' ? 'the holder could not start the guardian that fences the process if the holder dies' : undefined),
+              : systemError(errnum, words[1], record.paths[index], index === NO_GUARDIAN ? 'the holder could not start the guardian that fences the process if the holder dies' : undefined),
           );
         }
         return;

@@ -340,7 +340,7 @@ test('a holder that cannot start its guardian holds nothing: it says why and end
     timeout: 5000,
     killSignal: 'SIGKILL',
   });
-  expect(r.stdout).toBe(`error ${os.constants.errno.EAGAIN} fork -1\n`);
+  expect(r.stdout).toBe(`error ${os.constants.errno.EAGAIN} fork -2\n`);
   expect(r.status).toBe(1);
   expect(await probes([a])).toEqual(['locked']);
   expect(alive(vm.pid!)).toBe(true);

@@ -25,7 +25,7 @@
 // Lines it writes (each "\n"-terminated):
 //   held                           every lock is held, the set is bound
 //   busy INDEX PID                 member INDEX is held by another process (PID 0: not visible); nothing held
-//   error ERRNO SYSCALL INDEX      nothing held (INDEX -1: not about one member; fork: no guardian)
+//   error ERRNO SYSCALL INDEX      nothing held (INDEX -1: not about one member; -2: no guardian)
 //   lost INDEX ERRNO               a held lock is lost (or its check stopped answering: ETIMEDOUT)
 //   terminated                     told to end (not SIGUSR1) while the bound process runs: fencing it
 //   fenced SIGNAL|none REASON      the fencing action, done (REASON: lost, holder-exited, terminated)
@@ -404,8 +404,9 @@ void closeAllBut(int from, int keepA, int keepB) {
 }
 
 struct Guardian {
-  pid_t pid = -1;  // -1: none runs (err says why it could not be started)
+  pid_t pid = -1;  // -1: none runs (err and failed say why it could not be started)
   int err = 0;
+  const char* failed = "";
   UniqueFd pidfd;       // watched by the holder: a guardian that dies is replaced
   UniqueFd toGuardian;  // the holder's end: 'r' says "released on purpose"; EOF says "holder died"
 };
@@ -417,6 +418,7 @@ Guardian startGuardian(int vmPidfd, const Config& c) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     g.err = errno;
+    g.failed = "pipe2";
     return g;
   }
   const pid_t pid = ::fork();
@@ -425,6 +427,7 @@ Guardian startGuardian(int vmPidfd, const Config& c) {
     guard(vmPidfd, fds[0], c);
   }
   g.err = errno;
+  g.failed = "fork";
   ::close(fds[0]);
   UniqueFd toGuardian(fds[1]);
   if (pid < 0) return g;
@@ -432,6 +435,7 @@ Guardian startGuardian(int vmPidfd, const Config& c) {
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (!pidfd) {
     g.err = errno;
+    g.failed = "pidfd_open";
     ::kill(pid, SIGKILL);  // before it reads EOF from the pipe and fences as for a dead holder
     ::waitpid(pid, nullptr, 0);
     return g;
@@ -586,7 +590,7 @@ int run(int argc, char** argv) {
   Guardian guardian = startGuardian(vm.get(), c);
   if (guardian.pid < 0) {
     releaseAll(held, c.kind);
-    say("error " + std::to_string(guardian.err) + " fork -1");
+    say("error " + std::to_string(guardian.err) + " " + guardian.failed + " -2");
     return 1;
   }
   say("held");
