@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 
 import type { LockType } from './options';
 import { devParts } from './proc-locks';
+import { procStat } from './proc-stat';
 
 /** What a holder does to the bound process when a lock of its set is lost (or the holder dies):
  *  `'kill'` SIGKILL at once (default); `'term'` SIGTERM, then SIGKILL after `graceMs`; `'none'`
@@ -40,14 +41,7 @@ export interface BoundRecord {
 
 /** Field 22 of /proc/PID/stat (start time in clock ticks), or null when there is no such process. */
 export function startTime(pid: number): string | null {
-  let text: string;
-  try {
-    text = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
-  } catch {
-    return null;
-  }
-  // The command (field 2) may hold spaces and parentheses: count from its closing one.
-  return text.slice(text.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  return procStat(pid)?.start ?? null;
 }
 
 function commandOf(pid: number): string | null {

@@ -14,6 +14,7 @@ import { invalidArgType, invalidArgValue, LockspaceError, systemError } from './
 import { BoundRecord, FoundHolder, isLive, LostAction, startTime } from './bound-holders';
 import { readRequests } from './lease-set';
 import { HOLDER_PROGRAM } from './native';
+import { procStat } from './proc-stat';
 import type { LockType } from './options';
 import { knownOptions, onAbort, readOption, signalAborted, signalReason } from './validate';
 import { abortError } from './waits';
@@ -267,12 +268,7 @@ export class BoundSet {
 }
 
 function isZombie(pid: number): boolean {
-  try {
-    const text = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return text[text.lastIndexOf(')') + 2] === 'Z';
-  } catch {
-    return true;
-  }
+  return (procStat(pid)?.state ?? 'Z') === 'Z';
 }
 
 const HOLD_OPTIONS = {

@@ -3,23 +3,12 @@
  * so that none can start another process meanwhile. */
 import * as fs from 'node:fs';
 
+import { procStat } from '../proc-stat';
+
 /** A process as /proc showed it: its start time tells it from a later process with its pid. */
 interface Found {
   pid: number;
   start: string;
-}
-
-/** [ppid, start time] of a process, from /proc/PID/stat; undefined once it is gone. */
-function stat(pid: number): [number, string] | undefined {
-  let text: string;
-  try {
-    text = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
-  } catch {
-    return undefined;
-  }
-  // After the command name, which may hold ') ': state is field 3, ppid 4, starttime 22.
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return [Number(fields[1]), fields[19]];
 }
 
 /** Every process now whose parent is in `parents`. */
@@ -28,8 +17,8 @@ function childrenOf(parents: Set<number>): number[] {
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const pid = Number(entry);
-    const s = stat(pid);
-    if (s && parents.has(s[0]) && !parents.has(pid)) found.push(pid);
+    const ppid = procStat(pid)?.ppid;
+    if (ppid !== undefined && parents.has(ppid) && !parents.has(pid)) found.push(pid);
   }
   return found;
 }
@@ -50,10 +39,10 @@ export function stopTree(root: number): Found[] {
   while (next.length > 0) {
     for (const pid of next) {
       send(pid, 'SIGSTOP');
-      const s = stat(pid);
-      if (s === undefined) continue;
+      const start = procStat(pid)?.start;
+      if (start === undefined) continue;
       pids.add(pid);
-      tree.push({ pid, start: s[1] });
+      tree.push({ pid, start });
     }
     next = childrenOf(pids); // children started before their parent stopped, too
   }
@@ -62,10 +51,10 @@ export function stopTree(root: number): Found[] {
 
 /** Sends `signal` to each process of `tree` that is still the process found (not a reused pid). */
 export function signalTree(tree: Found[], signal: NodeJS.Signals): void {
-  for (const p of tree) if (stat(p.pid)?.[1] === p.start) send(p.pid, signal);
+  for (const p of tree) if (procStat(p.pid)?.start === p.start) send(p.pid, signal);
 }
 
 /** Whether any process of `tree` still runs. */
 export function treeAlive(tree: Found[]): boolean {
-  return tree.some((p) => stat(p.pid)?.[1] === p.start);
+  return tree.some((p) => procStat(p.pid)?.start === p.start);
 }

@@ -426,11 +426,14 @@ Guardian startGuardian(int vmPidfd, const Config& c) {
     ::close(fds[1]);
     guard(vmPidfd, fds[0], c);
   }
-  g.err = errno;
-  g.failed = "fork";
+  const int forkErr = errno;  // before close() may change it
   ::close(fds[0]);
   UniqueFd toGuardian(fds[1]);
-  if (pid < 0) return g;
+  if (pid < 0) {
+    g.err = forkErr;
+    g.failed = "fork";
+    return g;
+  }
   // Our child: its pid is not reused before we reap it.
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (!pidfd) {
@@ -441,7 +444,6 @@ Guardian startGuardian(int vmPidfd, const Config& c) {
     return g;
   }
   g.pid = pid;
-  g.err = 0;
   g.pidfd = std::move(pidfd);
   g.toGuardian = std::move(toGuardian);
   return g;

@@ -138,9 +138,10 @@ test.each([
   run.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const ended = new Promise<number | null>((resolve) => run.once('exit', (code) => resolve(code)));
   try {
-    await cluster.waitUntil(() => probe('b', file) === 'busy' || run.exitCode !== null, "run's lock, seen from host b");
+    // COMMAND runs once run holds the lock (host b's probe must not race run's one try for it).
+    await cluster.waitUntil(() => workload() !== '' || run.exitCode !== null, 'the workload started');
     expect([run.exitCode, stderr]).toEqual([null, '']);
-    await cluster.waitUntil(() => workload() !== '', 'the workload started');
+    expect(probe('b', file)).toBe('busy');
     const killedAt = Date.now();
     await cluster.killBrick();
     const code = await Promise.race([ended, cluster.sleep(BOUND_MS).then(() => 'still running')]);
