@@ -103,18 +103,20 @@ describe('a cycle of waits between worker threads', () => {
     const [a, b, c] = [await startWorker(), await startWorker(), await startWorker()];
     const ax = await a.call('acquire', { name: 'x', options: { autoCreate: true, shared: true } });
     const cy = await c.call('acquire', { name: 'y', options: { autoCreate: true } });
-    const bx = track(b.call('acquire', { name: 'x', options: { wait: true } }));
+    // Only B looks, once the cycle is surely closed: which wait looks first must not depend on how
+    // fast three workers queue on a loaded machine (C's and A's own looks could find it first).
+    const bx = track(b.call('acquire', { name: 'x', options: { wait: true, deadlockTimeout: DELAY * 5 } }));
     await queued(1);
-    const cx = track(c.call('acquire', { name: 'x', options: { wait: true, shared: true } }));
+    const cx = track(c.call('acquire', { name: 'x', options: { wait: true, shared: true, deadlockTimeout: Infinity } }));
     await queued(2);
-    const ay = track(a.call('acquire', { name: 'y', options: { wait: true } }));
+    const ay = track(a.call('acquire', { name: 'y', options: { wait: true, deadlockTimeout: Infinity } }));
     await waitFor(() => [bx, cx, ay].some((w) => w.settled), 'a deadlock reported');
     await sleep(DELAY * 3);
     const failed = [bx, cx, ay].filter((w) => w.settled && w.error);
     expect(failed).toHaveLength(1);
     expect(failed[0].error.code).toBe('EDEADLK');
     expect(failed[0].error.message).toContain('queued ahead by');
-    // B looked first (its wait is the oldest): it is the one failed; C's shared request joins A's now.
+    // B is the one failed; C's shared request joins A's now.
     expect(failed[0]).toBe(bx);
     await waitFor(() => cx.settled, 'C granted x shared');
     expect(cx.error).toBeUndefined();
