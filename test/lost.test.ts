@@ -136,6 +136,118 @@ describe('lease.verify and lease.signal', () => {
       expect(verify('trap')).toEqual({ proc: false, code: 'ERR_LOCK_LOST', cause: 'ERR_LOCK_DROPPED' });
     });
 
+    // A lease on a dropped lock is lost, but nothing more may be granted on the lock without asking
+    // the kernel: a hand-off or a join there would tell a new holder it holds what another process has.
+    describe('nothing more is granted on it without the kernel', () => {
+      const kernelWaits = () => (_debug.stats() as { kernelWaits: number }).kernelWaits;
+
+      test('a hand-off to a waiter of this process while another process took it: the waiter waits for it', async () => {
+        const ls = LockSpace.open(tmp.dir);
+        await ls.create('r');
+        const l = ls.acquireSync('r');
+        const waiter = ls.acquire('r', { wait: true, owner: 'second-vm' });
+        fs.closeSync(fs.openSync(l.path, 'r'));
+        const other = await spawnPythonHolder(l.path);
+        let granted = false;
+        void waiter.then(() => (granted = true));
+        try {
+          l.releaseSync();
+          await waitFor(() => kernelWaits() === 1, 'the waiter waiting in the kernel');
+          expect(granted).toBe(false);
+        } finally {
+          await other.release();
+        }
+        const lease = await waiter;
+        expect(await outsideProbe(lease.path)).toBe('busy');
+        lease.releaseSync();
+        expect(await outsideProbe(lease.path)).toBe('locked');
+      });
+
+      test('a hand-off while nobody took it: the waiter holds the lock again', async () => {
+        const ls = LockSpace.open(tmp.dir);
+        await ls.create('r');
+        const l = ls.acquireSync('r');
+        const waiter = ls.acquire('r', { wait: true, owner: 'second-vm' });
+        fs.closeSync(fs.openSync(l.path, 'r'));
+        l.releaseSync();
+        const lease = await waiter;
+        expect(await outsideProbe(lease.path, 'shared')).toBe('busy');
+        await expect(lease.verify()).resolves.toBeUndefined();
+        lease.releaseSync();
+      });
+
+      test('a shared join while another process took it exclusively: EBUSY, or a wait until it lets go', async () => {
+        const ls = LockSpace.open(tmp.dir);
+        await ls.create('r');
+        const l = ls.acquireSync('r', { shared: true });
+        fs.closeSync(fs.openSync(l.path, 'r'));
+        const other = await spawnPythonHolder(l.path);
+        let waiter: Promise<unknown> | undefined;
+        try {
+          const err = catchErrSync(() => ls.acquireSync('r', { shared: true, owner: 'joiner' }));
+          expect(err.code).toBe('EBUSY');
+          expect(err.message).toMatch(/another process/);
+          waiter = ls.acquire('r', { shared: true, wait: true, owner: 'joiner' });
+          let granted = false;
+          void waiter.then(() => (granted = true));
+          l.releaseSync();
+          await waitFor(() => kernelWaits() === 1, 'the joiner waiting in the kernel');
+          expect(granted).toBe(false);
+        } finally {
+          await other.release();
+        }
+        const lease = (await waiter) as Awaited<ReturnType<typeof ls.acquire>>;
+        expect(await outsideProbe(lease.path)).toBe('busy');
+        expect(await outsideProbe(lease.path, 'shared')).toBe('locked');
+        lease.releaseSync();
+        expect(stats().leases).toBe(0);
+      });
+
+      test('a shared join while nobody took it: refused, the lost lease stays lost, and a later acquire holds it', async () => {
+        const ls = LockSpace.open(tmp.dir);
+        await ls.create('r');
+        const l = ls.acquireSync('r', { shared: true });
+        fs.closeSync(fs.openSync(l.path, 'r'));
+        const err = catchErrSync(() => ls.acquireSync('r', { shared: true, owner: 'joiner' }));
+        expect(err.code).toBe('EBUSY');
+        expect(err.message).toMatch(/whose lock on it is gone/);
+        // Not locked again behind the lease's back: another process could have had it meanwhile.
+        expect(await outsideProbe(l.path)).toBe('locked');
+        expect((await catchErr(() => l.verify())).cause.code).toBe('ERR_LOCK_DROPPED');
+        l.releaseSync();
+        const joined = ls.acquireSync('r', { shared: true, owner: 'joiner' });
+        expect(await outsideProbe(joined.path)).toBe('busy');
+        joined.releaseSync();
+        expect(await outsideProbe(joined.path)).toBe('locked');
+        expect(stats().leases).toBe(0);
+      });
+
+      test('shared waiters let in by a cancelled exclusive one, while another process took it: they wait for it', async () => {
+        const ls = LockSpace.open(tmp.dir);
+        await ls.create('r');
+        const l = ls.acquireSync('r', { shared: true });
+        const controller = new AbortController();
+        const exclusive = ls.acquire('r', { wait: true, owner: 'writer', signal: controller.signal });
+        const reader = ls.acquire('r', { shared: true, wait: true, owner: 'reader' });
+        let granted = false;
+        void reader.then(() => (granted = true));
+        fs.closeSync(fs.openSync(l.path, 'r'));
+        const other = await spawnPythonHolder(l.path);
+        try {
+          controller.abort();
+          expect((await catchErr(() => exclusive)).code).toBe('ABORT_ERR');
+          l.releaseSync();
+          await waitFor(() => kernelWaits() === 1, 'the reader waiting in the kernel');
+          expect(granted).toBe(false);
+        } finally {
+          await other.release();
+        }
+        const lease = await reader;
+        expect(await outsideProbe(lease.path)).toBe('busy');
+        lease.releaseSync();
+      });
+    });
+
     test('an OFD lock is not dropped: verify resolves and the lock is still held', async () => {
       const ls = LockSpace.open(tmp.dir, { lockType: 'ofd' });
       await ls.create('r');

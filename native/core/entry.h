@@ -44,7 +44,8 @@ constexpr int kStates = 6;
 //   Opening     KernelWait  another process holds it and the request waits
 //   Opening     Idle        another process holds it, no wait: the fd is kept
 //   Held        Granting    the last owner left with requests queued (hand-off), requests may join
-//                           a held lock (grant in place), a holder record is written
+//                           a held lock (grant in place), a join asks the kernel whether the lock
+//                           is still there (stillLocked), a holder record is written
 //   Held        Closing     the last owner left and nobody waits
 //   Granting    Held        granted (or the record written): someone holds it
 //   Granting    KernelWait  let go to wait in the kernel (another mode, another process's writer,

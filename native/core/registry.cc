@@ -379,21 +379,40 @@ void Registry::writerCheck(InodeKey key, uint32_t serial) noexcept {
 // Called right after a stat showed that the name reaches e's file (and, for a join, while e was Held).
 AcquireResult Registry::joinOrQueue(Lock& lk, Entry* e, const Attempt& a) {
   LS_CHECK_HELD(mu_);
-  const bool admits = e->state == State::Held && WaitQueue::admitsJoin(e->shared, a.req.shared, e->hasWaiters());
+  const auto admitsNow = [&] {
+    return e->state == State::Held && WaitQueue::admitsJoin(e->shared, a.req.shared, e->hasWaiters());
+  };
+  bool admits = admitsNow();
+  LockNow now{LeaseCheck::Held, 0};
   if (admits && !e->writerWaits) {
-    AcquireResult res{addOwner(e, a.dir, a.name, a.req), false};
-    noteJoin(e, a);
-    return res;
+    const bool locked = stillLocked(lk, e, now);
+    admits = admitsNow();  // the queue may have changed while the mutex was let go
+    if (locked && admits && !e->writerWaits) {
+      AcquireResult res{addOwner(e, a.dir, a.name, a.req), false};
+      noteJoin(e, a);
+      return res;
+    }
   }
-  if (admits) noteJoin(e, a);  // another process's writer waits: is it still there?
+  // A lock of this process found gone: its leases are lost, and no one joins them. The request queues
+  // (the hand-off after their release takes the lock again) or is refused, as against an exclusive
+  // holder here, or another process's.
+  const bool lost = now.check == LeaseCheck::Dropped || now.check == LeaseCheck::Conflict;
+  if (admits && !lost) noteJoin(e, a);  // another process's writer waits: is it still there?
   if (a.sink) {
     queueWaiter(e, Waiter{a.request, a.req, a.dir, a.name, a.sink});
     return {0, true};
   }
   std::string path = a.dir->fullPath(a.name);
-  if (e->state == State::KernelWait) {
+  if (e->state == State::KernelWait || now.check == LeaseCheck::Conflict) {
     SysError err(EBUSY, "fcntl", path, otherHolder(e->remote));
     err.holderPid = e->remote ? 0 : holderPidOf(lk, e, lockfile::modeOf(a.req.shared));
+    throw err;
+  }
+  if (lost) {
+    SysError err(EBUSY, "fcntl", path,
+                 "held in this process, whose lock on it is gone (a descriptor of the file closed outside lockspace?): "
+                 "its leases are lost");
+    err.busyHere = true;
     throw err;
   }
   if (admits) {

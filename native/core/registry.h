@@ -253,7 +253,13 @@ class Registry {
   // --- deadlock detection (registry_deadlock.cc) ---
   struct DeadlockSearch;
 
-  // --- inspect (registry_inspect.cc) ---
+  // --- lost locks and inspect (registry_inspect.cc) ---
+  struct LockNow {
+    LeaseCheck check;  // Held, Dropped, Conflict or Error
+    int err;           // Error: the query's errno
+  };
+  static LockNow kernelLockNow(int fd, LockKind kind, lockfile::Mode mode, bool remote);
+  bool stillLocked(Lock& lk, Entry* e, LockNow& now);
   void fillOwnView(const Entry* e, InspectResult& out) const;
 
   TableMutex mu_;

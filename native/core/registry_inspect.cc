@@ -1,10 +1,12 @@
 // What the table and the file system say, without changing anything: resources, queued, stats, verify
 // and inspect (see registry.h for the parts).
 #include <errno.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "lock_file.h"
 #include "lock_query.h"
@@ -74,6 +76,11 @@ Stats Registry::stats() {
 
 namespace {
 
+// This process's pid, which ownLock compares on every join, without a syscall each time (glibc does not
+// cache it): read at load, and again in a child that forks without exec.
+std::atomic<pid_t> selfPid{::getpid()};
+[[maybe_unused]] const int selfPidAtFork = pthread_atfork(nullptr, nullptr, [] { selfPid.store(::getpid()); });
+
 struct OwnLock {
   LeaseCheck check;  // Held, Dropped or Conflict
   bool sure;         // false: could not tell (Held), as on network file systems
@@ -89,7 +96,8 @@ OwnLock ownLock(int fd, LockKind kind, lockfile::Mode mode) {
       if (fl.l_type == F_UNLCK) return {LeaseCheck::Dropped, true};
       const short ours = mode == lockfile::Mode::Shared ? F_RDLCK : F_WRLCK;
       // This process's POSIX lock (an OFD lock shows pid -1): ours, unless it changed type.
-      if (fl.l_pid == ::getpid()) return {fl.l_type == ours ? LeaseCheck::Held : LeaseCheck::Dropped, true};
+      if (fl.l_pid == selfPid.load(std::memory_order_relaxed))
+        return {fl.l_type == ours ? LeaseCheck::Held : LeaseCheck::Dropped, true};
       if (fl.l_type == F_WRLCK || mode == lockfile::Mode::Exclusive) return {LeaseCheck::Conflict, true};
       // Another process's shared lock, which ours may or may not be next to: fdinfo tells.
     }
@@ -100,6 +108,45 @@ OwnLock ownLock(int fd, LockKind kind, lockfile::Mode mode) {
 }
 
 }  // namespace
+
+// The kernel's side of verify, asked without the mutex: Held, Dropped (ours is gone and nobody holds
+// it), Conflict (another owner's conflicting lock: what a server reports, and what took ours) or Error.
+Registry::LockNow Registry::kernelLockNow(int fd, LockKind kind, lockfile::Mode mode, bool remote) {
+  const OwnLock own = remote ? OwnLock{LeaseCheck::Held, false} : ownLock(fd, kind, mode);
+  struct flock fl {};
+  fl.l_type = F_UNLCK;
+  const bool ask = !own.sure || own.check == LeaseCheck::Dropped;
+  if (const int err = ask ? lockfile::query(fd, kind, mode, fl) : 0) return {LeaseCheck::Error, err};
+  if (fl.l_type != F_UNLCK) return {LeaseCheck::Conflict, 0};
+  return {own.check, 0};
+}
+
+// Before a join adds an owner to a lock this process holds (a shared join, a grant in place): is the
+// lock still there? A descriptor of the file closed elsewhere in this process, or a network file
+// system's server, may have dropped it, and a joiner would then hold nothing. Asked as verify asks,
+// never by locking again, which would hide from the leases held there that they were lost. A local OFD
+// lock is not asked: only the table's own descriptor holds it. The entry is reserved meanwhile
+// (Granting, the syscalls without the mutex) and Held again after. False: gone (now says how); a
+// query that fails counts as held, as in verify.
+bool Registry::stillLocked(Lock& lk, Entry* e, LockNow& now) {
+  LS_CHECK_HELD(mu_);
+  LS_CHECK(e->state == State::Held, "a join to an entry not held");
+  if (e->kind == LockKind::Ofd && !e->remote) {
+    now = {LeaseCheck::Held, 0};
+    return true;
+  }
+  setState(e, State::Granting);
+  const int fd = e->fd.get();
+  const LockKind kind = e->kind;
+  const lockfile::Mode mode = lockfile::modeOf(e->shared);
+  const bool remote = e->remote;
+  lk.unlock();
+  now = kernelLockNow(fd, kind, mode, remote);
+  lk.lock();
+  setState(e, State::Held);
+  notifyTransition(e->key);
+  return now.check == LeaseCheck::Held || now.check == LeaseCheck::Error;
+}
 
 VerifyResult Registry::verify(uint64_t lease) {
   Lock lk(mu_);
@@ -123,13 +170,7 @@ VerifyResult Registry::verify(uint64_t lease) {
   out.path = dir->fullPath(name);
   lk.unlock();
 
-  const OwnLock own = remote ? OwnLock{LeaseCheck::Held, false} : ownLock(fd, kind, mode);
-  struct flock fl {};
-  fl.l_type = F_UNLCK;
-  // Another owner's conflicting lock: what a network file system's server reports, and what took a lock
-  // of ours that is gone.
-  const bool ask = !own.sure || own.check == LeaseCheck::Dropped;
-  const int queryErr = ask ? lockfile::query(fd, kind, mode, fl) : 0;
+  const LockNow now = kernelLockNow(fd, kind, mode, remote);
   struct stat st {};
   const int statRc = ::lstat(out.path.c_str(), &st);
   const int statErr = statRc == 0 ? 0 : errno;
@@ -140,14 +181,12 @@ VerifyResult Registry::verify(uint64_t lease) {
     out.check = LeaseCheck::NotHeld;
     return out;
   }
-  if (queryErr != 0) {
+  if (now.check == LeaseCheck::Error) {
     out.check = LeaseCheck::Error;
-    out.err = queryErr;
+    out.err = now.err;
     out.syscall = "fcntl";
-  } else if (fl.l_type != F_UNLCK) {
-    out.check = LeaseCheck::Conflict;
-  } else if (own.check != LeaseCheck::Held) {
-    out.check = own.check;
+  } else if (now.check != LeaseCheck::Held) {
+    out.check = now.check;
   } else if (statErr == ENOENT || statErr == ESTALE) {
     out.check = LeaseCheck::Unlinked;
   } else if (statRc != 0) {

@@ -78,6 +78,10 @@ void Registry::handOff(Lock& lk, Entry* e) {
   LS_CHECK_HELD(mu_);
   std::vector<Waiter> moved;
   setState(e, State::Granting);
+  // The kernel lock is taken again, in the head's mode, before anything is handed on: it may be gone
+  // (a descriptor of the file closed elsewhere in this process, a network file system's server), and
+  // then the lease it was held for is lost, but the next holder must not be.
+  bool lockedNow = false;
   for (;;) {
     dropDeadHead(e);
     if (!e->hasWaiters()) {  // nobody left to take it (or out of memory failed them all)
@@ -87,16 +91,17 @@ void Registry::handOff(Lock& lk, Entry* e) {
     const bool headShared = e->waiters().front().req.shared;
     // Another process waits to lock it exclusively (see noteJoin): let it go, so that the writer gets
     // its turn, and wait in the kernel for it again, after a pause that lets the writer in. Or the head
-    // wants the other mode: switch in place unless another process holds it shared (then no upgrade
-    // deadlock: let it go and wait in the kernel).
+    // wants the other mode, or the lock is not known to be there: take it in place unless another
+    // process holds it (then let it go and wait in the kernel: never a blocking upgrade).
     const bool yieldToWriter = e->writerWaits;
-    if (yieldToWriter || headShared != e->shared) {
+    if (yieldToWriter || headShared != e->shared || !lockedNow) {
       if (!fitKernelLock(lk, e, headShared, yieldToWriter ? Fit::LetGo : Fit::TryInPlace)) {
         e->serial = ++nextSerial_;  // not locked throughout any more
         e->writerWaits = false;
         if (yieldToWriter) e->ext().yieldFirst = true;
         return settle(lk, e, State::KernelWait, moved, WaitBy::NewThread);
       }
+      lockedNow = true;
       continue;  // the queue may have changed while the mutex was let go
     }
     if (grantReserved(lk, e, moved)) return;
@@ -270,6 +275,8 @@ bool Registry::cancelLocked(Lock& lk, uint64_t request, bool* runnerReports) {
 // Grants what the policy admits now to a Held entry, without a hand-off.
 void Registry::grantInPlace(Lock& lk, Entry* e) {
   LS_CHECK_HELD(mu_);
+  LockNow now{};
+  if (!stillLocked(lk, e, now)) return;  // gone: they wait for the hand-off, which takes the lock again
   std::vector<Waiter> moved;
   setState(e, State::Granting);
   if (!grantReserved(lk, e, moved)) settle(lk, e, State::Held, moved);  // (it has owners: never)
