@@ -84,7 +84,10 @@ const enterWithIsScoped = ((): boolean => {
 })();
 
 /** Calls a granted request's callback in the context that tells nested requests who awaits them.
- *  Only after request()'s first await: the context entered is then request()'s own continuation. */
+ *  Only after request()'s first await: the context entered is then request()'s own continuation, and
+ *  with enterWith the rest of it (the release, its diagnostics event) runs in that context too. A
+ *  request made there is taken to be awaited by the one just released, whose owner holds nothing and
+ *  so closes no cycle. */
 function callInCallbacks<T>(chain: readonly string[], callback: LockGrantedCallback<T>, lock: Lock | null): T | PromiseLike<T> {
   if (!enterWithIsScoped) return inCallbacks.run(chain, callback, lock);
   inCallbacks.enterWith(chain);
