@@ -222,6 +222,33 @@ describe('lease.verify and lease.signal', () => {
         expect(stats().leases).toBe(0);
       });
 
+      test("with holder records: the hand-off that takes the lock back shows the new holder's record", async () => {
+        const ls = LockSpace.open(tmp.dir, { records: true });
+        await ls.create('r');
+        const l = ls.acquireSync('r', { label: 'first-vm' });
+        const waiter = ls.acquire('r', { wait: true, owner: 'second-vm', label: 'second-vm' });
+        fs.closeSync(fs.openSync(l.path, 'r')); // its record's claim and live bytes go too
+        l.releaseSync();
+        const lease = await waiter;
+        expect(await outsideProbe(lease.path)).toBe('busy');
+        expect((await ls.inspect('r')).records).toMatchObject([{ pid: process.pid, label: 'second-vm', generation: lease.generation }]);
+        lease.releaseSync();
+      });
+
+      test('network file systems: a shared join holds the lock it is told it holds', async () => {
+        _debug.setForceRemote(true);
+        const ls = LockSpace.open(tmp.dir, { checkInterval: 0 });
+        await ls.create('r');
+        const l = await ls.acquire('r', { shared: true });
+        fs.closeSync(fs.openSync(l.path, 'r'));
+        const joined = await ls.acquire('r', { shared: true, owner: 'joiner' });
+        expect(await outsideProbe(joined.path)).toBe('busy');
+        await l.release();
+        expect(await outsideProbe(joined.path)).toBe('busy');
+        await joined.release();
+        expect(await outsideProbe(joined.path)).toBe('locked');
+      });
+
       test('shared waiters let in by a cancelled exclusive one, while another process took it: they wait for it', async () => {
         const ls = LockSpace.open(tmp.dir);
         await ls.create('r');

@@ -293,6 +293,12 @@ int claimSlot(int fd, LockKind kind, uint64_t* live, int* err) {
   return -1;
 }
 
+int reclaimSlot(int fd, LockKind kind, int slot, uint64_t live) {
+  int err = lockByte(fd, kind, kClaimBase + slot);
+  if (err == 0) err = lockByte(fd, kind, static_cast<off_t>(live));
+  return busy(err) ? EAGAIN : err;
+}
+
 int writeSlot(int fd, const Holder& h) {
   unsigned char s[kSlotSize];
   encodeSlot(h, s);

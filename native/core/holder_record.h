@@ -102,6 +102,11 @@ int writeCount(int fd, const Count& count, uint64_t generation);
 // lock kind). The slot index, or -1 when every slot is claimed by another holder; *err the errno of a
 // failure other than a busy byte (then -1 too).
 int claimSlot(int fd, LockKind kind, uint64_t* live, int* err);
+// Keeps a slot claimed earlier in the same locking period: locks its claim byte and live byte again
+// (nothing changes while they are held; they are gone if a descriptor of the file was closed
+// elsewhere in this process). 0; EAGAIN when another holder has either byte now (claim another slot);
+// else the errno.
+int reclaimSlot(int fd, LockKind kind, int slot, uint64_t live);
 // Writes h (h.slot, h.live set) with one pwrite. 0 or errno.
 int writeSlot(int fd, const Holder& h);
 // Writes this process's record in h's slot (h.slot, h.live, exclusive and generation set): stamped

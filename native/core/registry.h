@@ -259,6 +259,7 @@ class Registry {
     int err;           // Error: the query's errno
   };
   static LockNow kernelLockNow(int fd, LockKind kind, lockfile::Mode mode, bool remote);
+  static LockNow lockAgain(int fd, LockKind kind, lockfile::Mode mode);
   bool stillLocked(Lock& lk, Entry* e, LockNow& now);
   void fillOwnView(const Entry* e, InspectResult& out) const;
 

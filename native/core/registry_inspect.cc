@@ -121,13 +121,23 @@ Registry::LockNow Registry::kernelLockNow(int fd, LockKind kind, lockfile::Mode 
   return {own.check, 0};
 }
 
+// On a network file system the server reports other owners' locks only, so a lock of ours lost while
+// nobody took it cannot be seen: there a join takes it again (a non-blocking lock in the same mode,
+// which changes nothing while it is there), which hides nothing that could be seen.
+Registry::LockNow Registry::lockAgain(int fd, LockKind kind, lockfile::Mode mode) {
+  const int err = lockfile::tryLock(fd, kind, mode);
+  if (err == 0) return {LeaseCheck::Held, 0};
+  return lockfile::isBusy(err) ? LockNow{LeaseCheck::Conflict, 0} : LockNow{LeaseCheck::Error, err};
+}
+
 // Before a join adds an owner to a lock this process holds (a shared join, a grant in place): is the
 // lock still there? A descriptor of the file closed elsewhere in this process, or a network file
-// system's server, may have dropped it, and a joiner would then hold nothing. Asked as verify asks,
-// never by locking again, which would hide from the leases held there that they were lost. A local OFD
-// lock is not asked: only the table's own descriptor holds it. The entry is reserved meanwhile
-// (Granting, the syscalls without the mutex) and Held again after. False: gone (now says how); a
-// query that fails counts as held, as in verify.
+// system's server, may have dropped it, and a joiner would then hold nothing. On a local file system
+// it is asked as verify asks, never by locking again, which would hide from the leases held there
+// that they were lost (on a network one, see lockAgain). A local OFD lock is not asked: only the
+// table's own descriptor holds it. The entry is reserved meanwhile (Granting, the syscalls without
+// the mutex) and Held again after. False: gone (now says how); a call that fails counts as held, as
+// in verify.
 bool Registry::stillLocked(Lock& lk, Entry* e, LockNow& now) {
   LS_CHECK_HELD(mu_);
   LS_CHECK(e->state == State::Held, "a join to an entry not held");
@@ -141,7 +151,7 @@ bool Registry::stillLocked(Lock& lk, Entry* e, LockNow& now) {
   const lockfile::Mode mode = lockfile::modeOf(e->shared);
   const bool remote = e->remote;
   lk.unlock();
-  now = kernelLockNow(fd, kind, mode, remote);
+  now = remote ? lockAgain(fd, kind, mode) : kernelLockNow(fd, kind, mode, false);
   lk.lock();
   setState(e, State::Held);
   notifyTransition(e->key);

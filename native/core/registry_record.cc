@@ -57,6 +57,16 @@ RecordResult Registry::writeRecord(uint64_t lease, const RecordRequest& req) {
     // continues; killed during it, the other cell still holds the last one (never handed out twice).
     if ((err = record::writeCount(fd, count, out.generation)) != 0) syscall = "write";
   }
+  if (err == 0 && !out.changed && h.slot >= 0) {
+    // Its bytes go with the file's other locks (a descriptor closed elsewhere in this process, which
+    // a hand-off survives by taking the lock back): locked again, or another slot claimed.
+    const int kept = record::reclaimSlot(fd, kind, h.slot, h.live);
+    if (kept != 0) h.slot = -1;
+    if (kept != 0 && kept != EAGAIN) {
+      err = kept;
+      syscall = "fcntl";
+    }
+  }
   if (err == 0 && !out.changed && h.slot < 0) {
     h.slot = record::claimSlot(fd, kind, &h.live, &err);
     if (err != 0) syscall = "fcntl";
