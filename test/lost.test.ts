@@ -249,6 +249,21 @@ describe('lease.verify and lease.signal', () => {
         expect(await outsideProbe(joined.path)).toBe('locked');
       });
 
+      test('network file systems: a join whose taking of the lock again fails is refused with that error', () => {
+        const shim = path.join(tmp.dir, 'fcntl-fault.so');
+        const cc = spawnSync('cc', ['-shared', '-fPIC', '-o', shim, path.join(FIXTURES, 'fcntl-fault.c'), '-ldl'], { encoding: 'utf8' });
+        expect(cc.stderr).toBe('');
+        const lockDir = path.join(tmp.dir, 'locks');
+        fs.mkdirSync(lockDir);
+        const r = spawnSync(process.execPath, [path.join(FIXTURES, 'join-fault-child.js'), lockDir], {
+          encoding: 'utf8',
+          // First, ahead of a sanitizer runtime the run may preload.
+          env: { ...process.env, LD_PRELOAD: [shim, process.env.LD_PRELOAD].filter(Boolean).join(':'), LOCKSPACE_FAULT_FILE: path.join(tmp.dir, 'fault') },
+        });
+        expect(r.stderr).toBe('');
+        expect(JSON.parse(r.stdout)).toEqual({ code: 'ENOLCK', syscall: 'fcntl' });
+      });
+
       test('shared waiters let in by a cancelled exclusive one, while another process took it: they wait for it', async () => {
         const ls = LockSpace.open(tmp.dir);
         await ls.create('r');

@@ -295,7 +295,10 @@ int claimSlot(int fd, LockKind kind, uint64_t* live, int* err) {
 
 int reclaimSlot(int fd, LockKind kind, int slot, uint64_t live) {
   int err = lockByte(fd, kind, kClaimBase + slot);
-  if (err == 0) err = lockByte(fd, kind, static_cast<off_t>(live));
+  if (err != 0) return busy(err) ? EAGAIN : err;
+  err = lockByte(fd, kind, static_cast<off_t>(live));
+  if (err == 0) return 0;
+  unlockByte(fd, kind, kClaimBase + slot);  // as claimSlot: a slot without its live byte is not kept
   return busy(err) ? EAGAIN : err;
 }
 

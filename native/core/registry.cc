@@ -393,16 +393,17 @@ AcquireResult Registry::joinOrQueue(Lock& lk, Entry* e, const Attempt& a) {
       return res;
     }
   }
-  // A lock of this process found gone: its leases are lost, and no one joins them. The request queues
-  // (the hand-off after their release takes the lock again) or is refused, as against an exclusive
-  // holder here, or another process's.
-  const bool lost = now.check == LeaseCheck::Dropped || now.check == LeaseCheck::Conflict;
+  // A lock of this process found gone (or the kernel could not say): its leases are lost, and no one
+  // joins them. The request queues (the hand-off after their release takes the lock again) or is
+  // refused, as against an exclusive holder here, or another process's.
+  const bool lost = now.check != LeaseCheck::Held;
   if (admits && !lost) noteJoin(e, a);  // another process's writer waits: is it still there?
   if (a.sink) {
     queueWaiter(e, Waiter{a.request, a.req, a.dir, a.name, a.sink});
     return {0, true};
   }
   std::string path = a.dir->fullPath(a.name);
+  if (now.check == LeaseCheck::Error) throw SysError(now.err, "fcntl", path);
   if (e->state == State::KernelWait || now.check == LeaseCheck::Conflict) {
     SysError err(EBUSY, "fcntl", path, otherHolder(e->remote));
     err.holderPid = e->remote ? 0 : holderPidOf(lk, e, lockfile::modeOf(a.req.shared));

@@ -136,8 +136,7 @@ Registry::LockNow Registry::lockAgain(int fd, LockKind kind, lockfile::Mode mode
 // it is asked as verify asks, never by locking again, which would hide from the leases held there
 // that they were lost (on a network one, see lockAgain). A local OFD lock is not asked: only the
 // table's own descriptor holds it. The entry is reserved meanwhile (Granting, the syscalls without
-// the mutex) and Held again after. False: gone (now says how); a call that fails counts as held, as
-// in verify.
+// the mutex) and Held again after. False: gone, or the kernel could not say (now says which).
 bool Registry::stillLocked(Lock& lk, Entry* e, LockNow& now) {
   LS_CHECK_HELD(mu_);
   LS_CHECK(e->state == State::Held, "a join to an entry not held");
@@ -155,7 +154,7 @@ bool Registry::stillLocked(Lock& lk, Entry* e, LockNow& now) {
   lk.lock();
   setState(e, State::Held);
   notifyTransition(e->key);
-  return now.check == LeaseCheck::Held || now.check == LeaseCheck::Error;
+  return now.check == LeaseCheck::Held;
 }
 
 VerifyResult Registry::verify(uint64_t lease) {
