@@ -4,11 +4,11 @@
  * same against a real distributed file system. */
 import * as fs from 'fs';
 import * as path from 'path';
-import { LockSpace, LockspaceError } from '../lib';
+import { Lease, LockSpace, LockspaceError } from '../lib';
 import { _debug } from '../lib/internal';
 import { systemError } from '../lib/errors';
 import { spawnSync } from 'child_process';
-import { catchErr, catchErrSync, FIXTURES, outsideProbe, spawnPythonHolder, stats, useTmpDir, waitFor, WITHOUT_PROC } from './helpers';
+import { catchErr, catchErrSync, FIXTURES, Holder, outsideProbe, spawnPythonHolder, stats, useTmpDir, waitFor, WITHOUT_PROC } from './helpers';
 
 const tmp = useTmpDir();
 
@@ -141,6 +141,23 @@ describe('lease.verify and lease.signal', () => {
     describe('nothing more is granted on it without the kernel', () => {
       const kernelWaits = () => (_debug.stats() as { kernelWaits: number }).kernelWaits;
 
+      /** `waiter` is not granted while `other` holds the file: once `letGo` has run it waits in the
+       *  kernel. Then `other` lets go, and the waiter is granted and holds the lock, as python sees. */
+      async function grantedOnlyAfter(waiter: Promise<Lease>, other: Holder, letGo: () => unknown): Promise<Lease> {
+        let granted = false;
+        void waiter.then(() => (granted = true));
+        try {
+          await letGo();
+          await waitFor(() => kernelWaits() === 1, 'the request waiting in the kernel');
+          expect(granted).toBe(false);
+        } finally {
+          await other.release();
+        }
+        const lease = await waiter;
+        expect(await outsideProbe(lease.path)).toBe('busy');
+        return lease;
+      }
+
       test('a hand-off to a waiter of this process while another process took it: the waiter waits for it', async () => {
         const ls = LockSpace.open(tmp.dir);
         await ls.create('r');
@@ -148,17 +165,7 @@ describe('lease.verify and lease.signal', () => {
         const waiter = ls.acquire('r', { wait: true, owner: 'second-vm' });
         fs.closeSync(fs.openSync(l.path, 'r'));
         const other = await spawnPythonHolder(l.path);
-        let granted = false;
-        void waiter.then(() => (granted = true));
-        try {
-          l.releaseSync();
-          await waitFor(() => kernelWaits() === 1, 'the waiter waiting in the kernel');
-          expect(granted).toBe(false);
-        } finally {
-          await other.release();
-        }
-        const lease = await waiter;
-        expect(await outsideProbe(lease.path)).toBe('busy');
+        const lease = await grantedOnlyAfter(waiter, other, () => l.releaseSync());
         lease.releaseSync();
         expect(await outsideProbe(lease.path)).toBe('locked');
       });
@@ -182,22 +189,11 @@ describe('lease.verify and lease.signal', () => {
         const l = ls.acquireSync('r', { shared: true });
         fs.closeSync(fs.openSync(l.path, 'r'));
         const other = await spawnPythonHolder(l.path);
-        let waiter: Promise<unknown> | undefined;
-        try {
-          const err = catchErrSync(() => ls.acquireSync('r', { shared: true, owner: 'joiner' }));
-          expect(err.code).toBe('EBUSY');
-          expect(err.message).toMatch(/another process/);
-          waiter = ls.acquire('r', { shared: true, wait: true, owner: 'joiner' });
-          let granted = false;
-          void waiter.then(() => (granted = true));
-          l.releaseSync();
-          await waitFor(() => kernelWaits() === 1, 'the joiner waiting in the kernel');
-          expect(granted).toBe(false);
-        } finally {
-          await other.release();
-        }
-        const lease = (await waiter) as Awaited<ReturnType<typeof ls.acquire>>;
-        expect(await outsideProbe(lease.path)).toBe('busy');
+        const err = catchErrSync(() => ls.acquireSync('r', { shared: true, owner: 'joiner' }));
+        const waiter = ls.acquire('r', { shared: true, wait: true, owner: 'joiner' });
+        const lease = await grantedOnlyAfter(waiter, other, () => l.releaseSync());
+        expect(err.code).toBe('EBUSY');
+        expect(err.message).toMatch(/another process/);
         expect(await outsideProbe(lease.path, 'shared')).toBe('locked');
         lease.releaseSync();
         expect(stats().leases).toBe(0);
@@ -271,21 +267,13 @@ describe('lease.verify and lease.signal', () => {
         const controller = new AbortController();
         const exclusive = ls.acquire('r', { wait: true, owner: 'writer', signal: controller.signal });
         const reader = ls.acquire('r', { shared: true, wait: true, owner: 'reader' });
-        let granted = false;
-        void reader.then(() => (granted = true));
         fs.closeSync(fs.openSync(l.path, 'r'));
         const other = await spawnPythonHolder(l.path);
-        try {
+        const lease = await grantedOnlyAfter(reader, other, async () => {
           controller.abort();
           expect((await catchErr(() => exclusive)).code).toBe('ABORT_ERR');
           l.releaseSync();
-          await waitFor(() => kernelWaits() === 1, 'the reader waiting in the kernel');
-          expect(granted).toBe(false);
-        } finally {
-          await other.release();
-        }
-        const lease = await reader;
-        expect(await outsideProbe(lease.path)).toBe('busy');
+        });
         lease.releaseSync();
       });
     });
