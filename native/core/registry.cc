@@ -247,6 +247,7 @@ Registry::NameCheck Registry::checkName(Lock& lk, const char* path, const InodeK
   LS_CHECK_HELD(mu_);
   lk.unlock();
   const bool reaches = lockfile::namesInode(path, key);
+  LS_TEST_POINT("name.checked", path);
   lk.lock();
   const Entry* again = byInode_.find(key);
   if (!again || again->serial != serial) return NameCheck::EntryChanged;
@@ -377,7 +378,8 @@ void Registry::writerCheck(InodeKey key, uint32_t serial) noexcept {
 }
 
 // Called right after a stat showed that the name reaches e's file (and, for a join, while e was Held).
-AcquireResult Registry::joinOrQueue(Lock& lk, Entry* e, const Attempt& a) {
+// Retry: the lock was taken again and the name reaches another file now (see stillLocked).
+Registry::Next Registry::joinOrQueue(Lock& lk, Entry* e, const Attempt& a, AcquireResult& res) {
   LS_CHECK_HELD(mu_);
   const auto admitsNow = [&] {
     return e->state == State::Held && WaitQueue::admitsJoin(e->shared, a.req.shared, e->hasWaiters());
@@ -385,12 +387,14 @@ AcquireResult Registry::joinOrQueue(Lock& lk, Entry* e, const Attempt& a) {
   bool admits = admitsNow();
   LockNow now{LeaseCheck::Held, 0};
   if (admits && !e->writerWaits) {
-    const bool locked = stillLocked(lk, e, now);
+    const std::string joiner = e->remote ? a.dir->fullPath(a.name) : std::string();
+    const bool locked = stillLocked(lk, e, now, e->remote ? joiner.c_str() : nullptr);
+    if (now.check == LeaseCheck::Replaced) return Next::Retry;
     admits = admitsNow();  // the queue may have changed while the mutex was let go
     if (locked && admits && !e->writerWaits) {
-      AcquireResult res{addOwner(e, a.dir, a.name, a.req), false};
+      res = {addOwner(e, a.dir, a.name, a.req), false};
       noteJoin(e, a);
-      return res;
+      return Next::Answered;
     }
   }
   // A lock of this process found gone (or the kernel could not say): its leases are lost, and no one
@@ -400,7 +404,8 @@ AcquireResult Registry::joinOrQueue(Lock& lk, Entry* e, const Attempt& a) {
   if (admits && !lost) noteJoin(e, a);  // another process's writer waits: is it still there?
   if (a.sink) {
     queueWaiter(e, Waiter{a.request, a.req, a.dir, a.name, a.sink});
-    return {0, true};
+    res = {0, true};
+    return Next::Answered;
   }
   std::string path = a.dir->fullPath(a.name);
   if (now.check == LeaseCheck::Error) throw SysError(now.err, "fcntl", path);
@@ -492,8 +497,7 @@ Registry::Next Registry::useKnown(Lock& lk, const Attempt& a, Entry* e, Tries& t
       }
       return Next::Retry;
     }
-    res = joinOrQueue(lk, same, a);
-    return Next::Answered;
+    return joinOrQueue(lk, same, a, res);
   }
   idle_.unlink(e);
   setState(e, State::Opening);
@@ -563,8 +567,7 @@ Registry::Next Registry::meetEntry(Lock& lk, const Attempt& a, Entry* other, con
   NameCheck check;
   Entry* same = confirmEntry(lk, other, path, &check);
   if (!same) return Next::Retry;
-  res = joinOrQueue(lk, same, a);
-  return Next::Answered;
+  return joinOrQueue(lk, same, a, res);
 }
 
 // The open failed (mutex not held): look again if the file vanished meanwhile; out of descriptors,

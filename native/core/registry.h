@@ -208,7 +208,7 @@ class Registry {
   Next openFailed(Lock& lk, const Attempt& a, Tries& tries, const NameNow& now, const std::string& path);
   Next reserveOpened(Lock& lk, const Attempt& a, Tries& tries, NameNow& now, const std::string& path, Entry*& e);
   Next lockReserved(Lock& lk, const Attempt& a, Entry* e, Tries& tries, AcquireResult& res);
-  AcquireResult joinOrQueue(Lock& lk, Entry* e, const Attempt& a);
+  Next joinOrQueue(Lock& lk, Entry* e, const Attempt& a, AcquireResult& res);
   int holderPidOf(Lock& lk, Entry* e, lockfile::Mode mode);
   void waitForAskers(Lock& lk, Entry* e);
   void noteJoin(Entry* e, const Attempt& a);
@@ -255,12 +255,12 @@ class Registry {
 
   // --- lost locks and inspect (registry_inspect.cc) ---
   struct LockNow {
-    LeaseCheck check;  // Held, Dropped, Conflict or Error
+    LeaseCheck check;  // Held, Dropped, Conflict or Error (stillLocked: or Replaced)
     int err;           // Error: the query's errno
   };
   static LockNow kernelLockNow(int fd, LockKind kind, lockfile::Mode mode, bool remote);
   static LockNow lockAgain(int fd, LockKind kind, lockfile::Mode mode);
-  bool stillLocked(Lock& lk, Entry* e, LockNow& now);
+  bool stillLocked(Lock& lk, Entry* e, LockNow& now, const char* joinerPath = nullptr);
   void fillOwnView(const Entry* e, InspectResult& out) const;
 
   TableMutex mu_;

@@ -137,7 +137,9 @@ Registry::LockNow Registry::lockAgain(int fd, LockKind kind, lockfile::Mode mode
 // that they were lost (on a network one, see lockAgain). A local OFD lock is not asked: only the
 // table's own descriptor holds it. The entry is reserved meanwhile (Granting, the syscalls without
 // the mutex) and Held again after. False: gone, or the kernel could not say (now says which).
-bool Registry::stillLocked(Lock& lk, Entry* e, LockNow& now) {
+// A lock taken again may have been lost since the joiner's stat, long enough for another host to
+// delete the file: then its name (joinerPath) is looked at again, and Replaced if it moved.
+bool Registry::stillLocked(Lock& lk, Entry* e, LockNow& now, const char* joinerPath) {
   LS_CHECK_HELD(mu_);
   LS_CHECK(e->state == State::Held, "a join to an entry not held");
   if (e->kind == LockKind::Ofd && !e->remote) {
@@ -150,10 +152,13 @@ bool Registry::stillLocked(Lock& lk, Entry* e, LockNow& now) {
   const lockfile::Mode mode = lockfile::modeOf(e->shared);
   const bool remote = e->remote;
   lk.unlock();
+  const InodeKey key = e->key;
   now = remote ? lockAgain(fd, kind, mode) : kernelLockNow(fd, kind, mode, false);
+  if (remote && now.check == LeaseCheck::Held && joinerPath && !lockfile::namesInode(joinerPath, key))
+    now = {LeaseCheck::Replaced, 0};
   lk.lock();
   setState(e, State::Held);
-  notifyTransition(e->key);
+  notifyTransition(key);
   return now.check == LeaseCheck::Held;
 }
 

@@ -264,6 +264,34 @@ void testVerifyAndInspect() {
   CHECK(reg().stats().resources == 0);
 }
 
+// As on a network file system, where a join takes the lock again: if the lock had been lost, another
+// host may delete the file (and create it anew) between the stat that found the name and that lock.
+// The join must then lock the file the name reaches, not the deleted one.
+void testNetworkJoinOfReplacedFile() {
+  DirPtr d = reg().openDir(freshDir("netjoin"));
+  const std::string p = d->path() + "/res";
+  reg().create(d, "res");
+  Registry::setForceRemote(true);
+  uint64_t a = reg().acquire(d, "res", req(true)).lease;
+  ::close(::open(p.c_str(), O_RDONLY | O_CLOEXEC));  // a descriptor closed elsewhere: a's lock is gone
+  CHECK(outsiderCanLock(p, false));
+  armPoint("name.checked", p.c_str(), [&] {
+    ::unlink(p.c_str());
+    ::close(::open(p.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  });
+  uint64_t b = reg().acquire(d, "res", req(true)).lease;
+  CHECK(pointAction.done);
+  disarmPoint();
+  CHECK(!outsiderCanLock(p, false));  // the new file is locked
+  reg().release(a);
+  CHECK(!outsiderCanLock(p, false));
+  reg().release(b);
+  CHECK(outsiderCanLock(p, false));
+  Registry::setForceRemote(false);
+  reg().closeIdleFds();
+  CHECK(reg().stats().resources == 0);
+}
+
 // A registry of its own (as tests make them): a table apart from the process's, whose fds close
 // with it.
 void testOwnRegistry() {
@@ -332,6 +360,7 @@ int main() {
       {"shared holds yield to another process's writer", testSharedYieldsToOutsideWriter},
       {"verify and inspect", testVerifyAndInspect},
       {"a registry of its own", testOwnRegistry},
+      {"network joins: the name checked after the lock", testNetworkJoinOfReplacedFile},
       {"wait queue: the grant policy", testWaitQueuePolicy},
       {"wait queue: grant rounds", testGrantRound},
       {"wait queue: handles", testWaitQueueHandles},

@@ -96,6 +96,7 @@ void testReleaseOwnerAndEnv();
 void testReusedInodeNumber();
 void testVerifyAndInspect();
 void testOwnRegistry();
+void testNetworkJoinOfReplacedFile();
 // wait_test.cc
 void testHandOffFifo();
 void testKernelWait();
