@@ -497,7 +497,9 @@ Registry::Next Registry::useKnown(Lock& lk, const Attempt& a, Entry* e, Tries& t
       }
       return Next::Retry;
     }
-    return joinOrQueue(lk, same, a, res);
+    const Next next = joinOrQueue(lk, same, a, res);
+    if (next == Next::Retry) ++tries.stale;  // the name moved
+    return next;
   }
   idle_.unlink(e);
   setState(e, State::Opening);
@@ -543,7 +545,8 @@ Registry::Next Registry::openByName(Lock& lk, const Attempt& a, Tries& tries, En
     requireRegular(now.st.st_mode, path);
     LS_TEST_POINT("acquire.statted", a.name.c_str());
     lk.lock();
-    if (Entry* other = byInode_.find(InodeKey{now.st.st_dev, now.st.st_ino})) return meetEntry(lk, a, other, path, res);
+    if (Entry* other = byInode_.find(InodeKey{now.st.st_dev, now.st.st_ino}))
+      return meetEntry(lk, a, other, path, tries, res);
     lk.unlock();
     now.err = lockfile::open(path.c_str(), now.fd);
   }
@@ -553,7 +556,7 @@ Registry::Next Registry::openByName(Lock& lk, const Attempt& a, Tries& tries, En
 
 // The name's inode is in the table (under another name, or the stat saw a file since deleted whose
 // inode number the held one reuses): only a confirmed match may join (or be refused as busy).
-Registry::Next Registry::meetEntry(Lock& lk, const Attempt& a, Entry* other, const std::string& path,
+Registry::Next Registry::meetEntry(Lock& lk, const Attempt& a, Entry* other, const std::string& path, Tries& tries,
                                    AcquireResult& res) {
   LS_CHECK_HELD(mu_);
   if (other->transient()) {
@@ -566,8 +569,9 @@ Registry::Next Registry::meetEntry(Lock& lk, const Attempt& a, Entry* other, con
   }
   NameCheck check;
   Entry* same = confirmEntry(lk, other, path, &check);
-  if (!same) return Next::Retry;
-  return joinOrQueue(lk, same, a, res);
+  Next next = same ? joinOrQueue(lk, same, a, res) : Next::Retry;
+  if (next == Next::Retry && (same || check == NameCheck::Moved)) ++tries.stale;  // the name moved
+  return next;
 }
 
 // The open failed (mutex not held): look again if the file vanished meanwhile; out of descriptors,

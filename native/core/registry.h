@@ -204,7 +204,7 @@ class Registry {
   Next openByName(Lock& lk, const Attempt& a, Tries& tries, Entry*& e, AcquireResult& res);
   static void lookUpName(const char* path, bool create, NameNow& now);
   static void requireRegular(mode_t mode, const std::string& path);
-  Next meetEntry(Lock& lk, const Attempt& a, Entry* other, const std::string& path, AcquireResult& res);
+  Next meetEntry(Lock& lk, const Attempt& a, Entry* other, const std::string& path, Tries& tries, AcquireResult& res);
   Next openFailed(Lock& lk, const Attempt& a, Tries& tries, const NameNow& now, const std::string& path);
   Next reserveOpened(Lock& lk, const Attempt& a, Tries& tries, NameNow& now, const std::string& path, Entry*& e);
   Next lockReserved(Lock& lk, const Attempt& a, Entry* e, Tries& tries, AcquireResult& res);

@@ -151,8 +151,8 @@ bool Registry::stillLocked(Lock& lk, Entry* e, LockNow& now, const char* joinerP
   const LockKind kind = e->kind;
   const lockfile::Mode mode = lockfile::modeOf(e->shared);
   const bool remote = e->remote;
-  lk.unlock();
   const InodeKey key = e->key;
+  lk.unlock();
   now = remote ? lockAgain(fd, kind, mode) : kernelLockNow(fd, kind, mode, false);
   if (remote && now.check == LeaseCheck::Held && joinerPath && !lockfile::namesInode(joinerPath, key))
     now = {LeaseCheck::Replaced, 0};

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "../core/test_point.h"
 #include "support.h"
 
 namespace lockspace::test {
@@ -292,6 +294,84 @@ void testNetworkJoinOfReplacedFile() {
   CHECK(reg().stats().resources == 0);
 }
 
+// A lock lost (a descriptor closed elsewhere) and taken back by a hand-off, on a local file system: a
+// joiner whose stat of the name came before the hand-off must not count on it. Meanwhile another
+// process replaced the file, which it could lock while ours was gone; the waiter came by a hard
+// link, which still reaches the old file, and is rightly granted it.
+void testJoinAfterHandOffTookLockBack() {
+  DirPtr d = reg().openDir(freshDir("retaken"));
+  const std::string p = d->path() + "/res";
+  reg().create(d, "res");
+  CHECK(::link(p.c_str(), (d->path() + "/alias").c_str()) == 0);
+  uint64_t a = reg().acquire(d, "res", req(false)).lease;
+  auto sink = std::make_shared<TestSink>();
+  CHECK(reg().acquire(d, "alias", req(true, false, "w"), 601, sink).queued);
+  ::close(::open(p.c_str(), O_RDONLY | O_CLOEXEC));  // a's lock is gone
+  CHECK(outsiderCanLock(p, false));
+  armPoint("name.checked", p.c_str(), [&] {
+    ::unlink(p.c_str());
+    ::close(::open(p.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    reg().release(a);  // the hand-off takes the old file's lock back for the waiter
+  });
+  uint64_t j = 0;
+  const int err = errnoOf([&] { j = reg().acquire(d, "res", req(true, false, "j")).lease; });
+  CHECK(pointAction.done);
+  disarmPoint();
+  CHECK(sink->waitFor(1) && sink->grants.size() == 1);
+  CHECK(err == 0 && j != 0);
+  if (j) {
+    CHECK(reg().verify(j).check == LeaseCheck::Held);
+    CHECK(!outsiderCanLock(p, false));  // the file "res" names now is the one locked
+    reg().release(j);
+  }
+  if (!sink->grants.empty()) reg().release(sink->grants[0].second);
+  reg().closeIdleFds();
+  CHECK(reg().stats().resources == 0);
+}
+
+// A name that keeps moving between two files this process holds (another process exchanging them
+// without end) is given up with EAGAIN after the looks an acquire is allowed (Registry::Tries), as
+// everywhere an acquire looks again: here through a join's second look (network file systems) and
+// through the inode a stat found.
+namespace {
+std::string swapA, swapB, swapPoint, swapDetail;
+std::atomic<int> swaps{0};
+void swapAtPoint(const char* point, const char* detail) {
+  if (swapPoint != point || swapDetail != detail || swaps.load() >= 1000) return;
+  ++swaps;
+  ::syscall(SYS_renameat2, AT_FDCWD, swapA.c_str(), AT_FDCWD, swapB.c_str(), RENAME_EXCHANGE);
+}
+void nameKeepsMoving(const char* point) {
+  DirPtr d = reg().openDir(freshDir(std::string("swap-").append(point).c_str()));
+  const std::string base = d->path() + "/";
+  reg().create(d, "a");
+  reg().create(d, "b");
+  CHECK(::link((base + "a").c_str(), (base + "c").c_str()) == 0);
+  CHECK(::link((base + "b").c_str(), (base + "d").c_str()) == 0);
+  Registry::setForceRemote(true);
+  uint64_t a = reg().acquire(d, "a", req(true)).lease;
+  uint64_t b = reg().acquire(d, "b", req(true)).lease;
+  swapA = base + "c";
+  swapB = base + "d";
+  swapPoint = point;
+  swapDetail = swapPoint == "name.checked" ? swapA : std::string("c");
+  swaps = 0;
+  testing::pointFn = swapAtPoint;
+  const int err = errnoOf([&] { reg().release(reg().acquire(d, "c", req(true)).lease); });
+  testing::pointFn = nullptr;
+  CHECK(err == EAGAIN);  // not granted once the swaps stopped
+  reg().release(a);
+  reg().release(b);
+  Registry::setForceRemote(false);
+  reg().closeIdleFds();
+  CHECK(reg().stats().resources == 0);
+}
+}  // namespace
+void testNameKeepsMoving() {
+  nameKeepsMoving("name.checked");
+  nameKeepsMoving("acquire.statted");
+}
+
 // A registry of its own (as tests make them): a table apart from the process's, whose fds close
 // with it.
 void testOwnRegistry() {
@@ -361,6 +441,8 @@ int main() {
       {"verify and inspect", testVerifyAndInspect},
       {"a registry of its own", testOwnRegistry},
       {"network joins: the name checked after the lock", testNetworkJoinOfReplacedFile},
+      {"a join after a hand-off took a lost lock back", testJoinAfterHandOffTookLockBack},
+      {"a name that keeps moving between held files", testNameKeepsMoving},
       {"wait queue: the grant policy", testWaitQueuePolicy},
       {"wait queue: grant rounds", testGrantRound},
       {"wait queue: handles", testWaitQueueHandles},

@@ -97,6 +97,8 @@ void testReusedInodeNumber();
 void testVerifyAndInspect();
 void testOwnRegistry();
 void testNetworkJoinOfReplacedFile();
+void testJoinAfterHandOffTookLockBack();
+void testNameKeepsMoving();
 // wait_test.cc
 void testHandOffFifo();
 void testKernelWait();
