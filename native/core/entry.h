@@ -120,10 +120,12 @@ struct Entry {
   uint8_t joins = 0;
   bool writerWaits = false;
   // Unique per insertion, and renewed whenever the entry lets its kernel lock go while staying in the
-  // table (idle, or unlocked to wait in another mode) or takes it again in a hand-off (it may have
-  // been lost). The same serial before and after an unlocked window means the same file (the open
-  // fd pins its inode number), locked throughout if it was then.
+  // table (idle, or unlocked to wait in another mode). The same serial before and after an unlocked
+  // window means the same file (the open fd pins its inode number), and no let-go meanwhile.
   uint32_t serial = 0;
+  // Counts the hand-offs that took the kernel lock again (it may have been lost, and is this
+  // process's again only from then). Locked throughout an unlocked window: same serial, same count.
+  uint32_t takenAgain = 0;
   uint32_t writerCheckAt = 0;  // when /proc/locks may be read for it again (coarse monotonic ms; 0: now)
   Dir* dir = nullptr;          // kept alive by Dir::self_ while it has entries
   Entry* lruPrev = nullptr;    // idle list links while Idle

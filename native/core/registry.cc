@@ -263,11 +263,17 @@ Entry* Registry::confirmEntry(Lock& lk, Entry* e, const std::string& path, NameC
   const bool wasHeld = e->state == State::Held;
   const InodeKey key = e->key;
   const uint32_t serial = e->serial;
+  const uint32_t takenAgain = e->takenAgain;
   *check = checkName(lk, path.c_str(), key, serial);  // path: not e's memory (e may go)
   if (*check != NameCheck::Reaches) return nullptr;
   e = byInode_.find(key);
-  // A join needs the name checked while the lock was held: one that became Held meanwhile is looked at again.
+  // A join needs the name checked while the lock was held throughout: one that became Held meanwhile,
+  // or whose lock a hand-off took again (it may have been lost), is looked at again.
   if (e->transient() || e->state == State::Idle || (e->state == State::Held && !wasHeld)) return nullptr;
+  if (e->state == State::Held && e->takenAgain != takenAgain) {
+    *check = NameCheck::EntryChanged;
+    return nullptr;
+  }
   return e;
 }
 

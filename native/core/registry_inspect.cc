@@ -229,8 +229,9 @@ InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
   out.path = dir->fullPath(name);
   out.remote = dir->pathMode() ? isRemotePath(out.path) : dir->remote();
   Lock lk(mu_);
-  // Every round counts here (a wait for another thread's transition too).
-  for (Tries tries;; ++tries.stale) {
+  // As in an acquire, the looks again that count are those after the name moved (or went stale);
+  // waits for another thread's transition (a hand-off) always end, and do not.
+  for (Tries tries;;) {
     if (tries.exhausted()) throw SysError(EAGAIN, "stat", out.path, "the file kept being replaced");
     lk.unlock();
     struct stat st {};
@@ -239,6 +240,7 @@ InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
       lk.lock();
       if (err == ESTALE) {
         stalePause(lk, tries);
+        ++tries.stale;
         continue;
       }
       throw SysError(err, "stat", out.path);
@@ -265,7 +267,10 @@ InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
       lk.lock();
       // The name reaches another file (or none) now: look again; lstat tells what is there.
       const bool moved = a.dev != 0 && !(InodeKey{a.dev, a.ino} == key);
-      if (moved || a.err == ENOENT || a.err == ELOOP || a.err == EINVAL) continue;
+      if (moved || a.err == ENOENT || a.err == ELOOP || a.err == EINVAL) {
+        ++tries.stale;
+        continue;
+      }
       out.queryErr = a.err;
       out.querySyscall = a.syscall;
       out.lockType = a.type;
@@ -294,8 +299,9 @@ InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
       const bool remote = statted && onNetworkFs(*dir, fst.st_dev, own.get());
       lk.lock();
       if (!own) {
-        if (err == ENOENT || err == ESTALE) continue;
-        throw SysError(err, "open", out.path);
+        if (err != ENOENT && err != ESTALE) throw SysError(err, "open", out.path);
+        ++tries.stale;
+        continue;
       }
       if (!statted) {
         (void)own.release();  // cannot happen on an fd just opened; never close an fd of an unknown inode
@@ -307,6 +313,7 @@ InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
       const InodeKey ownKey{fst.st_dev, fst.st_ino};
       if (byInode_.find(ownKey) || !(ownKey == key)) {
         closeOrPark(lk, own, ownKey);
+        if (!(ownKey == key)) ++tries.stale;
         continue;
       }
       Request req;
@@ -324,7 +331,11 @@ InspectResult Registry::inspect(const DirPtr& dir, const std::string& name) {
       notifyTransition(key);
     } else {
       Entry* now = byInode_.find(key);
-      if (!now || now->serial != serial || now->transient()) continue;  // its fd may have been closed
+      while (now && now->transient()) {  // a hand-off, say: the fd stays open unless it is let go
+        waitTransition(lk, key);
+        now = byInode_.find(key);
+      }
+      if (!now || now->serial != serial) continue;  // let go meanwhile: its fd may have been closed
       fillOwnView(now, out);
     }
     if (err != 0) throw SysError(err, "fcntl", out.path);

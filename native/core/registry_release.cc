@@ -102,13 +102,8 @@ void Registry::handOff(Lock& lk, Entry* e) {
         return settle(lk, e, State::KernelWait, moved, WaitBy::NewThread);
       }
       lockedNow = true;
-      // Had it been lost, it is this process's again only from now: not locked throughout, so a
-      // joiner's earlier look at its name no longer counts (Entry::serial). The locking period's
-      // holder-record slot stays its own (writeRecord locks its bytes again).
-      const uint32_t period = e->serial;
-      e->serial = ++nextSerial_;
-      if (e->extra && e->extra->recordSerial == period) e->extra->recordSerial = e->serial;
-      continue;  // the queue may have changed while the mutex was let go
+      ++e->takenAgain;  // had it been lost, it is this process's again only from now (Entry::takenAgain)
+      continue;         // the queue may have changed while the mutex was let go
     }
     if (grantReserved(lk, e, moved)) return;
   }

@@ -372,6 +372,40 @@ void testNameKeepsMoving() {
   nameKeepsMoving("acquire.statted");
 }
 
+// inspect of a resource whose lock is handed from one request to the next without pause, as on a
+// network file system (where it asks the server through the entry's fd, the mutex let go): each
+// hand-off is a transition it waits for, never a sign that the name moved, so it always answers.
+void testInspectDuringHandOffs() {
+  DirPtr d = reg().openDir(freshDir("inspect-handoffs"));
+  reg().create(d, "res");
+  Registry::setForceRemote(true);
+  std::atomic<bool> stop{false};
+  uint64_t held = reg().acquire(d, "res", req(false, false, "x")).lease;
+  std::thread handOffs([&] {
+    for (uint64_t request = 800; !stop; ++request) {
+      auto next = std::make_shared<TestSink>();
+      CHECK(reg().acquire(d, "res", req(false, false, "x"), request, next).queued);
+      reg().release(held);
+      if (!next->waitFor(1) || next->grants.empty()) break;
+      held = next->grants[0].second;
+    }
+    reg().release(held);
+  });
+  int answered = 0, refused = 0;
+  for (int i = 0; i < 1000; ++i) {
+    if (errnoOf([&] { CHECK(reg().inspect(d, "res").held); }) == 0)
+      ++answered;
+    else
+      ++refused;
+  }
+  stop = true;
+  handOffs.join();
+  CHECK(answered == 1000 && refused == 0);
+  Registry::setForceRemote(false);
+  reg().closeIdleFds();
+  CHECK(reg().stats().resources == 0);
+}
+
 // A registry of its own (as tests make them): a table apart from the process's, whose fds close
 // with it.
 void testOwnRegistry() {
@@ -438,11 +472,14 @@ int main() {
       {"announced requests", testAnnouncedRequests},
       {"kernel wait: interrupted without signals", testKernelWaitInterruptedWithoutSignals},
       {"shared holds yield to another process's writer", testSharedYieldsToOutsideWriter},
+      {"shared holds yield to another process's writer across hand-offs",
+       testSharedYieldsToOutsideWriterAcrossHandOffs},
       {"verify and inspect", testVerifyAndInspect},
       {"a registry of its own", testOwnRegistry},
       {"network joins: the name checked after the lock", testNetworkJoinOfReplacedFile},
       {"a join after a hand-off took a lost lock back", testJoinAfterHandOffTookLockBack},
       {"a name that keeps moving between held files", testNameKeepsMoving},
+      {"inspect during hand-offs", testInspectDuringHandOffs},
       {"wait queue: the grant policy", testWaitQueuePolicy},
       {"wait queue: grant rounds", testGrantRound},
       {"wait queue: handles", testWaitQueueHandles},

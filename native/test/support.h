@@ -99,6 +99,7 @@ void testOwnRegistry();
 void testNetworkJoinOfReplacedFile();
 void testJoinAfterHandOffTookLockBack();
 void testNameKeepsMoving();
+void testInspectDuringHandOffs();
 // wait_test.cc
 void testHandOffFifo();
 void testKernelWait();
@@ -110,6 +111,7 @@ void testSharedJoinBehindCancelledExclusives();
 void testAnnouncedRequests();
 void testKernelWaitInterruptedWithoutSignals();
 void testSharedYieldsToOutsideWriter();
+void testSharedYieldsToOutsideWriterAcrossHandOffs();
 // parts_test.cc
 void testWaitQueuePolicy();
 void testGrantRound();

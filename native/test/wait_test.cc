@@ -2,6 +2,8 @@
 // in every phase of a request (queued, announced, restarting), the shared joins behind cancelled
 // exclusive requests, and the list of queued requests.
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -46,6 +48,59 @@ Scene sceneWithOutsider(const char* dirName) {
   CHECK(out >= 0 && ofdLock(out, F_WRLCK));
   return Scene{d, p, out};
 }
+
+// Another process: blocks in F_SETLKW for an exclusive lock of path, says so on a pipe once it has
+// it, holds it 100 ms and exits.
+struct OutsideWriter {
+  pid_t pid = -1;
+  int fromChild = -1;
+  explicit OutsideWriter(const std::string& path) {
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    pid = fork();
+    if (pid == 0) {
+      ::close(fds[0]);
+      const int fd = ::open(path.c_str(), O_RDWR);
+      struct flock fl {};
+      fl.l_type = F_WRLCK;
+      fl.l_len = 1;
+      const char c = fd >= 0 && ::fcntl(fd, F_SETLKW, &fl) == 0 ? 'g' : 'n';
+      if (::write(fds[1], &c, 1) != 1) _exit(1);
+      usleep(100000);
+      _exit(0);
+    }
+    ::close(fds[1]);
+    fromChild = fds[0];
+    struct stat st {};
+    CHECK(::stat(path.c_str(), &st) == 0);
+    CHECK(eventually([&] { return lockfile::writerBlocked(InodeKey{st.st_dev, st.st_ino}); }));
+  }
+  OutsideWriter(const OutsideWriter&) = delete;
+  OutsideWriter& operator=(const OutsideWriter&) = delete;
+  // Has it had the lock? (waits for that when `wait`)
+  bool hadLock(bool wait) const {
+    struct pollfd p {
+      fromChild, POLLIN, 0
+    };
+    if (!wait && ::poll(&p, 1, 0) != 1) return false;
+    char c = 0;
+    return ::read(fromChild, &c, 1) == 1 && c == 'g';
+  }
+  // It ended by itself, after its 100 ms with the lock.
+  bool endedWell() {
+    int status = 0;
+    const bool reaped = waitpid(pid, &status, 0) == pid;
+    pid = -1;
+    return reaped && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  }
+  ~OutsideWriter() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+    ::close(fromChild);
+  }
+};
 
 }  // namespace
 
@@ -339,24 +394,7 @@ void testSharedYieldsToOutsideWriter() {
   reg().create(d, "res");
   const std::string p = d->path() + "/res";
   std::vector<uint64_t> held{reg().acquire(d, "res", req(true)).lease};
-  int fromChild[2];
-  CHECK(pipe(fromChild) == 0);
-  const pid_t pid = fork();
-  if (pid == 0) {  // the writer: blocks in F_SETLKW, says when it has the lock, holds it 100 ms
-    ::close(fromChild[0]);
-    const int fd = ::open(p.c_str(), O_RDWR);
-    struct flock fl {};
-    fl.l_type = F_WRLCK;
-    fl.l_len = 1;
-    const char c = fd >= 0 && ::fcntl(fd, F_SETLKW, &fl) == 0 ? 'g' : 'n';
-    if (::write(fromChild[1], &c, 1) != 1) _exit(1);
-    usleep(100000);
-    _exit(0);
-  }
-  ::close(fromChild[1]);
-  struct stat st {};
-  CHECK(::stat(p.c_str(), &st) == 0);
-  CHECK(eventually([&] { return lockfile::writerBlocked(InodeKey{st.st_dev, st.st_ino}); }));
+  OutsideWriter writer(p);
   // Joins go on until one has had the writer seen: then a shared request is refused.
   std::string refusal;
   CHECK(eventually([&] {
@@ -372,15 +410,52 @@ void testSharedYieldsToOutsideWriter() {
   auto sink = std::make_shared<TestSink>();
   CHECK(reg().acquire(d, "res", req(true), 601, sink).queued);
   for (uint64_t l : held) reg().release(l);
-  char c = 0;
-  CHECK(::read(fromChild[0], &c, 1) == 1 && c == 'g');  // the writer's turn
+  CHECK(writer.hadLock(true));  // the writer's turn
   CHECK(sink->grants.empty());
   CHECK(sink->waitFor(1) && sink->grants[0].first == 601);  // then ours, once it has let go
-  ::close(fromChild[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  CHECK(writer.endedWell());
   for (auto& g : sink->grants) reg().release(g.second);
+  CHECK(reg().stats().leases == 0 && reg().stats().waiters == 0);
+}
+
+// As above, with this process's own exclusive request handed the lock between overlapping shared
+// holds, again and again (hand-offs in place: the kernel lock is never let go): a writer check that
+// a join asked for still counts after a hand-off came meanwhile, or the writer would wait for ever.
+void testSharedYieldsToOutsideWriterAcrossHandOffs() {
+  DirPtr d = reg().openDir(freshDir("fair-handoffs"));
+  reg().create(d, "res");
+  const std::string p = d->path() + "/res";
+  std::vector<uint64_t> held{reg().acquire(d, "res", req(true)).lease};
+  OutsideWriter writer(p);
+  uint64_t request = 700;
+  bool stuck = false;
+  const bool writerGotIn = eventually([&] {
+    for (int k = 0; k < 10; ++k) {  // shared joins (some ask for a writer check), until one is refused
+      try {
+        held.push_back(reg().acquire(d, "res", req(true)).lease);
+      } catch (const SysError& e) {
+        CHECK(e.err == EBUSY);
+        break;
+      }
+    }
+    // This process's own writer is handed the lock, and hands it back to a reader.
+    auto x = std::make_shared<TestSink>();
+    CHECK(reg().acquire(d, "res", req(false, false, "x"), request++, x).queued);
+    for (uint64_t l : held) reg().release(l);
+    held.clear();
+    stuck = !x->waitFor(1) || x->grants.empty();
+    if (stuck) return true;
+    auto y = std::make_shared<TestSink>();
+    CHECK(reg().acquire(d, "res", req(true, false, "y"), request++, y).queued);
+    reg().release(x->grants[0].second);
+    stuck = !y->waitFor(1) || y->grants.empty();
+    if (stuck) return true;
+    held.push_back(y->grants[0].second);
+    return writer.hadLock(false);
+  });
+  CHECK(writerGotIn && !stuck);
+  for (uint64_t l : held) reg().release(l);
+  CHECK(writer.endedWell());
   CHECK(reg().stats().leases == 0 && reg().stats().waiters == 0);
 }
 
