@@ -125,6 +125,8 @@ struct Entry {
   uint32_t serial = 0;
   // Counts the hand-offs that took the kernel lock again (it may have been lost, and is this
   // process's again only from then). Locked throughout an unlocked window: same serial, same count.
+  // (A network join's lockAgain takes it again too, without counting: each joiner there looks at its
+  // own name after it, and each waiter granted in place is looked at by the grant.)
   uint32_t takenAgain = 0;
   uint32_t writerCheckAt = 0;  // when /proc/locks may be read for it again (coarse monotonic ms; 0: now)
   Dir* dir = nullptr;          // kept alive by Dir::self_ while it has entries

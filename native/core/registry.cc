@@ -241,8 +241,9 @@ void Registry::queueWaiter(Entry* e, Waiter&& w) {
 // and reused (ext4 reuses them at once) by a file this table holds under another name before the lookup
 // in byInode_. An entry that stays in the table keeps its fd open, which pins its inode; so if the entry
 // with this serial is in the table both before and after a stat of the path, and that stat gives its
-// inode, the path named that very file while the entry was there (locked throughout, if it was locked
-// before: see Entry::serial). Called with the mutex held; drops it for the stat.
+// inode, the path named that very file while the entry was there, and its lock was not let go
+// meanwhile (for "locked throughout", confirmEntry also compares Entry::takenAgain). Called with the
+// mutex held; drops it for the stat.
 Registry::NameCheck Registry::checkName(Lock& lk, const char* path, const InodeKey& key, uint32_t serial) {
   LS_CHECK_HELD(mu_);
   lk.unlock();
