@@ -18,6 +18,10 @@
 #include <vector>
 
 #include "../core/test_point.h"
+
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)  // the kernel's value (linux/fs.h); musl's headers do not have it
+#endif
 #include "support.h"
 
 namespace lockspace::test {
